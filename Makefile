@@ -1,0 +1,52 @@
+# Two commands matter on a fresh machine:
+#   make serve   - create .venv, install (llama-cpp-python compiled from source), serve the
+#                  embedded model on 127.0.0.1:8000
+#   make test    - create .venv, install with dev tools, lint, run the whole test suite
+# CMAKE_ARGS passes through to the llama-cpp-python build, e.g.
+#   CMAKE_ARGS="-DGGML_CUDA=on" make serve      CMAKE_ARGS="-DGGML_METAL=on" make serve
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LLAMA_CPP_PIN := $(shell sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
+# pip caches a built wheel regardless of CMAKE_ARGS; a GPU build must not reuse a CPU wheel.
+LLAMA_NO_CACHE := $(if $(CMAKE_ARGS),--no-cache-dir --force-reinstall --no-deps,)
+
+.PHONY: install install-dev serve test lint check system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	@echo "Installing $(LLAMA_CPP_PIN) (compiles llama.cpp from source: about 10 minutes the first time)"
+	CMAKE_ARGS="$(CMAKE_ARGS)" $(PIP) install $(LLAMA_NO_CACHE) "$(LLAMA_CPP_PIN)"
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+serve: install
+	$(VENV)/bin/codeact-server serve
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+test: install-dev lint
+	$(PY) -m pytest
+
+# Debian packages the sandbox uses (bubblewrap for namespace isolation). Needs root; CI runs it.
+system-deps:
+	@if command -v bwrap >/dev/null 2>&1; then echo "bubblewrap present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	else echo "warning: install bubblewrap (apt-get install bubblewrap) for namespace isolation"; fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

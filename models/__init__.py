@@ -1,0 +1,1 @@
+"""Model files and running them: catalog, store (pull/verify) and the engine."""

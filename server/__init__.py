@@ -1,0 +1,1 @@
+"""HTTP server: app factory, settings, routes, the agent loop and sessions."""
