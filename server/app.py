@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from models.engine_api import Engine
+from server.agent_runtime import AgentRuntime
 from server.errors import install_error_handlers
+from server.routes_agent import router as agent_router
 from server.routes_openai import router as openai_router
 from server.settings import Settings
 
@@ -39,12 +41,13 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.total_layers,
             info.context_length,
         )
-        agent_runtime = _start_agent_runtime(app, settings, engine)
+        runtime = AgentRuntime.start(settings, engine)
+        app.state.agent = runtime
+        app.state.health_extras = runtime.health
         try:
             yield
         finally:
-            if agent_runtime is not None:
-                agent_runtime.close()
+            runtime.close()
             if close_engine:
                 engine.close()
 
@@ -57,25 +60,5 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.state.engine = engine
     install_error_handlers(app)
     app.include_router(openai_router)
-    _include_agent_routes(app)
-    return app
-
-
-def _start_agent_runtime(app: FastAPI, settings: Settings, engine: Engine):  # noqa: ANN202
-    """Start the session store (and its sandbox pool) when the agent package is present."""
-    try:
-        from server.agent_runtime import AgentRuntime
-    except ImportError:
-        return None
-    runtime = AgentRuntime.start(settings, engine)
-    app.state.agent = runtime
-    app.state.health_extras = runtime.health
-    return runtime
-
-
-def _include_agent_routes(app: FastAPI) -> None:
-    try:
-        from server.routes_agent import router as agent_router
-    except ImportError:
-        return
     app.include_router(agent_router)
+    return app

@@ -1,0 +1,86 @@
+"""What the agent endpoints need at run time: the sandbox pool and the session store.
+
+Started in the app's lifespan and closed with it, so every sandbox worker stops when the
+server stops (workers also die on their own if the server is killed: see ``sandbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from models.engine_api import Engine
+from sandbox import Limits, SandboxPool
+from server.sessions import SessionStore
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_EXECUTION_TIMEOUT_S = 600.0
+
+
+def sandbox_limits(settings: Settings) -> Limits:
+    """Per-session limits; a request's ``execution_timeout`` only shortens or stretches wall time."""
+    return Limits(
+        wall_seconds=settings.execution_timeout,
+        cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
+        memory_mb=settings.sandbox_memory_mb,
+    )
+
+
+class AgentRuntime:
+    """The sandbox pool, the session store and the idle-session reaper."""
+
+    def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.pool = pool
+        self.limits = sandbox_limits(settings)
+        self.sessions = SessionStore(
+            lambda: pool.acquire(limits=self.limits, network=settings.sandbox_network),
+            max_sessions=settings.max_sessions,
+            ttl_s=settings.session_ttl,
+        )
+        self._reaper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, engine: Engine) -> AgentRuntime:
+        pool = SandboxPool(
+            size=settings.sandbox_pool_size,
+            network=settings.sandbox_network,
+            limits=sandbox_limits(settings),
+        )
+        if pool.isolation != "namespaces":
+            log.warning(
+                "sandbox isolation is %r: agent code runs without namespace isolation "
+                "(install bubblewrap and allow unprivileged user namespaces for full isolation)",
+                pool.isolation,
+            )
+        else:
+            log.info("sandbox isolation: %s", pool.isolation)
+        runtime = cls(settings, engine, pool)
+        with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
+            runtime._reaper = asyncio.get_running_loop().create_task(runtime._reap_forever())
+        return runtime
+
+    async def _reap_forever(self) -> None:
+        interval = max(1.0, min(self.settings.session_ttl / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.sessions.expire_idle()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "sandbox_isolation": self.pool.isolation,
+            "sessions": len(self.sessions),
+            "max_sessions": self.sessions.max_sessions,
+            "sandbox_pool_idle": self.pool.idle,
+        }
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        self.sessions.close_all()
+        self.pool.close()

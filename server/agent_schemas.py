@@ -1,0 +1,93 @@
+"""The ``/v1/agent`` request body (chat completions plus agent extras) and its response parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.agent_steps import AgentDone, Step
+from server.prompts import ToolSpec
+from server.schemas import ChatCompletionRequest
+
+# How each way the loop can end maps to OpenAI's finish_reason vocabulary.
+OPENAI_FINISH_OF_AGENT = {
+    "solution": "stop",
+    "no_action": "stop",
+    "max_turns": "length",
+    "length": "length",
+    "error": "stop",
+    "cancelled": "stop",
+}
+
+
+class ToolIn(BaseModel):
+    """A Python tool: ``source`` defines it in the sandbox; the rest describes it to the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)
+    signature: str = Field("", max_length=2000)
+    description: str = Field("", max_length=8000)
+    source: str = Field(min_length=1, max_length=2_000_000)
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.signature, self.description, self.source)
+
+
+class AgentRequest(ChatCompletionRequest):
+    """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional."""
+
+    max_turns: int | None = Field(None, ge=1, le=50)
+    session_id: str | None = Field(None, max_length=100)
+    tools: list[ToolIn] | None = Field(None, max_length=100)
+    execution_timeout: float | None = Field(None, gt=0, le=600)
+    grammar: bool = Field(True, description="constrain each turn to the action format")
+
+
+def step_payload(step: Step) -> dict[str, Any]:
+    """The documented JSON shape of one step."""
+    action: dict[str, Any] = {"type": step.action.type}
+    if step.action.type == "execute":
+        action["code"] = step.action.code
+    elif step.action.type == "solution":
+        action["answer"] = step.action.answer
+    observation = None
+    if step.observation is not None:
+        o = step.observation
+        observation = {
+            "stdout": o.stdout,
+            "stderr": o.stderr,
+            "error": o.error,
+            "timed_out": o.timed_out,
+            "truncated": o.truncated,
+            "files": o.files,
+            "killed_reason": o.killed_reason,
+            "state_lost": o.state_lost,
+            "message": o.text,
+        }
+    return {
+        "index": step.index,
+        "thought": step.thought,
+        "action": action,
+        "observation": observation,
+        "tokens": {
+            "prompt": step.prompt_tokens,
+            "completion": step.completion_tokens,
+            "cached_prompt": step.cached_prompt_tokens,
+        },
+        "generation_finish": step.generation_finish,
+        "timings": {k: round(v, 6) for k, v in step.timings.items()},
+    }
+
+
+def agent_summary(session_id: str, done: AgentDone, steps: list[Step]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "session_id": session_id,
+        "finish_reason": done.finish_reason,
+        "turns": done.turns,
+        "steps": [step_payload(s) for s in steps],
+    }
+    if done.error:
+        summary["error"] = done.error
+    return summary

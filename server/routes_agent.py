@@ -1,0 +1,169 @@
+"""``/v1/agent``: the whole CodeAct loop behind the chat-completions protocol, and sessions.
+
+``POST /v1/agent`` and ``POST /v1/agent/chat/completions`` (the path an OpenAI SDK builds
+from ``base_url=".../v1/agent"``) take a chat-completions body plus agent extras. Non-stream
+answers one ``chat.completion`` whose message is the final answer, with an ``agent`` field
+holding the steps. Stream sends ``chat.completion.chunk`` events whose ``delta.content`` is
+a readable Markdown transcript and whose ``agent`` field carries the structured event:
+
+    {"type": "session", "session_id": ...}                          first chunk
+    {"type": "delta", "step": i, "channel": "thought"|"code"|"answer", "text": ...}
+    {"type": "step", "step": {...step shape...}}                    a turn finished
+    {"type": "done", "session_id", "finish_reason", "turns", "usage"}   last chunk
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from models.engine_api import EngineError
+from server.agent_runtime import AgentRuntime
+from server.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, agent_summary, step_payload
+from server.agent_service import PreparedRun, drive, prepare_run
+from server.agent_steps import AgentDone, StepDone, TurnDelta
+from server.agent_transcript import Transcript
+from server.disconnect import ClientDisconnected, unless_disconnected
+from server.errors import InvalidRequest, NotFound, engine_error_to_api
+from server.routes_openai import check_model
+from server.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict
+from server.sse import DONE, SSE_HEADERS, sse_event
+
+router = APIRouter(prefix="/v1/agent")
+
+MAX_LISTED_FILES = 1000
+
+
+def get_runtime(request: Request) -> AgentRuntime:
+    return request.app.state.agent
+
+
+RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
+
+
+@router.post("", response_model=None)
+@router.post("/chat/completions", response_model=None)
+async def agent_completion(
+    body: AgentRequest, runtime: RuntimeDep, request: Request
+) -> Response | dict[str, Any]:
+    check_model(runtime.engine, body.model)
+    run = await prepare_run(runtime, body)
+    completion_id = new_completion_id()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _stream(runtime, run, completion_id, body.model, include_usage),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    try:
+        done = await unless_disconnected(request, _collect(runtime, run))
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return chat_completion(
+        completion_id,
+        body.model,
+        done.message,
+        OPENAI_FINISH_OF_AGENT[done.finish_reason],
+        usage_dict(done.prompt_tokens, done.completion_tokens),
+        agent=agent_summary(run.session.id, done, run.session.steps[-done.turns :] if done.turns else []),
+    )
+
+
+async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone:
+    done: AgentDone | None = None
+    async for event in drive(runtime, run):
+        if isinstance(event, AgentDone):
+            done = event
+    assert done is not None, "the agent loop ended without a final event"
+    return done
+
+
+async def _stream(
+    runtime: AgentRuntime, run: PreparedRun, completion_id: str, model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    created = int(time.time())
+    session_id = run.session.id
+    transcript = Transcript()
+
+    def chunk(content: str | None, agent: dict[str, Any], finish: str | None = None) -> bytes:
+        delta = {} if content is None else {"content": content}
+        return sse_event(chat_chunk(completion_id, model, created, delta, finish, agent=agent))
+
+    yield sse_event(
+        chat_chunk(
+            completion_id, model, created, {"role": "assistant", "content": ""},
+            agent={"type": "session", "session_id": session_id},
+        )
+    )
+    try:
+        async for event in drive(runtime, run):
+            text = transcript.render(event)
+            if isinstance(event, TurnDelta):
+                agent = {"type": "delta", "step": event.step_index, "channel": event.channel,
+                         "text": event.text}
+                yield chunk(text, agent)
+            elif isinstance(event, StepDone):
+                yield chunk(text, {"type": "step", "step": step_payload(event.step)})
+            elif isinstance(event, AgentDone):
+                usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+                if text:
+                    yield chunk(text, {"type": "transcript"})
+                done = {"type": "done", "session_id": session_id,
+                        "finish_reason": event.finish_reason, "turns": event.turns,
+                        "final_message": event.message, "usage": usage}
+                if event.error:
+                    done["error"] = event.error
+                yield chunk(None, done, OPENAI_FINISH_OF_AGENT[event.finish_reason])
+                if include_usage:
+                    yield sse_event(chat_chunk(completion_id, model, created, None, usage=usage))  # type: ignore[arg-type]
+    except EngineError as exc:
+        error = engine_error_to_api(exc)
+        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
+    yield DONE
+
+
+@router.get("/sessions/{session_id}")
+async def get_session(session_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    session = runtime.sessions.get(session_id)
+    return {
+        **session.summary(),
+        "object": "agent.session",
+        "messages": session.messages,
+        "steps": [step_payload(s) for s in session.steps],
+        "files": _list_files(session.workspace),
+    }
+
+
+@router.delete("/sessions/{session_id}")
+async def delete_session(session_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    runtime.sessions.delete(session_id)
+    return {"id": session_id, "object": "agent.session.deleted", "deleted": True}
+
+
+@router.get("/sessions/{session_id}/files/{file_path:path}")
+async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep) -> FileResponse:
+    session = runtime.sessions.get(session_id)
+    root = Path(session.workspace).resolve()
+    target = (root / file_path).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise InvalidRequest("file path escapes the session workspace", param="file_path")
+    if not target.is_file():
+        raise NotFound(f"no file '{file_path}' in session {session_id}")
+    return FileResponse(target, filename=target.name)
+
+
+def _list_files(workspace: Path) -> list[dict[str, Any]]:
+    root = Path(workspace)
+    files = []
+    for path in sorted(root.rglob("*")):
+        if len(files) >= MAX_LISTED_FILES:
+            break
+        if path.is_file() and not path.is_symlink():
+            files.append({"path": str(path.relative_to(root)), "bytes": path.stat().st_size})
+    return files

@@ -1,0 +1,224 @@
+"""The agent loop over real HTTP with a scripted model and the real sandbox (deterministic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from models.engine_scripted import ScriptedEngine
+from server.app import create_app
+from server.settings import Settings
+from tests.live_server import LiveServer
+
+MODEL = "scripted"
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
+    with LiveServer(create_app(settings, engine)) as live:
+        yield live
+
+
+def agent(server: LiveServer, content: str = "What is 6 * 7?", **extra: object) -> dict:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("I know this one.\n<solution>42</solution>")
+    reply = agent(server)
+    assert reply["object"] == "chat.completion"
+    assert reply["choices"][0]["message"]["content"] == "42"
+    assert reply["choices"][0]["finish_reason"] == "stop"
+    assert reply["agent"]["finish_reason"] == "solution"
+    assert reply["agent"]["turns"] == 1
+    step = reply["agent"]["steps"][0]
+    assert step["thought"] == "I know this one."
+    assert step["action"] == {"type": "solution", "answer": "42"}
+    assert reply["usage"]["completion_tokens"] == step["tokens"]["completion"] > 0
+    prompt = engine.requests[0].prompt
+    assert prompt.startswith("<|im_start|>system\n") and "<execute>" in prompt
+    assert prompt.endswith("<|im_start|>user\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
+    assert engine.requests[0].grammar is not None
+    assert "</execute>" in engine.requests[0].stop and "<|im_end|>" in engine.requests[0].stop
+
+
+def test_code_then_solution(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("Let me compute.\n<execute>\nprint(6 * 7)\n</execute>", "<solution>42</solution>")
+    reply = agent(server)
+    first, second = reply["agent"]["steps"]
+    assert first["action"] == {"type": "execute", "code": "print(6 * 7)"}
+    assert first["observation"]["stdout"] == "42\n"
+    assert first["observation"]["error"] is None
+    assert second["action"]["answer"] == "42"
+    assert reply["agent"]["turns"] == 2
+    assert reply["usage"]["prompt_tokens"] == first["tokens"]["prompt"] + second["tokens"]["prompt"]
+    # The stop string was put back and each turn only appended to the prompt.
+    turn1, turn2 = (r.prompt for r in engine.requests)
+    assert turn2.startswith(turn1)
+    assert "print(6 * 7)\n</execute><|im_end|>\n<|im_start|>user\nExecution Output:\n42\n" in turn2
+
+
+def test_turn_without_action_ends_the_loop(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("Hello! How can I help?")
+    reply = agent(server, "hi")
+    assert reply["agent"]["finish_reason"] == "no_action"
+    assert reply["choices"][0]["message"]["content"] == "Hello! How can I help?"
+    assert reply["agent"]["steps"][0]["action"] == {"type": "none"}
+
+
+def test_max_turns_stops_the_loop(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>a = 1</execute>", "<execute>a += 1</execute>", "<solution>x</solution>")
+    reply = agent(server, max_turns=2)
+    assert reply["agent"]["finish_reason"] == "max_turns"
+    assert reply["choices"][0]["finish_reason"] == "length"
+    assert reply["agent"]["turns"] == 2
+    assert "You have 1 turn left." in engine.requests[1].prompt
+    assert "You have no turns left" in reply["agent"]["steps"][1]["observation"]["message"]
+
+
+def test_empty_output_gets_a_marker(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>x = 5</execute>", "<solution>5</solution>")
+    agent(server)
+    assert "Execution Output:\n[Code executed successfully with no output]" in engine.requests[1].prompt
+
+
+def test_code_error_becomes_a_traceback_observation(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>1 / 0</execute>", "<execute>print('recovered')</execute>", "<solution>ok</solution>")
+    reply = agent(server)
+    steps = reply["agent"]["steps"]
+    assert "ZeroDivisionError" in steps[0]["observation"]["error"]
+    assert "ZeroDivisionError: division by zero" in engine.requests[1].prompt
+    assert steps[1]["observation"]["stdout"] == "recovered\n"
+    assert reply["agent"]["finish_reason"] == "solution"
+
+
+def test_timeout_is_reported_in_plain_words(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>while True:\n    pass</execute>", "<execute>print('alive')</execute>",
+                   "<solution>done</solution>")
+    reply = agent(server, execution_timeout=1)
+    first, second = reply["agent"]["steps"][:2]
+    assert first["observation"]["timed_out"] is True
+    assert "time limit" in first["observation"]["message"]
+    assert "time limit" in engine.requests[1].prompt
+    assert second["observation"]["stdout"] == "alive\n"
+
+
+def test_state_persists_across_turns_and_requests(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>x = 41</execute>", "<execute>y = x + 1</execute>", "<solution>set</solution>")
+    first = agent(server, "set x")
+    session_id = first["agent"]["session_id"]
+    engine.enqueue("<execute>print(x, y)</execute>", "<solution>42</solution>")
+    second = agent(server, "print them", session_id=session_id)
+    assert second["agent"]["session_id"] == session_id
+    assert second["agent"]["steps"][0]["observation"]["stdout"] == "41 42\n"
+    assert second["agent"]["steps"][0]["index"] == 3
+    # The second request continued the same conversation rather than starting over.
+    assert engine.requests[3].prompt.startswith(engine.requests[2].prompt)
+    session = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()
+    assert session["turns"] == 5
+    assert [m["role"] for m in session["messages"]].count("system") == 1
+
+
+def test_tools_are_defined_and_described(server: LiveServer, engine: ScriptedEngine) -> None:
+    tool = {
+        "name": "add",
+        "signature": "add(a: int, b: int) -> int",
+        "description": "Add two integers.",
+        "source": "def add(a, b):\n    return a + b\n",
+    }
+    engine.enqueue("<execute>print(add(2, 3))</execute>", "<solution>5</solution>")
+    reply = agent(server, "add 2 and 3", tools=[tool])
+    assert reply["agent"]["steps"][0]["observation"]["stdout"] == "5\n"
+    prompt = engine.requests[0].prompt
+    assert "Tool function available (already imported in <execute> environment):\n" in prompt
+    assert "[1] add(a: int, b: int) -> int\nAdd two integers." in prompt
+
+
+def test_broken_tool_source_is_a_400(server: LiveServer) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "bad", "source": "def bad(:\n"}],
+    }
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
+    assert response.status_code == 400
+    assert "tool 'bad'" in response.json()["error"]["message"]
+
+
+def test_plot_is_listed_and_downloadable(server: LiveServer, engine: ScriptedEngine) -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [1, 4, 9])\n"
+        "plt.savefig('squares.png')\n"
+        "print('saved')"
+    )
+    engine.enqueue(f"<execute>\n{code}\n</execute>", "<solution>see squares.png</solution>")
+    reply = agent(server, "plot squares")
+    observation = reply["agent"]["steps"][0]["observation"]
+    assert "squares.png" in observation["files"]
+    assert "squares.png" in engine.requests[1].prompt
+    session_id = reply["agent"]["session_id"]
+    files = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()["files"]
+    assert {"path": "squares.png"}.items() <= next(f for f in files if f["path"] == "squares.png").items()
+    png = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}/files/squares.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    escape = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}/files/..%2F..%2Fetc%2Fpasswd")
+    assert escape.status_code in (400, 404) and b"root:" not in escape.content
+    missing = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}/files/nope.png")
+    assert missing.status_code == 404
+
+
+def test_sessions_can_be_deleted_and_are_bounded(server: LiveServer, engine: ScriptedEngine) -> None:
+    ids = []
+    for _ in range(3):
+        engine.enqueue("<solution>ok</solution>")
+        ids.append(agent(server)["agent"]["session_id"])
+    engine.enqueue("<solution>ok</solution>")
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "one more"}]}
+    over = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
+    assert over.status_code == 429
+    assert over.json()["error"]["code"] == "too_many_sessions"
+    deleted = httpx.delete(f"{server.url}/v1/agent/sessions/{ids[0]}")
+    assert deleted.json()["deleted"] is True
+    assert httpx.get(f"{server.url}/v1/agent/sessions/{ids[0]}").status_code == 404
+    assert agent(server, "now there is room")["agent"]["finish_reason"] == "solution"
+
+
+def test_unknown_session_is_404(server: LiveServer) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "session_id": "sess_nope"}
+    assert httpx.post(server.url + "/v1/agent", json=body).status_code == 404
+
+
+def test_stream_through_the_openai_sdk(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("Compute it.\n<execute>\nprint(6 * 7)\n</execute>", "Done.\n<solution>42</solution>")
+    with openai.OpenAI(base_url=server.url + "/v1/agent", api_key="x", max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "6*7?"}], stream=True
+            )
+        )
+    events = [c.model_extra["agent"] for c in chunks]
+    assert events[0]["type"] == "session"
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "solution"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    code = "".join(e["text"] for e in events if e["type"] == "delta" and e["channel"] == "code")
+    assert code.strip() == "print(6 * 7)"
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert [s["action"]["type"] for s in steps] == ["execute", "solution"]
+    assert steps[0]["observation"]["stdout"] == "42\n"
+    transcript = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "```python\n\nprint(6 * 7)\n\n```" in transcript
+    assert "Execution Output:\n42" in transcript
+    assert transcript.rstrip().endswith("42")
