@@ -1,0 +1,42 @@
+"""Resource limits for one sandbox, as one immutable value.
+
+Why one frozen dataclass: the same numbers travel to the worker (which applies rlimits to
+itself) and to the server-side watchdog (which enforces wall time, tree memory, tree CPU
+and workspace size), so they must not drift apart between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-sandbox limits; time limits apply per `run`, the rest to the worker's tree."""
+
+    wall_seconds: float = 30.0
+    cpu_seconds: float = 30.0
+    memory_mb: int = 1024
+    max_output_bytes: int = 64_000
+    max_processes: int = 64
+    max_file_mb: int = 100
+    max_workspace_mb: int = 500
+    max_open_files: int = 256
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{field.name} must be a positive number, got {value!r}")
+        if self.max_output_bytes < 256:
+            raise ValueError("Limits.max_output_bytes must be at least 256")
+
+    @property
+    def output_hard_cap(self) -> int:
+        """Bytes after which a run is stopped, not just truncated (a flood, not a long log)."""
+        return max(20 * self.max_output_bytes, 4 * 1024 * 1024)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for the worker's configure message."""
+        return asdict(self)

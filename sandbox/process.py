@@ -1,0 +1,250 @@
+"""One running worker process as seen from the server: start, talk, watch, kill.
+
+Why a dedicated spawner thread: the parent-death signal (ours in the worker, and
+bubblewrap's `--die-with-parent`) fires when the *thread* that forked the child exits, not
+the process. Pools refill from background threads and web servers run handlers on
+short-lived threads, so every worker is forked from one daemon thread that lives as long
+as the server process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import psutil
+
+from sandbox import protocol
+from sandbox.errors import SandboxStartError
+from sandbox.isolation import Plan
+
+STARTUP_TIMEOUT = 30.0
+
+
+class _Spawner:
+    """Runs `subprocess.Popen` on one long-lived daemon thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def spawn(self, factory: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="sandbox-spawner", daemon=True)
+                self._thread.start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((factory, future))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            factory, future = self._jobs.get()
+            try:
+                future.set_result(factory())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+SPAWNER = _Spawner()
+
+
+class WorkerDied(Exception):
+    """The worker's pipe closed or it sent garbage: treat as a crash."""
+
+
+class WorkerProcess:
+    """A started worker (maybe wrapped in bubblewrap) and its framed pipes."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        argv, pass_fds = list(plan.argv), ()
+        self._lifeline: int | None = None
+        if plan.level != "namespaces":
+            # Without a pid namespace, grandchildren of the code would outlive a SIGKILLed
+            # server; the worker's reaper kills its process group when this pipe closes.
+            read_end, self._lifeline = os.pipe()
+            config = json.loads(argv[-1])
+            config["lifeline_fd"] = read_end
+            argv[-1] = json.dumps(config)
+            pass_fds = (read_end,)
+        try:
+            self.popen = SPAWNER.spawn(lambda: subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=plan.env, cwd=plan.cwd, close_fds=True, process_group=0, pass_fds=pass_fds,
+            ))
+        except OSError as exc:
+            raise SandboxStartError(f"could not start the sandbox worker: {exc}") from exc
+        finally:
+            if pass_fds:
+                os.close(pass_fds[0])
+        assert self.popen.stdin and self.popen.stdout and self.popen.stderr
+        self._in = self.popen.stdin.fileno()
+        self._out = self.popen.stdout.fileno()
+        self._buffer = bytearray()
+        self.dead = False
+        try:
+            ready = self.receive(time.monotonic() + STARTUP_TIMEOUT)
+        except (WorkerDied, TimeoutError) as exc:
+            detail = self._stderr_text()
+            self.kill()
+            raise SandboxStartError(f"sandbox worker failed to start ({exc}): {detail}") from exc
+        if ready is None or ready.get("op") != "ready":
+            self.kill()
+            raise SandboxStartError(f"unexpected first message from worker: {ready!r}")
+        self.popen.stderr.close()  # the worker moved its fd 2 to the capture pipe
+        self.pid = self._find_worker_pid()
+
+    def _stderr_text(self) -> str:
+        assert self.popen.stderr
+        try:
+            os.set_blocking(self.popen.stderr.fileno(), False)
+            return (self.popen.stderr.read() or b"").decode(errors="replace").strip()[-2000:]
+        except (OSError, ValueError):
+            return ""
+
+    def _find_worker_pid(self) -> int:
+        """Host pid of the Python worker (under bubblewrap it is a grandchild)."""
+        if self.plan.level != "namespaces":
+            return self.popen.pid
+        try:
+            for child in psutil.Process(self.popen.pid).children(recursive=True):
+                cmdline = child.cmdline()
+                if cmdline and cmdline[0] != self.plan.argv[0] and self.plan.argv[-2] in cmdline:
+                    return int(child.pid)
+        except psutil.Error:
+            pass
+        return self.popen.pid
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            protocol.write_frame(self._in, message)
+        except OSError as exc:
+            self.dead = True
+            raise WorkerDied(f"cannot write to worker: {exc}") from exc
+
+    def receive(self, deadline: float, poll: float | None = None) -> dict[str, Any] | None:
+        """Next frame; None when `poll` seconds passed first. TimeoutError at `deadline`."""
+        poll_until = time.monotonic() + poll if poll is not None else deadline
+        while True:
+            frame = self._take_frame()
+            if frame is not None:
+                return frame
+            now = time.monotonic()
+            if now >= deadline:
+                raise TimeoutError("worker did not answer in time")
+            if now >= poll_until:
+                return None
+            ready, _, _ = select.select([self._out], [], [], min(deadline, poll_until) - now)
+            if ready:
+                try:
+                    chunk = os.read(self._out, 1 << 20)
+                except OSError as exc:
+                    self.dead = True
+                    raise WorkerDied(str(exc)) from exc
+                if not chunk:
+                    self.dead = True
+                    raise WorkerDied("worker exited")
+                self._buffer += chunk
+
+    def _take_frame(self) -> dict[str, Any] | None:
+        size = protocol.HEADER.size
+        if len(self._buffer) < size:
+            return None
+        (length,) = protocol.HEADER.unpack_from(self._buffer)
+        if length > protocol.MAX_FRAME_BYTES:
+            self.dead = True
+            raise WorkerDied("worker sent an oversized frame")
+        if len(self._buffer) < size + length:
+            return None
+        body = bytes(self._buffer[size : size + length])
+        del self._buffer[: size + length]
+        try:
+            message = json.loads(body)
+        except ValueError as exc:
+            self.dead = True
+            raise WorkerDied("worker sent a malformed frame") from exc
+        if not isinstance(message, dict):
+            self.dead = True
+            raise WorkerDied("worker sent a non-object frame")
+        return message
+
+    def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send and wait for the reply (used for short control messages)."""
+        self.send(message)
+        reply = self.receive(time.monotonic() + timeout)
+        assert reply is not None
+        return reply
+
+    def interrupt(self) -> None:
+        """SIGINT to the worker: KeyboardInterrupt in the running cell, state kept."""
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGINT)
+
+    def tree(self) -> list[psutil.Process]:
+        """The launcher and every descendant still alive."""
+        try:
+            root = psutil.Process(self.popen.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def usage(self) -> tuple[int, float, int]:
+        """(memory bytes, CPU seconds, process count) of the tree.
+
+        Memory counts the worker's RSS plus other processes' non-shared RSS, so forked
+        copies sharing pages with the worker are not counted many times.
+        """
+        memory, cpu, count = 0, 0.0, 0
+        for proc in self.tree():
+            try:
+                with proc.oneshot():
+                    info = proc.memory_info()
+                    times = proc.cpu_times()
+                    memory += info.rss if proc.pid == self.pid else max(info.rss - info.shared, 0)
+                    cpu += times.user + times.system
+                    count += 1
+            except psutil.Error:
+                continue
+        return memory, cpu, count
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree: the process group, then any escaped descendant."""
+        self.dead = True
+        procs = self.tree()
+        with contextlib.suppress(OSError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        if self.plan.uid is not None:  # the uid is ours alone: catch escaped daemons too
+            procs += [p for p in psutil.process_iter(["uids"])
+                      if p.info["uids"] and p.info["uids"].real == self.plan.uid]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        if self._lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline)
+            self._lifeline = None
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def close(self) -> None:
+        """Ask politely, then kill what is left."""
+        if not self.dead:
+            with contextlib.suppress(OSError):
+                protocol.write_frame(self._in, {"op": "exit"})
+        self.kill()
