@@ -59,6 +59,7 @@ class ScriptedEngine:
         self._lock = threading.Lock()
         self.token_delay_s = token_delay_s
         self.requests: list[GenerationRequest] = []
+        self._active: tuple[str, str] | None = None  # (prompt the turn began at, its text)
         self._owner = OwnerThread("scripted-engine", max_queue, self._execute)
 
     def enqueue(self, *turns: str) -> None:
@@ -87,12 +88,22 @@ class ScriptedEngine:
         self._owner.close()
 
     def _next_turn(self, prompt: str) -> str:
+        """The text to play for ``prompt``: the rest of the current turn when the prompt
+        continues it (a caller resuming after a stop string), else the next scripted turn."""
+        if self._active is not None:
+            base, turn = self._active
+            continued = prompt[len(base) :] if prompt.startswith(base) else None
+            if continued and turn.startswith(continued):
+                return turn[len(continued) :]
         with self._lock:
             if self._turns:
-                return self._turns.popleft()
-        if self._responder is not None:
-            return self._responder(prompt)
-        raise EngineError("the scripted model has no turn left to play")
+                turn = self._turns.popleft()
+            elif self._responder is not None:
+                turn = self._responder(prompt)
+            else:
+                raise EngineError("the scripted model has no turn left to play")
+        self._active = (prompt, turn)
+        return turn
 
     def _execute(self, job: QueuedGeneration) -> None:
         request = job.request

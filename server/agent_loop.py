@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from models.chat_format import render_chatml
-from models.engine_api import ContextOverflowError, Engine, GenerationRequest, QueueFullError
-from server.actions import ACTION_GRAMMAR, TURN_STOPS, ChannelSplitter, parse_turn, restore_stop
+from models.engine_api import ContextOverflowError, Engine
+from server.actions import ChannelSplitter, parse_turn
 from server.agent_steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
 from server.prompts import ObservationParts, render_observation
+from server.turn_generation import StructureMode, TurnGenerator, TurnSettings
 
 
 class CodeExecutor(Protocol):
@@ -45,10 +46,10 @@ class AgentOptions:
     top_p: float = 0.95
     seed: int | None = None
     execution_timeout: float = 60.0
-    use_grammar: bool = True
+    structure: StructureMode = "phased"
 
 
-QUEUE_RETRY_S = 0.05
+DEFAULT_TURN_TOKENS = 1024
 
 
 async def run_agent(
@@ -63,34 +64,36 @@ async def run_agent(
     last_text = ""
     for turn in range(options.max_turns):
         index = first_step_index + turn
-        request = GenerationRequest(
-            prompt=render_chatml(messages),
-            max_tokens=options.max_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            stop=tuple(dict.fromkeys((*engine.info.stop, *TURN_STOPS))),
-            seed=options.seed,
-            grammar=ACTION_GRAMMAR if options.use_grammar else None,
+        turn_gen = TurnGenerator(
+            engine,
+            render_chatml(messages),
+            TurnSettings(
+                max_tokens=options.max_tokens or DEFAULT_TURN_TOKENS,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                seed=options.seed,
+                mode=options.structure,
+            ),
+            first_turn=turn == 0,
         )
+        splitter = ChannelSplitter()
+        started = time.perf_counter()
         try:
-            handle = await _submit(engine, request, first_turn=turn == 0)
+            async for piece in turn_gen.stream():
+                for channel, text in splitter.feed(piece):
+                    yield TurnDelta(index, channel, text)
         except ContextOverflowError as exc:
             if turn == 0:
                 raise
             yield AgentDone("length", last_text, turn, prompt_tokens, completion_tokens, str(exc))
             return
-        splitter = ChannelSplitter()
-        started = time.perf_counter()
-        async for piece in handle.stream():
-            for channel, text in splitter.feed(piece):
-                yield TurnDelta(index, channel, text)
         for channel, text in splitter.flush():
             yield TurnDelta(index, channel, text)
-        result = handle.result
+        result = turn_gen.result
         generated_s = time.perf_counter() - started
         prompt_tokens += result.prompt_tokens
         completion_tokens += result.completion_tokens
-        raw = restore_stop(result.text, result.stop_string)
+        raw = result.text
         messages.append({"role": "assistant", "content": raw})
         parsed = parse_turn(raw)
         step = Step(
@@ -102,6 +105,7 @@ async def run_agent(
             completion_tokens=result.completion_tokens,
             cached_prompt_tokens=result.cached_prompt_tokens,
             generation_finish=result.finish_reason,
+            phases=result.phases,
             timings={
                 "queued_s": result.queued_s,
                 "time_to_first_token_s": result.time_to_first_token_s,
@@ -128,17 +132,6 @@ async def run_agent(
     yield AgentDone(
         "max_turns", last_text, options.max_turns, prompt_tokens, completion_tokens
     )
-
-
-async def _submit(engine: Engine, request: GenerationRequest, first_turn: bool):  # noqa: ANN202
-    """Submit; a full queue refuses a new run at once but makes a running one wait its turn."""
-    while True:
-        try:
-            return engine.submit(request)
-        except QueueFullError:
-            if first_turn:
-                raise
-            await asyncio.sleep(QUEUE_RETRY_S)
 
 
 async def _execute(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.agent_steps import AgentDone, Step
 from server.prompts import ToolSpec
 from server.schemas import ChatCompletionRequest
+from server.turn_generation import StructureMode
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
@@ -42,7 +43,18 @@ class AgentRequest(ChatCompletionRequest):
     session_id: str | None = Field(None, max_length=100)
     tools: list[ToolIn] | None = Field(None, max_length=100)
     execution_timeout: float | None = Field(None, gt=0, le=600)
-    grammar: bool = Field(True, description="constrain each turn to the action format")
+    grammar: bool | Literal["phased", "gbnf", "none"] = Field(
+        True,
+        description="enforce the action format: true/'phased' (thought, then exactly one "
+        "action), 'gbnf' (one grammar over the whole turn), false/'none' (unconstrained)",
+    )
+
+    def structure(self) -> StructureMode:
+        if self.grammar is True:
+            return "phased"
+        if self.grammar is False:
+            return "none"
+        return self.grammar
 
 
 def step_payload(step: Step) -> dict[str, Any]:
@@ -77,6 +89,7 @@ def step_payload(step: Step) -> dict[str, Any]:
             "cached_prompt": step.cached_prompt_tokens,
         },
         "generation_finish": step.generation_finish,
+        "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
 

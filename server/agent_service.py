@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from models.engine_api import ContextOverflowError
-from server.agent_loop import AgentOptions, run_agent
+from server.agent_loop import DEFAULT_TURN_TOKENS, AgentOptions, run_agent
 from server.agent_runtime import AgentRuntime
 from server.agent_schemas import AgentRequest
 from server.agent_steps import AgentDone, AgentEvent, StepDone
@@ -20,8 +20,6 @@ from server.errors import InvalidRequest
 from server.prompts import ToolSpec, system_prompt
 from server.schemas import ChatMessage
 from server.sessions import Session, SessionBusy
-
-DEFAULT_TURN_TOKENS = 1024
 
 
 @dataclass
@@ -41,7 +39,7 @@ def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
         top_p=body.top_p,
         seed=body.seed,
         execution_timeout=body.execution_timeout or settings.execution_timeout,
-        use_grammar=body.grammar,
+        structure=body.structure(),
     )
 
 

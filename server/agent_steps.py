@@ -53,6 +53,7 @@ class Step:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     generation_finish: str = "stop"
+    phases: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

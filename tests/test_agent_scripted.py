@@ -50,8 +50,34 @@ def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) 
     prompt = engine.requests[0].prompt
     assert prompt.startswith("<|im_start|>system\n") and "<execute>" in prompt
     assert prompt.endswith("<|im_start|>user\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
-    assert engine.requests[0].grammar is not None
-    assert "</execute>" in engine.requests[0].stop and "<|im_end|>" in engine.requests[0].stop
+    # Phase 1 (thinking) stops at an opening tag; phase 2 continues inside the block.
+    thinking, body = engine.requests
+    assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>"}
+    assert body.prompt == thinking.prompt + "I know this one.\n<solution>"
+    assert set(body.stop) == {"<|im_end|>", "</solution>"}
+    assert step["phases"] == ["thought", "body"]
+
+
+def turn_prompts(engine: ScriptedEngine) -> list[str]:
+    """Prompts at which an assistant turn began (the thinking phase of each turn)."""
+    return [r.prompt for r in engine.requests if "<execute>" in r.stop]
+
+
+def test_block_left_open_at_end_of_turn_is_closed(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print('closed for you')", "<solution>ok</solution>")
+    reply = agent(server)
+    assert reply["agent"]["steps"][0]["observation"]["stdout"] == "closed for you\n"
+    assert "print('closed for you')</execute><|im_end|>" in turn_prompts(engine)[1]
+
+
+def test_whole_turn_grammar_mode(server: LiveServer, engine: ScriptedEngine) -> None:
+    from server.actions import ACTION_GRAMMAR
+
+    engine.enqueue("<execute>print(2)</execute>", "<solution>2</solution>")
+    reply = agent(server, grammar="gbnf")
+    assert reply["agent"]["steps"][0]["observation"]["stdout"] == "2\n"
+    assert [r.grammar for r in engine.requests] == [ACTION_GRAMMAR, ACTION_GRAMMAR]
+    assert "</execute>" in engine.requests[0].stop
 
 
 def test_code_then_solution(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -65,7 +91,7 @@ def test_code_then_solution(server: LiveServer, engine: ScriptedEngine) -> None:
     assert reply["agent"]["turns"] == 2
     assert reply["usage"]["prompt_tokens"] == first["tokens"]["prompt"] + second["tokens"]["prompt"]
     # The stop string was put back and each turn only appended to the prompt.
-    turn1, turn2 = (r.prompt for r in engine.requests)
+    turn1, turn2 = turn_prompts(engine)
     assert turn2.startswith(turn1)
     assert "print(6 * 7)\n</execute><|im_end|>\n<|im_start|>user\nExecution Output:\n42\n" in turn2
 
@@ -84,14 +110,14 @@ def test_max_turns_stops_the_loop(server: LiveServer, engine: ScriptedEngine) ->
     assert reply["agent"]["finish_reason"] == "max_turns"
     assert reply["choices"][0]["finish_reason"] == "length"
     assert reply["agent"]["turns"] == 2
-    assert "You have 1 turn left." in engine.requests[1].prompt
+    assert "You have 1 turn left." in turn_prompts(engine)[1]
     assert "You have no turns left" in reply["agent"]["steps"][1]["observation"]["message"]
 
 
 def test_empty_output_gets_a_marker(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>x = 5</execute>", "<solution>5</solution>")
     agent(server)
-    assert "Execution Output:\n[Code executed successfully with no output]" in engine.requests[1].prompt
+    assert "Execution Output:\n[Code executed successfully with no output]" in turn_prompts(engine)[1]
 
 
 def test_code_error_becomes_a_traceback_observation(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -99,7 +125,7 @@ def test_code_error_becomes_a_traceback_observation(server: LiveServer, engine: 
     reply = agent(server)
     steps = reply["agent"]["steps"]
     assert "ZeroDivisionError" in steps[0]["observation"]["error"]
-    assert "ZeroDivisionError: division by zero" in engine.requests[1].prompt
+    assert "ZeroDivisionError: division by zero" in turn_prompts(engine)[1]
     assert steps[1]["observation"]["stdout"] == "recovered\n"
     assert reply["agent"]["finish_reason"] == "solution"
 
@@ -111,7 +137,7 @@ def test_timeout_is_reported_in_plain_words(server: LiveServer, engine: Scripted
     first, second = reply["agent"]["steps"][:2]
     assert first["observation"]["timed_out"] is True
     assert "time limit" in first["observation"]["message"]
-    assert "time limit" in engine.requests[1].prompt
+    assert "time limit" in turn_prompts(engine)[1]
     assert second["observation"]["stdout"] == "alive\n"
 
 
@@ -125,7 +151,8 @@ def test_state_persists_across_turns_and_requests(server: LiveServer, engine: Sc
     assert second["agent"]["steps"][0]["observation"]["stdout"] == "41 42\n"
     assert second["agent"]["steps"][0]["index"] == 3
     # The second request continued the same conversation rather than starting over.
-    assert engine.requests[3].prompt.startswith(engine.requests[2].prompt)
+    prompts = turn_prompts(engine)
+    assert prompts[3].startswith(prompts[2])
     session = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()
     assert session["turns"] == 5
     assert [m["role"] for m in session["messages"]].count("system") == 1
@@ -141,7 +168,7 @@ def test_tools_are_defined_and_described(server: LiveServer, engine: ScriptedEng
     engine.enqueue("<execute>print(add(2, 3))</execute>", "<solution>5</solution>")
     reply = agent(server, "add 2 and 3", tools=[tool])
     assert reply["agent"]["steps"][0]["observation"]["stdout"] == "5\n"
-    prompt = engine.requests[0].prompt
+    prompt = turn_prompts(engine)[0]
     assert "Tool function available (already imported in <execute> environment):\n" in prompt
     assert "[1] add(a: int, b: int) -> int\nAdd two integers." in prompt
 
@@ -168,7 +195,7 @@ def test_plot_is_listed_and_downloadable(server: LiveServer, engine: ScriptedEng
     reply = agent(server, "plot squares")
     observation = reply["agent"]["steps"][0]["observation"]
     assert "squares.png" in observation["files"]
-    assert "squares.png" in engine.requests[1].prompt
+    assert "squares.png" in turn_prompts(engine)[1]
     session_id = reply["agent"]["session_id"]
     files = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()["files"]
     assert {"path": "squares.png"}.items() <= next(f for f in files if f["path"] == "squares.png").items()

@@ -1,0 +1,202 @@
+"""Generating one well-formed CodeAct turn: thinking, exactly one action, end of turn.
+
+A full GBNF grammar over the whole turn checks every token against the vocabulary, which
+roughly halves decode speed on a small model, and it cannot bound the thinking: a model
+that rambles never reaches an action before ``max_tokens``. So the structure is enforced in
+phases, each a plain continuation of the same prompt (the engine's prefix cache makes a
+continuation cost only its new tokens):
+
+1. **thought** — no grammar; stops at ``<execute>``, ``<solution>``, the end of the turn,
+   or the thinking budget.
+2. **choose** — only if phase 1 ended without a tag: a two-way grammar makes the model
+   pick ``<execute>`` or ``<solution>`` itself (a handful of tokens).
+3. **body** — no grammar; stops at the matching closing tag. If the model ends its turn
+   inside the block, the block is closed for it.
+
+Only the ``max_tokens`` budget running out inside a block leaves a turn unfinished; that
+is reported as ``length``. ``mode="gbnf"`` runs the whole turn under ``ACTION_GRAMMAR``
+instead (for comparison in benchmarks); ``mode="none"`` applies no constraint at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models.engine_api import (
+    ContextOverflowError,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    QueueFullError,
+)
+from server.actions import (
+    ACTION_GRAMMAR,
+    EXECUTE_CLOSE,
+    EXECUTE_OPEN,
+    SOLUTION_CLOSE,
+    SOLUTION_OPEN,
+    TURN_STOPS,
+    restore_stop,
+)
+
+StructureMode = Literal["phased", "gbnf", "none"]
+
+CHOOSE_GRAMMAR = r"""root ::= "\n"? ( "<execute>" | "<solution>" )"""
+CLOSER = {EXECUTE_OPEN: EXECUTE_CLOSE, SOLUTION_OPEN: SOLUTION_CLOSE}
+CHOOSE_TOKENS = 8
+QUEUE_RETRY_S = 0.05
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    mode: StructureMode = "phased"
+    thought_tokens: int = 384
+
+
+@dataclass
+class TurnResult:
+    """The whole turn's text (stop strings restored) and summed accounting."""
+
+    text: str = ""
+    finish_reason: str = "stop"  # "stop" | "length" | "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    queued_s: float = 0.0
+    time_to_first_token_s: float = 0.0
+    phases: list[str] = field(default_factory=list)
+
+    def add(self, phase: str, result: GenerationResult, first: bool) -> None:
+        self.phases.append(phase)
+        self.completion_tokens += result.completion_tokens
+        self.queued_s += result.queued_s
+        if first:
+            self.prompt_tokens = result.prompt_tokens
+            self.cached_prompt_tokens = result.cached_prompt_tokens
+            self.time_to_first_token_s = result.time_to_first_token_s
+
+
+async def _submit(engine: Engine, request: GenerationRequest, may_wait: bool):  # noqa: ANN202
+    """Submit; a full queue refuses a new run at once but makes a running one wait its turn."""
+    import asyncio
+
+    while True:
+        try:
+            return engine.submit(request)
+        except QueueFullError:
+            if not may_wait:
+                raise
+            await asyncio.sleep(QUEUE_RETRY_S)
+
+
+class TurnGenerator:
+    """Streams one assistant turn's text; ``result`` holds the accounting afterwards."""
+
+    def __init__(self, engine: Engine, prompt: str, settings: TurnSettings, first_turn: bool):
+        self.engine = engine
+        self.prompt = prompt
+        self.settings = settings
+        self.first_turn = first_turn
+        self.result = TurnResult()
+        self._started = time.perf_counter()
+
+    async def stream(self) -> AsyncIterator[str]:
+        if self.settings.mode == "phased":
+            async for piece in self._phased():
+                yield piece
+        else:
+            grammar = ACTION_GRAMMAR if self.settings.mode == "gbnf" else None
+            async for piece in self._phase("whole", "", TURN_STOPS, self.settings.max_tokens, grammar):
+                yield piece
+            last = self._last
+            self.result.text = restore_stop(last.text, last.stop_string)
+            self.result.finish_reason = last.finish_reason
+
+    async def _phased(self) -> AsyncIterator[str]:
+        s = self.settings
+        text = ""
+        budget = s.max_tokens
+        thought_stops = (EXECUTE_OPEN, SOLUTION_OPEN)
+        # Thinking may use at most half the turn's budget: the action needs the rest.
+        thought_budget = max(1, min(s.thought_tokens, budget // 2))
+        async for piece in self._phase("thought", text, thought_stops, thought_budget):
+            yield piece
+        text += self._last.text
+        budget -= self._last.completion_tokens
+        tag = self._last.stop_string if self._last.stop_string in CLOSER else None
+        if self._last.finish_reason == "cancelled":
+            self._finish(text, "cancelled")
+            return
+        if tag is None:
+            if budget <= 0:
+                self._finish(text, "length")
+                return
+            async for piece in self._phase("choose", text, tuple(CLOSER), min(CHOOSE_TOKENS, budget),
+                                           CHOOSE_GRAMMAR):
+                yield piece
+            text += self._last.text
+            budget -= self._last.completion_tokens
+            tag = self._last.stop_string if self._last.stop_string in CLOSER else None
+            if tag is None:
+                self._finish(text, "length" if self._last.finish_reason == "length" else "stop")
+                return
+        text += tag
+        yield tag
+        if budget <= 0:
+            self._finish(text, "length")
+            return
+        closer = CLOSER[tag]
+        async for piece in self._phase("body", text, (closer,), budget):
+            yield piece
+        text += self._last.text
+        if self._last.finish_reason == "length":
+            self._finish(text, "length")
+            return
+        if self._last.finish_reason == "cancelled":
+            self._finish(text, "cancelled")
+            return
+        yield closer  # the stop string, or the close the model implied by ending its turn
+        self._finish(text + closer, "stop")
+
+    def _finish(self, text: str, reason: str) -> None:
+        self.result.text = text
+        self.result.finish_reason = reason
+
+    async def _phase(
+        self,
+        name: str,
+        prefix: str,
+        stops: tuple[str, ...],
+        max_tokens: int,
+        grammar: str | None = None,
+    ) -> AsyncIterator[str]:
+        s = self.settings
+        request = GenerationRequest(
+            prompt=self.prompt + prefix,
+            max_tokens=max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            stop=tuple(dict.fromkeys((*self.engine.info.stop, *stops))),
+            seed=s.seed,
+            grammar=grammar,
+        )
+        first = not self.result.phases
+        try:
+            handle = await _submit(self.engine, request, may_wait=not (first and self.first_turn))
+        except ContextOverflowError:
+            if first:
+                raise
+            # A continuation that no longer fits: the turn ran out of room, like max_tokens.
+            self._last = GenerationResult("", "length", 0, 0)
+            return
+        async for piece in handle.stream():
+            yield piece
+        self._last = handle.result
+        self.result.add(name, handle.result, first)
