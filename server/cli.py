@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from server.cli_run import add_run_parser, cmd_run
 from server.settings import SERVE_FLAGS, Settings
 
 log = logging.getLogger("codeact_server")
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the model catalog: every quant, whether it is on disk, its size "
         "and path, and how to get it.",
     )
+    add_run_parser(sub)
     return parser
 
 
@@ -205,7 +207,7 @@ def _human_size(size: int, *, exact: bool) -> str:
     return str(size)
 
 
-COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models}
+COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
