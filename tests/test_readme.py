@@ -1,0 +1,39 @@
+"""The README cannot drift: its settings table and its Python examples are checked here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.app import create_app
+from server.settings import Settings
+from tests.live_server import LiveServer
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+
+
+def test_every_setting_is_documented() -> None:
+    for name in Settings.model_fields:
+        env, flag = f"CODEACT_{name.upper()}", "--" + name.replace("_", "-")
+        assert f"| `{env}` | `{flag}` |" in README, f"{env} missing from the README table"
+
+
+@pytest.fixture(scope="module")
+def server(real_engine) -> Iterator[LiveServer]:
+    settings = Settings(sandbox_pool_size=1)
+    with LiveServer(create_app(settings, real_engine, close_engine=False)) as live:
+        yield live
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[f"example{i}" for i in range(len(PYTHON_BLOCKS))])
+def test_python_examples_run_against_a_live_server(block: str, server: LiveServer, capsys) -> None:
+    assert "http://127.0.0.1:8000" in block
+    code = block.replace("http://127.0.0.1:8000", server.url)
+    code = code.replace('extra_body={"max_turns": 3}', 'max_tokens=96, extra_body={"max_turns": 2}')
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own documentation
+    assert capsys.readouterr().out.strip()
