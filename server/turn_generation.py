@@ -10,11 +10,13 @@ continuation cost only its new tokens):
    or the thinking budget.
 2. **choose** — only if phase 1 ended without a tag: a two-way grammar makes the model
    pick ``<execute>`` or ``<solution>`` itself (a handful of tokens).
-3. **body** — no grammar; stops at the matching closing tag. If the model ends its turn
-   inside the block, the block is closed for it.
+3. **body** — no grammar; stops at the matching closing tag, or at an opening tag (a
+   second action is not allowed). If the model ends its turn inside the block, opens
+   another, or the ``max_tokens`` budget runs out, the block is closed for it; a turn cut
+   by the budget reports ``length`` (its code may well be cut short: running it shows the
+   model a SyntaxError, which is an observation like any other).
 
-Only the ``max_tokens`` budget running out inside a block leaves a turn unfinished; that
-is reported as ``length``. ``mode="gbnf"`` runs the whole turn under ``ACTION_GRAMMAR``
+Every turn therefore has exactly one closed action. ``mode="gbnf"`` runs the whole turn under ``ACTION_GRAMMAR``
 instead (for comparison in benchmarks); ``mode="none"`` applies no constraint at all.
 """
 
@@ -149,21 +151,22 @@ class TurnGenerator:
                 return
         text += tag
         yield tag
-        if budget <= 0:
-            self._finish(text, "length")
-            return
         closer = CLOSER[tag]
-        async for piece in self._phase("body", text, (closer,), budget):
-            yield piece
-        text += self._last.text
-        if self._last.finish_reason == "length":
-            self._finish(text, "length")
-            return
-        if self._last.finish_reason == "cancelled":
-            self._finish(text, "cancelled")
-            return
-        yield closer  # the stop string, or the close the model implied by ending its turn
-        self._finish(text + closer, "stop")
+        cut = budget <= 0
+        if not cut:
+            # Another opening tag inside a block would be a second action: stop there too.
+            body_stops = (closer, EXECUTE_OPEN, SOLUTION_OPEN)
+            async for piece in self._phase("body", text, body_stops, budget):
+                yield piece
+            text += self._last.text
+            if self._last.finish_reason == "cancelled":
+                self._finish(text, "cancelled")
+                return
+            cut = self._last.finish_reason == "length"
+        # The stop string, the close the model implied by ending its turn or opening another
+        # block, or the close at the end of the token budget (then the turn reports "length").
+        yield closer
+        self._finish(text + closer, "length" if cut else "stop")
 
     def _finish(self, text: str, reason: str) -> None:
         self.result.text = text

@@ -54,13 +54,17 @@ def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) 
     thinking, body = engine.requests
     assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>"}
     assert body.prompt == thinking.prompt + "I know this one.\n<solution>"
-    assert set(body.stop) == {"<|im_end|>", "</solution>"}
+    assert set(body.stop) == {"<|im_end|>", "</solution>", "<execute>", "<solution>"}
     assert step["phases"] == ["thought", "body"]
 
 
 def turn_prompts(engine: ScriptedEngine) -> list[str]:
     """Prompts at which an assistant turn began (the thinking phase of each turn)."""
-    return [r.prompt for r in engine.requests if "<execute>" in r.stop]
+    closers = {"</execute>", "</solution>"}
+    return [
+        r.prompt for r in engine.requests
+        if "<execute>" in r.stop and not closers & set(r.stop) and r.grammar is None
+    ]
 
 
 def test_block_left_open_at_end_of_turn_is_closed(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -68,6 +72,13 @@ def test_block_left_open_at_end_of_turn_is_closed(server: LiveServer, engine: Sc
     reply = agent(server)
     assert reply["agent"]["steps"][0]["observation"]["stdout"] == "closed for you\n"
     assert "print('closed for you')</execute><|im_end|>" in turn_prompts(engine)[1]
+
+
+def test_a_second_action_inside_a_block_is_cut_off(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>42\n<execute>print('sneaky')</execute></solution>")
+    reply = agent(server)
+    assert reply["choices"][0]["message"]["content"] == "42"
+    assert reply["agent"]["steps"][0]["action"] == {"type": "solution", "answer": "42"}
 
 
 def test_whole_turn_grammar_mode(server: LiveServer, engine: ScriptedEngine) -> None:
