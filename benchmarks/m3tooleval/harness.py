@@ -1,7 +1,8 @@
 """Running tasks against ``POST /v1/agent`` and turning responses into scored records.
 
 One task is one request: the instruction as the only user message, the task's tools (with
-their sandbox source), ``max_turns`` 10 as in the paper, temperature 0, no streaming. The
+their sandbox source), ``max_turns`` 10 as in the paper, temperature 0, 30 s per execution
+as in the reference evaluation, no streaming; the task's session is deleted afterwards. The
 answer is the final assistant message (the ``<solution>`` text); it is scored by the
 reference judge and the lenient one. What the agent did turn by turn comes back in the
 response's ``agent`` field and is kept whole in the per-task JSON.
@@ -21,6 +22,7 @@ Definitions used by the report:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +37,8 @@ from .scoring import score_lenient, score_reference
 from .tools import tools_for_task
 
 MAX_TURNS = 10
+#: The reference gave each execution 30 s in evaluation (60 s in its chat demo).
+EXECUTION_TIMEOUT_S = 30.0
 
 
 def select_tasks(spec: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
@@ -60,16 +64,22 @@ def select_tasks(spec: str | None = None, limit: int | None = None) -> list[dict
     return tasks[:limit] if limit is not None else tasks
 
 
-def agent_request(task: dict[str, Any], model: str, max_turns: int = MAX_TURNS) -> dict[str, Any]:
-    """The ``/v1/agent`` body for one task."""
-    return {
+def agent_request(
+    task: dict[str, Any], model: str, max_turns: int = MAX_TURNS, max_tokens: int | None = None
+) -> dict[str, Any]:
+    """The ``/v1/agent`` body for one task; ``max_tokens`` caps each turn (default: the server's)."""
+    body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": user_message(task)}],
         "tools": tools_for_task(task),
         "max_turns": max_turns,
         "temperature": 0,
+        "execution_timeout": EXECUTION_TIMEOUT_S,
         "stream": False,
     }
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return body
 
 
 @dataclass
@@ -143,18 +153,41 @@ def _error_text(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {message or body}"
 
 
-def run_task(client: httpx.Client, task: dict[str, Any], *, model: str, max_turns: int = MAX_TURNS) -> TaskRun:
+def run_task(
+    client: httpx.Client,
+    task: dict[str, Any],
+    *,
+    model: str,
+    max_turns: int = MAX_TURNS,
+    max_tokens: int | None = None,
+) -> TaskRun:
     """POST one task to ``/v1/agent``; HTTP failures become a failed record, not a crash."""
     started = time.perf_counter()
     try:
-        reply = client.post("/v1/agent", json=agent_request(task, model, max_turns))
+        reply = client.post("/v1/agent", json=agent_request(task, model, max_turns, max_tokens))
     except httpx.HTTPError as exc:
         wall = time.perf_counter() - started
         return TaskRun(task["name"], task["domain"], wall_s=wall, error=f"{type(exc).__name__}: {exc}")
     wall = time.perf_counter() - started
     if reply.status_code != 200:
         return TaskRun(task["name"], task["domain"], wall_s=wall, error=_error_text(reply))
-    return record_response(task, reply.json(), wall)
+    body = reply.json()
+    _close_session(client, body)
+    return record_response(task, body, wall)
+
+
+def _close_session(client: httpx.Client, response: dict[str, Any]) -> None:
+    """Delete the task's session: it holds a sandbox worker, and the server caps live sessions.
+
+    Without this a full run (82 tasks) would hit the server's session limit (429) long
+    before the idle TTL frees anything. A failed delete only costs a worker until the TTL,
+    so it is not an error of the task.
+    """
+    session_id = (response.get("agent") or {}).get("session_id")
+    if not session_id:
+        return
+    with contextlib.suppress(httpx.HTTPError):
+        client.delete(f"/v1/agent/sessions/{session_id}")
 
 
 def run_against_server(
@@ -165,6 +198,7 @@ def run_against_server(
     api_key: str | None = None,
     timeout_s: float = 900.0,
     max_turns: int = MAX_TURNS,
+    max_tokens: int | None = None,
     on_result: Callable[[TaskRun], None] | None = None,
 ) -> list[TaskRun]:
     """Run tasks one after another against a server at ``base_url``."""
@@ -172,26 +206,8 @@ def run_against_server(
     runs: list[TaskRun] = []
     with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
         for task in tasks:
-            run = run_task(client, task, model=model, max_turns=max_turns)
+            run = run_task(client, task, model=model, max_turns=max_turns, max_tokens=max_tokens)
             runs.append(run)
             if on_result is not None:
                 on_result(run)
     return runs
-
-
-def run_in_process(
-    tasks: Iterable[dict[str, Any]],
-    *,
-    model: str,
-    oracle: bool,
-    max_turns: int = MAX_TURNS,
-    on_result: Callable[[TaskRun], None] | None = None,
-) -> list[TaskRun]:
-    """Run tasks against a server started inside this process (the default mode).
-
-    To be filled in with the agent loop: build the app with the server's factory, with
-    ``models.engine_scripted.ScriptedEngine(responder=OracleResponder(tasks))`` as the
-    engine when ``oracle`` (see ``oracle_model``), else the configured model; serve it on
-    a free loopback port; then ``run_against_server`` on that URL.
-    """
-    raise NotImplementedError("in-process mode lands with the agent loop")

@@ -31,6 +31,9 @@ from benchmarks.m3tooleval.report import render_table, summarize, write_results
 
 
 def _fake_agent(request: httpx.Request) -> httpx.Response:
+    if request.method == "DELETE":
+        DELETED.append(request.url.path)
+        return httpx.Response(200, json={"deleted": True})
     body = json.loads(request.content)
     namespace = tool_namespace(body["tools"])
     responder = OracleResponder()
@@ -60,6 +63,10 @@ def _fake_agent(request: httpx.Request) -> httpx.Response:
     )
 
 
+#: Paths of the session deletes the fake endpoint received.
+DELETED: list[str] = []
+
+
 def _client(handler: Any) -> httpx.Client:
     return httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler))
 
@@ -69,6 +76,7 @@ def test_request_body_shape() -> None:
     body = agent_request(task, "m")
     assert body["model"] == "m" and body["max_turns"] == 10
     assert body["temperature"] == 0 and body["stream"] is False
+    assert body["execution_timeout"] == 30  # the reference's per-execution limit in evaluation
     assert body["messages"][0]["role"] == "user"
     assert task["instruction"] in body["messages"][0]["content"]
     assert [t["name"] for t in body["tools"]] == [
@@ -93,6 +101,7 @@ def test_oracle_through_fake_endpoint(name: str) -> None:
     assert run.error is None
     assert run.reference and run.lenient
     assert run.turns == 2 and run.malformed_turns == 0 and run.completion_tokens == 20
+    assert DELETED[-1] == "/v1/agent/sessions/s"  # the task's sandbox is not left behind
 
 
 def test_http_error_becomes_failed_record() -> None:
@@ -156,8 +165,3 @@ def test_cli_against_fake_server(
     argv = ["--server", "http://fake", "--tasks", "travel_itinerary_planning", "--limit", "3", "--out", str(tmp_path)]
     assert main(argv) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == "success 3/3"
-
-
-def test_in_process_hook_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="in-process mode lands with the agent loop"):
-        harness.run_in_process([], model="m", oracle=True)

@@ -1,0 +1,67 @@
+"""Serve an app on a loopback port for the length of a benchmark.
+
+Benchmarks measure the server as users meet it: real uvicorn, real sockets, real HTTP,
+so that request parsing, JSON encoding and the event loop are part of every figure. The
+app runs on a background thread of this process (its engine and sandbox pool live here),
+and the benchmark talks to ``url`` with an ordinary HTTP client. The port is picked by the
+OS at bind time, so concurrent benchmarks and tests never collide.
+
+This mirrors ``tests/live_server.py`` on purpose rather than importing it: scripts in
+``benchmarks/`` must not depend on the test tree.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0
+
+
+class LoopbackServer:
+    """``with LoopbackServer(app) as server:`` serves ``app`` at ``server.url`` until exit."""
+
+    def __init__(self, app: FastAPI, *, log_level: str = "warning") -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name="benchmark-uvicorn",
+            daemon=True,
+        )
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self._sock.close()
+                raise RuntimeError("uvicorn stopped during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"uvicorn did not start within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The lifespan's shutdown closes the sandbox pool (and the engine, if the app owns it).
+        self._server.should_exit = True
+        self._thread.join(timeout=STOP_TIMEOUT_S)
+        self._sock.close()
