@@ -38,15 +38,18 @@ serve: install
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev lint
+test: install-dev lint lint-docker
 	$(PY) -m pytest
 
-# Debian packages the sandbox uses (bubblewrap for namespace isolation). Needs root; CI runs it.
+# Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),
+# strace and iproute2 (the no-network test). Needs root; CI runs it.
+SYSTEM_PACKAGES := bubblewrap chromium strace iproute2
 system-deps:
-	@if command -v bwrap >/dev/null 2>&1; then echo "bubblewrap present"; \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
-	else echo "warning: install bubblewrap (apt-get install bubblewrap) for namespace isolation"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "warning: please install: $$missing (e.g. sudo apt-get install $$missing)"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

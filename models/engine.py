@@ -32,6 +32,7 @@ from models.engine_api import (
 )
 from models.engine_grammar import GrammarCache, constrained_tokens
 from models.engine_runner import OwnerThread, QueuedGeneration
+from models.engine_state_cache import ConversationStateCache, common_prefix
 from models.stop_strings import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class LlamaEngine:
         batch_size: int = 512,
         max_queue: int = 8,
         aliases: tuple[str, ...] = (),
+        state_cache_mb: int = 1024,
     ) -> None:
         backend = gpu_backend()
         if n_gpu_layers is None:
@@ -103,6 +105,9 @@ class LlamaEngine:
         )
         self._im_end = self._special_token("<|im_end|>")
         self._grammars = GrammarCache(self._llama._model.vocab)  # noqa: SLF001
+        self._states = (
+            ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
+        )
         self._owner = OwnerThread(f"engine-{model_id}", max_queue, self._execute)
 
     @staticmethod
@@ -161,6 +166,11 @@ class LlamaEngine:
 
     def close(self) -> None:
         self._owner.close()
+        if self._owner.alive():
+            # Freeing the context under a decode still running on the owner thread would
+            # crash the process; leave it to process exit instead.
+            log.warning("the model is still decoding a prompt; not freeing it before exit")
+            return
         self._grammars.close()
         self._llama.close()
 
@@ -169,7 +179,10 @@ class LlamaEngine:
         request = job.request
         llama = self._llama
         started = time.perf_counter()
-        cached = _common_prefix(llama._input_ids.tolist(), job.prompt_tokens)  # noqa: SLF001
+        if self._states is not None:
+            cached = self._states.prepare(llama, job.prompt_tokens)
+        else:
+            cached = common_prefix(llama._input_ids.tolist(), job.prompt_tokens)  # noqa: SLF001
         if request.seed is not None:
             llama.set_seed(request.seed)
         matcher = StopMatcher(request.stop)
@@ -236,11 +249,3 @@ class LlamaEngine:
             )
         )
 
-
-def _common_prefix(previous: list[int], prompt: list[int]) -> int:
-    count = 0
-    for a, b in zip(previous, prompt, strict=False):
-        if a != b:
-            break
-        count += 1
-    return count

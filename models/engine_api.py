@@ -112,6 +112,8 @@ class EngineInfo:
     chat_format: str = "chatml"
     stop: tuple[str, ...] = ("<|im_end|>",)
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    grammar_support: str = "gbnf"  # how GenerationRequest.grammar is honoured; "none": ignored
+    token_counts: str = "exact"  # "estimate" when the engine cannot tokenize (count_tokens)
 
 
 class GenerationHandle(Protocol):

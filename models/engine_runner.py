@@ -119,6 +119,10 @@ class OwnerThread:
         except queue.Full:
             raise QueueFullError(self._queue.qsize()) from None
 
+    def alive(self) -> bool:
+        """Whether the owner thread is still running (a prompt decode cannot be interrupted)."""
+        return self._thread.is_alive()
+
     def depth(self) -> int:
         return self._queue.qsize() + (1 if self._running is not None else 0)
 

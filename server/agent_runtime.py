@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from models.engine_api import Engine
@@ -44,6 +45,8 @@ class AgentRuntime:
             ttl_s=settings.session_ttl,
         )
         self._reaper: asyncio.Task[None] | None = None
+        # Called as observer(run, event) for every event of every run (metrics, audit log).
+        self.observers: list[Callable[[Any, Any], None]] = []
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> AgentRuntime:

@@ -111,6 +111,8 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[AgentE
         ):
             if isinstance(event, StepDone):
                 session.steps.append(event.step)
+            for observe in runtime.observers:
+                observe(run, event)
             yield event
     except ContextOverflowError:
         del session.messages[mark:]  # the request never ran: leave the session as it was

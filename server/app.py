@@ -1,33 +1,58 @@
-"""The app factory: routes, error handlers and state, nothing global.
+"""The app factory: routes, error handlers, middleware and state, nothing global.
 
 The engine is built before the app (by the CLI, or by a test with the scripted model), so
 a broken model file fails before any socket is bound. The factory owns what lives and dies
-with the server: the agent session store and its sandbox pool.
+with the server: the agent session store and its sandbox pool, the metrics, the audit log.
+
+Middleware, outermost first: metrics (so refusals are counted too), a 503 for requests
+that shutdown cuts off (``server.shutdown``), CORS (only with
+``cors_origin``; answers preflights, and puts its headers on 401s), bearer auth (only with
+keys), body size. Message-count and max_tokens limits are a dependency of the API routers.
+On shutdown (SIGTERM after the drain, see ``server.cli``) the lifespan closes every
+session, so no sandbox worker outlives the server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine_api import Engine
 from server.agent_runtime import AgentRuntime
+from server.audit import AuditLog
+from server.auth import BearerAuth, load_api_keys
 from server.errors import install_error_handlers
+from server.metered_engine import MeteredEngine
+from server.metrics import Metrics, MetricsMiddleware
+from server.metrics import router as metrics_router
+from server.request_limits import BodySizeLimit, enforce_request_limits
 from server.routes_agent import router as agent_router
+from server.routes_completions import router as completions_router
 from server.routes_openai import router as openai_router
+from server.routes_ui import router as ui_router
 from server.settings import Settings
+from server.shutdown import AnswerCancelledRequests
 
 log = logging.getLogger(__name__)
+
+ENGINE_IDLE_WAIT_S = 120.0
 
 
 def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True) -> FastAPI:
     """Build the HTTP app around a loaded engine.
 
-    ``close_engine`` lets tests share one loaded model between several apps.
+    ``close_engine`` lets tests share one loaded model between several apps. Raises
+    ``server.auth.AuthConfigError`` when the API key file cannot be used.
     """
+    keys = load_api_keys(settings)
+    metrics = Metrics()
+    engine = MeteredEngine(engine, metrics.record_generation)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,13 +67,21 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.context_length,
         )
         runtime = AgentRuntime.start(settings, engine)
+        runtime.observers.append(metrics.observe_agent)
+        audit = AuditLog(settings.audit_log) if settings.audit_log else None
+        if audit is not None:
+            runtime.observers.append(audit.observe)
+            log.info("audit log: %s", audit.path)
         app.state.agent = runtime
         app.state.health_extras = runtime.health
         try:
             yield
         finally:
             runtime.close()
+            if audit is not None:
+                audit.close()
             if close_engine:
+                await _wait_until_idle(engine)
                 engine.close()
 
     app = FastAPI(
@@ -58,7 +91,50 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
+    metrics.watch(engine.queue_depth, lambda: _live_sessions(app))
     install_error_handlers(app)
-    app.include_router(openai_router)
-    app.include_router(agent_router)
+    limits = [Depends(enforce_request_limits)]
+    app.include_router(openai_router, dependencies=limits)
+    app.include_router(completions_router, dependencies=limits)
+    app.include_router(agent_router, dependencies=limits)
+    app.include_router(metrics_router)
+    app.include_router(ui_router)
+    _add_middleware(app, settings, keys, metrics)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, keys: tuple[str, ...], metrics: Metrics) -> None:
+    """Added innermost first (Starlette wraps each new one around the previous ones)."""
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if keys:
+        app.add_middleware(BearerAuth, keys=keys)
+    if settings.cors_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            max_age=600,
+        )
+    app.add_middleware(AnswerCancelledRequests)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+
+async def _wait_until_idle(engine: Engine, limit_s: float = ENGINE_IDLE_WAIT_S) -> None:
+    """Let a cancelled generation reach its next token before the model is freed.
+
+    By now every request was answered or cancelled, and a cancelled generation stops at
+    its next token; but a long prompt decode on a CPU cannot be interrupted, and freeing
+    the model under it would crash the process instead of exiting cleanly.
+    """
+    deadline = time.monotonic() + limit_s
+    while engine.queue_depth() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if engine.queue_depth():
+        log.warning("a generation is still running after %.0f s; closing the model anyway", limit_s)
+
+
+def _live_sessions(app: FastAPI) -> int:
+    runtime = getattr(app.state, "agent", None)
+    return len(runtime.sessions) if runtime is not None else 0

@@ -17,23 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from server.cli_bundle import add_bundle_parser, cmd_bundle
+from server.cli_errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError
 from server.cli_run import add_run_parser, cmd_run
 from server.settings import SERVE_FLAGS, Settings
 
 log = logging.getLogger("codeact_server")
-
-EXIT_USAGE = 2
-EXIT_MODEL = 3
-EXIT_RUNTIME = 1
-
-
-class CLIError(Exception):
-    """An expected failure: printed as one line, exit code attached."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 def _is_bool(annotation: Any) -> bool:
     if annotation is bool:
@@ -43,18 +32,27 @@ def _is_bool(annotation: Any) -> bool:
     return False
 
 
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list
+
+
 def add_settings_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
-    """One ``--flag`` per settings field, help text from the field's description."""
+    """One ``--flag`` per settings field, help text from the field's description.
+
+    A list field takes the flag once per value (``--api-key A --api-key B``).
+    """
     for name in names:
         field = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         env = f"CODEACT_{name.upper()}"
-        default = field.default
+        default = field.get_default(call_default_factory=True)
         help_text = f"{field.description} [env {env}; default: {default}]"
         if _is_bool(field.annotation):
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
+        elif _is_list(field.annotation):
+            parser.add_argument(flag, dest=name, action="append", default=None, metavar="VALUE", help=help_text)
         else:
             parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 
@@ -104,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and path, and how to get it.",
     )
     add_run_parser(sub)
+    add_bundle_parser(sub)
     return parser
 
 
@@ -114,8 +113,19 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def check_security(settings: Settings) -> None:
+    """Refuse an unusable key file, or a non-loopback bind with no key, before loading anything."""
+    from server.auth import AuthConfigError, check_bind, load_api_keys
+
+    try:
+        check_bind(settings, load_api_keys(settings))
+    except AuthConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    check_security(settings)
     _configure_logging(settings.log_level)
     engine = load_engine(settings)
     import uvicorn
@@ -123,16 +133,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     app = create_app(settings, engine)
+    # SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up to the grace
+    # period, cancel the rest, then the lifespan closes every session and sandbox worker.
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else EXIT_RUNTIME
 
 
-def load_engine(settings: Settings):  # noqa: ANN201 - LlamaEngine, imported lazily
+def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazily
     """Resolve, validate and load the model; raise CLIError with one line on failure."""
+    if settings.engine == "openai":
+        return _remote_engine(settings)
     from models.errors import ModelError
     from models.store import resolve_model
 
@@ -162,6 +180,34 @@ def load_engine(settings: Settings):  # noqa: ANN201 - LlamaEngine, imported laz
         )
     except EngineError as exc:
         raise CLIError(f"{exc}; check the file or run `codeact-server models`", EXIT_MODEL) from exc
+
+
+def _remote_engine(settings: Settings):  # noqa: ANN202 - RemoteEngine, imported lazily
+    """The --engine openai backend: no local model, one check that the backend answers."""
+    if not settings.engine_url:
+        raise CLIError("--engine openai needs --engine-url (the backend's base URL)", EXIT_USAGE)
+    from models.engine_api import EngineError
+    from models.engine_remote import RemoteEngine
+
+    try:
+        engine = RemoteEngine(
+            settings.engine_url,
+            model_id=None if settings.model == "auto" else settings.model,
+            grammar_style=settings.engine_grammar,
+            max_queue=settings.max_queue,
+            context_length=settings.ctx_size,
+            aliases=("default",),
+        )
+    except EngineError as exc:
+        raise CLIError(f"{exc}; is the backend running?", EXIT_MODEL) from exc
+    log.info(
+        "generation on %s (model %s, grammar %s, token counts %s)",
+        settings.engine_url,
+        engine.info.model_id,
+        engine.info.grammar_support,
+        engine.info.token_counts,
+    )
+    return engine
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -207,7 +253,7 @@ def _human_size(size: int, *, exact: bool) -> str:
     return str(size)
 
 
-COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run}
+COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def add_bundle_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bundle(args: argparse.Namespace) -> int:
     """Run ``bundle export`` or ``bundle import``; expected failures raise CLIError (one line)."""
     from models.errors import ModelError
-    from server.cli import EXIT_MODEL, CLIError
+    from server.cli_errors import EXIT_MODEL, CLIError
 
     try:
         if args.bundle_command == "export":

@@ -125,7 +125,7 @@ def in_process_server(model: str | None) -> Iterator[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from server.cli import CLIError
+    from server.cli_errors import CLIError
 
     body: dict[str, Any] = {
         "model": args.model or "default",

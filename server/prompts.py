@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 OBSERVATION_PREFIX = "Execution Output:"
 EMPTY_OUTPUT = "[Code executed successfully with no output]"
+NO_OUTPUT = "[No output]"  # when the run was stopped: not "successfully"
 HEAD_CHARS = 2000
 TAIL_CHARS = 2000
 
@@ -93,7 +94,7 @@ def render_observation(parts: ObservationParts, turns_left: int | None) -> tuple
     body = "\n".join(s.rstrip("\n") for s in sections)
     body, cut = cut_middle(body)
     if not body.strip():
-        body = EMPTY_OUTPUT
+        body = NO_OUTPUT if parts.notice else EMPTY_OUTPUT
     extras = []
     if parts.notice:
         extras.append(parts.notice)

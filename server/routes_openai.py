@@ -48,6 +48,8 @@ async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
         "offloaded_layers": info.offloaded_layers,
         "total_layers": info.total_layers,
         "context_length": info.context_length,
+        "grammar": info.grammar_support,
+        "token_counts": info.token_counts,
         "queue_depth": engine.queue_depth(),
     }
     extra = getattr(request.app.state, "health_extras", None)

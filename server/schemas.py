@@ -47,6 +47,16 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def stop_list(value: str | list[str] | None) -> list[str] | None:
+    """OpenAI's ``stop``: one string or a list of at most 16; empty strings dropped."""
+    if value is None:
+        return None
+    stops = [value] if isinstance(value, str) else value
+    if len(stops) > 16:
+        raise ValueError("at most 16 stop strings")
+    return [s for s in stops if s]
+
+
 class ChatCompletionRequest(BaseModel):
     """The chat-completions body; unknown OpenAI fields are accepted and ignored."""
 
@@ -67,12 +77,7 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 16:
-            raise ValueError("at most 16 stop strings")
-        return [s for s in stops if s]
+        return stop_list(value)
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

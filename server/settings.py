@@ -6,8 +6,16 @@ Every field's description is the ``--help`` text of its flag, so the three canno
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+StrList = Annotated[list[str], NoDecode]
+"""A list setting: repeat the flag, or give the env var as a comma-separated string."""
+
+MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -39,6 +47,21 @@ class Settings(BaseSettings):
         None, ge=1, description="CPU threads for generation (default: physical cores)"
     )
     batch_size: int = Field(512, ge=1, description="prompt-processing batch size in tokens")
+    engine: Literal["llama", "openai"] = Field(
+        "llama",
+        description="what generates tokens: `llama` (a local GGUF on llama.cpp) or `openai` "
+        "(an OpenAI-compatible server at --engine-url: vLLM, llama-server, another "
+        "codeact-server; --model then names the backend's model, `auto` = its first)",
+    )
+    engine_url: str | None = Field(
+        None, description="base URL of the backend for --engine openai, e.g. http://gpu-box:8000"
+    )
+    engine_grammar: Literal["llama-server", "vllm", "none"] = Field(
+        "llama-server",
+        description="how the action grammar reaches the --engine openai backend: `llama-server` "
+        "(`grammar` field; also codeact-server), `vllm` (`guided_grammar`), or `none` (stop "
+        "strings only; /health says so)",
+    )
 
     # -- HTTP ----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="address to bind")
@@ -71,6 +94,62 @@ class Settings(BaseSettings):
     sandbox_network: bool = Field(
         False, description="allow network access from agent code (off: isolated when possible)"
     )
+
+
+    # -- security and operations ---------------------------------------------------------
+    api_key: StrList = Field(
+        default_factory=list,
+        description="API key clients must send as `Authorization: Bearer KEY`; repeat the flag "
+        "for several keys (env: comma-separated). Prefer the env var or --api-key-file: flags "
+        "show in `ps`",
+    )
+    api_key_file: Path | None = Field(
+        None, description="file with one API key per line (blank lines and # comments ignored)"
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="allow serving a non-loopback address without an API key (anyone who "
+        "reaches the port can run code on this machine)",
+    )
+    cors_origin: StrList = Field(
+        default_factory=list,
+        description="browser origin allowed to call the API cross-site, e.g. "
+        "https://app.example; repeat for several, `*` for any (default: none, CORS off)",
+    )
+    max_request_bytes: int = Field(
+        8 * MiB,
+        ge=1024,
+        description="largest request body in bytes; bigger gets 413 (M3ToolEval tool sources "
+        "need ~70 KB)",
+    )
+    max_messages: int = Field(
+        1000, ge=1, description="most messages one request may carry; more get 400"
+    )
+    max_tokens_limit: int = Field(
+        32768,
+        ge=1,
+        description="largest max_tokens a request may ask for (per turn for /v1/agent); "
+        "more get 400",
+    )
+    shutdown_grace: float = Field(
+        30.0,
+        ge=0,
+        description="seconds SIGTERM waits for in-flight requests before cancelling them and "
+        "stopping every sandbox worker",
+    )
+    audit_log: Path | None = Field(
+        None,
+        description="append one JSON line per agent run (request, steps, observations) to "
+        "this file (default: off)",
+    )
+
+    @field_validator("api_key", "cors_origin", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        """Env vars hold lists as ``a,b``; a list from repeated flags is taken as given."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 SERVE_FLAGS: tuple[str, ...] = tuple(Settings.model_fields)

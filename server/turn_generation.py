@@ -10,9 +10,10 @@ continuation cost only its new tokens):
    or the thinking budget.
 2. **choose** — only if phase 1 ended without a tag: a two-way grammar makes the model
    pick ``<execute>`` or ``<solution>`` itself (a handful of tokens).
-3. **body** — no grammar; stops at the matching closing tag, or at an opening tag (a
-   second action is not allowed). If the model ends its turn inside the block, opens
-   another, or the ``max_tokens`` budget runs out, the block is closed for it; a turn cut
+3. **body** — a grammar that only forbids an empty body and ending the turn inside the
+   block; stops at the matching closing tag, or at an opening tag (a second action is not
+   allowed). If the model opens another block, or the ``max_tokens`` budget runs out, the
+   block is closed for it; a turn cut
    by the budget reports ``length`` (its code may well be cut short: running it shows the
    model a SyntaxError, which is an observation like any other).
 
@@ -47,6 +48,16 @@ from server.actions import (
 StructureMode = Literal["phased", "gbnf", "none"]
 
 CHOOSE_GRAMMAR = r"""root ::= "\n"? ( "<execute>" | "<solution>" )"""
+
+
+def body_grammar(closer: str) -> str:
+    """A block's body: not empty, and the turn cannot end before ``closer`` (the stop string).
+
+    Only checked lazily (the sampled token first), so it costs decode speed only when the
+    model tries to end its turn inside the block or close it empty.
+    """
+    return f'''root ::= [ \\t\\n]* [^ \\t\\n<] [^\\x00]* "{closer}"'''
+
 CLOSER = {EXECUTE_OPEN: EXECUTE_CLOSE, SOLUTION_OPEN: SOLUTION_CLOSE}
 CHOOSE_TOKENS = 8
 QUEUE_RETRY_S = 0.05
@@ -156,7 +167,7 @@ class TurnGenerator:
         if not cut:
             # Another opening tag inside a block would be a second action: stop there too.
             body_stops = (closer, EXECUTE_OPEN, SOLUTION_OPEN)
-            async for piece in self._phase("body", text, body_stops, budget):
+            async for piece in self._phase("body", text, body_stops, budget, body_grammar(closer)):
                 yield piece
             text += self._last.text
             if self._last.finish_reason == "cancelled":

@@ -33,7 +33,7 @@ REPO_DIR = "models--test-org--tiny-GGUF"
 # Until cli.py wires `bundle`, run the same parser and error handling through a shim.
 _SHIM = """
 import argparse, sys
-from server.cli import CLIError
+from server.cli_errors import CLIError
 from server.cli_bundle import add_bundle_parser, cmd_bundle
 parser = argparse.ArgumentParser(prog="codeact-server")
 add_bundle_parser(parser.add_subparsers(dest="command", required=True))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.engine_api import Engine
-from server.cli import CLIError
+from server.cli_errors import CLIError
 
 from .harness import MAX_TURNS, TaskRun, run_against_server, select_tasks
 from .in_process import run_in_process

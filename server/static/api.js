@@ -1,0 +1,104 @@
+// The HTTP calls the page makes. Every call carries the API key as a Bearer token when one
+// is set; workspace files are fetched as blobs for the same reason (an <img src> cannot
+// send an Authorization header).
+
+export class ApiError extends Error {
+  constructor(status, message, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Api {
+  /** @param {() => string} getKey returns the current API key ("" for none) */
+  constructor(getKey) {
+    this.getKey = getKey;
+  }
+
+  headers(extra = {}) {
+    const key = this.getKey();
+    return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+  }
+
+  async request(path, options = {}) {
+    const response = await fetch(path, { ...options, headers: this.headers(options.headers) });
+    if (!response.ok) throw await errorOf(response);
+    return response;
+  }
+
+  async health() {
+    return (await this.request("/health")).json();
+  }
+
+  async session(id) {
+    return (await this.request(`/v1/agent/sessions/${encodeURIComponent(id)}`)).json();
+  }
+
+  async deleteSession(id) {
+    await this.request(`/v1/agent/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
+  fileUrl(sessionId, path) {
+    const parts = path.split("/").map(encodeURIComponent).join("/");
+    return `/v1/agent/sessions/${encodeURIComponent(sessionId)}/files/${parts}`;
+  }
+
+  async fileBlob(sessionId, path) {
+    return (await this.request(this.fileUrl(sessionId, path))).blob();
+  }
+
+  /**
+   * POST a streaming /v1/agent request; call `onEvent(agentEvent)` for each chunk's `agent`
+   * field. Aborting `signal` closes the connection, which makes the server cancel the
+   * generation and kill the running execution.
+   */
+  async streamAgent(body, signal, onEvent) {
+    const response = await this.request("/v1/agent", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify({ ...body, stream: true }),
+      signal,
+    });
+    for await (const data of sseData(response)) {
+      if (data.error) throw new ApiError(500, data.error.message, data.error.code);
+      if (data.agent) onEvent(data.agent);
+    }
+  }
+}
+
+async function errorOf(response) {
+  let message = `${response.status} ${response.statusText}`;
+  let code = null;
+  try {
+    const body = await response.json();
+    if (body.error) ({ message, code } = body.error);
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(response.status, message, code);
+}
+
+/** The JSON payloads of a server-sent-events body, up to `data: [DONE]`. */
+async function* sseData(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).replace(/^ /, ""))
+        .join("\n");
+      if (data === "[DONE]") return;
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
