@@ -180,3 +180,17 @@ def test_full_front_queue_is_503(front: LiveServer) -> None:
     while httpx.get(front.url + "/health").json()["queue_depth"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert httpx.get(front.url + "/health").json()["queue_depth"] == 0
+
+
+def test_serve_builds_a_remote_engine_without_a_local_model(backend: LiveServer, capsys) -> None:
+    from server.cli import EXIT_USAGE, load_engine, main
+
+    assert main(["serve", "--engine", "openai"]) == EXIT_USAGE
+    assert "--engine-url" in capsys.readouterr().err
+    engine = load_engine(Settings(engine="openai", engine_url=backend.url, engine_grammar="none"))
+    try:
+        assert engine.info.backend == f"remote:{backend.url}"
+        assert engine.info.model_id == MODEL and "default" in engine.info.aliases
+        assert engine.info.grammar_support == "none"
+    finally:
+        engine.close()
