@@ -97,10 +97,14 @@ async def run_cold(engine: LlamaEngine, topic: str) -> list[float]:
     return times
 
 
-async def run_interleaved(engine: LlamaEngine) -> list[float]:
-    """Two sessions alternate turn by turn; returns session A's per-turn TTFT."""
-    a_prompts, a_after = prompts("sales")
-    b_prompts, b_after = prompts("weather")
+async def run_interleaved(engine: LlamaEngine, tag: str) -> list[float]:
+    """Two sessions alternate turn by turn; returns session A's per-turn TTFT.
+
+    ``tag`` makes each repetition's conversations new, so no saved state from an earlier
+    repetition can serve them.
+    """
+    a_prompts, a_after = prompts(f"sales{tag}")
+    b_prompts, b_after = prompts(f"weather{tag}")
     times = []
     for k in range(TURNS):
         times.append(await ttft(engine, a_prompts[k]))
@@ -120,8 +124,8 @@ async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]
             for name, engine, run in (
                 ("warm", with_cache, lambda e, r=rep: run_conversation(e, f"sales{r}")),
                 ("cold", without, lambda e, r=rep: run_cold(e, f"sales{r}")),
-                ("interleaved+cache", with_cache, run_interleaved),
-                ("interleaved, no cache", without, run_interleaved),
+                ("interleaved+cache", with_cache, lambda e, r=rep: run_interleaved(e, f"c{r}")),
+                ("interleaved, no cache", without, lambda e, r=rep: run_interleaved(e, f"n{r}")),
             ):
                 runs[name].append(await run(engine))
                 print(f"rep {rep + 1}/{reps} {name}: " + ", ".join(f"{t * 1000:.0f} ms" for t in runs[name][-1]),

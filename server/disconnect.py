@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -33,3 +33,15 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll_s: floa
     finally:
         if not task.done():
             task.cancel()
+
+
+async def collect_unless_disconnected(request: Request, handle: Any) -> str | None:
+    """All of a generation's text, or None if the client left first (generation cancelled)."""
+
+    async def collect() -> str:
+        return "".join([piece async for piece in handle.stream()])
+
+    try:
+        return await unless_disconnected(request, collect())
+    except ClientDisconnected:
+        return None

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.engine_api import EngineError, GenerationHandle, GenerationRequest
 from server.deps import EngineDep
-from server.disconnect import ClientDisconnected, unless_disconnected
+from server.disconnect import collect_unless_disconnected
 from server.errors import engine_error_to_api
 from server.routes_openai import check_model
 from server.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of
@@ -114,13 +114,9 @@ async def completions(
             headers=SSE_HEADERS,
         )
 
-    async def collect() -> str:
-        return "".join([piece async for piece in handle.stream()])
-
-    try:
-        text = await unless_disconnected(request, collect())
-    except ClientDisconnected:
-        return Response(status_code=499)
+    text = await collect_unless_disconnected(request, handle)
+    if text is None:
+        return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
     choice = _choice(text, OPENAI_FINISH[result.finish_reason], result.stop_string)
     return text_completion(completion_id, body.model, created, [choice], usage_of(result))

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from models.chat_format import render_chatml
 from models.engine_api import Engine, EngineError, GenerationRequest
 from server.deps import EngineDep
-from server.disconnect import ClientDisconnected, unless_disconnected
+from server.disconnect import collect_unless_disconnected
 from server.errors import ModelNotFound, engine_error_to_api
 from server.schemas import (
     OPENAI_FINISH,
@@ -97,13 +97,9 @@ async def chat_completions(
             headers=SSE_HEADERS,
         )
 
-    async def collect() -> str:
-        return "".join([piece async for piece in handle.stream()])
-
-    try:
-        text = await unless_disconnected(request, collect())
-    except ClientDisconnected:
-        return Response(status_code=499)
+    text = await collect_unless_disconnected(request, handle)
+    if text is None:
+        return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
     return chat_completion(
         completion_id, body.model, text, OPENAI_FINISH[result.finish_reason], usage_of(result)
