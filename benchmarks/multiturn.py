@@ -119,6 +119,7 @@ async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]
                                           "interleaved, no cache": []}
     with_cache = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads)
     without = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, state_cache_mb=0)
+    prompt_tokens = [with_cache.count_tokens(p) for p in prompts("sales")[0]]
     try:
         for rep in range(reps):
             for name, engine, run in (
@@ -134,7 +135,6 @@ async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]
         with_cache.close()
         without.close()
     per_turn = {name: [median(r[k] for r in reps_) for k in range(TURNS)] for name, reps_ in runs.items()}
-    prompt_tokens = [with_cache.count_tokens(p) for p in prompts("sales")[0]]
     return {"per_turn_ttft_s": per_turn, "prompt_tokens": prompt_tokens}
 
 

@@ -25,6 +25,7 @@ import llama_cpp
 from models.chat_format import CHATML_STOP, looks_like_chatml
 from models.engine_api import (
     ContextOverflowError,
+    EngineClosedError,
     EngineError,
     EngineInfo,
     GenerationRequest,
@@ -108,6 +109,7 @@ class LlamaEngine:
         self._states = (
             ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
         )
+        self._closed = False
         self._owner = OwnerThread(f"engine-{model_id}", max_queue, self._execute)
 
     @staticmethod
@@ -142,6 +144,8 @@ class LlamaEngine:
 
     # -- Engine interface ------------------------------------------------------------------
     def tokenize_prompt(self, prompt: str) -> list[int]:
+        if self._closed:  # the model is freed: touching it would crash the process
+            raise EngineClosedError("the engine is closed")
         return self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
     def count_tokens(self, text: str) -> int:
@@ -165,6 +169,9 @@ class LlamaEngine:
         return job
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._owner.close()
         if self._owner.alive():
             # Freeing the context under a decode still running on the owner thread would
