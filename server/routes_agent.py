@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 
 from models.engine_api import EngineError
 from server.agent_runtime import AgentRuntime
@@ -31,8 +31,8 @@ from server.agent_transcript import Transcript
 from server.disconnect import ClientDisconnected, unless_disconnected
 from server.errors import InvalidRequest, NotFound, engine_error_to_api
 from server.routes_openai import check_model
-from server.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict
-from server.sse import DONE, SSE_HEADERS, sse_event
+from server.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
+from server.sse import DONE, sse_event, sse_response
 
 router = APIRouter(prefix="/v1/agent")
 
@@ -55,12 +55,8 @@ async def agent_completion(
     run = await prepare_run(runtime, body)
     completion_id = new_completion_id()
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _stream(runtime, run, completion_id, body.model, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        include_usage = wants_usage(body.stream_options)
+        return sse_response(_stream(runtime, run, completion_id, body.model, include_usage))
     try:
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.engine_api import EngineError, GenerationHandle, GenerationRequest
@@ -29,8 +28,8 @@ from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import engine_error_to_api
 from server.routes_openai import check_model
-from server.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of
-from server.sse import DONE, SSE_HEADERS, sse_event
+from server.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of, wants_usage
+from server.sse import DONE, sse_event, sse_response
 
 router = APIRouter()
 
@@ -107,12 +106,8 @@ async def completions(
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _stream_chunks(handle, completion_id, body.model, created, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        include_usage = wants_usage(body.stream_options)
+        return sse_response(_stream_chunks(handle, completion_id, body.model, created, include_usage))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from models.chat_format import render_chatml
 from models.engine_api import Engine, EngineError, GenerationRequest
@@ -21,8 +20,9 @@ from server.schemas import (
     chat_completion,
     new_completion_id,
     usage_of,
+    wants_usage,
 )
-from server.sse import DONE, SSE_HEADERS, sse_event
+from server.sse import DONE, sse_event, sse_response
 
 router = APIRouter()
 
@@ -90,12 +90,8 @@ async def chat_completions(
     handle = engine.submit(generation_request(body, engine))  # 503/400 raised here, at once
     completion_id = new_completion_id()
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _stream_chunks(handle, completion_id, body.model, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        include_usage = wants_usage(body.stream_options)
+        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:

@@ -47,6 +47,11 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def wants_usage(options: StreamOptions | None) -> bool:
+    """Whether a stream should end with a usage chunk (OpenAI's ``stream_options``)."""
+    return bool(options and options.include_usage)
+
+
 def stop_list(value: str | list[str] | None) -> list[str] | None:
     """OpenAI's ``stop``: one string or a list of at most 16; empty strings dropped."""
     if value is None:
