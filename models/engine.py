@@ -1,26 +1,30 @@
-"""The llama.cpp engine: the only module that imports ``llama_cpp``.
+"""The llama.cpp engine: the only module (with its ``engine_*`` helpers) that imports ``llama_cpp``.
 
-One ``Llama`` per loaded model, touched only by its owner thread (``OwnerThread``). Tokens
-are sampled one at a time with ``Llama.generate`` so that we control what the HTTP layer
-needs and llama-cpp-python's completion helper hides: exact token counts, cancellation at
-the next token, stop strings split across tokens, UTF-8 split across tokens, and
-``<|im_end|>``/eog as end of turn. ``Llama.generate`` keeps the longest common prefix of the
-previous prompt in the KV cache, so an agent turn that only appends re-uses its prefix.
-With a grammar, ``models.engine_grammar.constrained_tokens`` replaces ``Llama.generate``
-(same prefix reuse, same sampler chain) and checks the grammar lazily: one token per step
-instead of the whole vocabulary, which is what made the action grammar cost ~40% of decode.
+One llama.cpp context per loaded model, touched only by its owner thread
+(``models.engine_batch.BatchScheduler``), which decodes up to ``parallel`` requests together
+in one batch, each in its own KV sequence. Tokens are sampled one at a time per request so
+that we control what the HTTP layer needs and llama-cpp-python's completion helper hides:
+exact token counts, cancellation at the next token, stop strings split across tokens, UTF-8
+split across tokens, and ``<|im_end|>``/eog as end of turn. A request lands in the slot
+whose KV cells share the longest prefix with its prompt, so an agent turn that only appends
+re-uses its previous turn, even while other conversations run beside it. Grammars are
+checked lazily (``models.engine_grammar``); prompt-lookup speculative decoding is optional
+(``models.engine_lookup``).
+
+We build the model and context from llama-cpp-python's thin wrappers rather than ``Llama``:
+``Llama`` fixes ``n_seq_max`` at 1 and allocates a second KV cache we would not use.
 """
 
 from __future__ import annotations
 
-import codecs
+import ctypes
 import logging
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp
+from llama_cpp import _internals as llama_internals
 
 from models.chat_format import CHATML_STOP, looks_like_chatml
 from models.engine_api import (
@@ -29,12 +33,14 @@ from models.engine_api import (
     EngineError,
     EngineInfo,
     GenerationRequest,
-    GenerationResult,
 )
-from models.engine_grammar import GrammarCache, constrained_tokens
-from models.engine_runner import OwnerThread, QueuedGeneration
-from models.engine_state_cache import ConversationStateCache, common_prefix
-from models.stop_strings import StopMatcher
+from models.engine_batch import BatchScheduler
+from models.engine_grammar import GrammarCache
+from models.engine_lookup import PromptLookup
+from models.engine_runner import QueuedGeneration
+from models.engine_sampler import TokenSampler
+from models.engine_slots import ActiveGeneration
+from models.engine_state_cache import ConversationStateCache
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,20 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    """Initialise llama.cpp once per process and keep its log chatter out of our stderr."""
+    global _backend_ready
+    if not _backend_ready:
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
 class LlamaEngine:
-    """A GGUF model served through llama.cpp behind a bounded queue."""
+    """A GGUF model served through llama.cpp behind a bounded queue, ``parallel`` at a time."""
 
     def __init__(
         self,
@@ -77,20 +95,25 @@ class LlamaEngine:
         max_queue: int = 8,
         aliases: tuple[str, ...] = (),
         state_cache_mb: int = 1024,
+        parallel: int = 4,
+        lookup_draft_tokens: int = 0,
     ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        _init_backend()
         backend = gpu_backend()
         if n_gpu_layers is None:
             n_gpu_layers = -1 if backend else 0
-        self._llama = self._load(model_path, n_gpu_layers, ctx_size, threads, batch_size)
-        metadata = self._llama.metadata
+        self._model = self._load_model(model_path, n_gpu_layers)
+        n_ctx = ctx_size or min(self._model.n_ctx_train(), DEFAULT_CTX_CAP)
+        # The 7B advertises 32k; its KV cache at 32k costs ~4 GB, so cap unless asked.
+        on_gpu = bool(backend) and n_gpu_layers != 0
+        self._context = self._new_context(n_ctx, batch_size, parallel, threads or physical_cores(), on_gpu)
+        metadata = self._model.metadata()
         arch = metadata.get("general.architecture", "llama")
         total_layers = int(metadata.get(f"{arch}.block_count", 0))
-        template = metadata.get("tokenizer.chat_template")
-        if not looks_like_chatml(template):
-            log.warning(
-                "%s: the GGUF chat template is not ChatML; prompts are rendered as ChatML anyway",
-                model_path,
-            )
+        if not looks_like_chatml(metadata.get("tokenizer.chat_template")):
+            log.warning("%s: the GGUF chat template is not ChatML; prompts are rendered as ChatML anyway", model_path)
         offloaded = 0
         if backend and n_gpu_layers != 0:
             offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
@@ -100,59 +123,87 @@ class LlamaEngine:
             backend=backend if offloaded else "cpu",
             offloaded_layers=offloaded,
             total_layers=total_layers,
-            context_length=self._llama.n_ctx(),
+            context_length=self._context.n_ctx(),
             stop=CHATML_STOP,
             aliases=aliases,
+            parallel_sequences=parallel,
+            lookup_draft_tokens=lookup_draft_tokens,
         )
+        self._vocab = self._model.vocab
+        self._n_vocab = self._model.n_vocab()
         self._im_end = self._special_token("<|im_end|>")
-        self._grammars = GrammarCache(self._llama._model.vocab)  # noqa: SLF001
-        self._states = (
-            ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
-        )
+        self._piece_buffer = ctypes.create_string_buffer(64)  # owner thread only
+        self._grammars = GrammarCache(self._vocab)
         self._closed = False
-        self._owner = OwnerThread(f"engine-{model_id}", max_queue, self._execute)
+        states = ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
+        self._scheduler = BatchScheduler(
+            f"engine-{model_id}",
+            self._context.ctx,
+            n_ctx=self.info.context_length,
+            n_batch=batch_size,
+            n_slots=parallel,
+            max_queue=max_queue,
+            open_generation=self._open_generation,
+            states=states,
+            max_draft=lookup_draft_tokens,
+        )
+        self._states = states
 
     @staticmethod
-    def _load(
-        model_path: str | Path,
-        n_gpu_layers: int,
-        ctx_size: int | None,
-        threads: int | None,
-        batch_size: int,
-    ) -> llama_cpp.Llama:
-        n_ctx = ctx_size or 0
+    def _load_model(model_path: str | Path, n_gpu_layers: int) -> llama_internals.LlamaModel:
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(model_path),
-                n_gpu_layers=n_gpu_layers,
-                n_ctx=n_ctx,
-                n_batch=batch_size,
-                n_threads=threads or physical_cores(),
-                verbose=False,
-            )
+            return llama_internals.LlamaModel(path_model=str(model_path), params=params, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {model_path}: {exc}") from exc
-        if ctx_size is None and llama.n_ctx() > DEFAULT_CTX_CAP:
-            # The 7B advertises 32k; its KV cache at 32k costs ~4 GB, so cap unless asked.
-            llama.close()
-            return LlamaEngine._load(model_path, n_gpu_layers, DEFAULT_CTX_CAP, threads, batch_size)
-        return llama
+
+    def _new_context(
+        self, n_ctx: int, batch_size: int, parallel: int, threads: int, on_gpu: bool
+    ) -> llama_internals.LlamaContext:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = batch_size
+        params.n_seq_max = parallel
+        params.kv_unified = True  # every sequence may use the whole window; cells are shared
+        params.n_threads = params.n_threads_batch = threads
+        # Flash attention: llama.cpp decides on a GPU; on a CPU keep it off, as ``Llama`` does,
+        # so greedy output matches llama-cpp-python's token for token.
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if on_gpu else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        try:
+            return llama_internals.LlamaContext(model=self._model, params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            self._model.close()
+            raise EngineError(f"llama.cpp could not create a {n_ctx}-token context: {exc}") from exc
 
     def _special_token(self, text: str) -> int | None:
-        tokens = self._llama.tokenize(text.encode(), add_bos=False, special=True)
+        tokens = self._model.tokenize(text.encode(), add_bos=False, special=True)
         return tokens[0] if len(tokens) == 1 else None
+
+    def _is_end_of_turn(self, token: int) -> bool:
+        return token == self._im_end or llama_cpp.llama_vocab_is_eog(self._vocab, token)
+
+    def _piece(self, token: int) -> bytes:
+        buffer = self._piece_buffer
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if n < 0:  # a piece longer than the buffer: grow it once and retry
+            self._piece_buffer = buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:n]
 
     # -- Engine interface ------------------------------------------------------------------
     def tokenize_prompt(self, prompt: str) -> list[int]:
         if self._closed:  # the model is freed: touching it would crash the process
             raise EngineClosedError("the engine is closed")
-        return self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        return self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize_prompt(text))
 
     def queue_depth(self) -> int:
-        return self._owner.depth()
+        return self._scheduler.depth()
 
     def submit(self, request: GenerationRequest) -> QueuedGeneration:
         tokens = self.tokenize_prompt(request.prompt)
@@ -165,94 +216,41 @@ class LlamaEngine:
         elif request.max_tokens > room:
             raise ContextOverflowError(len(tokens), request.max_tokens, n_ctx)
         job = QueuedGeneration(request, tokens)
-        self._owner.submit(job)
+        self._scheduler.submit(job)
         return job
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._owner.close()
-        if self._owner.alive():
+        self._scheduler.close()
+        if self._scheduler.alive():
             # Freeing the context under a decode still running on the owner thread would
             # crash the process; leave it to process exit instead.
             log.warning("the model is still decoding a prompt; not freeing it before exit")
             return
         self._grammars.close()
-        self._llama.close()
+        self._context.close()
+        self._model.close()
 
     # -- owner thread ------------------------------------------------------------------------
-    def _execute(self, job: QueuedGeneration) -> None:
+    def _open_generation(self, job: QueuedGeneration, cached_tokens: int) -> ActiveGeneration:
         request = job.request
-        llama = self._llama
-        started = time.perf_counter()
-        if self._states is not None:
-            cached = self._states.prepare(llama, job.prompt_tokens)
-        else:
-            cached = common_prefix(llama._input_ids.tolist(), job.prompt_tokens)  # noqa: SLF001
-        if request.seed is not None:
-            llama.set_seed(request.seed)
-        matcher = StopMatcher(request.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        produced, first_token_at = 0, 0.0
-        finish, stop_string = "length", None
-        assert request.max_tokens is not None
-        if request.grammar:
-            tokens = constrained_tokens(
-                llama,
-                job.prompt_tokens,
-                self._grammars.fresh(request.grammar),
-                temperature=request.temperature,
-                top_p=request.top_p,
-            )
-        else:
-            tokens = llama.generate(
-                job.prompt_tokens,
-                temp=request.temperature,
-                top_p=request.top_p,
-                top_k=0 if request.temperature > 0 else 1,
-                min_p=0.0,
-                repeat_penalty=1.0,
-            )
-        try:
-            for token in tokens:
-                if not first_token_at:
-                    first_token_at = time.perf_counter()
-                if job.cancelled:
-                    finish = "cancelled"
-                    break
-                if token == self._im_end or llama_cpp.llama_vocab_is_eog(
-                    llama._model.vocab,  # noqa: SLF001
-                    token,
-                ):
-                    finish = "stop"
-                    break
-                produced += 1
-                scan = matcher.feed(decoder.decode(llama.detokenize([token])))
-                job.emit(scan.emit)
-                if scan.stopped:
-                    finish, stop_string = "stop", scan.stop_string
-                    break
-                if produced >= request.max_tokens:
-                    break
-        except (RuntimeError, ValueError) as exc:
-            raise EngineError(f"llama.cpp failed while decoding: {exc}") from exc
-        finally:
-            tokens.close()
-        if stop_string is None:
-            job.emit(matcher.feed(decoder.decode(b"", final=True)).emit + matcher.flush())
-        now = time.perf_counter()
-        job.finish(
-            GenerationResult(
-                text=matcher.text,
-                finish_reason=finish,  # type: ignore[arg-type]
-                prompt_tokens=len(job.prompt_tokens),
-                completion_tokens=produced,
-                stop_string=stop_string,
-                cached_prompt_tokens=cached,
-                queued_s=started - job.submitted_at,
-                time_to_first_token_s=(first_token_at or now) - started,
-                total_s=now - started,
-            )
+        grammar = self._grammars.fresh(request.grammar) if request.grammar else None
+        sampler = TokenSampler(
+            self._context.ctx,
+            self._n_vocab,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            grammar=grammar,
         )
-
+        lookup = PromptLookup(job.prompt_tokens) if self.info.lookup_draft_tokens else None
+        return ActiveGeneration(
+            job,
+            sampler,
+            cached_tokens=cached_tokens,
+            is_end_of_turn=self._is_end_of_turn,
+            piece=self._piece,
+            lookup=lookup,
+        )

@@ -90,6 +90,8 @@ class GenerationResult:
     queued_s: float = 0.0
     time_to_first_token_s: float = 0.0
     total_s: float = 0.0
+    draft_tokens: int = 0  # prompt-lookup guesses decoded alongside the real next token
+    accepted_draft_tokens: int = 0  # guesses the model confirmed (each one saved a decode step)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -114,6 +116,8 @@ class EngineInfo:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     grammar_support: str = "gbnf"  # how GenerationRequest.grammar is honoured; "none": ignored
     token_counts: str = "exact"  # "estimate" when the engine cannot tokenize (count_tokens)
+    parallel_sequences: int = 1  # requests decoded together in one batch
+    lookup_draft_tokens: int = 0  # prompt-lookup speculative decoding: max guesses per step (0: off)
 
 
 class GenerationHandle(Protocol):

@@ -106,15 +106,15 @@ class ConstrainedSampler:
         self._ids = np.arange(n_vocab, dtype=np.int32)
         self._full: np.ndarray | None = None  # allocated on the first rejection only
 
-    def sample(self) -> int:
-        """Pick the next token from the last decoded position's logits and accept it."""
+    def sample(self, row: int = -1) -> int:
+        """Pick the next token from the logits of output ``row`` (-1: the last) and accept it."""
         if self._lazy:
-            token = llama_cpp.llama_sampler_sample(self._chain, self._ctx, -1)
+            token = llama_cpp.llama_sampler_sample(self._chain, self._ctx, row)
             if self._allowed(token):
                 llama_cpp.llama_sampler_accept(self._grammar, token)
                 self.stats.fast += 1
                 return token
-        token = self._sample_masked()
+        token = self._sample_masked(row)
         llama_cpp.llama_sampler_accept(self._grammar, token)
         self.stats.slow += 1
         return token
@@ -126,11 +126,11 @@ class ConstrainedSampler:
         llama_cpp.llama_sampler_apply(self._grammar, self._one_ref)
         return not math.isinf(self._one[0].logit)
 
-    def _sample_masked(self) -> int:
+    def _sample_masked(self, row: int) -> int:
         if self._full is None:
             self._full = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
         full = self._full
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
         full["id"] = self._ids  # samplers sort in place: restore the identity order
         full["logit"] = logits
         full["p"] = 0.0

@@ -147,7 +147,7 @@ class OwnerThread:
             if job is None:
                 return
             if job.cancelled:
-                job.finish(_cancelled_before_start(job))
+                job.finish(cancelled_before_start(job))
                 continue
             self._running = job
             try:
@@ -161,7 +161,8 @@ class OwnerThread:
                 self._running = None
 
 
-def _cancelled_before_start(job: QueuedGeneration) -> GenerationResult:
+def cancelled_before_start(job: QueuedGeneration) -> GenerationResult:
+    """The result of a job cancelled while it still waited in the queue."""
     return GenerationResult(
         text="",
         finish_reason="cancelled",

@@ -58,13 +58,14 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         info = engine.info
         log.info(
-            "serving %s (%s) on %s, %d/%d layers offloaded, context %d tokens",
+            "serving %s (%s) on %s, %d/%d layers offloaded, context %d tokens, %d requests per batch",
             info.model_id,
             info.model_path,
             info.backend,
             info.offloaded_layers,
             info.total_layers,
             info.context_length,
+            info.parallel_sequences,
         )
         runtime = AgentRuntime.start(settings, engine)
         runtime.observers.append(metrics.observe_agent)

@@ -177,6 +177,8 @@ def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazil
             batch_size=settings.batch_size,
             max_queue=settings.max_queue,
             aliases=aliases,
+            parallel=settings.parallel,
+            lookup_draft_tokens=settings.lookup_draft_tokens,
         )
     except EngineError as exc:
         raise CLIError(f"{exc}; check the file or run `codeact-server models`", EXIT_MODEL) from exc

@@ -50,6 +50,8 @@ async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
         "context_length": info.context_length,
         "grammar": info.grammar_support,
         "token_counts": info.token_counts,
+        "parallel_sequences": info.parallel_sequences,
+        "lookup_draft_tokens": info.lookup_draft_tokens,
         "queue_depth": engine.queue_depth(),
     }
     extra = getattr(request.app.state, "health_extras", None)

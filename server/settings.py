@@ -46,7 +46,23 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         None, ge=1, description="CPU threads for generation (default: physical cores)"
     )
-    batch_size: int = Field(512, ge=1, description="prompt-processing batch size in tokens")
+    batch_size: int = Field(512, ge=8, description="prompt-processing batch size in tokens")
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="requests decoded together in one batch, each in its own KV sequence; they "
+        "share the --ctx-size cells, and a request waits while the running ones have reserved "
+        "them (1 = one at a time)",
+    )
+    lookup_draft_tokens: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="prompt-lookup speculative decoding: up to this many tokens guessed from "
+        "earlier in the conversation and verified in one step (0 = off; it lost on CPU here, "
+        "see benchmarks/RESULTS.md)",
+    )
     engine: Literal["llama", "openai"] = Field(
         "llama",
         description="what generates tokens: `llama` (a local GGUF on llama.cpp) or `openai` "
@@ -69,7 +85,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         8,
         ge=1,
-        description="generation requests allowed to wait behind the running one; more get "
+        description="generation requests allowed to wait behind the running ones; more get "
         "503 with Retry-After",
     )
     log_level: str = Field("info", description="log level: debug, info, warning, error")

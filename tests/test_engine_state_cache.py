@@ -1,4 +1,8 @@
-"""Interleaved conversations keep their KV state (real llama.cpp, the embedded model)."""
+"""Interleaved conversations keep their KV state (real llama.cpp, the embedded model).
+
+With one batch slot the conversations take turns in the same KV sequence, so the state
+cache must save and restore them; with two slots each keeps its own sequence.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ async def interleave(engine: LlamaEngine) -> list[tuple[int, int, str]]:
 
 
 def test_interleaved_conversations_restore_their_prefix_with_identical_output() -> None:
-    cached = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1)
-    plain = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1, state_cache_mb=0)
+    cached = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=1)
+    plain = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=1, state_cache_mb=0)
     try:
         with_cache = asyncio.run(interleave(cached))
         without = asyncio.run(interleave(plain))
@@ -55,3 +59,17 @@ def test_interleaved_conversations_restore_their_prefix_with_identical_output() 
         previous[index % 2] = prompt_tokens
     # Without the cache the other conversation's turn evicted everything but a shared head.
     assert all(reused < 10 for _, reused, _ in without[2:])
+
+
+def test_with_a_slot_each_interleaved_conversations_keep_their_own_sequence() -> None:
+    engine = LlamaEngine(
+        embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=2, state_cache_mb=0
+    )
+    try:
+        seen = asyncio.run(interleave(engine))
+    finally:
+        engine.close()
+    previous = {0: seen[0][0], 1: seen[1][0]}
+    for index, (prompt_tokens, reused, _) in enumerate(seen[2:], start=2):
+        assert reused >= previous[index % 2] - 1
+        previous[index % 2] = prompt_tokens
