@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         le=64,
         description="requests decoded together in one batch, each in its own KV sequence; they "
         "share the --ctx-size cells, and a request waits while the running ones have reserved "
-        "them (1 = one at a time)",
+        "them (1 = one at a time, and bit-reproducible greedy output: with more, another "
+        "conversation's KV cells change llama.cpp's rounding, so temperature-0 text may differ "
+        "at near-ties)",
     )
     lookup_draft_tokens: int = Field(
         0,
