@@ -33,6 +33,33 @@ def fake_tokens(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
+class _TokenCounter:
+    """``len(fake_tokens(text))``, re-scanning only what follows the last text counted.
+
+    Why: an agent's prompts only grow (each phase and each turn appends), and counting the
+    whole conversation again on every submit was the fake's own cost per phase, charged
+    to the server's overhead. Exactness: a token is ``\\s*\\S+`` or trailing ``\\s+``, so a
+    token that ends before the start ``s`` of the counted text's last token ends there in any
+    text that extends the counted one (``s`` lies inside it); scanning from ``s`` therefore
+    gives the same tokens as scanning from 0. Any other text is counted from scratch.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int, int] = ("", 0, 0)  # text, its count, start of its last token
+
+    def count(self, text: str) -> int:
+        base, count, last_start = self._last  # one read: safe if two threads count at once
+        if count and text.startswith(base):
+            starts = [m.start() for m in _PIECE.finditer(text, last_start)]
+            count += len(starts) - 1
+        else:
+            starts = [m.start() for m in _PIECE.finditer(text)]
+            count = len(starts)
+        if starts:
+            self._last = (text, count, starts[-1])
+        return count
+
+
 class ScriptedEngine:
     """Replays enqueued assistant turns; records every request it served."""
 
@@ -60,6 +87,7 @@ class ScriptedEngine:
         self.token_delay_s = token_delay_s
         self.requests: list[GenerationRequest] = []
         self._active: tuple[str, str] | None = None  # (prompt the turn began at, its text)
+        self._counter = _TokenCounter()
         self._owner = OwnerThread("scripted-engine", max_queue, self._execute)
 
     def enqueue(self, *turns: str) -> None:
@@ -68,7 +96,7 @@ class ScriptedEngine:
             self._turns.extend(turns)
 
     def count_tokens(self, text: str) -> int:
-        return len(fake_tokens(text))
+        return self._counter.count(text)
 
     def queue_depth(self) -> int:
         return self._owner.depth()

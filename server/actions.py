@@ -76,6 +76,7 @@ Channel = Literal["thought", "code", "answer"]
 _OPENERS: dict[str, Channel] = {EXECUTE_OPEN: "code", SOLUTION_OPEN: "answer"}
 _CLOSERS = (EXECUTE_CLOSE, SOLUTION_CLOSE)
 _HOLD = max(len(t) for t in (*_OPENERS, *_CLOSERS)) - 1
+assert all(t.count("<") == 1 and t.startswith("<") for t in (*_OPENERS, *_CLOSERS))  # _partial_tag_suffix
 
 
 class ChannelSplitter:
@@ -121,8 +122,13 @@ class ChannelSplitter:
 
 
 def _partial_tag_suffix(text: str, tags: tuple[str, ...]) -> int:
-    for size in range(min(_HOLD, len(text)), 0, -1):
-        suffix = text[-size:]
-        if any(tag.startswith(suffix) for tag in tags):
-            return size
-    return 0
+    """How many trailing characters may be the start of one of ``tags`` (held back).
+
+    Every tag starts with ``<`` and has no other ``<``, so only the suffix from the last
+    ``<`` can be a tag's start: one check per streamed piece instead of one per length.
+    """
+    start = text.rfind("<", max(0, len(text) - _HOLD))
+    if start == -1:
+        return 0
+    suffix = text[start:]
+    return len(suffix) if any(tag.startswith(suffix) for tag in tags) else 0

@@ -100,10 +100,22 @@ class SessionStore:
         return session
 
     def delete(self, session_id: str) -> None:
+        self._close(self._remove(session_id))
+
+    async def delete_off_loop(self, session_id: str) -> None:
+        """Forget the session now; stop its worker on a thread.
+
+        Why: stopping a worker (signal the tree, wait for it, remove the workspace) takes
+        ~10-15 ms, and on the event loop it would stall every other request and stream.
+        """
+        session = self._remove(session_id)
+        await asyncio.to_thread(self._close, session)
+
+    def _remove(self, session_id: str) -> Session:
         session = self._sessions.pop(session_id, None)
         if session is None:
             raise NotFound(f"no agent session '{session_id}'")
-        self._close(session)
+        return session
 
     def expire_idle(self) -> int:
         """Close sessions idle longer than the TTL (never one that is running)."""
