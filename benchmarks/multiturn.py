@@ -5,10 +5,14 @@ observation, so the engine should only prefill the new tail. Measured on a scrip
 5-turn trajectory (realistic lengths: a system prompt with tool descriptions, ~120-token
 turns, ~150-token observations), through ``LlamaEngine``:
 
-* ``warm``: the conversation runs in order, each turn's prompt following the last;
-* ``cold``: before each turn an unrelated prompt evicts the KV cache (state cache off);
-* ``interleaved``: two sessions alternate turn by turn, with the per-conversation state
-  cache on, and off, against one session alone.
+* ``warm``: the conversation runs in order, each turn's prompt following the last
+  (the default engine: 4 batch slots, state cache on);
+* ``cold``: before each turn an unrelated prompt evicts the KV cache (one slot, state
+  cache off);
+* ``interleaved``: two sessions alternate turn by turn, against one session alone: on the
+  default engine (each conversation keeps its own slot), on one slot with the
+  per-conversation state cache (snapshots saved and restored on each switch), and on one
+  slot without it.
 
 Targets (issue 8): turn 5 at least 5x faster warm than cold; interleaved TTFT within 1.5x
 of one session alone.
@@ -115,25 +119,28 @@ async def run_interleaved(engine: LlamaEngine, tag: str) -> list[float]:
 
 
 async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]:
-    runs: dict[str, list[list[float]]] = {"warm": [], "cold": [], "interleaved+cache": [],
-                                          "interleaved, no cache": []}
-    with_cache = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads)
-    without = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, state_cache_mb=0)
-    prompt_tokens = [with_cache.count_tokens(p) for p in prompts("sales")[0]]
+    runs: dict[str, list[list[float]]] = {"warm": [], "cold": [], "interleaved, slots": [],
+                                          "interleaved, 1 slot+cache": [], "interleaved, 1 slot": []}
+    slots = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads)  # the default engine
+    one_slot = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1)
+    plain = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1, state_cache_mb=0)
+    prompt_tokens = [slots.count_tokens(p) for p in prompts("sales")[0]]
     try:
         for rep in range(reps):
             for name, engine, run in (
-                ("warm", with_cache, lambda e, r=rep: run_conversation(e, f"sales{r}")),
-                ("cold", without, lambda e, r=rep: run_cold(e, f"sales{r}")),
-                ("interleaved+cache", with_cache, lambda e, r=rep: run_interleaved(e, f"c{r}")),
-                ("interleaved, no cache", without, lambda e, r=rep: run_interleaved(e, f"n{r}")),
+                ("warm", slots, lambda e, r=rep: run_conversation(e, f"sales{r}")),
+                ("cold", plain, lambda e, r=rep: run_cold(e, f"sales{r}")),
+                ("interleaved, slots", slots, lambda e, r=rep: run_interleaved(e, f"s{r}")),
+                ("interleaved, 1 slot+cache", one_slot, lambda e, r=rep: run_interleaved(e, f"c{r}")),
+                ("interleaved, 1 slot", plain, lambda e, r=rep: run_interleaved(e, f"n{r}")),
             ):
                 runs[name].append(await run(engine))
                 print(f"rep {rep + 1}/{reps} {name}: " + ", ".join(f"{t * 1000:.0f} ms" for t in runs[name][-1]),
                       flush=True)
     finally:
-        with_cache.close()
-        without.close()
+        slots.close()
+        one_slot.close()
+        plain.close()
     per_turn = {name: [median(r[k] for r in reps_) for k in range(TURNS)] for name, reps_ in runs.items()}
     return {"per_turn_ttft_s": per_turn, "prompt_tokens": prompt_tokens}
 
@@ -151,16 +158,18 @@ def main() -> None:
         {"turn": k + 1, "prompt tokens": result["prompt_tokens"][k],
          **{f"{name} ms": round(t[name][k] * 1000, 1) for name in t},
          "cold/warm": round(t["cold"][k] / t["warm"][k], 1),
-         "interleaved+cache / warm": round(t["interleaved+cache"][k] / t["warm"][k], 2)}
+         "interleaved slots / warm": round(t["interleaved, slots"][k] / t["warm"][k], 2)}
         for k in range(TURNS)
     ]
     print_table(rows, list(rows[0]), title="multiturn: time to first token per turn (median of reps)")
     summary = {
         "turn5_cold_over_warm": t["cold"][-1] / t["warm"][-1],
-        "interleaved_cache_over_alone_turns2to5": median(
-            t["interleaved+cache"][k] / t["warm"][k] for k in range(1, TURNS)),
-        "interleaved_nocache_over_alone_turns2to5": median(
-            t["interleaved, no cache"][k] / t["warm"][k] for k in range(1, TURNS)),
+        "interleaved_slots_over_alone_turns2to5": median(
+            t["interleaved, slots"][k] / t["warm"][k] for k in range(1, TURNS)),
+        "interleaved_1slot_cache_over_alone_turns2to5": median(
+            t["interleaved, 1 slot+cache"][k] / t["warm"][k] for k in range(1, TURNS)),
+        "interleaved_1slot_nocache_over_alone_turns2to5": median(
+            t["interleaved, 1 slot"][k] / t["warm"][k] for k in range(1, TURNS)),
     }
     print({k: round(v, 2) for k, v in summary.items()})
     path = write_result("multiturn", {**result, "summary": summary,

@@ -186,18 +186,19 @@ class BatchScheduler:
         reused = common_prefix(slot.tokens, prompt)
         if self._states is not None:
             if worth_saving(slot.tokens, reused):
-                self._states.save(self._ctx, slot.seq_id, slot.tokens)
+                self._states.save(self._ctx, slot.seq_id, slot.tokens, slot.prompt_len)
             hit = self._states.best(prompt, reused)
             if hit is not None:
                 snapshot, length = hit
                 self._clear(slot)
                 self._make_room(len(snapshot.tokens), keep=slot)
                 if self._states.restore(self._ctx, slot.seq_id, snapshot):
-                    slot.tokens, reused = list(snapshot.tokens), length
+                    slot.tokens, slot.prompt_len, reused = list(snapshot.tokens), snapshot.prompt_len, length
                 else:
                     self._clear(slot)
                     reused = 0
         self._truncate(slot, min(reused, len(prompt) - 1))  # at least one token makes logits
+        slot.prompt_len = len(prompt)
         try:
             slot.generation = self._open(job, len(slot.tokens))
         except EngineError as exc:
@@ -324,7 +325,7 @@ class BatchScheduler:
             if self._n_ctx - used >= cells:
                 return
             if self._states is not None and len(slot.tokens) >= MIN_SAVED_TOKENS:
-                self._states.save(self._ctx, slot.seq_id, slot.tokens)
+                self._states.save(self._ctx, slot.seq_id, slot.tokens, slot.prompt_len)
             used -= len(slot.tokens)
             self._clear(slot)
 

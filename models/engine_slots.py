@@ -30,6 +30,7 @@ class Slot:
 
     seq_id: int
     tokens: list[int] = field(default_factory=list)
+    prompt_len: int = 0  # how many of ``tokens`` the last request's prompt gave (the rest: generated)
     generation: ActiveGeneration | None = None
     last_used: float = 0.0
 

@@ -50,6 +50,7 @@ def worth_saving(held: Sequence[int], reused: int) -> bool:
 class Snapshot:
     tokens: tuple[int, ...]
     kv: bytes
+    prompt_len: int  # tokens[:prompt_len] came from a prompt, the rest were generated
 
 
 class ConversationStateCache:
@@ -62,8 +63,8 @@ class ConversationStateCache:
         self.saves = 0
         self.restores = 0
 
-    def save(self, ctx: llama_cpp.llama_context_p, seq_id: int, tokens: Sequence[int]) -> None:
-        """Copy sequence ``seq_id`` (holding ``tokens``) out of the context."""
+    def save(self, ctx: llama_cpp.llama_context_p, seq_id: int, tokens: Sequence[int], prompt_len: int) -> None:
+        """Copy sequence ``seq_id`` (holding ``tokens``, the first ``prompt_len`` a prompt's) out."""
         size = llama_cpp.llama_state_seq_get_size(ctx, seq_id)
         if size <= 0 or size > self.capacity_bytes:
             return
@@ -72,8 +73,10 @@ class ConversationStateCache:
         if written <= 0:
             return
         key = tuple(tokens)
-        self._drop(key)
-        self._snapshots[key] = Snapshot(key, bytes(buffer)[:written])
+        # An earlier turn of this conversation: this one holds its whole prompt. Superseded.
+        for old in [snap for snap in self._snapshots.values() if common_prefix(snap.tokens, key) >= snap.prompt_len]:
+            self._drop(old.tokens)
+        self._snapshots[key] = Snapshot(key, ctypes.string_at(buffer, written), min(prompt_len, len(key)))
         self.size_bytes += written
         self.saves += 1
         while self.size_bytes > self.capacity_bytes and self._snapshots:

@@ -179,6 +179,7 @@ def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazil
             aliases=aliases,
             parallel=settings.parallel,
             lookup_draft_tokens=settings.lookup_draft_tokens,
+            state_cache_mb=settings.state_cache_mb,
         )
     except EngineError as exc:
         raise CLIError(f"{exc}; check the file or run `codeact-server models`", EXIT_MODEL) from exc

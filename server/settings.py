@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         "conversation's KV cells change llama.cpp's rounding, so temperature-0 text may differ "
         "at near-ties)",
     )
+    state_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="RAM for saved KV states of conversations that lost their batch slot (more "
+        "conversations than --parallel), so they resume without a full prefill; least recently "
+        "used first out (0 = off)",
+    )
     lookup_draft_tokens: int = Field(
         0,
         ge=0,

@@ -73,3 +73,17 @@ def test_with_a_slot_each_interleaved_conversations_keep_their_own_sequence() ->
     for index, (prompt_tokens, reused, _) in enumerate(seen[2:], start=2):
         assert reused >= previous[index % 2] - 1
         previous[index % 2] = prompt_tokens
+
+
+def test_a_later_turn_replaces_the_snapshots_of_its_earlier_turns() -> None:
+    engine = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=1)
+    try:
+        asyncio.run(interleave(engine))
+        states = engine._states  # noqa: SLF001 - the property under test
+        assert states is not None and states.saves >= 4
+        keys = list(states._snapshots)  # noqa: SLF001
+    finally:
+        engine.close()
+    # Two conversations: at most one snapshot each, none a prefix of another.
+    assert len(keys) <= 2
+    assert not any(a != b and b[: len(a)] == a for a in keys for b in keys)
