@@ -14,6 +14,7 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,13 +27,13 @@ from models.engine_api import EngineError
 from server.agent_runtime import AgentRuntime
 from server.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, agent_summary, step_payload
 from server.agent_service import PreparedRun, drive, prepare_run
-from server.agent_steps import AgentDone, StepDone, TurnDelta
+from server.agent_steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent_transcript import Transcript
 from server.disconnect import ClientDisconnected, unless_disconnected
 from server.errors import InvalidRequest, NotFound, engine_error_to_api
 from server.routes_openai import check_model
 from server.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
-from server.sse import DONE, coalesce_ready, sse_event, sse_response
+from server.sse import DONE, ready_batches, sse_event, sse_response
 
 router = APIRouter(prefix="/v1/agent")
 
@@ -56,7 +57,7 @@ async def agent_completion(
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(coalesce_ready(_stream(runtime, run, completion_id, body.model, include_usage)))
+        return sse_response(_stream(runtime, run, completion_id, body.model, include_usage))
     try:
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:
@@ -85,6 +86,7 @@ async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone:
 async def _stream(
     runtime: AgentRuntime, run: PreparedRun, completion_id: str, model: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
+    """The agent's SSE stream: one write per batch of events that were ready together."""
     created = int(time.time())
     session_id = run.session.id
     transcript = Transcript()
@@ -93,6 +95,25 @@ async def _stream(
         delta = {} if content is None else {"content": content}
         return sse_event(chat_chunk(completion_id, model, created, delta, finish, agent=agent))
 
+    def render(event: AgentEvent) -> list[bytes]:
+        text = transcript.render(event)
+        if isinstance(event, TurnDelta):
+            agent = {"type": "delta", "step": event.step_index, "channel": event.channel, "text": event.text}
+            return [chunk(text, agent)]
+        if isinstance(event, StepDone):
+            return [chunk(text, {"type": "step", "step": step_payload(event.step)})]
+        assert isinstance(event, AgentDone)
+        usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+        out = [chunk(text, {"type": "transcript"})] if text else []
+        done = {"type": "done", "session_id": session_id, "finish_reason": event.finish_reason,
+                "turns": event.turns, "final_message": event.message, "usage": usage}
+        if event.error:
+            done["error"] = event.error
+        out.append(chunk(None, done, OPENAI_FINISH_OF_AGENT[event.finish_reason]))
+        if include_usage:
+            out.append(sse_event(chat_chunk(completion_id, model, created, None, usage=usage)))  # type: ignore[arg-type]
+        return out
+
     yield sse_event(
         chat_chunk(
             completion_id, model, created, {"role": "assistant", "content": ""},
@@ -100,30 +121,30 @@ async def _stream(
         )
     )
     try:
-        async for event in drive(runtime, run):
-            text = transcript.render(event)
-            if isinstance(event, TurnDelta):
-                agent = {"type": "delta", "step": event.step_index, "channel": event.channel,
-                         "text": event.text}
-                yield chunk(text, agent)
-            elif isinstance(event, StepDone):
-                yield chunk(text, {"type": "step", "step": step_payload(event.step)})
-            elif isinstance(event, AgentDone):
-                usage = usage_dict(event.prompt_tokens, event.completion_tokens)
-                if text:
-                    yield chunk(text, {"type": "transcript"})
-                done = {"type": "done", "session_id": session_id,
-                        "finish_reason": event.finish_reason, "turns": event.turns,
-                        "final_message": event.message, "usage": usage}
-                if event.error:
-                    done["error"] = event.error
-                yield chunk(None, done, OPENAI_FINISH_OF_AGENT[event.finish_reason])
-                if include_usage:
-                    yield sse_event(chat_chunk(completion_id, model, created, None, usage=usage))  # type: ignore[arg-type]
+        async with contextlib.aclosing(ready_batches(drive(runtime, run))) as batches:
+            async for batch in batches:
+                yield b"".join(piece for event in merge_deltas(batch) for piece in render(event))
     except EngineError as exc:
         error = engine_error_to_api(exc)
         yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
     yield DONE
+
+
+def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
+    """Join consecutive text deltas of one step and channel (a burst of tokens: one event).
+
+    The transcript renders a joined delta exactly as the pieces one after another, and a
+    client that appends ``text`` sees the same text; only the number of events changes.
+    """
+    merged: list[AgentEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if (isinstance(event, TurnDelta) and isinstance(last, TurnDelta)
+                and (last.step_index, last.channel) == (event.step_index, event.channel)):
+            merged[-1] = TurnDelta(last.step_index, last.channel, last.text + event.text)
+        else:
+            merged.append(event)
+    return merged
 
 
 @router.get("/sessions/{session_id}")

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.responses import StreamingResponse
 
 DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -33,25 +34,25 @@ class _End:
         self.error = error
 
 
-async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Re-yield ``chunks``, joining those that are ready together into one write.
+async def ready_batches(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """Re-yield ``items`` in batches: everything that became ready since the last batch.
 
-    Why: a turn's tokens often arrive in a burst (a fast engine, or a whole step event
-    right after the last token), and every chunk handed to the response is a trip through
-    the middleware stack, one socket write and one wake-up of the client. Producing on a
-    task and sending whatever has piled up since the last send keeps the bytes and their
-    order, adds no delay to a chunk that is alone (it goes out at once), and cuts the writes
-    per agent turn several-fold when the model is fast. Events stay whole: only complete
-    ``data:`` events are joined. Closing or cancelling this generator (the client left)
-    cancels the producer, and with it the generation and any running execution. The
-    producer may run ahead of a slow client by at most the events of the run in progress.
+    Why: a turn's tokens often arrive in a burst (a fast engine, or a whole step right
+    after the last token), and every chunk handed to the response is a trip through the
+    middleware stack, one socket write and one wake-up of the client. Producing on a task
+    and taking whatever has piled up keeps the items and their order, adds no delay to an
+    item that is alone (it comes out at once), and turns a burst into one write. Closing or
+    cancelling this generator (the client left) cancels the producer, and with it the
+    generation and any running execution (iterate it under ``contextlib.aclosing``: leaving
+    an ``async for`` early does not close the generator). The producer may run ahead of a
+    slow client by at most the events of the run in progress.
     """
-    queue: asyncio.Queue[bytes | _End] = asyncio.Queue()
+    queue: asyncio.Queue[T | _End] = asyncio.Queue()
 
     async def produce() -> None:
         try:
-            async for chunk in chunks:
-                queue.put_nowait(chunk)
+            async for item in items:
+                queue.put_nowait(item)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             queue.put_nowait(_End(exc))
             return
@@ -60,12 +61,12 @@ async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     producer = asyncio.get_running_loop().create_task(produce())
     try:
         while True:
-            parts = [await queue.get()]
+            batch = [await queue.get()]
             while not queue.empty():
-                parts.append(queue.get_nowait())
-            end = parts.pop() if isinstance(parts[-1], _End) else None
-            if parts:
-                yield b"".join(parts)  # type: ignore[arg-type] - only the last part can be _End
+                batch.append(queue.get_nowait())
+            end = batch.pop() if isinstance(batch[-1], _End) else None
+            if batch:
+                yield batch  # type: ignore[misc] - only the last item can be _End
             if end is not None:
                 if end.error is not None:
                     raise end.error
@@ -75,3 +76,10 @@ async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+
+
+async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """SSE chunks joined into one write per ready batch (see ``ready_batches``)."""
+    async with contextlib.aclosing(ready_batches(chunks)) as batches:
+        async for batch in batches:
+            yield b"".join(batch)

@@ -18,7 +18,10 @@ import pytest
 
 from models.engine_scripted import ScriptedEngine, _TokenCounter, fake_tokens
 from server.actions import _CLOSERS, _HOLD, _OPENERS, _partial_tag_suffix
+from server.agent_steps import Action, Step, StepDone, TurnDelta
+from server.agent_transcript import Transcript
 from server.app import create_app
+from server.routes_agent import merge_deltas
 from server.settings import Settings
 from server.sse import coalesce_ready
 from tests.live_server import LiveServer
@@ -144,3 +147,16 @@ def test_leaving_an_agent_stream_stops_the_run_and_frees_the_session(
     deleted = httpx.delete(f"{server.url}/v1/agent/sessions/{session_id}")
     assert deleted.json()["deleted"] is True
     assert httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").status_code == 404
+
+
+def test_merged_deltas_render_as_the_pieces_did() -> None:
+    events = [
+        TurnDelta(0, "thought", "Let "), TurnDelta(0, "thought", "me "), TurnDelta(0, "code", "x = 1"),
+        TurnDelta(0, "code", "\nx"), StepDone(Step(0, "Let me", Action("execute", "x = 1\nx"), "")),
+        TurnDelta(1, "thought", "Done"), TurnDelta(1, "answer", "1"),
+    ]
+    merged = merge_deltas(events)
+    assert [type(e).__name__ for e in merged] == ["TurnDelta", "TurnDelta", "StepDone", "TurnDelta", "TurnDelta"]
+    assert merged[0] == TurnDelta(0, "thought", "Let me ")
+    one_by_one, joined = Transcript(), Transcript()
+    assert "".join(one_by_one.render(e) for e in events) == "".join(joined.render(e) for e in merged)
