@@ -6,11 +6,11 @@ observation, so the engine should only prefill the new tail. Measured on a scrip
 turns, ~150-token observations), through ``LlamaEngine``:
 
 * ``warm``: the conversation runs in order, each turn's prompt following the last
-  (the default engine: 4 batch slots, state cache on);
+  (4 batch slots, state cache on);
 * ``cold``: before each turn an unrelated prompt evicts the KV cache (one slot, state
   cache off);
-* ``interleaved``: two sessions alternate turn by turn, against one session alone: on the
-  default engine (each conversation keeps its own slot), on one slot with the
+* ``interleaved``: two sessions alternate turn by turn, against one session alone: with 4
+  batch slots (each conversation keeps its own slot), on one slot with the
   per-conversation state cache (snapshots saved and restored on each switch), and on one
   slot without it.
 
@@ -121,7 +121,7 @@ async def run_interleaved(engine: LlamaEngine, tag: str) -> list[float]:
 async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]:
     runs: dict[str, list[list[float]]] = {"warm": [], "cold": [], "interleaved, slots": [],
                                           "interleaved, 1 slot+cache": [], "interleaved, 1 slot": []}
-    slots = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads)  # the default engine
+    slots = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=4)
     one_slot = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1)
     plain = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1, state_cache_mb=0)
     prompt_tokens = [slots.count_tokens(p) for p in prompts("sales")[0]]

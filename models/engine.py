@@ -45,6 +45,7 @@ from models.engine_state_cache import ConversationStateCache
 log = logging.getLogger(__name__)
 
 DEFAULT_CTX_CAP = 8192
+DEFAULT_GPU_PARALLEL = 4
 
 
 def gpu_backend() -> str | None:
@@ -95,15 +96,19 @@ class LlamaEngine:
         max_queue: int = 8,
         aliases: tuple[str, ...] = (),
         state_cache_mb: int = 1024,
-        parallel: int = 4,
+        parallel: int | None = None,
         lookup_draft_tokens: int = 0,
     ) -> None:
-        if parallel < 1:
-            raise ValueError("parallel must be at least 1")
         _init_backend()
         backend = gpu_backend()
         if n_gpu_layers is None:
             n_gpu_layers = -1 if backend else 0
+        if parallel is None:
+            # Batching pays where decode is memory-bound (a GPU); on a compute-bound CPU a step
+            # of 4 sequences cost ~4 single steps here (benchmarks/RESULTS.md, concurrency).
+            parallel = DEFAULT_GPU_PARALLEL if backend and n_gpu_layers != 0 else 1
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
         self._model = self._load_model(model_path, n_gpu_layers)
         n_ctx = ctx_size or min(self._model.n_ctx_train(), DEFAULT_CTX_CAP)
         # The 7B advertises 32k; its KV cache at 32k costs ~4 GB, so cap unless asked.

@@ -47,15 +47,15 @@ class Settings(BaseSettings):
         None, ge=1, description="CPU threads for generation (default: physical cores)"
     )
     batch_size: int = Field(512, ge=8, description="prompt-processing batch size in tokens")
-    parallel: int = Field(
-        4,
+    parallel: int | None = Field(
+        None,
         ge=1,
         le=64,
-        description="requests decoded together in one batch, each in its own KV sequence; they "
-        "share the --ctx-size cells, and a request waits while the running ones have reserved "
-        "them (1 = one at a time, and bit-reproducible greedy output: with more, another "
-        "conversation's KV cells change llama.cpp's rounding, so temperature-0 text may differ "
-        "at near-ties)",
+        description="requests decoded together in one batch, each in its own KV sequence, sharing "
+        "the --ctx-size cells (default: 4 with GPU offload, 1 on CPU, where a compute-bound "
+        "decode gained nothing from batching in benchmarks/RESULTS.md). With more than 1, "
+        "another conversation's KV cells change llama.cpp's rounding, so temperature-0 text may "
+        "differ at near-ties",
     )
     state_cache_mb: int = Field(
         1024,
