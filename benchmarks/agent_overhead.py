@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import socket
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -58,20 +57,6 @@ def script_responder(turns: int) -> Responder:
         return script[min(prompt.count(opener) - 1, len(script) - 1)]
 
     return respond
-
-
-def nodelay_like_serve(server: LoopbackServer) -> LoopbackServer:
-    """Give the loopback listener TCP_NODELAY, as ``codeact-server serve`` has it.
-
-    ``serve`` lets asyncio bind host and port, and asyncio sets TCP_NODELAY on every
-    connection it accepts. ``LoopbackServer`` hands uvicorn a socket made with protocol 0,
-    which asyncio's check (``proto == IPPROTO_TCP``) skips, so Nagle holds back the body
-    that uvicorn writes right after the headers until the client's delayed ACK: ~40 ms on
-    every small response, 4 ms "per turn" here, and none of it in the real server. Linux
-    copies the option from the listener to each accepted connection.
-    """
-    server._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # noqa: SLF001
-    return server
 
 
 def wait_for_pool(client: httpx.Client, size: int) -> float:
@@ -139,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = ScriptedEngine(responder=script_responder(args.turns))
     settings = Settings(sandbox_pool_size=POOL_SIZE, max_sessions=64)
-    with nodelay_like_serve(LoopbackServer(create_app(settings, engine))) as server:
+    with LoopbackServer(create_app(settings, engine)) as server:
         if args.client == "thread":
             runs = run_client(server.url, args.turns, args.reps)
         else:
