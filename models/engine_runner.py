@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from models.engine_api import (
@@ -44,6 +45,9 @@ class QueuedGeneration:
         self.submitted_at = time.perf_counter()
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self._backlog: deque[tuple[str, object]] = deque()
+        self._backlog_lock = threading.Lock()
+        self._wake_pending = False
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
 
@@ -63,10 +67,26 @@ class QueuedGeneration:
         self._post(_ERROR, error)
 
     def _post(self, kind: str, payload: object) -> None:
+        # One wake-up of the event loop per burst, not per token: while a wake-up is pending,
+        # further events only join the backlog it will deliver.
+        with self._backlog_lock:
+            self._backlog.append((kind, payload))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, payload))
+            self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the event loop is gone (server shutting down): nobody listens
             self._cancel.set()
+
+    def _deliver(self) -> None:
+        """On the event loop: move the backlog, in order, to the queue ``stream()`` reads."""
+        with self._backlog_lock:
+            events = list(self._backlog)
+            self._backlog.clear()
+            self._wake_pending = False
+        for event in events:
+            self._events.put_nowait(event)
 
     # -- called from the event loop ---------------------------------------------------
     def cancel(self) -> None:
