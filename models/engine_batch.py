@@ -37,7 +37,7 @@ import llama_cpp
 
 from models.engine_api import EngineClosedError, EngineError, QueueFullError
 from models.engine_runner import QueuedGeneration, cancelled_before_start
-from models.engine_slots import ActiveGeneration, Slot
+from models.engine_slots import ActiveGeneration, Slot, reserved_cells
 from models.engine_state_cache import MIN_SAVED_TOKENS, ConversationStateCache, common_prefix, worth_saving
 
 log = logging.getLogger(__name__)
@@ -151,12 +151,12 @@ class BatchScheduler:
                 self._waiting.popleft()
                 job.finish(cancelled_before_start(job))
                 continue
-            slot = self._pick_slot(job.prompt_tokens, taken)
-            if slot is None:
-                break
-            need = len(job.prompt_tokens) + (job.request.max_tokens or 0)
+            need = reserved_cells(job)
             if (self._running or admitted) and reserved + need > self._n_ctx:
                 break  # wait until running requests give their cells back
+            slot = self._pick_slot(job.prompt_tokens, taken)  # after the cheap check: runs every step
+            if slot is None:
+                break
             self._waiting.popleft()
             reserved += need
             taken.add(slot.seq_id)
@@ -317,6 +317,8 @@ class BatchScheduler:
     def _make_room(self, cells: int, keep: Slot | None = None) -> None:
         """Free idle slots' cells, least recently used first, until ``cells`` are free."""
         used = sum(len(s.tokens) for s in self._slots)
+        if self._n_ctx - used >= cells:  # the usual case, on every step
+            return
         idle = sorted(
             (s for s in self._slots if s.generation is None and s.tokens and s is not keep),
             key=lambda s: s.last_used,

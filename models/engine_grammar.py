@@ -30,6 +30,7 @@ import llama_cpp
 import numpy as np
 
 from models.engine_api import EngineError
+from models.engine_state_cache import common_prefix
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
@@ -188,11 +189,7 @@ def _reuse_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> list[int]:
     logits we sample from belong to this prompt.
     """
     if llama.n_tokens > 0:
-        longest = 0
-        for a, b in zip(llama._input_ids, tokens, strict=False):  # noqa: SLF001
-            if a != b:
-                break
-            longest += 1
+        longest = common_prefix(llama._input_ids, tokens)  # noqa: SLF001
         consumed = longest == len(tokens)
         if consumed and llama.n_tokens == len(tokens) and not llama._requires_eval:  # noqa: SLF001
             return []

@@ -24,6 +24,11 @@ from models.engine_sampler import TokenSampler
 from models.stop_strings import StopMatcher
 
 
+def reserved_cells(job: QueuedGeneration) -> int:
+    """KV cells a request may need at most: its prompt plus its whole completion."""
+    return len(job.prompt_tokens) + (job.request.max_tokens or 0)
+
+
 @dataclass
 class Slot:
     """One KV sequence; ``generation`` is None while it idles with its cached prefix."""
@@ -77,7 +82,7 @@ class ActiveGeneration:
 
     def reserve(self) -> int:
         """KV cells this request may need at most (prompt plus its whole completion)."""
-        return len(self.job.prompt_tokens) + self._max_tokens
+        return reserved_cells(self.job)
 
     def take(self, token: int) -> None:
         """Turn one sampled token into text; sets ``finish_reason`` when the request ends."""
