@@ -4,7 +4,9 @@ Each turn renders the whole conversation as ChatML (every turn only appends, so 
 engine's prefix cache re-uses everything before it), generates one assistant turn under
 the action grammar, parses it, runs ``<execute>`` code in the session's executor and
 appends the output as the next user message. It ends on ``<solution>``, on a turn without
-an action, at ``max_turns``, or when the context window is full.
+an action, at ``max_turns``, or when the context window is full. What it does about a
+repeated action and the last turn is the request's ``LoopPolicy`` (``server.agent_policy``):
+by default a repeat becomes the answer in the same turn and the last turn can only answer.
 
 Model mistakes (bad code, a malformed turn) become observations or a finish reason; our
 own failures raise. Cancelling the consuming task cancels generation at the next token and
@@ -16,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from models.chat_format import render_chatml
 from models.engine_api import ContextOverflowError, Engine
-from server.actions import ChannelSplitter, parse_turn
+from server.actions import EXECUTE_OPEN, ChannelSplitter, parse_turn
+from server.agent_policy import ForcedReason, LoopPolicy, RepeatTracker
 from server.agent_steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
-from server.prompts import ObservationParts, render_observation
-from server.turn_generation import StructureMode, TurnGenerator, TurnSettings
+from server.prompts import ObservationParts, observation_body, render_observation
+from server.turn_generation import StructureMode, TurnGenerator, TurnResult, TurnSettings
 
 
 class CodeExecutor(Protocol):
@@ -47,9 +50,21 @@ class AgentOptions:
     seed: int | None = None
     execution_timeout: float = 60.0
     structure: StructureMode = "phased"
+    policy: LoopPolicy = field(default_factory=LoopPolicy)
 
 
 DEFAULT_TURN_TOKENS = 1024
+
+
+class _Usage:
+    """Tokens summed over every generation of one request."""
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = 0
+
+    def add(self, result: TurnResult) -> None:
+        self.prompt += result.prompt_tokens
+        self.completion += result.completion_tokens
 
 
 async def run_agent(
@@ -60,82 +75,143 @@ async def run_agent(
     first_step_index: int = 0,
 ) -> AsyncIterator[AgentEvent]:
     """Drive the loop over ``messages`` (appended to in place) until it finishes."""
-    prompt_tokens = completion_tokens = 0
+    usage = _Usage()
+    policy = options.policy
+    repeats = RepeatTracker()
     last_text = ""
     for turn in range(options.max_turns):
         index = first_step_index + turn
-        turn_gen = TurnGenerator(
-            engine,
-            render_chatml(messages),
-            TurnSettings(
-                max_tokens=options.max_tokens or DEFAULT_TURN_TOKENS,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                seed=options.seed,
-                mode=options.structure,
-            ),
-            first_turn=turn == 0,
-        )
-        splitter = ChannelSplitter()
-        started = time.perf_counter()
+        forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
+        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None)
         try:
-            async for piece in turn_gen.stream():
-                for channel, text in splitter.feed(piece):
-                    yield TurnDelta(index, channel, text)
+            async for delta in _stream_turn(turn_gen, index):
+                yield delta
         except ContextOverflowError as exc:
             if turn == 0:
                 raise
-            yield AgentDone("length", last_text, turn, prompt_tokens, completion_tokens, str(exc))
+            yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
             return
-        for channel, text in splitter.flush():
-            yield TurnDelta(index, channel, text)
-        result = turn_gen.result
-        generated_s = time.perf_counter() - started
-        prompt_tokens += result.prompt_tokens
-        completion_tokens += result.completion_tokens
-        raw = result.text
-        messages.append({"role": "assistant", "content": raw})
-        parsed = parse_turn(raw)
-        step = Step(
-            index=index,
-            thought=parsed.thought,
-            action=Action(parsed.type, parsed.code, parsed.answer),
-            raw=raw,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cached_prompt_tokens=result.cached_prompt_tokens,
-            generation_finish=result.finish_reason,
-            phases=result.phases,
-            timings={
-                "queued_s": result.queued_s,
-                "time_to_first_token_s": result.time_to_first_token_s,
-                "generation_s": generated_s,
-            },
-        )
-        last_text = parsed.thought
-        if parsed.type == "solution":
+        usage.add(turn_gen.result)
+        step = _step(index, turn_gen, forced)
+        messages.append({"role": "assistant", "content": step.raw})
+        last_text = step.thought
+        if step.action.type == "execute":
+            turns_left = options.max_turns - turn - 1
+            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats)
+            step.timings["execution_s"] = step.observation.duration_s
+            if step.observation.repeated and policy.on_repeat == "answer":
+                # The model asked for what it has already seen: this turn becomes its answer.
+                messages.pop()
+                turn_gen = _turn_generator(
+                    engine, messages, options, turn, solution_only=True, thought=_thinking(step.raw)
+                )
+                try:
+                    async for delta in _stream_turn(turn_gen, index):
+                        if delta.channel == "answer":
+                            yield delta
+                except ContextOverflowError as exc:
+                    yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
+                    return
+                usage.add(turn_gen.result)
+                repeated_code = step.action.code
+                step = _step(index, turn_gen, "repeat", earlier=step)
+                step.repeated_code = repeated_code
+                messages.append({"role": "assistant", "content": step.raw})
+        if step.action.type == "solution":
             yield StepDone(step)
             yield AgentDone(
-                "solution", parsed.answer or "", turn + 1, prompt_tokens, completion_tokens
+                "solution", step.action.answer or "", turn + 1, usage.prompt, usage.completion,
+                forced_answer=step.forced,
             )
             return
-        if parsed.type == "none":
+        if step.action.type == "none":
             yield StepDone(step)
-            reason = "length" if result.finish_reason == "length" else "no_action"
-            yield AgentDone(reason, parsed.thought, turn + 1, prompt_tokens, completion_tokens)
+            reason = "length" if step.generation_finish == "length" else "no_action"
+            yield AgentDone(reason, step.thought, turn + 1, usage.prompt, usage.completion)
             return
-        turns_left = options.max_turns - turn - 1
-        step.observation = await _execute(executor, parsed.code or "", options, turns_left)
-        step.timings["execution_s"] = step.observation.duration_s
+        assert step.observation is not None
         messages.append({"role": "user", "content": step.observation.text})
         yield StepDone(step)
-    yield AgentDone(
-        "max_turns", last_text, options.max_turns, prompt_tokens, completion_tokens
+    yield AgentDone("max_turns", last_text, options.max_turns, usage.prompt, usage.completion)
+
+
+def _turn_generator(
+    engine: Engine,
+    messages: list[dict[str, str]],
+    options: AgentOptions,
+    turn: int,
+    *,
+    solution_only: bool = False,
+    thought: str | None = None,
+) -> TurnGenerator:
+    return TurnGenerator(
+        engine,
+        render_chatml(messages),
+        TurnSettings(
+            max_tokens=options.max_tokens or DEFAULT_TURN_TOKENS,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            mode=options.structure,
+        ),
+        first_turn=turn == 0,
+        solution_only=solution_only,
+        thought=thought,
+    )
+
+
+async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[TurnDelta]:
+    """The turn's text as thought / code / answer deltas; timing lands in the result."""
+    splitter = ChannelSplitter()
+    started = time.perf_counter()
+    async for piece in turn_gen.stream():
+        for channel, text in splitter.feed(piece):
+            yield TurnDelta(index, channel, text)
+    for channel, text in splitter.flush():
+        yield TurnDelta(index, channel, text)
+    turn_gen.generation_s = time.perf_counter() - started
+
+
+def _thinking(raw: str) -> str:
+    """A turn's text before its action tag: what a replacement turn continues from."""
+    cut = raw.find(EXECUTE_OPEN)
+    return raw[:cut] if cut != -1 else raw
+
+
+def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earlier: Step | None = None) -> Step:
+    """The step record of a generated turn (``earlier``: the attempt it replaces, whose
+    generation and execution time it carries too)."""
+    result = turn_gen.result
+    parsed = parse_turn(result.text)
+    timings = {
+        "queued_s": result.queued_s,
+        "time_to_first_token_s": result.time_to_first_token_s,
+        "generation_s": turn_gen.generation_s,
+    }
+    prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
+    phases = list(result.phases)
+    if earlier is not None:
+        timings["generation_s"] += earlier.timings.get("generation_s", 0.0)
+        timings["execution_s"] = earlier.timings.get("execution_s", 0.0)
+        prompt_tokens, completion_tokens = earlier.prompt_tokens, earlier.completion_tokens + completion_tokens
+        phases = earlier.phases + phases
+    return Step(
+        index=index,
+        thought=parsed.thought,
+        action=Action(parsed.type, parsed.code, parsed.answer),
+        raw=result.text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_prompt_tokens=(earlier or result).cached_prompt_tokens,
+        generation_finish=result.finish_reason,
+        phases=phases,
+        timings=timings,
+        forced=forced if parsed.type == "solution" else None,
     )
 
 
 async def _execute(
-    executor: CodeExecutor, code: str, options: AgentOptions, turns_left: int
+    executor: CodeExecutor, code: str, options: AgentOptions, turns_left: int, repeats: RepeatTracker
 ) -> Observation:
     """Run code off the event loop; if our task is cancelled, kill the execution too."""
     try:
@@ -143,15 +219,21 @@ async def _execute(
     except asyncio.CancelledError:
         executor.interrupt()
         raise
+    parts = ObservationParts(
+        stdout=result.stdout,
+        stderr=result.stderr,
+        error=result.error,
+        notice=result.notice,
+        files=result.files,
+    )
+    policy = options.policy
+    repeated = repeats.is_repeat(code, observation_body(parts)[0])
     text, cut = render_observation(
-        ObservationParts(
-            stdout=result.stdout,
-            stderr=result.stderr,
-            error=result.error,
-            notice=result.notice,
-            files=result.files,
-        ),
+        parts,
         turns_left,
+        style=policy.prompt_style,
+        final_answer=policy.final_answer and options.max_turns > 1,
+        repeated=repeated and policy.on_repeat == "note",
     )
     return Observation(
         stdout=result.stdout,
@@ -164,4 +246,5 @@ async def _execute(
         state_lost=result.state_lost,
         duration_s=result.duration_s,
         text=text,
+        repeated=repeated,
     )

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.agent_policy import PromptStyle, RepeatPolicy
 from server.agent_steps import AgentDone, Step
 from server.prompts import ToolSpec
 from server.schemas import ChatCompletionRequest
@@ -49,6 +50,22 @@ class AgentRequest(ChatCompletionRequest):
         "action), 'gbnf' (one grammar over the whole turn), false/'none' (unconstrained)",
     )
 
+    on_repeat: RepeatPolicy | None = Field(
+        None,
+        description="when the model runs code that already gave the same output: 'answer' (that "
+        "turn becomes a solution-only turn), 'note' (tell the model), 'off' (default: the server's)",
+    )
+    final_answer: bool | None = Field(
+        None,
+        description="the last turn may only be a <solution> (budgets of two turns or more; "
+        "default: the server's)",
+    )
+    prompt_style: PromptStyle | None = Field(
+        None,
+        description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
+        "'chat' (Execution Output:, the reference chat demo's); default: the server's",
+    )
+
     def structure(self) -> StructureMode:
         if self.grammar is True:
             return "phased"
@@ -76,6 +93,7 @@ def step_payload(step: Step) -> dict[str, Any]:
             "files": o.files,
             "killed_reason": o.killed_reason,
             "state_lost": o.state_lost,
+            "repeated": o.repeated,
             "message": o.text,
         }
     return {
@@ -89,6 +107,8 @@ def step_payload(step: Step) -> dict[str, Any]:
             "cached_prompt": step.cached_prompt_tokens,
         },
         "generation_finish": step.generation_finish,
+        "forced": step.forced,
+        "repeated_code": step.repeated_code,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
@@ -99,6 +119,7 @@ def agent_summary(session_id: str, done: AgentDone, steps: list[Step]) -> dict[s
         "session_id": session_id,
         "finish_reason": done.finish_reason,
         "turns": done.turns,
+        "forced_answer": done.forced_answer,
         "steps": [step_payload(s) for s in steps],
     }
     if done.error:

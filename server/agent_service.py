@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from models.engine_api import ContextOverflowError
 from server.agent_loop import DEFAULT_TURN_TOKENS, AgentOptions, run_agent
+from server.agent_policy import LoopPolicy, PromptStyle
 from server.agent_runtime import AgentRuntime
 from server.agent_schemas import AgentRequest
 from server.agent_steps import AgentDone, AgentEvent, StepDone
 from server.errors import InvalidRequest
-from server.prompts import ToolSpec, system_prompt
+from server.prompts import ToolSpec, system_prompt, task_message
 from server.schemas import ChatMessage
 from server.sessions import Session, SessionBusy
 
@@ -40,6 +41,11 @@ def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
         seed=body.seed,
         execution_timeout=body.execution_timeout or settings.execution_timeout,
         structure=body.structure(),
+        policy=LoopPolicy(
+            on_repeat=body.on_repeat or settings.agent_on_repeat,
+            final_answer=settings.agent_final_answer if body.final_answer is None else body.final_answer,
+            prompt_style=body.prompt_style or settings.agent_prompt_style,
+        ),
     )
 
 
@@ -50,6 +56,13 @@ def _new_messages(messages: list[ChatMessage], continuing: bool) -> list[ChatMes
         (i for i, m in enumerate(messages) if m.role == "assistant"), default=-1
     )
     return messages[last_assistant + 1 :]
+
+
+def _framed(message: dict[str, str], style: PromptStyle) -> dict[str, str]:
+    """A user's message as the chosen prompt style frames a task."""
+    if message["role"] != "user":
+        return message
+    return {**message, "content": task_message(message["content"], style)}
 
 
 async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
@@ -90,8 +103,9 @@ async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
         elif tools:
             listing = system_prompt(options.max_turns, tools).split("\n\n", 1)[-1]
             session.messages.append({"role": "system", "content": listing})
+        style = options.policy.prompt_style
         session.messages.extend(
-            m.as_prompt_message() for m in incoming if m.role not in ("system", "developer")
+            _framed(m.as_prompt_message(), style) for m in incoming if m.role not in ("system", "developer")
         )
     except BaseException:
         session.lock.release()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from server.actions import ActionType, Channel
+from server.agent_policy import ForcedReason
 
 AgentFinish = Literal["solution", "no_action", "max_turns", "length", "error", "cancelled"]
 
@@ -31,6 +32,7 @@ class Observation:
     state_lost: bool = False
     duration_s: float = 0.0
     text: str = ""  # the user message the model reads next
+    repeated: bool = False  # the same code already printed the same output in this request
 
 
 @dataclass
@@ -55,6 +57,10 @@ class Step:
     generation_finish: str = "stop"
     phases: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Why the loop policy made this turn a solution-only turn: "repeat" or "last_turn".
+    forced: ForcedReason | None = None
+    #: With ``forced == "repeat"``: the code the model asked to run again (not shown to it).
+    repeated_code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +86,7 @@ class AgentDone:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    forced_answer: ForcedReason | None = None  # the answer came from a solution-only turn
 
 
 AgentEvent = TurnDelta | StepDone | AgentDone

@@ -7,6 +7,7 @@ code starts streaming, the execution output in a fenced block, the final answer 
 
 from __future__ import annotations
 
+from server.agent_policy import FORCED_NOTES
 from server.agent_steps import AgentDone, AgentEvent, StepDone, TurnDelta
 
 
@@ -26,6 +27,8 @@ class Transcript:
             text = self._close_channel()
             if event.finish_reason not in ("solution", "no_action"):
                 text += f"\n\n_[agent stopped: {event.finish_reason}]_\n"
+            elif event.forced_answer:
+                text += f"\n\n_[{FORCED_NOTES[event.forced_answer]}]_\n"
             return text
         return ""
 

@@ -71,6 +71,7 @@ def run_record(run: Any, done: AgentDone) -> dict[str, Any]:
         "finish_reason": done.finish_reason,
         "final_message": done.message,
         "turns": done.turns,
+        "forced_answer": done.forced_answer,
         "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens},
         "error": done.error,
     }

@@ -20,6 +20,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from server.agent_policy import FORCED_NOTES
+
 COLORS = {"thought": "", "code": "\033[36m", "answer": "\033[1;32m", "output": "\033[2m", "note": "\033[33m"}
 RESET = "\033[0m"
 
@@ -69,6 +71,9 @@ class TerminalView:
             if observation:
                 self._write("\n--- output ---\n" + observation["message"] + "\n", "output")
         elif kind == "done":
+            forced = agent.get("forced_answer")
+            if forced:
+                self._write(f"\n[{FORCED_NOTES.get(forced, 'answer forced: ' + forced)}]", "note")
             self._write(f"\n[{agent['finish_reason']} after {agent['turns']} turn(s); "
                         f"session {agent['session_id']}]\n", "note")
 

@@ -9,7 +9,7 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
     {"type": "session", "session_id": ...}                          first chunk
     {"type": "delta", "step": i, "channel": "thought"|"code"|"answer", "text": ...}
     {"type": "step", "step": {...step shape...}}                    a turn finished
-    {"type": "done", "session_id", "finish_reason", "turns", "usage"}   last chunk
+    {"type": "done", "session_id", "finish_reason", "turns", "forced_answer", "usage"}   last chunk
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ async def _stream(
         usage = usage_dict(event.prompt_tokens, event.completion_tokens)
         out = [chunk(text, {"type": "transcript"})] if text else []
         done = {"type": "done", "session_id": session_id, "finish_reason": event.finish_reason,
-                "turns": event.turns, "final_message": event.message, "usage": usage}
+                "turns": event.turns, "final_message": event.message, "forced_answer": event.forced_answer,
+                "usage": usage}
         if event.error:
             done["error"] = event.error
         out.append(chunk(None, done, OPENAI_FINISH_OF_AGENT[event.finish_reason]))

@@ -104,6 +104,23 @@ class Settings(BaseSettings):
     execution_timeout: float = Field(
         60.0, gt=0, le=600, description="default wall-clock seconds per code execution"
     )
+    agent_on_repeat: Literal["answer", "note", "off"] = Field(
+        "answer",
+        description="when the model runs code that already printed the same output in this "
+        "request: `answer` (that turn becomes a solution-only turn), `note` (say so in the "
+        "observation), `off`",
+    )
+    agent_final_answer: bool = Field(
+        True,
+        description="the last turn of a budget of two or more may only be a <solution>, so a "
+        "run does not end at max_turns without an answer (the response flags forced answers)",
+    )
+    agent_prompt_style: Literal["mint", "chat"] = Field(
+        "mint",
+        description="how tasks and observations are framed: `mint` (Task:/Observation:, steps "
+        "left, as in CodeActAgent's training data) or `chat` (Execution Output:, as in its "
+        "chat demo)",
+    )
     max_sessions: int = Field(
         32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429"
     )

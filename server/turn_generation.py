@@ -17,6 +17,11 @@ continuation cost only its new tokens):
    by the budget reports ``length`` (its code may well be cut short: running it shows the
    model a SyntaxError, which is an observation like any other).
 
+**Solution-only turns** (the loop policy's forced answers, ``server.agent_policy``): the
+thinking phase runs as usual (or is given: the thinking of a turn being replaced), and then
+``<solution>`` is opened whatever tag the model reached for, so only the answer's text is
+generated. This works the same in every structure mode.
+
 Every turn therefore has exactly one closed action. ``mode="gbnf"`` runs the whole turn under ``ACTION_GRAMMAR``
 instead (for comparison in benchmarks); ``mode="none"`` applies no constraint at all.
 """
@@ -112,16 +117,33 @@ async def _submit(engine: Engine, request: GenerationRequest, may_wait: bool):  
 class TurnGenerator:
     """Streams one assistant turn's text; ``result`` holds the accounting afterwards."""
 
-    def __init__(self, engine: Engine, prompt: str, settings: TurnSettings, first_turn: bool):
+    def __init__(
+        self,
+        engine: Engine,
+        prompt: str,
+        settings: TurnSettings,
+        first_turn: bool,
+        *,
+        solution_only: bool = False,
+        thought: str | None = None,
+    ):
+        """``solution_only``: the action can only be ``<solution>``; ``thought``: the turn's
+        thinking is already written (continue from it, no thinking phase)."""
         self.engine = engine
         self.prompt = prompt
         self.settings = settings
         self.first_turn = first_turn
+        self.solution_only = solution_only
+        self.thought = thought
         self.result = TurnResult()
+        self.generation_s = 0.0  # wall time of the whole turn, set by whoever streams it
         self._started = time.perf_counter()
 
     async def stream(self) -> AsyncIterator[str]:
-        if self.settings.mode == "phased":
+        if self.solution_only:
+            async for piece in self._solution_only():
+                yield piece
+        elif self.settings.mode == "phased":
             async for piece in self._phased():
                 yield piece
         else:
@@ -178,6 +200,40 @@ class TurnGenerator:
         # block, or the close at the end of the token budget (then the turn reports "length").
         yield closer
         self._finish(text + closer, "length" if cut else "stop")
+
+    async def _solution_only(self) -> AsyncIterator[str]:
+        """Thinking (given, or generated up to a tag), then ``<solution>`` and its body."""
+        s = self.settings
+        budget = s.max_tokens
+        if self.thought is not None:
+            text = self.thought
+            yield text
+        else:
+            thought_budget = max(1, min(s.thought_tokens, budget // 2))
+            async for piece in self._phase("thought", "", (EXECUTE_OPEN, SOLUTION_OPEN), thought_budget):
+                yield piece
+            if self._last.finish_reason == "cancelled":
+                self._finish(self._last.text, "cancelled")
+                return
+            text = self._last.text
+            budget -= self._last.completion_tokens
+        if text and not text.endswith(("\n", " ")):
+            text += "\n"
+            yield "\n"
+        text += SOLUTION_OPEN
+        yield SOLUTION_OPEN
+        cut = budget <= 0
+        if not cut:
+            stops = (SOLUTION_CLOSE, EXECUTE_OPEN, SOLUTION_OPEN)
+            async for piece in self._phase("answer", text, stops, budget, body_grammar(SOLUTION_CLOSE)):
+                yield piece
+            text += self._last.text
+            if self._last.finish_reason == "cancelled":
+                self._finish(text, "cancelled")
+                return
+            cut = self._last.finish_reason == "length"
+        yield SOLUTION_CLOSE
+        self._finish(text + SOLUTION_CLOSE, "length" if cut else "stop")
 
     def _finish(self, text: str, reason: str) -> None:
         self.result.text = text

@@ -64,7 +64,7 @@ def assert_well_formed(steps: list[dict]) -> None:
             assert step["generation_finish"] == "length"
             assert position == len(steps) - 1
         if step["action"]["type"] == "execute":
-            assert step["observation"]["message"].startswith("Execution Output:\n")
+            assert step["observation"]["message"].startswith("Observation:\n")
         else:
             assert step["observation"] is None
 

@@ -49,7 +49,7 @@ def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) 
     assert reply["usage"]["completion_tokens"] == step["tokens"]["completion"] > 0
     prompt = engine.requests[0].prompt
     assert prompt.startswith("<|im_start|>system\n") and "<execute>" in prompt
-    assert prompt.endswith("<|im_start|>user\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.endswith("<|im_start|>user\nTask:\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
     # Phase 1 (thinking) stops at an opening tag; phase 2 continues inside the block.
     thinking, body = engine.requests
     assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>"}
@@ -104,7 +104,7 @@ def test_code_then_solution(server: LiveServer, engine: ScriptedEngine) -> None:
     # The stop string was put back and each turn only appended to the prompt.
     turn1, turn2 = turn_prompts(engine)
     assert turn2.startswith(turn1)
-    assert "print(6 * 7)\n</execute><|im_end|>\n<|im_start|>user\nExecution Output:\n42\n" in turn2
+    assert "print(6 * 7)\n</execute><|im_end|>\n<|im_start|>user\nObservation:\n42\n" in turn2
 
 
 def test_turn_without_action_ends_the_loop(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -115,9 +115,11 @@ def test_turn_without_action_ends_the_loop(server: LiveServer, engine: ScriptedE
     assert reply["agent"]["steps"][0]["action"] == {"type": "none"}
 
 
-def test_max_turns_stops_the_loop(server: LiveServer, engine: ScriptedEngine) -> None:
+def test_max_turns_stops_the_loop_without_the_final_answer_policy(
+    server: LiveServer, engine: ScriptedEngine
+) -> None:
     engine.enqueue("<execute>a = 1</execute>", "<execute>a += 1</execute>", "<solution>x</solution>")
-    reply = agent(server, max_turns=2)
+    reply = agent(server, max_turns=2, final_answer=False, prompt_style="chat")
     assert reply["agent"]["finish_reason"] == "max_turns"
     assert reply["choices"][0]["finish_reason"] == "length"
     assert reply["agent"]["turns"] == 2
@@ -128,7 +130,7 @@ def test_max_turns_stops_the_loop(server: LiveServer, engine: ScriptedEngine) ->
 def test_empty_output_gets_a_marker(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>x = 5</execute>", "<solution>5</solution>")
     agent(server)
-    assert "Execution Output:\n[Code executed successfully with no output]" in turn_prompts(engine)[1]
+    assert "Observation:\n[Code executed successfully with no output]" in turn_prompts(engine)[1]
 
 
 def test_code_error_becomes_a_traceback_observation(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -258,5 +260,5 @@ def test_stream_through_the_openai_sdk(server: LiveServer, engine: ScriptedEngin
     assert steps[0]["observation"]["stdout"] == "42\n"
     transcript = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "```python\n\nprint(6 * 7)\n\n```" in transcript
-    assert "Execution Output:\n42" in transcript
+    assert "Observation:\n42" in transcript
     assert transcript.rstrip().endswith("42")

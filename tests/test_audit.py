@@ -39,8 +39,8 @@ def test_every_agent_run_is_one_json_line(tmp_path: Path) -> None:
 
     assert run["session_id"] == session_id and run["new_session"] is True
     assert run["messages"][0]["role"] == "system"
-    assert {"role": "user", "content": "What is 6 * 7?"} in run["messages"]
-    assert any(m["role"] == "user" and m["content"].startswith("Execution Output:") for m in run["messages"])
+    assert {"role": "user", "content": "Task:\nWhat is 6 * 7?"} in run["messages"]
+    assert any(m["role"] == "user" and m["content"].startswith("Observation:") for m in run["messages"])
     execute, solution = run["steps"]
     assert execute["thought"] == "Let me compute."
     assert execute["action"] == {"type": "execute", "code": "x = 6 * 7\nprint(x)", "answer": None}

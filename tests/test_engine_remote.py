@@ -160,7 +160,7 @@ def test_agent_through_the_front_is_well_formed(front: LiveServer) -> None:
         if step["generation_finish"] == "length":
             assert position == len(agent["steps"]) - 1
         elif step["action"]["type"] == "execute":
-            assert step["observation"]["message"].startswith("Execution Output:\n")
+            assert step["observation"]["message"].startswith("Observation:\n")
     assert reply.usage.completion_tokens == sum(s["tokens"]["completion"] for s in agent["steps"])
 
 

@@ -87,6 +87,12 @@ export class Conversation {
   }
 }
 
+/** Why the server made a turn answer-only (the loop policy's forced answers). */
+const FORCED = {
+  repeat: "answer was forced: the agent repeated code whose output it had already seen",
+  last_turn: "answer was forced: the turn limit was reached",
+};
+
 function stepMatches(step, raw) {
   const { action } = step;
   const key = action.type === "execute" ? action.code : action.type === "solution" ? action.answer : step.thought;
@@ -150,7 +156,8 @@ export class RunView {
       max_turns: `Stopped after ${turns}: the turn limit was reached (see Settings).`,
       length: `Stopped after ${turns}: the context window is full; start a new session.`,
     };
-    const text = endings[event.finish_reason] ?? `Finished (${event.finish_reason}).`;
+    let text = endings[event.finish_reason] ?? `Finished (${event.finish_reason}).`;
+    if (event.forced_answer) text += ` The ${FORCED[event.forced_answer] ?? "answer was forced"}.`;
     this.setStatus(event.error ? `${text} ${event.error}` : text, event.error ? "error" : "done");
   }
 
@@ -216,6 +223,10 @@ class StepView {
       this.observation = this.el.appendChild(renderObservation(step.observation, this.run));
     }
     if (action.type === "solution") this.part("answer", () => el("div", "answer", action.answer ?? ""));
+    if (step.forced) {
+      const badges = this.part("badges", () => el("div", "badges"));
+      badges.replaceChildren(el("span", "badge warn forced", FORCED[step.forced] ?? `answer forced: ${step.forced}`));
+    }
   }
 
   markStopped() {

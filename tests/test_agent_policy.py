@@ -1,0 +1,214 @@
+"""The loop policy that makes small models finish, pinned with a scripted model over real HTTP.
+
+Each mechanism of ``server.agent_policy`` is exercised through ``POST /v1/agent`` with the
+real sandbox: a repeated action becomes the answer in the same turn, code whose output
+changed is not a repeat, the last turn can only be a solution, and a forced answer is
+flagged in the JSON answer, the stream, the transcript and the terminal view.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from models.engine_scripted import ScriptedEngine
+from server.actions import SOLUTION_CLOSE
+from server.agent_policy import LoopPolicy, RepeatTracker, code_key
+from server.app import create_app
+from server.cli_run import TerminalView
+from server.prompts import REPEAT_NOTE
+from server.settings import Settings
+from server.turn_generation import body_grammar
+from tests.live_server import LiveServer
+
+MODEL = "scripted"
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
+    with LiveServer(create_app(settings, engine)) as live:
+        yield live
+
+
+def agent(server: LiveServer, content: str = "What is 6 * 7?", **extra: object) -> dict:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def session(server: LiveServer, session_id: str) -> dict:
+    return httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()
+
+
+# -- pure pieces ---------------------------------------------------------------------------
+def test_code_key_ignores_comments_and_spacing_but_not_meaning() -> None:
+    assert code_key("print(6*7)") == code_key("print( 6 * 7 )  # again\n\n")
+    assert code_key("print(6*7)") != code_key("print(7*6)")
+    assert code_key("def f(:") == code_key("def f(:  \n")  # not Python: compared as lines
+
+
+def test_repeat_needs_the_same_code_and_the_same_output() -> None:
+    tracker = RepeatTracker()
+    assert not tracker.is_repeat("print(x)", "1")
+    assert not tracker.is_repeat("print(x)", "2")  # the state changed: not a repeat
+    assert tracker.is_repeat("print( x )", "2")
+    assert not tracker.is_repeat("print(y)", "2")
+
+
+def test_last_turn_is_forced_only_for_budgets_above_one() -> None:
+    policy = LoopPolicy()
+    assert [policy.forces_last_turn(t, 3) for t in range(3)] == [False, False, True]
+    assert not policy.forces_last_turn(0, 1)
+    assert not LoopPolicy(final_answer=False).forces_last_turn(2, 3)
+
+
+# -- repeated actions ----------------------------------------------------------------------
+def test_a_repeated_action_becomes_the_answer_in_the_same_turn(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        "Let me compute it.\n<execute>\nprint(6 * 7)\n</execute>",
+        "Let me check it again.\n<execute>\nprint(6*7)  # once more\n</execute>",
+        "42</solution>",  # what the model writes once <solution> is opened for it
+    )
+    reply = agent(server)
+    run = reply["agent"]
+    assert run["finish_reason"] == "solution" and run["forced_answer"] == "repeat"
+    assert reply["choices"][0]["message"]["content"] == "42"
+    assert run["turns"] == 2, "the repeat must not cost a turn of its own"
+    first, second = run["steps"]
+    assert first["observation"]["stdout"] == "42\n" and first["observation"]["repeated"] is False
+    assert second["action"] == {"type": "solution", "answer": "42"}
+    assert second["forced"] == "repeat"
+    assert second["repeated_code"] == "print(6*7)  # once more"
+    assert second["thought"] == "Let me check it again."
+    # The answer continued the repeated turn's thinking under the answer-only grammar.
+    answer_request = engine.requests[-1]
+    assert answer_request.prompt.endswith("Let me check it again.\n<solution>")
+    assert answer_request.grammar == body_grammar(SOLUTION_CLOSE)
+    # The model's history holds the answer, not the repeated code and a second observation.
+    history = session(server, run["session_id"])["messages"]
+    assert history[-1] == {"role": "assistant", "content": "Let me check it again.\n<solution>42</solution>"}
+    assert sum(m["content"].startswith("Observation:") for m in history if m["role"] == "user") == 1
+
+
+def test_same_code_with_new_output_is_not_a_repeat(server: LiveServer, engine: ScriptedEngine) -> None:
+    counter = "n = globals().get('n', 0) + 1\nprint(n)"
+    engine.enqueue(f"<execute>{counter}</execute>", f"<execute>{counter}</execute>", "<solution>2</solution>")
+    run = agent(server)["agent"]
+    assert [s["action"]["type"] for s in run["steps"]] == ["execute", "execute", "solution"]
+    assert [s["observation"]["stdout"] for s in run["steps"][:2]] == ["1\n", "2\n"]
+    assert run["forced_answer"] is None and run["steps"][2]["forced"] is None
+
+
+def test_note_policy_tells_the_model_and_goes_on(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(42)</execute>", "<execute>print(42)</execute>", "<solution>42</solution>")
+    run = agent(server, on_repeat="note")["agent"]
+    first, second, third = run["steps"]
+    assert second["observation"]["repeated"] is True
+    assert REPEAT_NOTE in second["observation"]["message"]
+    assert REPEAT_NOTE not in first["observation"]["message"]
+    assert third["forced"] is None and run["forced_answer"] is None
+
+
+def test_off_policy_runs_repeats_as_usual(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(42)</execute>", "<execute>print(42)</execute>", "<solution>42</solution>")
+    run = agent(server, on_repeat="off")["agent"]
+    assert [s["action"]["type"] for s in run["steps"]] == ["execute", "execute", "solution"]
+    assert run["steps"][1]["observation"]["repeated"] is True  # still reported, not acted on
+    assert REPEAT_NOTE not in run["steps"][1]["observation"]["message"]
+
+
+# -- the last turn -------------------------------------------------------------------------
+def test_the_last_turn_can_only_be_a_solution(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        "<execute>print(6 * 7)</execute>",
+        "I want to run more code.\n<execute>print('never runs')</execute>",
+        "42</solution>",
+    )
+    reply = agent(server, max_turns=2)
+    run = reply["agent"]
+    assert run["finish_reason"] == "solution" and run["forced_answer"] == "last_turn"
+    assert run["turns"] == 2
+    first, last = run["steps"]
+    assert "last step" in first["observation"]["message"]  # told one turn ahead
+    assert last["action"] == {"type": "solution", "answer": "42"} and last["forced"] == "last_turn"
+    assert last["thought"] == "I want to run more code."
+    # The thinking stopped where the model reached for <execute>; <solution> was opened instead.
+    assert engine.requests[-1].prompt.endswith("I want to run more code.\n<solution>")
+    assert "never runs" not in str(session(server, run["session_id"])["messages"])
+
+
+def test_a_model_that_answers_by_itself_is_not_flagged(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "Done.\n<solution>42</solution>")
+    run = agent(server, max_turns=2)["agent"]
+    assert run["forced_answer"] == "last_turn"  # the grammar allowed only a solution...
+    assert run["steps"][1]["action"]["answer"] == "42"  # ...and the model's own answer went through
+
+
+def test_a_one_turn_budget_may_still_run_code(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(1)</execute>")
+    run = agent(server, max_turns=1)["agent"]
+    assert run["finish_reason"] == "max_turns" and run["forced_answer"] is None
+    assert run["steps"][0]["observation"]["stdout"] == "1\n"
+
+
+def test_chat_style_keeps_the_reference_demo_framing(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(5)</execute>", "<solution>5</solution>")
+    run = agent(server, prompt_style="chat", max_turns=3)["agent"]
+    message = run["steps"][0]["observation"]["message"]
+    assert message.startswith("Execution Output:\n5\n") and "2 turns left" in message
+    assert engine.requests[0].prompt.endswith("<|im_start|>user\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_no_prompt_carries_an_example_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>x</solution>")
+    agent(server)
+    system = engine.requests[0].prompt.split("<|im_end|>")[0]
+    assert "<solution>" in system and "42" not in system
+    import re
+
+    blocks = re.findall(r"<solution>([^<]*)</solution>", system)
+    assert all(body.strip() == "and" for body in blocks), f"an answer the model could copy: {blocks}"
+
+
+def test_policy_fields_are_validated(server: LiveServer) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "on_repeat": "sometimes"}
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
+    assert response.status_code in (400, 422)
+    assert "on_repeat" in response.text
+
+
+# -- the flag reaches every view -----------------------------------------------------------
+def test_forced_answer_in_the_stream_and_the_transcript(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<execute>print(6 * 7)</execute>", "42</solution>")
+    with openai.OpenAI(base_url=server.url + "/v1/agent", api_key="x", max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "6*7?"}], stream=True)
+        )
+    events = [c.model_extra["agent"] for c in chunks]
+    done = events[-1]
+    assert done["type"] == "done" and done["forced_answer"] == "repeat" and done["final_message"] == "42"
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert [s["forced"] for s in steps] == [None, "repeat"]
+    answer = "".join(e["text"] for e in events if e["type"] == "delta" and e["channel"] == "answer")
+    assert answer == "42"
+    transcript = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "answer forced: the model repeated code" in transcript
+
+
+def test_terminal_view_shows_a_forced_answer() -> None:
+    out = io.StringIO()
+    view = TerminalView(out)  # not a terminal: no colour codes
+    view.event({"type": "done", "finish_reason": "solution", "turns": 2, "session_id": "sess_x",
+                "forced_answer": "last_turn"})
+    assert "answer forced: the turn limit was reached" in out.getvalue()
