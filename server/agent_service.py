@@ -103,7 +103,8 @@ async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
         elif tools:
             listing = system_prompt(options.max_turns, tools).split("\n\n", 1)[-1]
             session.messages.append({"role": "system", "content": listing})
-        style = options.policy.prompt_style
+        # The task that opens a session is framed as one; follow-ups are conversation.
+        style = options.policy.prompt_style if created else "chat"
         session.messages.extend(
             _framed(m.as_prompt_message(), style) for m in incoming if m.role not in ("system", "developer")
         )
