@@ -23,8 +23,15 @@ from typing import Protocol
 
 from models.chat_format import render_chatml
 from models.engine_api import ContextOverflowError, Engine
-from server.actions import EXECUTE_OPEN, ChannelSplitter, parse_turn
-from server.agent_policy import ForcedReason, LoopPolicy, RepeatTracker
+from server.actions import (
+    EXECUTE_CLOSE,
+    EXECUTE_OPEN,
+    SOLUTION_CLOSE,
+    SOLUTION_OPEN,
+    ChannelSplitter,
+    parse_turn,
+)
+from server.agent_policy import ForcedReason, LoopPolicy, RepeatTracker, looks_like_code
 from server.agent_steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
 from server.prompts import ObservationParts, observation_body, render_observation
 from server.turn_generation import StructureMode, TurnGenerator, TurnResult, TurnSettings
@@ -82,7 +89,11 @@ async def run_agent(
     for turn in range(options.max_turns):
         index = first_step_index + turn
         forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
-        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None)
+        # A forced answer opens <solution> at once: thinking first lets small models talk
+        # themselves back into running code.
+        turn_gen = _turn_generator(
+            engine, messages, options, turn, solution_only=forced is not None, thought="" if forced else None
+        )
         try:
             async for delta in _stream_turn(turn_gen, index):
                 yield delta
@@ -93,18 +104,20 @@ async def run_agent(
             return
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
-        messages.append({"role": "assistant", "content": step.raw})
         last_text = step.thought
+        turns_left = options.max_turns - turn - 1
+        if _code_as_answer(step, policy):
+            if forced is None:
+                step = _solution_as_execute(step)  # the model meant to run it
+            else:
+                await _answer_from_code(step, executor, options, turns_left, repeats)
         if step.action.type == "execute":
-            turns_left = options.max_turns - turn - 1
             step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats)
             step.timings["execution_s"] = step.observation.duration_s
-            if step.observation.repeated and policy.on_repeat == "answer":
-                # The model asked for what it has already seen: this turn becomes its answer.
-                messages.pop()
-                turn_gen = _turn_generator(
-                    engine, messages, options, turn, solution_only=True, thought=_thinking(step.raw)
-                )
+            if _answers_by_repeat(step.observation, policy):
+                # The model asked again for what it has already seen: this turn becomes its
+                # answer, given right after the observation that showed it.
+                turn_gen = _turn_generator(engine, messages, options, turn, solution_only=True, thought="")
                 try:
                     async for delta in _stream_turn(turn_gen, index):
                         if delta.channel == "answer":
@@ -116,7 +129,9 @@ async def run_agent(
                 repeated_code = step.action.code
                 step = _step(index, turn_gen, "repeat", earlier=step)
                 step.repeated_code = repeated_code
-                messages.append({"role": "assistant", "content": step.raw})
+                if _code_as_answer(step, policy):
+                    await _answer_from_code(step, executor, options, turns_left, repeats)
+        messages.append({"role": "assistant", "content": step.raw})
         if step.action.type == "solution":
             yield StepDone(step)
             yield AgentDone(
@@ -153,6 +168,7 @@ def _turn_generator(
             top_p=options.top_p,
             seed=options.seed,
             mode=options.structure,
+            fenced_code=options.policy.fenced_code == "execute",
         ),
         first_turn=turn == 0,
         solution_only=solution_only,
@@ -172,10 +188,37 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     turn_gen.generation_s = time.perf_counter() - started
 
 
-def _thinking(raw: str) -> str:
-    """A turn's text before its action tag: what a replacement turn continues from."""
-    cut = raw.find(EXECUTE_OPEN)
-    return raw[:cut] if cut != -1 else raw
+def _answers_by_repeat(observation: Observation, policy: LoopPolicy) -> bool:
+    """A repeat the policy answers: same code, same output, and the output is not a failure."""
+    failed = observation.error is not None or observation.timed_out or observation.killed_reason is not None
+    return observation.repeated and policy.on_repeat == "answer" and not failed
+
+
+def _code_as_answer(step: Step, policy: LoopPolicy) -> bool:
+    return step.action.type == "solution" and policy.code_answer == "run" and looks_like_code(
+        step.action.answer or ""
+    )
+
+
+def _solution_as_execute(step: Step) -> Step:
+    """A ``<solution>`` holding code, as the ``<execute>`` it meant (the history shows that)."""
+    code = step.action.answer or ""
+    step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
+    step.action = Action("execute", code=code)
+    return step
+
+
+async def _answer_from_code(
+    step: Step, executor: CodeExecutor, options: AgentOptions, turns_left: int, repeats: RepeatTracker
+) -> None:
+    """On a solution-only turn the model wrote code: what it prints is the answer."""
+    code = step.action.answer or ""
+    observation = await _execute(executor, code, options, turns_left, repeats)
+    step.observation = observation
+    step.timings["execution_s"] = observation.duration_s
+    printed = observation.stdout.strip()
+    if observation.error is None and not observation.timed_out and printed:
+        step.action = Action("solution", code=code, answer=printed)
 
 
 def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earlier: Step | None = None) -> Step:
@@ -228,12 +271,14 @@ async def _execute(
     )
     policy = options.policy
     repeated = repeats.is_repeat(code, observation_body(parts)[0])
+    failed = result.error is not None or result.timed_out or result.killed_reason is not None
+    note = repeated and (policy.on_repeat == "note" or (policy.on_repeat == "answer" and failed))
     text, cut = render_observation(
         parts,
         turns_left,
         style=policy.prompt_style,
         final_answer=policy.final_answer and options.max_turns > 1,
-        repeated=repeated and policy.on_repeat == "note",
+        repeated=note,
     )
     return Observation(
         stdout=result.stdout,

@@ -10,12 +10,21 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   gets the same output again (same code by syntax tree, so comments and spacing do not
   matter; same output, so code whose result changed, e.g. after the files or random state
   changed, is not a repeat).
-  ``"answer"`` turns that very turn into a solution-only turn: the model's thinking is
-  kept, ``<solution>`` is opened for it and only the answer's text is generated, so the
-  repeat costs no further turn. ``"note"`` runs it and tells the model in the observation
-  that it repeated itself. ``"off"`` does nothing.
+  ``"answer"`` turns that very turn into a solution-only turn: the repeat is dropped from
+  the history and ``<solution>`` is opened right after the observation that already
+  showed the output, so the repeat costs no further turn. A repeat whose output is an
+  error is not an answer: the model is told it repeated itself instead, as with
+  ``"note"``, which runs it and says so in the observation. ``"off"`` does nothing.
 * ``final_answer``: the last turn of the budget may only be a ``<solution>`` (when the
   budget allows more than one turn), so no run ends at ``max_turns`` with nothing.
+* ``fenced_code``: small models often write their code in a Markdown fence (```python)
+  instead of ``<execute>``; ``"execute"`` takes the fence as the opening of an
+  ``<execute>`` block (and its closing fence as the close), and the history shows the
+  turn in the CodeAct format, so the model sees its own turns done right. ``"off"``
+  leaves such a turn as thinking.
+* ``code_answer``: a ``<solution>`` whose body is code (a call or statements, not a value)
+  is a model that meant to run it. ``"run"`` runs it as an ``<execute>`` action (on a
+  solution-only turn, what it prints becomes the answer); ``"off"`` takes it as the answer.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
@@ -27,12 +36,16 @@ why: ``"repeat"`` or ``"last_turn"``.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 RepeatPolicy = Literal["answer", "note", "off"]
+FencePolicy = Literal["execute", "off"]
+CodeAnswerPolicy = Literal["run", "off"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
+_CELL_NAME = re.compile(r"<cell-\d+>")
 
 #: How a forced answer is explained to people (transcript, terminal, web page).
 FORCED_NOTES: dict[str, str] = {
@@ -48,6 +61,8 @@ class LoopPolicy:
     on_repeat: RepeatPolicy = "answer"
     final_answer: bool = True
     prompt_style: PromptStyle = "mint"
+    fenced_code: FencePolicy = "execute"
+    code_answer: CodeAnswerPolicy = "run"
 
     def forces_last_turn(self, turn: int, max_turns: int) -> bool:
         """Whether ``turn`` (0-based) may only answer: the last of a budget of two or more.
@@ -73,8 +88,30 @@ class RepeatTracker:
         self._outputs: dict[str, str] = {}
 
     def is_repeat(self, code: str, output: str) -> bool:
-        """Record ``code``'s output; True when the same code already gave the same output."""
+        """Record ``code``'s output; True when the same code already gave the same output.
+
+        Tracebacks name the cell (``<cell-3>``), which differs on every run: not output.
+        """
         key = code_key(code)
+        output = _CELL_NAME.sub("<cell>", output)
         repeated = self._outputs.get(key) == output
         self._outputs[key] = output
         return repeated
+
+
+_CODE_NODES = (ast.Call, ast.Import, ast.ImportFrom, ast.For, ast.While, ast.With, ast.FunctionDef,
+               ast.ClassDef, ast.Lambda, ast.ListComp, ast.GeneratorExp)
+
+
+def looks_like_code(answer: str) -> bool:
+    """Whether a solution's body is code to run (calls or statements), not a value.
+
+    ``907``, ``Tuesday``, ``apple, banana``, ``x = 5`` or ``2**100 % 997`` are values (a
+    constant, a name, a tuple, an assignment, arithmetic); ``print(x)``, several statements
+    or an import are code. Prose does not parse, so it is never code.
+    """
+    try:
+        tree = ast.parse(answer.strip())
+    except (SyntaxError, ValueError):
+        return False
+    return len(tree.body) > 1 or any(isinstance(node, _CODE_NODES) for node in ast.walk(tree))

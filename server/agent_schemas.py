@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.agent_policy import PromptStyle, RepeatPolicy
+from server.agent_policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy
 from server.agent_steps import AgentDone, Step
 from server.prompts import ToolSpec
 from server.schemas import ChatCompletionRequest
@@ -60,6 +60,16 @@ class AgentRequest(ChatCompletionRequest):
         description="the last turn may only be a <solution> (budgets of two turns or more; "
         "default: the server's)",
     )
+    fenced_code: FencePolicy | None = Field(
+        None,
+        description="'execute' (a Markdown ```python fence in the thinking opens an <execute> block) "
+        "or 'off'; default: the server's",
+    )
+    code_answer: CodeAnswerPolicy | None = Field(
+        None,
+        description="'run' (a <solution> that holds code is run as an <execute>; on an answer-only turn "
+        "what it prints is the answer) or 'off'; default: the server's",
+    )
     prompt_style: PromptStyle | None = Field(
         None,
         description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
@@ -81,6 +91,8 @@ def step_payload(step: Step) -> dict[str, Any]:
         action["code"] = step.action.code
     elif step.action.type == "solution":
         action["answer"] = step.action.answer
+        if step.action.code is not None:
+            action["code"] = step.action.code  # the code whose printed output is the answer
     observation = None
     if step.observation is not None:
         o = step.observation

@@ -45,6 +45,8 @@ def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
             on_repeat=body.on_repeat or settings.agent_on_repeat,
             final_answer=settings.agent_final_answer if body.final_answer is None else body.final_answer,
             prompt_style=body.prompt_style or settings.agent_prompt_style,
+            fenced_code=body.fenced_code or settings.agent_fenced_code,
+            code_answer=body.code_answer or settings.agent_code_answer,
         ),
     )
 

@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         description="the last turn of a budget of two or more may only be a <solution>, so a "
         "run does not end at max_turns without an answer (the response flags forced answers)",
     )
+    agent_fenced_code: Literal["execute", "off"] = Field(
+        "execute",
+        description="a Markdown ```python fence in the model's thinking: `execute` (opens an "
+        "<execute> block, closed by the closing fence) or `off` (stays thinking)",
+    )
+    agent_code_answer: Literal["run", "off"] = Field(
+        "run",
+        description="a <solution> that holds code (calls or statements, not a value): `run` (run "
+        "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
+    )
     agent_prompt_style: Literal["mint", "chat"] = Field(
         "mint",
         description="how tasks and observations are framed: `mint` (Task:/Observation:, steps "

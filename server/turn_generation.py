@@ -22,6 +22,10 @@ thinking phase runs as usual (or is given: the thinking of a turn being replaced
 ``<solution>`` is opened whatever tag the model reached for, so only the answer's text is
 generated. This works the same in every structure mode.
 
+**Fenced code** (``fenced_code``): a Markdown fence (```python) in the thinking opens an
+``<execute>`` block in its place and the closing fence closes it; the turn's text is
+written with the CodeAct tags.
+
 Every turn therefore has exactly one closed action. ``mode="gbnf"`` runs the whole turn under ``ACTION_GRAMMAR``
 instead (for comparison in benchmarks); ``mode="none"`` applies no constraint at all.
 """
@@ -64,6 +68,9 @@ def body_grammar(closer: str) -> str:
     return f'''root ::= [ \\t\\n]* [^ \\t\\n<] [^\\x00]* "{closer}"'''
 
 CLOSER = {EXECUTE_OPEN: EXECUTE_CLOSE, SOLUTION_OPEN: SOLUTION_CLOSE}
+#: Markdown fences that open code in the thinking: taken as ``<execute>`` with ``fenced_code``.
+FENCE_OPENS = ("```python\n", "```py\n", "```Python\n")
+FENCE_CLOSE = "```"
 CHOOSE_TOKENS = 8
 QUEUE_RETRY_S = 0.05
 
@@ -76,6 +83,7 @@ class TurnSettings:
     seed: int | None
     mode: StructureMode = "phased"
     thought_tokens: int = 384
+    fenced_code: bool = False  # a Markdown code fence in the thinking opens <execute>
 
 
 @dataclass
@@ -158,7 +166,7 @@ class TurnGenerator:
         s = self.settings
         text = ""
         budget = s.max_tokens
-        thought_stops = (EXECUTE_OPEN, SOLUTION_OPEN)
+        thought_stops = (EXECUTE_OPEN, SOLUTION_OPEN, *(FENCE_OPENS if s.fenced_code else ()))
         # Thinking may use at most half the turn's budget: the action needs the rest.
         thought_budget = max(1, min(s.thought_tokens, budget // 2))
         async for piece in self._phase("thought", text, thought_stops, thought_budget):
@@ -166,6 +174,12 @@ class TurnGenerator:
         text += self._last.text
         budget -= self._last.completion_tokens
         tag = self._last.stop_string if self._last.stop_string in CLOSER else None
+        fenced = self._last.stop_string in FENCE_OPENS
+        if fenced:
+            tag = EXECUTE_OPEN  # the history shows the turn in the CodeAct format
+            if text and not text.endswith("\n"):
+                text += "\n"
+                yield "\n"
         if self._last.finish_reason == "cancelled":
             self._finish(text, "cancelled")
             return
@@ -188,7 +202,7 @@ class TurnGenerator:
         cut = budget <= 0
         if not cut:
             # Another opening tag inside a block would be a second action: stop there too.
-            body_stops = (closer, EXECUTE_OPEN, SOLUTION_OPEN)
+            body_stops = (closer, EXECUTE_OPEN, SOLUTION_OPEN, *((FENCE_CLOSE,) if fenced else ()))
             async for piece in self._phase("body", text, body_stops, budget, body_grammar(closer)):
                 yield piece
             text += self._last.text

@@ -90,15 +90,25 @@ def test_a_repeated_action_becomes_the_answer_in_the_same_turn(server: LiveServe
     assert second["action"] == {"type": "solution", "answer": "42"}
     assert second["forced"] == "repeat"
     assert second["repeated_code"] == "print(6*7)  # once more"
-    assert second["thought"] == "Let me check it again."
-    # The answer continued the repeated turn's thinking under the answer-only grammar.
+    # <solution> was opened right after the observation that showed 42, under the answer grammar.
     answer_request = engine.requests[-1]
-    assert answer_request.prompt.endswith("Let me check it again.\n<solution>")
+    assert answer_request.prompt.endswith("Observation:\n42\n" + answer_request.prompt.split("Observation:\n42\n")[-1])
+    assert answer_request.prompt.endswith("<|im_start|>assistant\n<solution>")
     assert answer_request.grammar == body_grammar(SOLUTION_CLOSE)
     # The model's history holds the answer, not the repeated code and a second observation.
     history = session(server, run["session_id"])["messages"]
-    assert history[-1] == {"role": "assistant", "content": "Let me check it again.\n<solution>42</solution>"}
+    assert history[-1] == {"role": "assistant", "content": "<solution>42</solution>"}
     assert sum(m["content"].startswith("Observation:") for m in history if m["role"] == "user") == 1
+
+
+def test_a_repeated_error_is_a_note_not_an_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
+    run = agent(server)["agent"]
+    first, second, third = run["steps"]
+    assert "NameError" in second["observation"]["error"]  # cell names differ, the error is the same
+    assert second["observation"]["repeated"] is True
+    assert REPEAT_NOTE in second["observation"]["message"]
+    assert third["forced"] is None and run["forced_answer"] is None
 
 
 def test_same_code_with_new_output_is_not_a_repeat(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -130,11 +140,7 @@ def test_off_policy_runs_repeats_as_usual(server: LiveServer, engine: ScriptedEn
 
 # -- the last turn -------------------------------------------------------------------------
 def test_the_last_turn_can_only_be_a_solution(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue(
-        "<execute>print(6 * 7)</execute>",
-        "I want to run more code.\n<execute>print('never runs')</execute>",
-        "42</solution>",
-    )
+    engine.enqueue("<execute>print(6 * 7)</execute>", "42</solution>")
     reply = agent(server, max_turns=2)
     run = reply["agent"]
     assert run["finish_reason"] == "solution" and run["forced_answer"] == "last_turn"
@@ -142,17 +148,67 @@ def test_the_last_turn_can_only_be_a_solution(server: LiveServer, engine: Script
     first, last = run["steps"]
     assert "last step" in first["observation"]["message"]  # told one turn ahead
     assert last["action"] == {"type": "solution", "answer": "42"} and last["forced"] == "last_turn"
-    assert last["thought"] == "I want to run more code."
-    # The thinking stopped where the model reached for <execute>; <solution> was opened instead.
-    assert engine.requests[-1].prompt.endswith("I want to run more code.\n<solution>")
-    assert "never runs" not in str(session(server, run["session_id"])["messages"])
+    # No thinking phase: <solution> is opened at once, under the answer grammar.
+    last_turn = engine.requests[-1]
+    assert last_turn.prompt.endswith("<|im_start|>assistant\n<solution>")
+    assert last_turn.grammar == body_grammar(SOLUTION_CLOSE)
+    assert len(engine.requests) == 3  # thought + body, then the answer alone
 
 
-def test_a_model_that_answers_by_itself_is_not_flagged(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<execute>print(6 * 7)</execute>", "Done.\n<solution>42</solution>")
+def test_code_written_as_the_forced_answer_is_run_for_its_output(
+    server: LiveServer, engine: ScriptedEngine
+) -> None:
+    engine.enqueue("<execute>x = 6 * 7</execute>", "print(x)</solution>")
     run = agent(server, max_turns=2)["agent"]
-    assert run["forced_answer"] == "last_turn"  # the grammar allowed only a solution...
-    assert run["steps"][1]["action"]["answer"] == "42"  # ...and the model's own answer went through
+    last = run["steps"][1]
+    assert last["action"] == {"type": "solution", "answer": "42", "code": "print(x)"}
+    assert last["observation"]["stdout"] == "42\n"
+    assert run["forced_answer"] == "last_turn"
+
+
+def test_code_in_a_solution_runs_as_the_execute_it_meant(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("Here is the code.\n<solution>print(6 * 7)</solution>", "<solution>42</solution>")
+    run = agent(server)["agent"]
+    first, second = run["steps"]
+    assert first["action"] == {"type": "execute", "code": "print(6 * 7)"}
+    assert first["observation"]["stdout"] == "42\n"
+    assert second["action"]["answer"] == "42" and second["forced"] is None
+    history = session(server, run["session_id"])["messages"]
+    assert {"role": "assistant", "content": "Here is the code.\n<execute>print(6 * 7)</execute>"} in history
+
+
+def test_a_value_in_a_solution_is_an_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>2**100 % 997</solution>")
+    run = agent(server)["agent"]
+    assert run["steps"][0]["action"] == {"type": "solution", "answer": "2**100 % 997"}
+
+
+def test_code_answer_off_takes_code_as_the_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>print(6 * 7)</solution>")
+    run = agent(server, code_answer="off")["agent"]
+    assert run["steps"][0]["action"] == {"type": "solution", "answer": "print(6 * 7)"}
+
+
+def test_a_markdown_fence_in_the_thinking_is_run(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        "I will compute it:\n```python\nprint(6 * 7)\n```\nThat prints it.",
+        # The fake replays a turn only while the prompt continues it; with <execute> written in
+        # place of the fence, the block's body is its next turn.
+        "print(6 * 7)\n```\nThat prints it.",
+        "<solution>42</solution>",
+    )
+    run = agent(server)["agent"]
+    first = run["steps"][0]
+    assert first["action"] == {"type": "execute", "code": "print(6 * 7)"}
+    assert first["observation"]["stdout"] == "42\n"
+    history = session(server, run["session_id"])["messages"]
+    assert history[2] == {"role": "assistant", "content": "I will compute it:\n<execute>print(6 * 7)\n</execute>"}
+
+
+def test_fenced_code_off_leaves_the_fence_as_thinking(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("I will compute it:\n```python\nprint(6 * 7)\n```\nThat prints it.")
+    run = agent(server, fenced_code="off")["agent"]
+    assert run["finish_reason"] == "no_action"
 
 
 def test_a_one_turn_budget_may_still_run_code(server: LiveServer, engine: ScriptedEngine) -> None:

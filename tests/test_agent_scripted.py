@@ -52,7 +52,7 @@ def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) 
     assert prompt.endswith("<|im_start|>user\nTask:\nWhat is 6 * 7?<|im_end|>\n<|im_start|>assistant\n")
     # Phase 1 (thinking) stops at an opening tag; phase 2 continues inside the block.
     thinking, body = engine.requests
-    assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>"}
+    assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>", "```python\n", "```py\n", "```Python\n"}
     assert body.prompt == thinking.prompt + "I know this one.\n<solution>"
     assert set(body.stop) == {"<|im_end|>", "</solution>", "<execute>", "<solution>"}
     assert step["phases"] == ["thought", "body"]
