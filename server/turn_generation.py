@@ -75,6 +75,21 @@ CHOOSE_TOKENS = 8
 QUEUE_RETRY_S = 0.05
 
 
+def complete_tag(chosen: str) -> tuple[str | None, str]:
+    """The choose phase's text, with the opening tag it began completed when only one fits.
+
+    Returns ``(None, chosen)`` when the text is no tag's beginning or could be either's
+    (a bare ``<``), else ``(tag, text ending in the whole tag)``. The streamed remainder is
+    what was missing, so a client sees the tag once.
+    """
+    lead = len(chosen) - len(chosen.lstrip("\n"))
+    core = chosen[lead:]
+    fits = [t for t in CLOSER if core and (t.startswith(core) or core.startswith(t))]
+    if len(fits) != 1:
+        return None, chosen
+    return fits[0], chosen[:lead] + fits[0]
+
+
 @dataclass(frozen=True)
 class TurnSettings:
     max_tokens: int
@@ -190,15 +205,23 @@ class TurnGenerator:
             async for piece in self._phase("choose", text, tuple(CLOSER), min(CHOOSE_TOKENS, budget),
                                            CHOOSE_GRAMMAR):
                 yield piece
-            text += self._last.text
+            chosen = self._last.text
             budget -= self._last.completion_tokens
             tag = self._last.stop_string if self._last.stop_string in CLOSER else None
             if tag is None:
+                # A backend that tokenizes or samples differently may stop inside the tag it
+                # chose (llama-server: "\n<solution" at the token limit): complete it.
+                tag, chosen = complete_tag(chosen)
+            text += chosen
+            if tag is None:
                 self._finish(text, "length" if self._last.finish_reason == "length" else "stop")
                 return
+            if chosen.endswith(tag):  # completed here: the opening tag is already in the text
+                tag = ""
         text += tag
         yield tag
-        closer = CLOSER[tag]
+        opened = tag or (EXECUTE_OPEN if text.endswith(EXECUTE_OPEN) else SOLUTION_OPEN)
+        closer = CLOSER[opened]
         cut = budget <= 0
         if not cut:
             # Another opening tag inside a block would be a second action: stop there too.

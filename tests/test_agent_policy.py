@@ -268,3 +268,20 @@ def test_terminal_view_shows_a_forced_answer() -> None:
     view.event({"type": "done", "finish_reason": "solution", "turns": 2, "session_id": "sess_x",
                 "forced_answer": "last_turn"})
     assert "answer forced: the turn limit was reached" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("emitted", "tag", "text"),
+    [
+        ("\n<solution", "<solution>", "\n<solution>"),  # llama-server at the choose phase's token limit
+        ("<e", "<execute>", "<execute>"),
+        ("<execute>", "<execute>", "<execute>"),
+        ("<", None, "<"),  # either tag: nothing to complete
+        ("hello", None, "hello"),
+        ("", None, ""),
+    ],
+)
+def test_a_tag_cut_by_the_token_limit_is_completed(emitted: str, tag: str | None, text: str) -> None:
+    from server.turn_generation import complete_tag
+
+    assert complete_tag(emitted) == (tag, text)
