@@ -65,11 +65,20 @@ def parse_turn(text: str) -> ParsedTurn:
     return ParsedTurn(thought=thought, type="solution", answer=body.strip())
 
 
+_FENCE_LINE = re.compile(r"^\s*```[A-Za-z0-9_+-]*\s*$")
+
+
 def _dedent_code(code: str) -> str:
-    """Strip the blank lines models put around code, and a common indent."""
+    """Strip the blank lines models put around code, a common indent, and Markdown fence
+    lines around it (small models often write ```python inside <execute>)."""
     import textwrap
 
-    return textwrap.dedent(code.strip("\n")).strip()
+    lines = code.strip("\n").splitlines()
+    if lines and _FENCE_LINE.match(lines[0]):
+        lines = lines[1:]
+    if lines and _FENCE_LINE.match(lines[-1]):
+        lines = lines[:-1]
+    return textwrap.dedent("\n".join(lines)).strip()
 
 
 Channel = Literal["thought", "code", "answer"]
