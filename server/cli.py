@@ -114,12 +114,15 @@ def _configure_logging(level: str) -> None:
 
 
 def check_security(settings: Settings) -> None:
-    """Refuse an unusable key file, or a non-loopback bind with no key, before loading anything."""
+    """Refuse an unusable key file, a non-loopback bind with no key, or a malformed
+    ``--allowed-host``, before loading anything."""
     from server.auth import AuthConfigError, check_bind, load_api_keys
+    from server.host_guard import configured_names
 
     try:
         check_bind(settings, load_api_keys(settings))
-    except AuthConfigError as exc:
+        configured_names(settings.allowed_host)
+    except (AuthConfigError, ValueError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
 

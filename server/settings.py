@@ -139,7 +139,16 @@ class Settings(BaseSettings):
     cors_origin: StrList = Field(
         default_factory=list,
         description="browser origin allowed to call the API cross-site, e.g. "
-        "https://app.example; repeat for several, `*` for any (default: none, CORS off)",
+        "https://app.example; repeat for several, `*` for any (default: none, CORS off). Pages "
+        "of other origins than these and the server's own get 403 on POST, PUT, PATCH, DELETE",
+    )
+    allowed_host: StrList = Field(
+        default_factory=list,
+        description="another name clients may reach the server by (the Host header, any port), "
+        "e.g. gpu-box.lan; repeat for several (env: comma-separated). Always accepted: localhost, "
+        "127.0.0.1, [::1] and the --host address unless 0.0.0.0 or ::; any other Host gets 403, "
+        "so a web page cannot drive the server through DNS rebinding. `*` accepts any Host: "
+        "insecure, any web page the user opens could then run code here",
     )
     max_request_bytes: int = Field(
         8 * MiB,
@@ -168,7 +177,7 @@ class Settings(BaseSettings):
         "this file (default: off)",
     )
 
-    @field_validator("api_key", "cors_origin", mode="before")
+    @field_validator("api_key", "cors_origin", "allowed_host", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         """Env vars hold lists as ``a,b``; a list from repeated flags is taken as given."""
