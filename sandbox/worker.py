@@ -100,6 +100,21 @@ def start_reaper(lifeline_fd: int | None) -> None:
     os.close(lifeline_fd)
 
 
+def confine(rules: dict[str, Any] | None) -> None:
+    """The ``landlock`` level: Landlock, then seccomp (see sandbox/isolation.py).
+
+    Here because Landlock binds only the calling thread and its later children: the worker
+    is still single-threaded (no capture threads yet) and no user code has run. A failure
+    raises, so the worker never runs code less confined than the level it reports.
+    """
+    if rules is None:
+        return
+    from sandbox import landlock, seccomp
+
+    landlock.restrict(list(rules["read"]), list(rules["write"]), bool(rules["network"]))
+    seccomp.install(bool(rules["network"]))
+
+
 def apply_limits(limits: dict[str, Any]) -> None:
     """Set rlimits; CPU is re-armed per run because RLIMIT_CPU counts the process's life."""
     mb = 1024 * 1024
@@ -248,6 +263,7 @@ def main() -> None:
     os.close(err_w)
     drop_privileges(config)
     start_reaper(config.get("lifeline_fd"))
+    confine(config.get("landlock"))
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG instead

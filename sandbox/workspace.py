@@ -39,6 +39,10 @@ class SessionDirs:
             for path in (root, workspace, tmp):
                 os.chown(path, uid, uid)
         os.chmod(root, 0o700)
+        # Traversable: under bubblewrap it is /tmp, and an interpreter installed under /tmp
+        # is bound inside it, which bwrap (root without capabilities) must reach to exec.
+        # Other uids still cannot get here: `root` is 0700.
+        os.chmod(tmp, 0o711)
         return cls(root, workspace, tmp)
 
     def remove(self) -> None:
