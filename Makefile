@@ -32,13 +32,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Agent code runs in its own venv with the scientific stack (sandbox/requirements-sandbox.txt),
+# not in .venv: made once by `sandbox setup` (a no-op afterwards), see `codeact-server sandbox --help`.
+SANDBOX_SETUP := $(VENV)/bin/codeact-server sandbox setup
+
 serve: install
+	$(SANDBOX_SETUP)
 	$(VENV)/bin/codeact-server serve
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
 test: install-dev lint lint-docker
+	$(SANDBOX_SETUP)
 	$(PY) -m pytest
 
 # Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),

@@ -11,7 +11,10 @@ module only decides what to ask for:
   must be compiled on the target anyway (``CMAKE_ARGS``), plus the pure-Python build
   backend it needs (scikit-build-core and its dependencies), which pip's isolated build
   then installs from the same ``--find-links`` folder. A C/C++ compiler and cmake must
-  already be on the target machine.
+  already be on the target machine;
+* the sandbox environment's stack (``sandbox/requirements-sandbox.txt``: numpy, pandas,
+  matplotlib, scikit-learn, ...) as binary wheels, so ``bundle import`` can make the venv
+  agent code runs in (``codeact-server sandbox setup --wheels-dir``) without the network.
 
 Everything here uses the network (PyPI or whatever ``PIP_INDEX_URL`` says); the import
 side never does. The commands are built by a pure function so tests can check them.
@@ -30,6 +33,7 @@ from typing import Any
 from packaging.requirements import Requirement
 
 from models.errors import ModelError
+from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 
 __all__ = ["PLATFORM_ALIASES", "WheelsError", "collect_wheels", "wheel_commands"]
 
@@ -170,6 +174,7 @@ def wheel_commands(
         commands.append([*download, *target, "--no-deps", *no_deps])
     if source:
         commands.append([*download, "--no-deps", "--no-binary=:all:", *source])
+    commands.append([*download, *target, "-r", str(SANDBOX_REQUIREMENTS)])
     return commands
 
 
@@ -198,6 +203,8 @@ def collect_wheels(
         "python_version": python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
         "source_only": [SOURCE_ONLY],
         "install": "pip install --no-index --find-links wheels/ codeact-server",
+        # `bundle import` runs this (offline) when the bundle carries the sandbox stack.
+        "sandbox_setup": "codeact-server sandbox setup --wheels-dir wheels/",
     }
 
 

@@ -10,7 +10,13 @@ Why it looks the way it does:
   accident and their output still reaches the result.
 - Rlimits arrive in the first `configure` message, so a pre-started worker in the pool can
   serve any limits.
-- Imports are stdlib-only and few: start-up time is a new session's latency.
+- Imports are stdlib-only and few: start-up time is a new session's latency. The worker
+  may run in another interpreter than the server's (the sandbox environment, see
+  `sandbox/environment.py`): this file's parent directory is on `sys.path` only while the
+  worker imports its own modules, so agent code cannot import the server's packages
+  (`server`, `models`) that sit beside `sandbox/`.
+- A pooled worker may be asked to `preimport` modules (numpy, pandas, pyplot) before any
+  session gets it, so a session's first plot does not pay for the imports.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _HOME)
 
+import importlib  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
@@ -28,6 +36,9 @@ from typing import Any  # noqa: E402
 
 from sandbox import execute, protocol  # noqa: E402
 from sandbox.capture import Capture, CaptureWriter, OutputLimitExceeded  # noqa: E402
+
+# Later `sandbox.*` imports (mpl_backend, restricted) resolve through the package's __path__.
+sys.path.remove(_HOME)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -231,6 +242,8 @@ class Worker:
                 reply = self.run(message)
             elif op == "configure":
                 reply = self.configure(message)
+            elif op == "preimport":
+                reply = preimport(message.get("modules") or [])
             elif op == "ping":
                 reply = {"op": "pong"}
             elif op == "exit":
@@ -238,6 +251,17 @@ class Worker:
             else:
                 reply = {"op": "error", "error": f"unknown op {op!r}"}
             protocol.write_frame(self.proto_out, reply)
+
+
+def preimport(modules: list[str]) -> dict[str, Any]:
+    """Import modules before a session exists; what failed is reported, not fatal."""
+    failed: dict[str, str] = {}
+    for name in modules:
+        try:
+            importlib.import_module(str(name))
+        except Exception as exc:  # noqa: BLE001 - a missing package only costs the head start
+            failed[str(name)] = f"{type(exc).__name__}: {exc}"
+    return {"op": "preimported", "failed": failed}
 
 
 def _shell(command: str) -> None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from server.cli_bundle import add_bundle_parser, cmd_bundle
 from server.cli_errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError
 from server.cli_run import add_run_parser, cmd_run
+from server.cli_sandbox import add_sandbox_parser, check_sandbox_env, cmd_sandbox
 from server.settings import SERVE_FLAGS, Settings
 
 log = logging.getLogger("codeact_server")
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_parser(sub)
     add_bundle_parser(sub)
+    add_sandbox_parser(sub)
     return parser
 
 
@@ -129,6 +131,7 @@ def check_security(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_security(settings)
+    check_sandbox_env(settings)
     _configure_logging(settings.log_level)
     engine = load_engine(settings)
     import uvicorn
@@ -259,7 +262,8 @@ def _human_size(size: int, *, exact: bool) -> str:
     return str(size)
 
 
-COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle}
+COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle,
+            "sandbox": cmd_sandbox}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sandbox.environment import DEFAULT_PREIMPORT, default_env_dir
+
 StrList = Annotated[list[str], NoDecode]
 """A list setting: repeat the flag, or give the env var as a comma-separated string."""
 
@@ -119,6 +121,23 @@ class Settings(BaseSettings):
     sandbox_network: bool = Field(
         False, description="allow network access from agent code (off: isolated when possible)"
     )
+    sandbox_env: Path = Field(
+        default_factory=default_env_dir,
+        description="the sandbox's own Python environment (a venv made by `codeact-server "
+        "sandbox setup`): agent code runs in its interpreter, with the scientific stack and "
+        "without the server's packages",
+    )
+    sandbox_python: Path | None = Field(
+        None,
+        description="run agent code in this interpreter instead of --sandbox-env's, used as it "
+        "is (e.g. an existing venv's bin/python; CPython 3.11+, its packages are what the code "
+        "can import)",
+    )
+    sandbox_preimport: StrList = Field(
+        default_factory=lambda: list(DEFAULT_PREIMPORT),
+        description="modules each pooled sandbox worker imports before a session gets it, so "
+        "the session's first import is instant (env: comma-separated; empty = none)",
+    )
 
 
     # -- security and operations ---------------------------------------------------------
@@ -183,6 +202,16 @@ class Settings(BaseSettings):
         """Env vars hold lists as ``a,b``; a list from repeated flags is taken as given."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sandbox_preimport", mode="before")
+    @classmethod
+    def _module_list(cls, value: Any) -> Any:
+        """Comma-separated in the env var; a repeated flag may be given ``""`` to mean none."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            return [str(part).strip() for part in value if str(part).strip()]
         return value
 
 
