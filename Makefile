@@ -43,6 +43,8 @@ serve: install
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
+# The sandbox level the tests demand (see tests/sandbox/conftest.py); override with a level name.
+test: export CODEACT_TEST_EXPECT_ISOLATION ?= strongest
 test: install-dev lint lint-docker
 	$(SANDBOX_SETUP)
 	$(PY) -m pytest

@@ -62,6 +62,7 @@ class AgentRuntime:
             size=settings.sandbox_pool_size,
             network=settings.sandbox_network,
             limits=sandbox_limits(settings),
+            isolation_level=settings.sandbox_isolation,
             python=str(python),
             preimport=settings.sandbox_preimport,
         )

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     sandbox_network: bool = Field(
         False, description="allow network access from agent code (off: isolated when possible)"
     )
+    sandbox_isolation: Literal["auto", "namespaces", "landlock", "rlimits"] = Field(
+        "auto",
+        description="how agent code is confined: auto = the strongest this machine allows "
+        "(namespaces with bubblewrap, else landlock, else rlimits, with a warning); a named "
+        "level is demanded: start-up fails with the reason where it is unavailable",
+    )
     sandbox_env: Path = Field(
         default_factory=default_env_dir,
         description="the sandbox's own Python environment (a venv made by `codeact-server "

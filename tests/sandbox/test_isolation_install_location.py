@@ -16,11 +16,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import EXPECTED, need_level
 
+from models.engine_scripted import ScriptedEngine
 from sandbox import isolation, workspace
 from sandbox.process import WorkerProcess
+from server.app import create_app
+from server.settings import Settings
+from tests.live_server import LiveServer
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +83,17 @@ def test_real_worker_runs_in_the_tmp_venv(tmp_venv_python: str, level: isolation
                           "open('made-here', 'w').write('ok')\nprint(os.listdir('.'))")
     assert reply["error"] is None, reply
     assert reply["stdout"] == f"{venv}\n['made-here']\n"
+
+
+def test_health_reports_the_level_for_a_venv_under_tmp(tmp_venv_python: str) -> None:
+    """What a user of a /tmp clone sees: `/health` names the level agent code really gets."""
+    engine = ScriptedEngine()
+    settings = Settings(sandbox_pool_size=1, sandbox_python=Path(tmp_venv_python))
+    with LiveServer(create_app(settings, engine)) as live:
+        health = httpx.get(live.url + "/health").json()
+        assert health["sandbox_isolation"] == EXPECTED
+        engine.enqueue("<execute>import sys\nprint(sys.prefix)</execute>", "<solution>done</solution>")
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "where am I?"}]}
+        reply = httpx.post(live.url + "/v1/agent", json=body, timeout=60).json()["agent"]
+        observation = reply["steps"][0]["observation"]
+        assert observation["stdout"] == str(Path(tmp_venv_python).parent.parent) + "\n", observation
