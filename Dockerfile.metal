@@ -69,6 +69,7 @@ RUN dnf install -y --setopt=install_weak_deps=False \
 COPY --from=build /opt/venv /opt/venv
 
 ENV PATH=/opt/venv/bin:$PATH \
+    CODEACT_SANDBOX_ISOLATION=landlock \
     HF_HOME=/models \
     CODEACT_PORT=8000 \
     PYTHONUNBUFFERED=1
