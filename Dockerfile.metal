@@ -51,7 +51,11 @@ COPY README.md /src/README.md
 COPY server /src/server
 COPY models /src/models
 COPY sandbox /src/sandbox
-RUN pip install --no-deps /src
+# 4. With it, the sandbox environment agent code runs in: a venv of its own, apart from the
+#    server's packages, with sandbox/requirements-sandbox.txt (numpy, pandas, scipy,
+#    matplotlib, scikit-learn, ...). serve refuses to start without it.
+RUN pip install --no-deps /src \
+    && codeact-server sandbox setup --sandbox-env /opt/sandbox-env
 
 # ---------------------------------------------------------------- runtime stage
 FROM registry.fedoraproject.org/fedora:${FEDORA_VERSION}
@@ -67,9 +71,10 @@ RUN dnf install -y --setopt=install_weak_deps=False \
     && chown codeact:codeact /models
 
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/sandbox-env /opt/sandbox-env
 
 ENV PATH=/opt/venv/bin:$PATH \
-    CODEACT_SANDBOX_ISOLATION=landlock \
+    CODEACT_SANDBOX_ENV=/opt/sandbox-env \
     HF_HOME=/models \
     CODEACT_PORT=8000 \
     PYTHONUNBUFFERED=1
