@@ -74,6 +74,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/sandbox-env /opt/sandbox-env
 
 ENV PATH=/opt/venv/bin:$PATH \
+    CODEACT_SANDBOX_ISOLATION=landlock \
     CODEACT_SANDBOX_ENV=/opt/sandbox-env \
     HF_HOME=/models \
     CODEACT_PORT=8000 \
