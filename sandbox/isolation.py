@@ -12,7 +12,8 @@ promises is `guarantees()`, the one list the tests and the README follow:
   the kernel's Landlock (ABI 6+) confines the worker from inside: read-only system and
   interpreter, read-write only the workspace and its tmp, no TCP bind/connect, no signals
   or abstract unix sockets outside the sandbox; plus a seccomp filter (no new sockets, no
-  ptrace, no io_uring). Needs neither root nor user namespaces. See `sandbox/landlock.py`.
+  ptrace, no io_uring) and, as root without a uid of its own, no capabilities. Needs
+  neither root nor user namespaces. See `sandbox/landlock.py`.
 - ``rlimits+uid``: neither, but the worker runs under its own unprivileged uid:
   rlimits hold, other sessions' workspaces (0700) and the server's /proc are unreadable.
   The network is *not* blocked and the file system is writable wherever the uid may write.
@@ -78,11 +79,11 @@ _LANDLOCK_WRITE_EXTRA = ("/dev/null",)
 
 _GUARANTEES: dict[Level, frozenset[str]] = {
     "namespaces": frozenset({"network", "filesystem", "other-sessions", "server-signals",
-                             "server-proc", "nproc", "unprivileged"}),
+                             "server-proc", "nproc", "unprivileged", "no-capabilities"}),
     "landlock": frozenset({"network", "filesystem", "other-sessions", "server-signals",
-                           "server-proc"}),
+                           "server-proc", "no-capabilities"}),
     "rlimits+uid": frozenset({"other-sessions", "server-signals", "server-proc", "nproc",
-                              "unprivileged"}),
+                              "unprivileged", "no-capabilities"}),
     "rlimits-only": frozenset(),
 }
 
@@ -107,7 +108,8 @@ def guarantees(level: Level, uid: int | None) -> frozenset[str]:
 
     ``nproc``: RLIMIT_NPROC contains a fork bomb (root ignores it). ``unprivileged``: the
     code cannot become root. At ``landlock`` both hold unless the server is root and could
-    not hand the worker its own uid (the interpreter is not readable by other uids).
+    not hand the worker its own uid (the interpreter is not readable by other uids); the
+    worker then still holds no capability (``no-capabilities``, see sandbox/capabilities.py).
     """
     promised = set(_GUARANTEES[level])
     if level == "landlock" and (uid is not None or os.getuid() != 0):

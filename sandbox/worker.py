@@ -120,10 +120,12 @@ def confine(rules: dict[str, Any] | None) -> None:
     """
     if rules is None:
         return
-    from sandbox import landlock, seccomp
+    from sandbox import capabilities, landlock, seccomp
 
     landlock.restrict(list(rules["read"]), list(rules["write"]), bool(rules["network"]))
     seccomp.install(bool(rules["network"]))
+    if os.geteuid() == 0:  # no uid of its own: at least no capability (see capabilities.py)
+        capabilities.drop_all()
 
 
 def apply_limits(limits: dict[str, Any]) -> None:

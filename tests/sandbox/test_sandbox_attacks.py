@@ -207,6 +207,19 @@ def test_ctypes_tricks(sb: Sandbox) -> None:
     assert_fresh_run_works(sb)
 
 
+def test_privileged_operations_fail(sb: Sandbox) -> None:
+    """Even where the code keeps uid 0 (landlock as root), no capability is left to use."""
+    require(sb, "no-capabilities")
+    result = sb.run("import os\nopen('mine', 'w').close()\n"
+                    "for op in (lambda: os.chown('mine', 4321, 4321), lambda: os.nice(-5),\n"
+                    "           lambda: os.chroot('.')):\n"
+                    "    try:\n        op()\n        print('allowed')\n"
+                    "    except OSError as e:\n        print(type(e).__name__)")
+    assert "allowed" not in result.stdout and result.stdout.count("Error") == 3, result
+    assert os.stat(sb.workspace / "mine").st_uid != 4321
+    assert_fresh_run_works(sb)
+
+
 def test_exit_and_system_exit(sb: Sandbox) -> None:
     soft = sb.run("kept = 1\nraise SystemExit(0)")
     assert "SystemExit" in (soft.error or "") and not soft.state_lost
