@@ -12,8 +12,8 @@ promises is `guarantees()`, the one list the tests and the README follow:
   the kernel's Landlock (ABI 6+) confines the worker from inside: read-only system and
   interpreter, read-write only the workspace and its tmp, no TCP bind/connect, no signals
   or abstract unix sockets outside the sandbox; plus a seccomp filter (no new sockets, no
-  ptrace, no io_uring) and, as root without a uid of its own, no capabilities. Needs
-  neither root nor user namespaces. See `sandbox/landlock.py`.
+  ptrace, no io_uring); under a root server, a uid of its own. Needs neither root nor
+  user namespaces. See `sandbox/landlock.py`.
 - ``rlimits+uid``: neither, but the worker runs under its own unprivileged uid:
   rlimits hold, other sessions' workspaces (0700) and the server's /proc are unreadable.
   The network is *not* blocked and the file system is writable wherever the uid may write.
@@ -107,9 +107,8 @@ def guarantees(level: Level, uid: int | None) -> frozenset[str]:
     """What a worker at `level` (running as sandbox `uid`, or the server's user) promises.
 
     ``nproc``: RLIMIT_NPROC contains a fork bomb (root ignores it). ``unprivileged``: the
-    code cannot become root. At ``landlock`` both hold unless the server is root and could
-    not hand the worker its own uid (the interpreter is not readable by other uids); the
-    worker then still holds no capability (``no-capabilities``, see sandbox/capabilities.py).
+    code cannot become root. ``no-capabilities``: it holds none that matter (at landlock
+    under a root server its uid keeps CAP_DAC_READ_SEARCH only, see capabilities.py).
     """
     promised = set(_GUARANTEES[level])
     if level == "landlock" and (uid is not None or os.getuid() != 0):
@@ -371,12 +370,10 @@ UIDS = UidAllocator()
 
 
 def wants_uid(level: Level, python: str | None = None) -> bool:
-    """Whether sandboxes at this level get their own uid (only possible as root)."""
-    if os.getuid() != 0:
-        return False
-    if level == "landlock":  # optional there: Landlock confines root too
-        return uid_can_reach(interpreter_dirs(python))
-    return level in ("namespaces", "rlimits+uid")
+    """Whether sandboxes at this level get their own uid (only possible as root; `python`
+    is accepted for callers that pass it, every interpreter is handled since landlock's
+    capability hand-over)."""
+    return os.getuid() == 0 and level in ("namespaces", "landlock", "rlimits+uid")
 
 
 def plan(level: Level, workspace: Path, tmp: Path, network: bool, uid: int | None,
@@ -399,5 +396,8 @@ def plan(level: Level, workspace: Path, tmp: Path, network: bool, uid: int | Non
         env = scrubbed_env(str(workspace), str(tmp))
         if level == "landlock":
             config["landlock"] = landlock_rules(str(workspace), str(tmp), network, dirs)
+            # No bind mount can open the way to an interpreter under /root: the uid keeps
+            # CAP_DAC_READ_SEARCH, Landlock still decides what is readable (capabilities.py).
+            config["keep_read_search"] = uid is not None and not uid_can_reach(dirs)
     argv = prefix + [python, "-I", str(WORKER_PATH), json.dumps(config)]
     return Plan(level=level, argv=argv, env=env, cwd="/", uid=uid)

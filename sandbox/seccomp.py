@@ -4,7 +4,8 @@ Why: Landlock (ABI 7) restricts TCP bind/connect but not UDP, raw or netlink soc
 it does not stop io_uring (whose socket operations skip this filter's socket() check) or
 other kernel attack surface no Python code needs. So, after Landlock: socket() of any
 family but AF_UNIX fails with EACCES (unless the sandbox has the network), and ptrace,
-process_vm_*, io_uring, bpf, perf_event_open, userfaultfd and the keyring fail with EPERM.
+process_vm_*, io_uring, bpf, perf_event_open, userfaultfd, the keyring and file handles
+(open_by_handle_at: it opens by inode, not by path) fail with EPERM.
 A syscall from another ABI (i386 or x32 on x86_64) kills the process, so no number table
 can be sidestepped. ``socketpair`` stays allowed: multiprocessing pipes need it.
 
@@ -33,12 +34,12 @@ _ARCHES: dict[str, tuple[int, int, dict[str, int]]] = {
         "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "bpf": 321,
         "perf_event_open": 298, "userfaultfd": 323, "add_key": 248, "request_key": 249,
-        "keyctl": 250}),
+        "keyctl": 250, "name_to_handle_at": 303, "open_by_handle_at": 304}),
     "aarch64": (0xC00000B7, 198, {
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "bpf": 280,
         "perf_event_open": 241, "userfaultfd": 282, "add_key": 217, "request_key": 218,
-        "keyctl": 219}),
+        "keyctl": 219, "name_to_handle_at": 264, "open_by_handle_at": 265}),
 }
 
 

@@ -73,7 +73,11 @@ def _prctl(option: int, value: int) -> None:
 def drop_privileges(config: dict[str, Any]) -> None:
     """Become the sandbox uid, forbid regaining privileges, die with the parent."""
     uid, gid = config.get("uid"), config.get("gid")
-    if uid is not None and os.getuid() == 0:
+    if uid is not None and os.getuid() == 0 and config.get("keep_read_search"):
+        from sandbox import capabilities  # landlock level, interpreter unreadable by the uid
+
+        capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
+    elif uid is not None and os.getuid() == 0:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)

@@ -8,6 +8,7 @@ each layer must hold by itself, so losing one cannot hide behind the other.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST, need_level
 
-from sandbox import Sandbox, isolation, seccomp
+from sandbox import Sandbox, isolation, seccomp, workspace
+from sandbox.process import WorkerProcess
 
 REPO = str(isolation.PACKAGE_DIR.parent)
 
@@ -124,3 +126,23 @@ def test_explicit_request_fails_loudly_when_unavailable(monkeypatch: pytest.Monk
     finally:
         isolation.detect.cache_clear()
         isolation._bwrap_problem.cache_clear()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the fallback is for a root server's worker left at uid 0")
+def test_a_worker_left_at_uid_0_holds_no_capability() -> None:
+    """plan() with uid=None under a root server: Landlock, seccomp, and no capabilities."""
+    dirs = workspace.SessionDirs.create(None, None)
+    proc = WorkerProcess(isolation.plan("landlock", dirs.workspace, dirs.tmp, False, None))
+    try:
+        limits = {"memory_mb": 512, "max_file_mb": 5, "max_open_files": 64, "max_processes": 16,
+                  "cpu_seconds": 5, "max_output_bytes": 4000}
+        proc.request({"op": "configure", "limits": limits})
+        code = ("import os\nopen('f', 'w').close()\nprint(os.getuid())\n"
+                "for op in (lambda: os.chown('f', 4321, 4321), lambda: os.nice(-5)):\n"
+                "    try:\n        op()\n        print('allowed')\n"
+                "    except OSError as e:\n        print(type(e).__name__)")
+        reply = proc.request({"op": "run", "id": 1, "code": code, "hard_cap": 100_000}, timeout=20)
+        assert reply["stdout"] == "0\nPermissionError\nPermissionError\n", reply
+    finally:
+        proc.close()
+        dirs.remove()
