@@ -92,11 +92,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def check_sandbox_env(settings: Settings) -> None:
-    """Fail before the model loads when agent code would have no interpreter (one line, the fix)."""
-    from sandbox import environment
+    """Fail before the model loads when agent code would have no interpreter, or not the
+    isolation level ``--sandbox-isolation`` demands (one line, the fix)."""
+    from sandbox import environment, isolation
     from sandbox.errors import SandboxEnvError
 
     try:
-        environment.resolve(settings.sandbox_python, settings.sandbox_env)
+        python, _ = environment.resolve(settings.sandbox_python, settings.sandbox_env)
     except SandboxEnvError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
+    if settings.sandbox_isolation == "auto":
+        return  # never refused: the pool logs what it fell back to, once logging is set up
+    try:
+        isolation.detect(settings.sandbox_isolation, str(python))  # probed once, cached
+    except isolation.IsolationUnavailable as exc:
+        raise CLIError(f"{exc}; --sandbox-isolation auto accepts the strongest level available",
+                       EXIT_USAGE) from exc

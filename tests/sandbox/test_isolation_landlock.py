@@ -146,3 +146,4 @@ def test_a_worker_left_at_uid_0_holds_no_capability() -> None:
     finally:
         proc.close()
         dirs.remove()
+
