@@ -333,6 +333,16 @@ def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
     assert commands[-1][-2:] == ["-r", str(REQUIREMENTS)] and commands[-1] in binary
 
 
+def test_wheel_commands_accept_older_compatible_platform_tags() -> None:
+    """pip takes --platform literally; matplotlib ships manylinux_2_17 wheels, numpy 2_28 ones."""
+    command = wheel_commands("linux-x86_64", Path("/w"), python_version="3.11")[-1]
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms[0] == "manylinux_2_28_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
+    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12")[-1]
+    assert {"macosx_14_0_arm64", "macosx_11_0_arm64", "macosx_10_9_universal2"} <= set(mac)
+
+
 # --------------------------------------------------------------------------- as users run it
 
 
