@@ -39,7 +39,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,36 +259,47 @@ def _bwrap_problem(python: str) -> str | None:
     return None
 
 
-_LANDLOCK_PROBE = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from sandbox import landlock
-print(json.dumps(landlock.probe(json.loads(sys.argv[2]), sys.argv[3])))
+_LANDLOCK_PROBE_CODE = """
+try:
+    open({outside!r}, 'w').close()
+    print('escaped')
+except PermissionError:
+    print('confined')
 """
 
 
 @functools.cache
 def _landlock_problem(python: str) -> str | None:
+    """Start a real worker at this level (its uid, capabilities, Landlock and seccomp) and
+    have it try to write next to its workspace, where file modes would let it."""
     if not sys.platform.startswith("linux"):
         return "Landlock is a Linux feature"
-    with tempfile.TemporaryDirectory() as scratch:
-        inside, outside = Path(scratch, "inside"), Path(scratch, "outside")
-        inside.mkdir()
-        outside.mkdir()
-        rules = landlock_rules(str(inside), str(inside), False, interpreter_dirs(python))
-        try:
-            probe = subprocess.run(
-                [python, "-I", "-c", _LANDLOCK_PROBE, str(PACKAGE_DIR.parent), json.dumps(rules),
-                 str(outside)], capture_output=True, timeout=PROBE_TIMEOUT_S,
-                env={"PATH": "/usr/bin:/bin"}, cwd=inside)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"could not run the Landlock probe: {exc}"
-    if probe.returncode != 0:
-        return f"the Landlock probe failed: {probe.stderr.decode(errors='replace').strip()[-500:]}"
+    from sandbox import landlock
+    from sandbox.process import WorkerProcess
+    from sandbox.workspace import SessionDirs
+
+    abi = landlock.abi_version()
+    if abi < landlock.MIN_ABI:
+        return (f"the kernel offers Landlock ABI {abi}; {landlock.MIN_ABI}+ is needed (Linux 6.12+ "
+                "with landlock among the LSMs, and its system calls allowed by any seccomp profile)")
+    uid = UIDS.acquire() if wants_uid("landlock") else None
+    dirs = SessionDirs.create(None, uid)
     try:
-        return json.loads(probe.stdout)
-    except ValueError:
-        return f"the Landlock probe said: {probe.stdout[-300:]!r}"
+        proc = WorkerProcess(plan("landlock", dirs.workspace, dirs.tmp, False, uid, python))
+        try:
+            code = _LANDLOCK_PROBE_CODE.format(outside=str(dirs.root / "escaped"))
+            reply = proc.request({"op": "run", "id": 0, "code": code, "hard_cap": 10_000},
+                                 timeout=PROBE_TIMEOUT_S)
+        finally:
+            proc.close()
+    except (SandboxError, OSError, TimeoutError) as exc:
+        return f"a worker could not start under Landlock: {exc}"
+    finally:
+        dirs.remove()
+        UIDS.release(uid)
+    if reply.get("stdout") != "confined\n":
+        return f"a worker under Landlock was not confined: {reply!r}"
+    return None
 
 
 def problem(level: Level, python: str | None = None) -> str | None:

@@ -16,7 +16,7 @@ sockets of processes outside the sandbox, and may not ptrace or read ``/proc/<pi
 processes outside it (Landlock's own ptrace rule). It cannot be undone. `seccomp.install`
 then closes what Landlock does not cover (UDP, other socket families, io_uring).
 
-Stdlib only, imported only by the worker and its start-up probe.
+Stdlib only: imported by the worker, and by the server only to read the ABI version.
 """
 
 from __future__ import annotations
@@ -128,23 +128,3 @@ def _add_path(libc: Any, ruleset: int, path: str, rights: int) -> None:
             raise LandlockError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
     finally:
         os.close(fd)
-
-
-def probe(rules: dict[str, Any], outside: str) -> str | None:
-    """Run in a throw-away process: apply `rules` as a worker would, check they bite.
-
-    Returns None when confinement works, else why not. The process is confined afterwards.
-    """
-    from sandbox import seccomp
-
-    try:
-        restrict(list(rules["read"]), list(rules["write"]), bool(rules["network"]))
-        seccomp.install(network=bool(rules["network"]))
-    except OSError as exc:
-        return str(exc)
-    try:
-        with open(os.path.join(outside, "escaped"), "w"):
-            pass
-    except PermissionError:
-        return None
-    return "Landlock was applied but a write outside the allowed paths still succeeded"

@@ -61,10 +61,14 @@ def test_links_planted_by_the_code_are_refused(make_sandbox: Callable[..., Sandb
 def test_no_race_with_code_swapping_a_file_for_a_link(make_sandbox: Callable[..., Sandbox]) -> None:
     """The code flips `race.txt` between a file and a link to /etc/passwd as fast as it can."""
     sb = make_sandbox()
+    # Each state is held for a moment (else, on a busy machine, one may never be caught),
+    # and the swaps are atomic renames: the opener can meet either at any instant.
     swap = ("import os, time\nend = time.monotonic() + 1.5\n"
             "while time.monotonic() < end:\n"
             "    open('tmp.txt', 'w').write('mine')\n    os.replace('tmp.txt', 'race.txt')\n"
-            "    os.symlink('/etc/passwd', 'link.tmp')\n    os.replace('link.tmp', 'race.txt')\n")
+            "    time.sleep(0.0005)\n"
+            "    os.symlink('/etc/passwd', 'link.tmp')\n    os.replace('link.tmp', 'race.txt')\n"
+            "    time.sleep(0.0005)\n")
     runner = threading.Thread(target=sb.run, args=(swap,))
     runner.start()
     served, refused = [], 0
