@@ -11,8 +11,8 @@ promises is `guarantees()`, the one list the tests and the README follow:
 - ``landlock``: no namespaces (Docker's default seccomp profile, user namespaces off), but
   the kernel's Landlock (ABI 6+) confines the worker from inside: read-only system and
   interpreter, read-write only the workspace and its tmp, no TCP bind/connect, no signals
-  or abstract unix sockets outside the sandbox; plus a seccomp filter (no new sockets, no
-  ptrace, no io_uring); under a root server, a uid of its own. Needs neither root nor
+  or abstract unix sockets outside the sandbox, no /proc; plus a seccomp filter (no socket
+  but AF_UNIX, no ptrace, no io_uring); under a root server, a uid of its own. Needs neither root nor
   user namespaces. See `sandbox/landlock.py`.
 - ``rlimits+uid``: neither, but the worker runs under its own unprivileged uid:
   rlimits hold, other sessions' workspaces (0700) and the server's /proc are unreadable.

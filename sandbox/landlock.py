@@ -12,9 +12,10 @@ and without TCP rules it could reach any listener. Older kernels fall back to th
 Once `restrict` returns, this process and every child: may read (and execute) only the
 ``read`` paths, may read and write only beneath the ``write`` paths, may not bind or
 connect TCP sockets (unless ``network``), may not signal or connect to abstract unix
-sockets of processes outside the sandbox, and may not ptrace or read ``/proc/<pid>`` of
-processes outside it (Landlock's own ptrace rule). It cannot be undone. `seccomp.install`
-then closes what Landlock does not cover (UDP, other socket families, io_uring).
+sockets of processes outside the sandbox, and may not ptrace them (Landlock's own rule).
+That rule did not stop reading ``/proc/<server pid>/environ`` on Linux 6.18, so the rules
+leave /proc out altogether. It cannot be undone. `seccomp.install` then closes what
+Landlock does not cover (UDP, other socket families, io_uring).
 
 Stdlib only: imported by the worker, and by the server only to read the ABI version.
 """
