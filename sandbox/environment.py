@@ -205,8 +205,8 @@ def setup(
     """Create or update the managed env with the stack (and ``requirements``); return its info.
 
     ``wheels_dir``: install offline from these wheels only (a bundle's), never the network.
-    pip's own output goes to the terminal; a failure raises ``SandboxEnvError`` and leaves
-    no stamp for what failed, so the next setup tries again.
+    pip's own output goes to the terminal; a failure raises ``SandboxEnvError`` and the
+    stamp does not gain what failed, so the next setup tries again.
     """
     env_dir = Path(env_dir).absolute()
     files = [REQUIREMENTS, *(Path(r) for r in requirements)]
@@ -221,8 +221,11 @@ def setup(
         if python.exists() and not clear and wanted.keys() <= installed.keys():
             say(f"sandbox environment up to date: {env_dir}")
             return inspect(python, managed=True, names=requirement_names(files))
-        (env_dir / STAMP_NAME).unlink(missing_ok=True)
         if clear or not python.exists():
+            # A new venv is unusable until the stack is in: no stamp until then. An existing
+            # one keeps its stamp while packages are added, so a bad extra requirements file
+            # does not take away a working environment.
+            (env_dir / STAMP_NAME).unlink(missing_ok=True)
             say(f"creating the sandbox environment in {env_dir}")
             _run([base_python or sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(env_dir)],
                  "create the sandbox venv")

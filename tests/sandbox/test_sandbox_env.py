@@ -160,12 +160,33 @@ def test_the_requirements_list_the_stack_codeact_tasks_use() -> None:
     assert environment.REQUIREMENTS.is_file()
 
 
-def test_setup_of_an_up_to_date_env_does_nothing(env_python: str) -> None:
+@pytest.fixture(scope="module")
+def env_dir() -> Path:
+    """The managed environment's directory (the one `make test` set up)."""
+    env_dir = Settings().sandbox_env
+    try:
+        environment.resolve(None, env_dir)
+    except SandboxEnvError as exc:
+        pytest.fail(f"{exc} (`make test` runs `codeact-server sandbox setup` before the tests)")
+    return env_dir
+
+
+def test_setup_of_an_up_to_date_env_does_nothing(env_dir: Path) -> None:
     said: list[str] = []
-    env_dir = Path(env_python).parent.parent
     info = environment.setup(env_dir, say=said.append)
-    assert said == [f"sandbox environment up to date: {env_dir}"]
+    assert said == [f"sandbox environment up to date: {env_dir.absolute()}"]
     assert not info.missing and info.server_importable == [] and info.managed
+
+
+def test_a_failed_setup_keeps_a_working_env(env_dir: Path, tmp_path: Path) -> None:
+    """An extra requirement pip cannot find (offline: an empty wheels folder) fails in one line
+    and leaves the environment usable, stamp included."""
+    extra = tmp_path / "extra.txt"
+    extra.write_text("no-such-package-for-codeact-tests==1.0\n")
+    with pytest.raises(SandboxEnvError, match="could not install the sandbox packages"):
+        environment.setup(env_dir, requirements=[extra], wheels_dir=tmp_path, say=lambda _: None)
+    python, managed = environment.resolve(None, env_dir)
+    assert managed and environment.inspect(python, managed=True).missing == []
 
 
 def test_a_missing_or_unfinished_env_is_an_error_with_the_fix(tmp_path: Path) -> None:
