@@ -91,7 +91,8 @@ def test_health_reports_the_level_for_a_venv_under_tmp(tmp_venv_python: str) -> 
     settings = Settings(sandbox_pool_size=1, sandbox_python=Path(tmp_venv_python))
     with LiveServer(create_app(settings, engine)) as live:
         health = httpx.get(live.url + "/health").json()
-        assert health["sandbox_isolation"] == EXPECTED
+        rank = isolation.LEVELS.index
+        assert rank(health["sandbox_isolation"]) <= rank(EXPECTED), health["sandbox_isolation"]
         engine.enqueue("<execute>import sys\nprint(sys.prefix)</execute>", "<solution>done</solution>")
         body = {"model": "scripted", "messages": [{"role": "user", "content": "where am I?"}]}
         reply = httpx.post(live.url + "/v1/agent", json=body, timeout=60).json()["agent"]
