@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a pooled worker may spend on its pre-imports (a cold disk cache is slow).
 PREIMPORT_TIMEOUT_S = 120.0
+#: numpy + pandas + pyplot take ~280 MiB of the address space RLIMIT_AS counts; below this
+#: limit pre-importing would leave the session's own code too little, so it is skipped.
+PREIMPORT_MIN_MEMORY_MB = 768
 
 _Slot = tuple[workspace.SessionDirs, "int | None", WorkerProcess, str]
 
@@ -56,6 +59,10 @@ class SandboxPool:
         self.limits = limits or Limits()
         self.python = python
         self.preimport = list(preimport)
+        if self.preimport and self.limits.memory_mb < PREIMPORT_MIN_MEMORY_MB:
+            log.info("sandbox pre-import off: a %d MiB memory limit leaves no room for %s",
+                     self.limits.memory_mb, ", ".join(self.preimport))
+            self.preimport = []
         self._reported_failures = False
         self.isolation: str = isolation.detect(isolation_level, python)
         self._workspace_root = workspace_root

@@ -149,6 +149,16 @@ def test_pooled_workers_start_with_the_stack_imported(pool: SandboxPool) -> None
             assert sb.run("import sys\nprint('pandas' in sys.modules)").stdout == "False\n"
 
 
+def test_no_preimport_under_a_tight_memory_limit(env_python: str) -> None:
+    """The stack's ~280 MiB of address space would leave a 512 MiB session too little."""
+    tight = Limits(wall_seconds=60, cpu_seconds=60, memory_mb=512)
+    with SandboxPool(size=1, limits=tight, python=env_python, preimport=environment.DEFAULT_PREIMPORT) as pool:
+        _wait_idle(pool)
+        with pool.acquire() as sb:
+            assert sb.run("import sys\nprint('pandas' in sys.modules)").stdout == "False\n"
+            assert sb.run("import numpy as np\nprint(np.ones(3).sum())").stdout == "3.0\n"
+
+
 def test_a_preimport_that_fails_does_not_cost_the_worker(env_python: str) -> None:
     with SandboxPool(size=1, limits=LIMITS, python=env_python, preimport=["numpy", "no_such_module_x"]) as pool:
         _wait_idle(pool)
