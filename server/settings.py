@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     sandbox_preimport: StrList = Field(
         default_factory=lambda: list(DEFAULT_PREIMPORT),
         description="modules each pooled sandbox worker imports before a session gets it, so "
-        "the session's first import is instant (env: comma-separated; empty = none)",
+        "the session's first import is instant (env: comma-separated; empty = none; skipped "
+        "when --sandbox-memory-mb is under 768)",
     )
 
 
