@@ -8,11 +8,13 @@ line on stderr and a non-zero exit, before any socket is bound — no traceback 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -149,8 +151,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
     server = uvicorn.Server(config)
-    server.run()
+    with _requested_stop_is_success():
+        server.run()
     return 0 if server.started else EXIT_RUNTIME
+
+
+@contextlib.contextmanager
+def _requested_stop_is_success() -> Iterator[None]:
+    """Exit 0 after a SIGINT/SIGTERM shutdown that drained requests and stopped the workers.
+
+    Once the app has shut down, uvicorn raises the signal that stopped it again, through the
+    handler that was in place before it started: Python's would turn a clean Ctrl-C into
+    KeyboardInterrupt (exit 130) and kill the process with SIGTERM (-15), so service
+    managers and ``make serve`` would report a failure for a stop that was asked for and
+    done. Quiet handlers in that place make the re-raised signal a no-op. uvicorn replaces
+    them with its own as it starts serving, so they only ever see that re-raised signal (and
+    one sent in the instant before, which is then ignored: send it again).
+    """
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
 
 
 def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazily
