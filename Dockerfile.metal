@@ -35,12 +35,13 @@ RUN dnf install -y --setopt=install_weak_deps=False \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# 1. llama-cpp-python with the Vulkan backend, in its own layer (pin = pyproject.toml's).
+# 1. llama-cpp-python with the Vulkan backend, in its own layer. The pin must equal
+#    pyproject.toml's, or step 2 would replace this build (tests/test_runtime_install.py checks).
 ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
 RUN CMAKE_ARGS="-DGGML_VULKAN=on -DGGML_NATIVE=OFF" \
     pip install "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}"
 
-# 2. The other dependencies, from pyproject.toml alone.
+# 2. The other dependencies: pyproject.toml's [project].dependencies, as `make serve` installs.
 COPY pyproject.toml /src/pyproject.toml
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
@@ -51,7 +52,11 @@ COPY README.md /src/README.md
 COPY server /src/server
 COPY models /src/models
 COPY sandbox /src/sandbox
-RUN pip install --no-deps /src
+# 4. With it, the sandbox environment agent code runs in: a venv of its own, apart from the
+#    server's packages, with sandbox/requirements-sandbox.txt (numpy, pandas, scipy,
+#    matplotlib, scikit-learn, ...). serve refuses to start without it.
+RUN pip install --no-deps /src \
+    && codeact-server sandbox setup --sandbox-env /opt/sandbox-env
 
 # ---------------------------------------------------------------- runtime stage
 FROM registry.fedoraproject.org/fedora:${FEDORA_VERSION}
@@ -67,8 +72,11 @@ RUN dnf install -y --setopt=install_weak_deps=False \
     && chown codeact:codeact /models
 
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/sandbox-env /opt/sandbox-env
 
 ENV PATH=/opt/venv/bin:$PATH \
+    CODEACT_SANDBOX_ISOLATION=landlock \
+    CODEACT_SANDBOX_ENV=/opt/sandbox-env \
     HF_HOME=/models \
     CODEACT_PORT=8000 \
     PYTHONUNBUFFERED=1

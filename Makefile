@@ -13,7 +13,7 @@ LLAMA_CPP_PIN := $(shell sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pypro
 # pip caches a built wheel regardless of CMAKE_ARGS; a GPU build must not reuse a CPU wheel.
 LLAMA_NO_CACHE := $(if $(CMAKE_ARGS),--no-cache-dir --force-reinstall --no-deps,)
 
-.PHONY: install install-dev serve test lint check system-deps clean
+.PHONY: install install-dev serve-setup serve test lint check system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,25 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-serve: install
+# Agent code runs in its own venv with the scientific stack (sandbox/requirements-sandbox.txt),
+# not in .venv: made once by `sandbox setup` (a no-op afterwards), see `codeact-server sandbox --help`.
+SANDBOX_SETUP := $(VENV)/bin/codeact-server sandbox setup
+
+# Everything `serve` does before it starts the server. tests/test_runtime_install.py runs
+# this target into a temporary VENV to check that the runtime install alone serves.
+serve-setup: install
+	$(SANDBOX_SETUP)
+
+serve: serve-setup
 	$(VENV)/bin/codeact-server serve
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
+# The sandbox level the tests demand (see tests/sandbox/conftest.py); override with a level name.
+test: export CODEACT_TEST_EXPECT_ISOLATION ?= strongest
 test: install-dev lint lint-docker
+	$(SANDBOX_SETUP)
 	$(PY) -m pytest
 
 # Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),

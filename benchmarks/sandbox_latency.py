@@ -5,7 +5,14 @@ together mean anything. A Jupyter kernel is what the reference CodeAct stack exe
 in; a fresh `python -c` (plain and inside bubblewrap) is the naive "process per call";
 in-process `exec` is the floor with no isolation at all.
 
-    .venv/bin/python -m benchmarks.sandbox_latency [--rounds 300] [--sessions 20]
+A new session's first plot: `import matplotlib.pyplot`, and a whole first plot saved, from a
+pooled worker that pre-imported nothing against one that pre-imported the server's default
+`sandbox_preimport` (numpy, pandas, matplotlib.pyplot), in the same run.
+
+Sandbox workers run in the sandbox environment's interpreter, as the server's do
+(`codeact-server sandbox setup` makes it; `--python` picks another).
+
+    .venv/bin/python -m benchmarks.sandbox_latency [--rounds 300] [--sessions 20] [--plot-sessions 10]
 
 Writes benchmarks/results/sandbox_latency.json (commit, machine, settings, figures).
 """
@@ -25,10 +32,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, write_result  # noqa: E402
-from sandbox import Sandbox, SandboxPool, isolation  # noqa: E402
+from sandbox import Sandbox, SandboxPool, environment, isolation  # noqa: E402
 from sandbox.workspace import SessionDirs  # noqa: E402
 
 TRIVIAL = "x = 1 + 1"
+IMPORT_PYPLOT = "import matplotlib.pyplot as plt"
+FIRST_PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.savefig('first.png')"
+#: The interpreter sandbox workers run in (set from --python in main).
+PYTHON: str | None = None
 
 
 def _stats(samples: list[float]) -> dict[str, float]:
@@ -50,22 +61,24 @@ def _time(fn: Callable[[], object], rounds: int) -> list[float]:
 
 
 def warm_round_trip(rounds: int, level: isolation.Requested) -> tuple[str, list[float]]:
-    with Sandbox(isolation_level=level) as sb:
+    with Sandbox(isolation_level=level, python=PYTHON) as sb:
         for _ in range(20):
             sb.run(TRIVIAL)
         return sb.isolation, _time(lambda: sb.run(TRIVIAL), rounds)
 
 
-def pool_first_result(sessions: int, level: isolation.Requested) -> list[float]:
+def pool_first_result(sessions: int, level: isolation.Requested, code: str = TRIVIAL,
+                      preimport: tuple[str, ...] = (), python: str | None = None) -> list[float]:
+    """acquire -> first result of `code`, each session from a full pool (refills not timed)."""
     samples = []
-    with SandboxPool(size=2, isolation_level=level) as pool:
+    with SandboxPool(size=2, isolation_level=level, python=python or PYTHON, preimport=preimport) as pool:
         for _ in range(sessions):
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while pool.idle < pool.size and time.monotonic() < deadline:
                 time.sleep(0.01)
             started = time.perf_counter()
             sb = pool.acquire()
-            result = sb.run(TRIVIAL)
+            result = sb.run(code)
             samples.append(time.perf_counter() - started)
             assert result.ok, result
             sb.close()
@@ -74,7 +87,7 @@ def pool_first_result(sessions: int, level: isolation.Requested) -> list[float]:
 
 def cold_first_result(sessions: int, level: isolation.Requested) -> list[float]:
     def once() -> None:
-        with Sandbox(isolation_level=level) as sb:
+        with Sandbox(isolation_level=level, python=PYTHON) as sb:
             sb.run(TRIVIAL)
 
     return _time(once, sessions)
@@ -87,9 +100,9 @@ def python_c(sessions: int, in_bwrap: bool) -> list[float] | None:
             return None
         dirs = SessionDirs.create(None, None)
         try:
-            plan = isolation.plan("namespaces", dirs.workspace, dirs.tmp, False, None)
+            plan = isolation.plan("namespaces", dirs.workspace, dirs.tmp, False, None, python=PYTHON)
             prefix = plan.argv[: plan.argv.index("--") + 1]
-            return _time(lambda: subprocess.run([*prefix, sys.executable, "-c", TRIVIAL], check=True), sessions)
+            return _time(lambda: subprocess.run([*prefix, PYTHON, "-c", TRIVIAL], check=True), sessions)
         finally:
             dirs.remove()
     return _time(lambda: subprocess.run([sys.executable, "-c", TRIVIAL], check=True), sessions)
@@ -129,7 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=300, help="warm round trips per measurement")
     parser.add_argument("--sessions", type=int, default=20, help="new sessions per measurement")
+    parser.add_argument("--plot-sessions", type=int, default=10, help="new sessions per first-plot measurement")
+    parser.add_argument("--python", help="sandbox interpreter (default: the sandbox environment's)")
     args = parser.parse_args()
+    global PYTHON
+    PYTHON = args.python or str(environment.resolve(None, environment.default_env_dir())[0])
 
     rows: list[dict[str, Any]] = []
 
@@ -143,6 +160,16 @@ def main() -> None:
     add(f"sandbox ({level})", "pool: acquire -> first result", pool_first_result(args.sessions, "auto"))
     cold = cold_first_result(max(5, args.sessions // 2), "auto")
     add(f"sandbox ({level})", "no pool: Sandbox() -> first result", cold)
+    preimport = environment.DEFAULT_PREIMPORT
+    for what, code in (("`import matplotlib.pyplot`", IMPORT_PYPLOT), ("first plot saved", FIRST_PLOT)):
+        if importlib.util.find_spec("matplotlib"):  # the server's venv has it with the dev extras
+            add(f"sandbox ({level})", f"server's interpreter, no pre-import: acquire -> {what}",
+                pool_first_result(args.plot_sessions, "auto", code, python=sys.executable),
+                "as before issue 14")
+        add(f"sandbox ({level})", f"pool, no pre-import: acquire -> {what}",
+            pool_first_result(args.plot_sessions, "auto", code))
+        add(f"sandbox ({level})", f"pool, pre-imported: acquire -> {what}",
+            pool_first_result(args.plot_sessions, "auto", code, preimport), ", ".join(preimport))
     fallback, warm_fallback = warm_round_trip(args.rounds, "rlimits")
     add(f"sandbox ({fallback})", "warm round trip", warm_fallback)
     add(f"sandbox ({fallback})", "pool: acquire -> first result", pool_first_result(args.sessions, "rlimits"))
@@ -162,7 +189,8 @@ def main() -> None:
     print_table(rows, columns, title="Sandbox latency (ms)")
     target = write_result("sandbox_latency", {
         "settings": {"rounds": args.rounds, "sessions": args.sessions, "code": TRIVIAL,
-                     "isolation": level, "fallback_isolation": fallback},
+                     "isolation": level, "fallback_isolation": fallback, "python": PYTHON,
+                     "plot_sessions": args.plot_sessions, "plot_code": FIRST_PLOT, "preimport": preimport},
         "targets_ms": {"warm_round_trip_median": 1.0, "pool_first_result_median": 30.0},
         "rows": rows,
     })

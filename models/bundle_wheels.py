@@ -11,7 +11,10 @@ module only decides what to ask for:
   must be compiled on the target anyway (``CMAKE_ARGS``), plus the pure-Python build
   backend it needs (scikit-build-core and its dependencies), which pip's isolated build
   then installs from the same ``--find-links`` folder. A C/C++ compiler and cmake must
-  already be on the target machine.
+  already be on the target machine;
+* the sandbox environment's stack (``sandbox/requirements-sandbox.txt``: numpy, pandas,
+  matplotlib, scikit-learn, ...) as binary wheels, so ``bundle import`` can make the venv
+  agent code runs in (``codeact-server sandbox setup --wheels-dir``) without the network.
 
 Everything here uses the network (PyPI or whatever ``PIP_INDEX_URL`` says); the import
 side never does. The commands are built by a pure function so tests can check them.
@@ -20,6 +23,7 @@ side never does. The commands are built by a pure function so tests can check th
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 import tomllib
@@ -30,6 +34,7 @@ from typing import Any
 from packaging.requirements import Requirement
 
 from models.errors import ModelError
+from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 
 __all__ = ["PLATFORM_ALIASES", "WheelsError", "collect_wheels", "wheel_commands"]
 
@@ -38,7 +43,9 @@ SOURCE_ONLY = "llama-cpp-python"
 # What llama-cpp-python's pyproject names as its build backend (build-system.requires).
 BUILD_BACKEND = ("scikit-build-core[pyproject]>=0.9.2",)
 # Friendly names for the platforms people actually deploy to; anything else is passed to
-# pip as a platform tag (pip expands manylinux / macosx tags to the older compatible ones).
+# pip as a platform tag. pip takes --platform literally (a manylinux_2_28 target does not
+# match a manylinux_2_17 wheel, as matplotlib's are), so ``platform_tags`` lists the older
+# compatible tags too.
 PLATFORM_ALIASES = {
     "linux-x86_64": "manylinux_2_28_x86_64",
     "linux-aarch64": "manylinux_2_28_aarch64",
@@ -67,6 +74,28 @@ def project_requirements(root: Path = _ROOT) -> list[Requirement]:
         raw = importlib.metadata.requires(PROJECT) or []
     reqs = [Requirement(r) for r in raw]
     return [r for r in reqs if r.marker is None or "extra" not in str(r.marker)]
+
+
+def platform_tags(tag: str) -> list[str]:
+    """``tag`` and the older tags a machine of that platform also installs, newest first.
+
+    manylinux_2_Y_ARCH: every glibc minor down to 2.17 (= manylinux2014), then 2010 and 1.
+    macosx_N_M_arm64: every macOS down to 11.0, plus the universal2 builds. Other tags are
+    taken as they are.
+    """
+    linux = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
+    if linux and int(linux[1]) >= 17:
+        arch = linux[2]
+        newer = [f"manylinux_2_{minor}_{arch}" for minor in range(int(linux[1]), 16, -1)]
+        return [*newer, *(f"{legacy}_{arch}" for legacy in ("manylinux2014", "manylinux_2_12", "manylinux2010",
+                                                              "manylinux_2_5", "manylinux1"))]
+    mac = re.fullmatch(r"macosx_(\d+)_(\d+)_arm64", tag)
+    if mac and int(mac[1]) >= 11:
+        versions = [f"{major}_0" for major in range(int(mac[1]), 10, -1)]
+        if mac[2] != "0":
+            versions.insert(0, f"{mac[1]}_{mac[2]}")
+        return [f"macosx_{v}_arm64" for v in versions] + [f"macosx_{v}_universal2" for v in [*versions, "10_9"]]
+    return [tag]
 
 
 def _target_env(tag: str, python_version: str) -> dict[str, str]:
@@ -161,7 +190,8 @@ def wheel_commands(
     py = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     pip = [sys.executable, "-m", "pip"]
     with_deps, no_deps, source = _split(project_requirements(root), _target_env(tag, py))
-    target = ["--platform", tag, "--python-version", py, "--implementation", "cp", "--only-binary=:all:"]
+    platforms = [arg for t in platform_tags(tag) for arg in ("--platform", t)]
+    target = [*platforms, "--python-version", py, "--implementation", "cp", "--only-binary=:all:"]
     download = [*pip, "download", "--quiet", "--dest", str(dest)]
     commands = [[*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest), str(root)]]
     if with_deps:
@@ -170,6 +200,7 @@ def wheel_commands(
         commands.append([*download, *target, "--no-deps", *no_deps])
     if source:
         commands.append([*download, "--no-deps", "--no-binary=:all:", *source])
+    commands.append([*download, *target, "-r", str(SANDBOX_REQUIREMENTS)])
     return commands
 
 
@@ -198,6 +229,8 @@ def collect_wheels(
         "python_version": python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
         "source_only": [SOURCE_ONLY],
         "install": "pip install --no-index --find-links wheels/ codeact-server",
+        # `bundle import` runs this (offline) when the bundle carries the sandbox stack.
+        "sandbox_setup": "codeact-server sandbox setup --wheels-dir wheels/",
     }
 
 

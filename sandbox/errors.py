@@ -6,7 +6,9 @@ the server's own mistakes or environment:
 
     SandboxError
     ├── SandboxStartError    the worker could not be started or did not say ready
-    └── SandboxClosedError   run() on a sandbox that was closed (or a pool after close())
+    ├── SandboxClosedError   run() on a sandbox that was closed (or a pool after close())
+    └── SandboxEnvError      the sandbox's own Python environment is missing, broken or
+                             could not be set up (see sandbox/environment.py)
 """
 
 from __future__ import annotations
@@ -22,3 +24,7 @@ class SandboxStartError(SandboxError):
 
 class SandboxClosedError(SandboxError):
     """The sandbox (or pool) was closed; create or acquire a new one."""
+
+
+class SandboxEnvError(SandboxError):
+    """The interpreter for agent code is missing or broken, or its setup failed (one line, with the fix)."""

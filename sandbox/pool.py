@@ -5,6 +5,14 @@ pay it. Each pooled worker already has its own fresh session directory and uid, 
 applies the session's limits and policy in the first (cheap) message after `acquire`,
 so one pool serves any limits. The network setting is fixed when a worker starts, so a
 request for the other setting starts a worker on the spot.
+
+Why `preimport`: a session's first `import matplotlib.pyplot` cost 1.3 s here (pandas and
+numpy most of the rest of a first plot). A pooled worker imports those modules while it
+waits, so the session gets them from `sys.modules` (benchmarks/sandbox_latency.py). A worker
+started on the spot skips it: it would make that session wait for imports it may not use.
+
+Why `python`: workers run in the sandbox environment's interpreter (see
+`sandbox/environment.py`), not the server's; None keeps the server's interpreter.
 """
 
 from __future__ import annotations
@@ -12,15 +20,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from sandbox import isolation, workspace
-from sandbox.errors import SandboxClosedError, SandboxError
+from sandbox.errors import SandboxClosedError, SandboxError, SandboxStartError
 from sandbox.limits import Limits
-from sandbox.process import WorkerProcess
+from sandbox.process import WorkerDied, WorkerProcess
 from sandbox.sandbox import Policy, Sandbox
 
 log = logging.getLogger(__name__)
+
+#: Seconds a pooled worker may spend on its pre-imports (a cold disk cache is slow).
+PREIMPORT_TIMEOUT_S = 120.0
+#: numpy + pandas + pyplot take ~280 MiB of the address space RLIMIT_AS counts; below this
+#: limit pre-importing would leave the session's own code too little, so it is skipped.
+PREIMPORT_MIN_MEMORY_MB = 768
 
 _Slot = tuple[workspace.SessionDirs, "int | None", WorkerProcess, str]
 
@@ -36,11 +51,20 @@ class SandboxPool:
         limits: Limits | None = None,
         isolation_level: isolation.Requested = "auto",
         workspace_root: Path | None = None,
+        python: str | None = None,
+        preimport: Sequence[str] = (),
     ) -> None:
         self.size = size
         self.network = network
         self.limits = limits or Limits()
-        self.isolation: str = isolation.detect(isolation_level)
+        self.python = python
+        self.preimport = list(preimport)
+        if self.preimport and self.limits.memory_mb < PREIMPORT_MIN_MEMORY_MB:
+            log.info("sandbox pre-import off: a %d MiB memory limit leaves no room for %s",
+                     self.limits.memory_mb, ", ".join(self.preimport))
+            self.preimport = []
+        self._reported_failures = False
+        self.isolation: str = isolation.detect(isolation_level, python)
         self._workspace_root = workspace_root
         self._idle: deque[_Slot] = deque()
         self._lock = threading.Lock()
@@ -49,16 +73,36 @@ class SandboxPool:
         self._refiller = threading.Thread(target=self._refill_forever, name="sandbox-pool", daemon=True)
         self._refiller.start()
 
-    def _new_slot(self, network: bool) -> _Slot:
-        uid = isolation.UIDS.acquire() if isolation.wants_uid(self.isolation) else None  # type: ignore[arg-type]
+    def _new_slot(self, network: bool, preimport: bool = False) -> _Slot:
+        wants_uid = isolation.wants_uid(self.isolation, self.python)  # type: ignore[arg-type]
+        uid = isolation.UIDS.acquire() if wants_uid else None
         dirs = workspace.SessionDirs.create(self._workspace_root, uid)
+        proc: WorkerProcess | None = None
         try:
-            plan = isolation.plan(self.isolation, dirs.workspace, dirs.tmp, network, uid)  # type: ignore[arg-type]
-            return dirs, uid, WorkerProcess(plan), self.isolation
+            plan = isolation.plan(self.isolation, dirs.workspace, dirs.tmp, network, uid,  # type: ignore[arg-type]
+                                  python=self.python)
+            proc = WorkerProcess(plan)
+            if preimport and self.preimport:
+                self._preimport(proc)
+            return dirs, uid, proc, self.isolation
         except BaseException:
+            if proc is not None:
+                proc.kill()
             dirs.remove()
             isolation.UIDS.release(uid)
             raise
+
+    def _preimport(self, proc: WorkerProcess) -> None:
+        """Import the configured modules in an idle worker; failures are logged once per pool."""
+        try:
+            reply = proc.request({"op": "preimport", "modules": self.preimport}, timeout=PREIMPORT_TIMEOUT_S)
+        except (WorkerDied, TimeoutError) as exc:
+            raise SandboxStartError(f"sandbox worker died while pre-importing {self.preimport}: {exc}") from exc
+        failed = reply.get("failed") or {}
+        if failed and not self._reported_failures:
+            self._reported_failures = True
+            log.warning("sandbox pre-import failed (sessions import these themselves): %s",
+                        "; ".join(f"{name}: {why}" for name, why in failed.items()))
 
     def _refill_forever(self) -> None:
         while True:
@@ -68,7 +112,7 @@ class SandboxPool:
                 if self._closed:
                     return
             try:
-                slot = self._new_slot(self.network)
+                slot = self._new_slot(self.network, preimport=True)
             except SandboxError:
                 log.exception("sandbox pool could not pre-start a worker; retrying")
                 with self._lock:
@@ -91,7 +135,7 @@ class SandboxPool:
             self._wanted.notify()
         if slot is None:
             slot = self._new_slot(network)
-        return Sandbox(limits or self.limits, network, policy, _prestarted=slot)
+        return Sandbox(limits or self.limits, network, policy, python=self.python, _prestarted=slot)
 
     @property
     def idle(self) -> int:

@@ -48,6 +48,7 @@ class Sandbox:
         *,
         isolation_level: isolation.Requested = "auto",
         workspace_root: Path | None = None,
+        python: str | None = None,
         _prestarted: tuple[workspace.SessionDirs, int | None, WorkerProcess, str] | None = None,
     ) -> None:
         if policy not in ("default", "restricted"):
@@ -55,6 +56,8 @@ class Sandbox:
         self.limits = limits or Limits()
         self.network = network
         self.policy: Policy = policy
+        #: Interpreter the worker runs in (the sandbox environment's); None = the server's.
+        self.python = python
         self._run_lock = threading.Lock()
         self._state_lock = threading.RLock()
         self._closed = False
@@ -65,8 +68,9 @@ class Sandbox:
             self._dirs, self._uid, self._proc, level = _prestarted
             self.isolation: str = level
         else:
-            self.isolation = isolation.detect(isolation_level)
-            self._uid = isolation.UIDS.acquire() if isolation.wants_uid(self.isolation) else None  # type: ignore[arg-type]
+            self.isolation = isolation.detect(isolation_level, python)
+            wants_uid = isolation.wants_uid(self.isolation, python)  # type: ignore[arg-type]
+            self._uid = isolation.UIDS.acquire() if wants_uid else None
             self._dirs = workspace.SessionDirs.create(workspace_root, self._uid)
             self._proc = None  # type: ignore[assignment]
         try:
@@ -100,7 +104,7 @@ class Sandbox:
     # -- lifecycle -----------------------------------------------------------------
     def _start(self) -> WorkerProcess:
         plan = isolation.plan(self.isolation, self._dirs.workspace, self._dirs.tmp,  # type: ignore[arg-type]
-                              self.network, self._uid)
+                              self.network, self._uid, python=self.python)
         proc = WorkerProcess(plan)
         self._configure(proc)
         return proc

@@ -10,7 +10,13 @@ Why it looks the way it does:
   accident and their output still reaches the result.
 - Rlimits arrive in the first `configure` message, so a pre-started worker in the pool can
   serve any limits.
-- Imports are stdlib-only and few: start-up time is a new session's latency.
+- Imports are stdlib-only and few: start-up time is a new session's latency. The worker
+  may run in another interpreter than the server's (the sandbox environment, see
+  `sandbox/environment.py`): this file's parent directory is on `sys.path` only while the
+  worker imports its own modules, so agent code cannot import the server's packages
+  (`server`, `models`) that sit beside `sandbox/`.
+- A pooled worker may be asked to `preimport` modules (numpy, pandas, pyplot) before any
+  session gets it, so a session's first plot does not pay for the imports.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _HOME)
 
+import importlib  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
@@ -28,6 +36,9 @@ from typing import Any  # noqa: E402
 
 from sandbox import execute, protocol  # noqa: E402
 from sandbox.capture import Capture, CaptureWriter, OutputLimitExceeded  # noqa: E402
+
+# Later `sandbox.*` imports (mpl_backend, restricted) resolve through the package's __path__.
+sys.path.remove(_HOME)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -62,7 +73,11 @@ def _prctl(option: int, value: int) -> None:
 def drop_privileges(config: dict[str, Any]) -> None:
     """Become the sandbox uid, forbid regaining privileges, die with the parent."""
     uid, gid = config.get("uid"), config.get("gid")
-    if uid is not None and os.getuid() == 0:
+    if uid is not None and os.getuid() == 0 and config.get("keep_read_search"):
+        from sandbox import capabilities  # landlock level, interpreter unreadable by the uid
+
+        capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
+    elif uid is not None and os.getuid() == 0:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
@@ -98,6 +113,23 @@ def start_reaper(lifeline_fd: int | None) -> None:
             finally:
                 os._exit(0)
     os.close(lifeline_fd)
+
+
+def confine(rules: dict[str, Any] | None) -> None:
+    """The ``landlock`` level: Landlock, then seccomp (see sandbox/isolation.py).
+
+    Here because Landlock binds only the calling thread and its later children: the worker
+    is still single-threaded (no capture threads yet) and no user code has run. A failure
+    raises, so the worker never runs code less confined than the level it reports.
+    """
+    if rules is None:
+        return
+    from sandbox import capabilities, landlock, seccomp
+
+    landlock.restrict(list(rules["read"]), list(rules["write"]), bool(rules["network"]))
+    seccomp.install(bool(rules["network"]))
+    if os.geteuid() == 0:  # no uid of its own: at least no capability (see capabilities.py)
+        capabilities.drop_all()
 
 
 def apply_limits(limits: dict[str, Any]) -> None:
@@ -216,6 +248,8 @@ class Worker:
                 reply = self.run(message)
             elif op == "configure":
                 reply = self.configure(message)
+            elif op == "preimport":
+                reply = preimport(message.get("modules") or [])
             elif op == "ping":
                 reply = {"op": "pong"}
             elif op == "exit":
@@ -223,6 +257,17 @@ class Worker:
             else:
                 reply = {"op": "error", "error": f"unknown op {op!r}"}
             protocol.write_frame(self.proto_out, reply)
+
+
+def preimport(modules: list[str]) -> dict[str, Any]:
+    """Import modules before a session exists; what failed is reported, not fatal."""
+    failed: dict[str, str] = {}
+    for name in modules:
+        try:
+            importlib.import_module(str(name))
+        except Exception as exc:  # noqa: BLE001 - a missing package only costs the head start
+            failed[str(name)] = f"{type(exc).__name__}: {exc}"
+    return {"op": "preimported", "failed": failed}
 
 
 def _shell(command: str) -> None:
@@ -248,6 +293,7 @@ def main() -> None:
     os.close(err_w)
     drop_privileges(config)
     start_reaper(config.get("lifeline_fd"))
+    confine(config.get("landlock"))
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG instead

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.engine_api import Engine
-from sandbox import Limits, SandboxPool
+from sandbox import Limits, SandboxPool, environment
 from server.sessions import SessionStore
 from server.settings import Settings
 
@@ -34,8 +34,10 @@ def sandbox_limits(settings: Settings) -> Limits:
 class AgentRuntime:
     """The sandbox pool, the session store and the idle-session reaper."""
 
-    def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool) -> None:
+    def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool,
+                 sandbox_env: environment.EnvInfo | None = None) -> None:
         self.settings = settings
+        self.sandbox_env = sandbox_env
         self.engine = engine
         self.pool = pool
         self.limits = sandbox_limits(settings)
@@ -50,10 +52,19 @@ class AgentRuntime:
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> AgentRuntime:
+        """Resolve the sandbox's interpreter (SandboxEnvError, with the fix, if missing) and start the pool."""
+        python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
+        env = environment.inspect_once(python, managed=managed)
+        if env.missing:
+            log.warning("the sandbox interpreter %s lacks %s: agent code cannot import them",
+                        python, ", ".join(env.missing))
         pool = SandboxPool(
             size=settings.sandbox_pool_size,
             network=settings.sandbox_network,
             limits=sandbox_limits(settings),
+            isolation_level=settings.sandbox_isolation,
+            python=str(python),
+            preimport=settings.sandbox_preimport,
         )
         if pool.isolation != "namespaces":
             log.warning(
@@ -63,7 +74,8 @@ class AgentRuntime:
             )
         else:
             log.info("sandbox isolation: %s", pool.isolation)
-        runtime = cls(settings, engine, pool)
+        log.info("sandbox interpreter: %s (Python %s)", python, env.version)
+        runtime = cls(settings, engine, pool, env)
         with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
             runtime._reaper = asyncio.get_running_loop().create_task(runtime._reap_forever())
         return runtime
@@ -80,6 +92,7 @@ class AgentRuntime:
             "sessions": len(self.sessions),
             "max_sessions": self.sessions.max_sessions,
             "sandbox_pool_idle": self.pool.idle,
+            "sandbox_env": None if self.sandbox_env is None else self.sandbox_env.to_json(),
         }
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ The engine is built before the app (by the CLI, or by a test with the scripted m
 a broken model file fails before any socket is bound. The factory owns what lives and dies
 with the server: the agent session store and its sandbox pool, the metrics, the audit log.
 
-Middleware, outermost first: metrics (so refusals are counted too), a 503 for requests
+Middleware, outermost first: metrics (so refusals are counted too), the Host and Origin
+checks against DNS rebinding and foreign pages (``server.host_guard``), a 503 for requests
 that shutdown cuts off (``server.shutdown``), CORS (only with
 ``cors_origin``; answers preflights, and puts its headers on 401s), bearer auth (only with
 keys), body size. Message-count and max_tokens limits are a dependency of the API routers.
@@ -28,6 +29,7 @@ from server.agent_runtime import AgentRuntime
 from server.audit import AuditLog
 from server.auth import BearerAuth, load_api_keys
 from server.errors import install_error_handlers
+from server.host_guard import HostGuard, allowed_hosts
 from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
@@ -119,6 +121,12 @@ def _add_middleware(app: FastAPI, settings: Settings, keys: tuple[str, ...], met
             max_age=600,
         )
     app.add_middleware(AnswerCancelledRequests)
+    app.add_middleware(
+        HostGuard,
+        hosts=allowed_hosts(settings.host, settings.allowed_host),
+        cors_origins=settings.cors_origin,
+        on_refuse=metrics.count_refusal,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
 

@@ -8,11 +8,13 @@ line on stderr and a non-zero exit, before any socket is bound — no traceback 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 from server.cli_bundle import add_bundle_parser, cmd_bundle
 from server.cli_errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError
 from server.cli_run import add_run_parser, cmd_run
+from server.cli_sandbox import add_sandbox_parser, check_sandbox_env, cmd_sandbox
 from server.settings import SERVE_FLAGS, Settings
 
 log = logging.getLogger("codeact_server")
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_parser(sub)
     add_bundle_parser(sub)
+    add_sandbox_parser(sub)
     return parser
 
 
@@ -114,18 +118,22 @@ def _configure_logging(level: str) -> None:
 
 
 def check_security(settings: Settings) -> None:
-    """Refuse an unusable key file, or a non-loopback bind with no key, before loading anything."""
+    """Refuse an unusable key file, a non-loopback bind with no key, or a malformed
+    ``--allowed-host``, before loading anything."""
     from server.auth import AuthConfigError, check_bind, load_api_keys
+    from server.host_guard import configured_names
 
     try:
         check_bind(settings, load_api_keys(settings))
-    except AuthConfigError as exc:
+        configured_names(settings.allowed_host)
+    except (AuthConfigError, ValueError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_security(settings)
+    check_sandbox_env(settings)
     _configure_logging(settings.log_level)
     engine = load_engine(settings)
     import uvicorn
@@ -143,8 +151,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
     server = uvicorn.Server(config)
-    server.run()
+    with _requested_stop_is_success():
+        server.run()
     return 0 if server.started else EXIT_RUNTIME
+
+
+@contextlib.contextmanager
+def _requested_stop_is_success() -> Iterator[None]:
+    """Exit 0 after a SIGINT/SIGTERM shutdown that drained requests and stopped the workers.
+
+    Once the app has shut down, uvicorn raises the signal that stopped it again, through the
+    handler that was in place before it started: Python's would turn a clean Ctrl-C into
+    KeyboardInterrupt (exit 130) and kill the process with SIGTERM (-15), so service
+    managers and ``make serve`` would report a failure for a stop that was asked for and
+    done. Quiet handlers in that place make the re-raised signal a no-op. uvicorn replaces
+    them with its own as it starts serving, so they only ever see that re-raised signal (and
+    one sent in the instant before, which is then ignored: send it again).
+    """
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
 
 
 def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazily
@@ -256,7 +285,8 @@ def _human_size(size: int, *, exact: bool) -> str:
     return str(size)
 
 
-COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle}
+COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle,
+            "sandbox": cmd_sandbox}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

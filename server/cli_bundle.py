@@ -4,6 +4,9 @@ Kept out of cli.py so that file stays about serving; cli.py only calls
 ``add_bundle_parser(sub)`` and maps ``"bundle"`` to ``cmd_bundle``. The work is in
 ``models.bundle`` (archive, verification, store layout) and ``models.bundle_wheels``
 (what pip fetches); this module parses flags and turns ``ModelError`` into one line.
+When a bundle carries the sandbox stack's wheels, ``import`` also makes the sandbox
+environment from them (``sandbox.environment.setup``, offline): after an air-gapped import
+agent code has numpy, pandas, matplotlib and scikit-learn, as after ``make serve``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ def add_bundle_parser(sub: argparse._SubParsersAction) -> None:
         help="write NAME's GGUF and a manifest into one archive",
         description="Write a catalog model that is present locally (see `codeact-server models`) "
         "into one tar archive with a manifest of sha256 checksums. With --with-wheels, also "
-        "download (with pip, needs the network) everything needed to install the server on "
-        "PLATFORM: e.g. linux-x86_64, linux-aarch64, macos-arm64, or any pip platform tag.",
+        "download (with pip, needs the network) everything needed to install the server and "
+        "the sandbox environment's packages on PLATFORM: e.g. linux-x86_64, linux-aarch64, "
+        "macos-arm64, or any pip platform tag.",
     )
     export.add_argument("name", metavar="NAME", help="catalog model name, e.g. codeact-mistral-7b")
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="archive to write, e.g. model.bundle.tar")
@@ -54,6 +58,12 @@ def add_bundle_parser(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("file", metavar="FILE", help="the bundle archive")
     imp.add_argument("--wheels-dir", metavar="DIR", help="also copy the bundle's verified wheels into DIR")
+    imp.add_argument(
+        "--no-sandbox-env",
+        action="store_true",
+        help="do not set up the sandbox environment from the bundle's wheels (done by default "
+        "when it carries them; `codeact-server sandbox setup --wheels-dir DIR` does it later)",
+    )
     imp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -94,14 +104,45 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from models.bundle import import_bundle
+    from models.bundle import import_bundle, read_manifest
 
-    result = import_bundle(
-        Path(args.file),
-        wheels_out=Path(args.wheels_dir) if args.wheels_dir else None,
-        progress=not args.no_progress,
-    )
-    print(result.message)
-    if result.wheels and args.wheels_dir:
-        print(f"{result.wheels} verified wheel files in {args.wheels_dir}")
+    carried = read_manifest(Path(args.file)).get("wheels") or {}
+    sandbox = bool(carried.get("sandbox_setup")) and not args.no_sandbox_env
+    if sandbox:
+        _check_python_version(str(carried.get("python_version", "")))
+    with tempfile.TemporaryDirectory(prefix="codeact-wheels-") as tmp:
+        wheels_out = Path(args.wheels_dir) if args.wheels_dir else Path(tmp) if sandbox else None
+        result = import_bundle(Path(args.file), wheels_out=wheels_out, progress=not args.no_progress)
+        print(result.message)
+        if result.wheels and args.wheels_dir:
+            print(f"{result.wheels} verified wheel files in {args.wheels_dir}")
+        if sandbox and wheels_out is not None:
+            _setup_sandbox_env(wheels_out)
     return 0
+
+
+def _check_python_version(wanted: str) -> None:
+    """The sandbox venv is made from this interpreter: the wheels must be for its Python."""
+    import sys
+
+    from server.cli_errors import EXIT_USAGE, CLIError
+
+    have = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if wanted and wanted != have:
+        raise CLIError(
+            f"the bundle's wheels are for Python {wanted}, this is Python {have}: run the import with "
+            f"a Python {wanted} codeact-server, or pass --no-sandbox-env and set the sandbox up otherwise",
+            EXIT_USAGE,
+        )
+
+
+def _setup_sandbox_env(wheels: Path) -> None:
+    from sandbox import environment
+    from sandbox.errors import SandboxEnvError
+    from server.cli_errors import EXIT_RUNTIME, CLIError
+    from server.settings import Settings
+
+    try:
+        environment.setup(Settings().sandbox_env, wheels_dir=wheels)
+    except SandboxEnvError as exc:
+        raise CLIError(f"the model was imported, but not the sandbox environment: {exc}", EXIT_RUNTIME) from exc

@@ -5,7 +5,8 @@ several apps in one test process do not share counters). It is fed from outside 
 measures:
 
 - ``MetricsMiddleware`` (ASGI) counts every request by route template, method and status,
-  including the 401s and 413s that other middleware answers before routing;
+  including the 401s, 403s and 413s that other middleware answers before routing;
+- ``server.host_guard.HostGuard`` counts its refusals by reason (``count_refusal``);
 - ``server.metered_engine.MeteredEngine`` wraps the engine and records each finished
   generation (tokens, time to first token, decode speed, queue wait);
 - ``observe_agent`` is an agent-run observer: each executed step counts a sandbox run, and
@@ -47,6 +48,13 @@ class Metrics:
             "codeact_http_request_duration_seconds", "Time from request to the end of the response",
             ["route"], buckets=DURATION_BUCKETS, registry=r,
         )
+        self.refused = Counter(
+            "codeact_http_refused_requests", "Requests refused before routing by server.host_guard: "
+            "reason host (a Host name not allowed, as in DNS rebinding) or origin (a foreign web "
+            "page's state-changing request)", ["reason"], registry=r,
+        )
+        for reason in ("host", "origin"):
+            self.refused.labels(reason)  # exported as 0 from the start, so alerts can watch it
         self.in_flight = Gauge("codeact_http_requests_in_flight", "Requests being served now", registry=r)
         self.queue_depth = Gauge(
             "codeact_queue_depth", "Generations waiting for the model plus the one running", registry=r
@@ -90,6 +98,9 @@ class Metrics:
             "codeact_sandbox_kills", "Executions whose worker was killed, by reason "
             "(timeout, memory, output, processes, disk, crashed, cancelled)", ["reason"], registry=r,
         )
+
+    def count_refusal(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
 
     def watch(self, queue_depth: Callable[[], int], sessions: Callable[[], int]) -> None:
         """Gauges read at scrape time, so they are never stale."""

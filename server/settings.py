@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sandbox.environment import DEFAULT_PREIMPORT, default_env_dir
+
 StrList = Annotated[list[str], NoDecode]
 """A list setting: repeat the flag, or give the env var as a comma-separated string."""
 
@@ -146,6 +148,30 @@ class Settings(BaseSettings):
     sandbox_network: bool = Field(
         False, description="allow network access from agent code (off: isolated when possible)"
     )
+    sandbox_isolation: Literal["auto", "namespaces", "landlock", "rlimits"] = Field(
+        "auto",
+        description="how agent code is confined: auto = the strongest this machine allows "
+        "(namespaces with bubblewrap, else landlock, else rlimits, with a warning); a named "
+        "level is demanded: start-up fails with the reason where it is unavailable",
+    )
+    sandbox_env: Path = Field(
+        default_factory=default_env_dir,
+        description="the sandbox's own Python environment (a venv made by `codeact-server "
+        "sandbox setup`): agent code runs in its interpreter, with the scientific stack and "
+        "without the server's packages",
+    )
+    sandbox_python: Path | None = Field(
+        None,
+        description="run agent code in this interpreter instead of --sandbox-env's, used as it "
+        "is (e.g. an existing venv's bin/python; CPython 3.11+, its packages are what the code "
+        "can import)",
+    )
+    sandbox_preimport: StrList = Field(
+        default_factory=lambda: list(DEFAULT_PREIMPORT),
+        description="modules each pooled sandbox worker imports before a session gets it, so "
+        "the session's first import is instant (env: comma-separated; empty = none; skipped "
+        "when --sandbox-memory-mb is under 768)",
+    )
 
 
     # -- security and operations ---------------------------------------------------------
@@ -166,7 +192,16 @@ class Settings(BaseSettings):
     cors_origin: StrList = Field(
         default_factory=list,
         description="browser origin allowed to call the API cross-site, e.g. "
-        "https://app.example; repeat for several, `*` for any (default: none, CORS off)",
+        "https://app.example; repeat for several, `*` for any (default: none, CORS off). Pages "
+        "of other origins than these and the server's own get 403 on POST, PUT, PATCH, DELETE",
+    )
+    allowed_host: StrList = Field(
+        default_factory=list,
+        description="another name clients may reach the server by (the Host header, any port), "
+        "e.g. gpu-box.lan; repeat for several (env: comma-separated). Always accepted: localhost, "
+        "127.0.0.1, [::1] and the --host address unless 0.0.0.0 or ::; any other Host gets 403, "
+        "so a web page cannot drive the server through DNS rebinding. `*` accepts any Host: "
+        "insecure, any web page the user opens could then run code here",
     )
     max_request_bytes: int = Field(
         8 * MiB,
@@ -195,12 +230,22 @@ class Settings(BaseSettings):
         "this file (default: off)",
     )
 
-    @field_validator("api_key", "cors_origin", mode="before")
+    @field_validator("api_key", "cors_origin", "allowed_host", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         """Env vars hold lists as ``a,b``; a list from repeated flags is taken as given."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sandbox_preimport", mode="before")
+    @classmethod
+    def _module_list(cls, value: Any) -> Any:
+        """Comma-separated in the env var; a repeated flag may be given ``""`` to mean none."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            return [str(part).strip() for part in value if str(part).strip()]
         return value
 
 

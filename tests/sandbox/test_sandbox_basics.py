@@ -14,7 +14,7 @@ from sandbox.execute import rewrite_bang_lines
 
 
 def test_state_persists_and_trailing_expression_is_shown(sb: Sandbox) -> None:
-    assert sb.isolation in {"namespaces", "rlimits+uid", "rlimits-only"}
+    assert sb.isolation in {"namespaces", "landlock", "rlimits+uid", "rlimits-only"}
     first = sb.run("x = 41\nprint(x + 1)")
     assert isinstance(first, ExecResult)
     assert (first.stdout, first.error, first.state_lost) == ("42\n", None, False)
