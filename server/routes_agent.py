@@ -15,15 +15,19 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
 from __future__ import annotations
 
 import contextlib
+import mimetypes
+import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from models.engine_api import EngineError
+from sandbox import workspace
 from server.agent_runtime import AgentRuntime
 from server.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, agent_summary, step_payload
 from server.agent_service import PreparedRun, drive, prepare_run
@@ -35,6 +39,7 @@ from server.routes_openai import check_model
 from server.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
 from server.sse import DONE, ready_batches, sse_event, sse_response
 
+FILE_CHUNK = 1 << 16
 router = APIRouter(prefix="/v1/agent")
 
 MAX_LISTED_FILES = 1000
@@ -167,15 +172,29 @@ async def delete_session(session_id: str, runtime: RuntimeDep) -> dict[str, Any]
 
 
 @router.get("/sessions/{session_id}/files/{file_path:path}")
-async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep) -> FileResponse:
+async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep) -> StreamingResponse:
+    """A workspace file, opened without following links (code may still be running and could
+    swap a checked file for a link to a secret between a check and an open)."""
     session = runtime.sessions.get(session_id)
-    root = Path(session.workspace).resolve()
-    target = (root / file_path).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise InvalidRequest("file path escapes the session workspace", param="file_path")
-    if not target.is_file():
-        raise NotFound(f"no file '{file_path}' in session {session_id}")
-    return FileResponse(target, filename=target.name)
+    try:
+        fd, info = workspace.open_file(Path(session.workspace), file_path)
+    except workspace.UnsafePath as exc:
+        raise InvalidRequest(f"file path is not a plain path inside the session workspace: {exc}",
+                             param="file_path") from exc
+    except FileNotFoundError as exc:
+        raise NotFound(f"no file '{file_path}' in session {session_id}") from exc
+    handle = os.fdopen(fd, "rb")
+
+    def chunks() -> Iterator[bytes]:
+        with handle:
+            while block := handle.read(FILE_CHUNK):
+                yield block
+
+    name = PurePosixPath(file_path).name
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    headers = {"Content-Length": str(info.st_size),
+               "Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}"}
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
 def _list_files(workspace: Path) -> list[dict[str, Any]]:

@@ -220,6 +220,19 @@ def test_plot_is_listed_and_downloadable(server: LiveServer, engine: ScriptedEng
     assert missing.status_code == 404
 
 
+def test_download_never_follows_a_link_the_code_planted(server: LiveServer, engine: ScriptedEngine) -> None:
+    code = "import os\nos.symlink('/etc/passwd', 'secret.txt')\nopen('plain.txt', 'w').write('mine')\nprint('ok')"
+    engine.enqueue(f"<execute>\n{code}\n</execute>", "<solution>done</solution>")
+    session_id = agent(server, "plant a link")["agent"]["session_id"]
+    base = f"{server.url}/v1/agent/sessions/{session_id}/files/"
+    link = httpx.get(base + "secret.txt")
+    assert link.status_code == 400 and b"root:" not in link.content
+    assert link.json()["error"]["param"] == "file_path"
+    plain = httpx.get(base + "plain.txt")
+    assert plain.status_code == 200 and plain.content == b"mine"
+    assert plain.headers["content-length"] == "4" and "plain.txt" in plain.headers["content-disposition"]
+
+
 def test_sessions_can_be_deleted_and_are_bounded(server: LiveServer, engine: ScriptedEngine) -> None:
     ids = []
     for _ in range(3):
