@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from models.chat_format import IM_END, render_chatml
-from sandbox import Sandbox
+from sandbox import Sandbox, environment
 from server.prompts import cut_middle
+from server.settings import Settings
 
 PLAIN_SYSTEM = """\
 A chat between a curious user and an artificial intelligence assistant. The assistant \
@@ -55,7 +56,10 @@ class PlainLoop:
         self.model = model
         self.max_turns = max_turns
         self.max_tokens = max_tokens
-        self.sandbox = Sandbox()
+        # The same interpreter as the server's sessions (the sandbox environment).
+        settings = Settings()
+        python, _ = environment.resolve(settings.sandbox_python, settings.sandbox_env)
+        self.sandbox = Sandbox(python=str(python))
 
     @property
     def workspace(self) -> Path:

@@ -268,3 +268,20 @@ def test_agent_conversation_in_the_browser(page: Page, server: LiveServer, engin
     missing = [r.url for r in api_calls if r.headers.get("authorization") != f"Bearer {API_KEY}"]
     assert not missing, f"calls without the API key: {missing}"
     assert not problems, problems
+
+
+def test_a_forced_answer_is_shown_on_the_page(page: Page, server: LiveServer, engine: ScriptedEngine) -> None:
+    """The loop policy turned a repeated action into the answer: the page says so."""
+    from playwright.sync_api import expect
+
+    problems, _ = watch(page)
+    page.goto(server.url)
+    page.evaluate(f"localStorage.setItem('codeact.apiKey', '{API_KEY}')")
+    page.reload()
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<execute>print(6 * 7)</execute>", "42</solution>")
+    send(page, "What is 6 * 7?")
+    run = page.locator(".run").nth(0)
+    expect(run.locator(".answer")).to_have_text("42")
+    expect(run.locator(".badge.forced")).to_contain_text("repeated code")
+    expect(run.locator(".run-status")).to_contain_text("answer was forced")
+    assert not problems, problems
