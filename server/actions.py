@@ -66,15 +66,19 @@ def parse_turn(text: str) -> ParsedTurn:
 
 
 _FENCE_LINE = re.compile(r"^\s*```[A-Za-z0-9_+-]*\s*$")
+#: A first line that only names the language: what a model writes after a fence it took
+#: ``<execute>`` for (``<execute>python``). As a statement it could only raise NameError.
+_LANGUAGE_LINE = re.compile(r"^\s*(?:```)?\s*(?:python3?|py)\s*$", re.IGNORECASE)
 
 
 def _dedent_code(code: str) -> str:
     """Strip the blank lines models put around code, a common indent, and Markdown fence
-    lines around it (small models often write ```python inside <execute>)."""
+    lines around it (small models often write ```python inside <execute>, or just the
+    language name right after the tag)."""
     import textwrap
 
     lines = code.strip("\n").splitlines()
-    if lines and _FENCE_LINE.match(lines[0]):
+    if lines and (_FENCE_LINE.match(lines[0]) or _LANGUAGE_LINE.match(lines[0])):
         lines = lines[1:]
     if lines and _FENCE_LINE.match(lines[-1]):
         lines = lines[:-1]

@@ -285,3 +285,17 @@ def test_a_tag_cut_by_the_token_limit_is_completed(emitted: str, tag: str | None
     from server.turn_generation import complete_tag
 
     assert complete_tag(emitted) == (tag, text)
+
+
+@pytest.mark.parametrize(
+    ("block", "code"),
+    [
+        ("<execute>python\nprint(6 * 7)\n</execute>", "print(6 * 7)"),  # the fence taken for <execute>
+        ("<execute>\n```python\nprint(6 * 7)\n```\n</execute>", "print(6 * 7)"),
+        ("<execute>python = 3\nprint(python)</execute>", "python = 3\nprint(python)"),  # real code stays
+    ],
+)
+def test_markdown_left_in_an_execute_block_is_not_code(block: str, code: str) -> None:
+    from server.actions import parse_turn
+
+    assert parse_turn(block).code == code
