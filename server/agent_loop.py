@@ -33,7 +33,7 @@ from server.actions import (
 )
 from server.agent_policy import ForcedReason, LoopPolicy, RepeatTracker, looks_like_code
 from server.agent_steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
-from server.prompts import ObservationParts, observation_body, render_observation
+from server.prompts import UNVERIFIED_NOTE, ObservationParts, observation_body, render_observation, turns_left_note
 from server.turn_generation import StructureMode, TurnGenerator, TurnResult, TurnSettings
 
 
@@ -86,6 +86,7 @@ async def run_agent(
     policy = options.policy
     repeats = RepeatTracker()
     last_text = ""
+    executed = checked = False  # has code run in this request; was an unverified answer questioned
     for turn in range(options.max_turns):
         index = first_step_index + turn
         forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
@@ -132,6 +133,15 @@ async def run_agent(
                 if _code_as_answer(step, policy):
                     await _answer_from_code(step, executor, options, turns_left, repeats)
         messages.append({"role": "assistant", "content": step.raw})
+        if step.action.type == "execute" or step.action.code is not None:
+            executed = True
+        if step.action.type == "solution" and _checks_unverified(step, policy, executed, checked):
+            # An answer no code ever backed: ask once whether it needs computing.
+            checked = True
+            step.observation = _note_observation(UNVERIFIED_NOTE, options, turn)
+            messages.append({"role": "user", "content": step.observation.text})
+            yield StepDone(step)
+            continue
         if step.action.type == "solution":
             yield StepDone(step)
             yield AgentDone(
@@ -186,6 +196,21 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     for channel, text in splitter.flush():
         yield TurnDelta(index, channel, text)
     turn_gen.generation_s = time.perf_counter() - started
+
+
+def _checks_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: bool) -> bool:
+    """A solution to question: no code ran yet, not forced, not questioned before."""
+    return policy.unverified_answer == "check" and not executed and not checked and step.forced is None
+
+
+def _note_observation(note: str, options: AgentOptions, turn: int) -> Observation:
+    """An observation that is the server's word to the model, not an execution's output."""
+    turns_left = options.max_turns - turn - 1
+    policy = options.policy
+    final = policy.final_answer and options.max_turns > 1
+    prefix = "Observation:" if policy.prompt_style == "mint" else "Execution Output:"
+    text = f"{prefix}\n{note}\n{turns_left_note(turns_left, policy.prompt_style, final)}"
+    return Observation(stdout="", stderr="", error=None, timed_out=False, truncated=False, files=[], text=text)
 
 
 def _answers_by_repeat(observation: Observation, policy: LoopPolicy) -> bool:

@@ -25,6 +25,11 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
 * ``code_answer``: a ``<solution>`` whose body is code (a call or statements, not a value)
   is a model that meant to run it. ``"run"`` runs it as an ``<execute>`` action (on a
   solution-only turn, what it prints becomes the answer); ``"off"`` takes it as the answer.
+* ``unverified_answer``: small models also answer a task's first turn with a guess, or
+  with a value copied from the task's text, before running anything. ``"check"`` does
+  not accept a solution that no code backed (none ran in this request) the first time: the
+  model is asked to compute it, or to give the same solution again if it needs no code.
+  ``"accept"`` takes it.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
@@ -43,6 +48,7 @@ from typing import Literal
 RepeatPolicy = Literal["answer", "note", "off"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
+UnverifiedPolicy = Literal["check", "accept"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
@@ -63,6 +69,7 @@ class LoopPolicy:
     prompt_style: PromptStyle = "mint"
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
+    unverified_answer: UnverifiedPolicy = "accept"
 
     def forces_last_turn(self, turn: int, max_turns: int) -> bool:
         """Whether ``turn`` (0-based) may only answer: the last of a budget of two or more.

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.agent_policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy
+from server.agent_policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy, UnverifiedPolicy
 from server.agent_steps import AgentDone, Step
 from server.prompts import ToolSpec
 from server.schemas import ChatCompletionRequest
@@ -69,6 +69,11 @@ class AgentRequest(ChatCompletionRequest):
         None,
         description="'run' (a <solution> that holds code is run as an <execute>; on an answer-only turn "
         "what it prints is the answer) or 'off'; default: the server's",
+    )
+    unverified_answer: UnverifiedPolicy | None = Field(
+        None,
+        description="'check' (a first solution no code backed is questioned once) or 'accept'; "
+        "default: the server's",
     )
     prompt_style: PromptStyle | None = Field(
         None,

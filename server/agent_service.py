@@ -47,6 +47,7 @@ def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
             prompt_style=body.prompt_style or settings.agent_prompt_style,
             fenced_code=body.fenced_code or settings.agent_fenced_code,
             code_answer=body.code_answer or settings.agent_code_answer,
+            unverified_answer=body.unverified_answer or settings.agent_unverified_answer,
         ),
     )
 

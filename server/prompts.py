@@ -26,6 +26,11 @@ REPEAT_NOTE = (
     "You already ran this code and saw this same output. If it answers the task, give the "
     "answer now as your solution."
 )
+UNVERIFIED_NOTE = (
+    "You proposed a solution without running any code. If the task needs computing, data or "
+    "its tools, run code first and answer from its output; if it does not, give the same "
+    "solution again."
+)
 EMPTY_OUTPUT = "[Code executed successfully with no output]"
 NO_OUTPUT = "[No output]"  # when the run was stopped: not "successfully"
 HEAD_CHARS = 2000

@@ -299,3 +299,25 @@ def test_markdown_left_in_an_execute_block_is_not_code(block: str, code: str) ->
     from server.actions import parse_turn
 
     assert parse_turn(block).code == code
+
+
+def test_an_unverified_first_answer_is_questioned_once(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>12.34</solution>", "<execute>print(6 * 7)</execute>", "<solution>42</solution>")
+    run = agent(server, unverified_answer="check")["agent"]
+    first, second, third = run["steps"]
+    assert first["action"] == {"type": "solution", "answer": "12.34"}
+    assert "without running any code" in first["observation"]["message"]
+    assert second["observation"]["stdout"] == "42\n"
+    assert run["finish_reason"] == "solution" and third["action"]["answer"] == "42"
+
+
+def test_an_answer_that_needs_no_code_is_taken_the_second_time(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>Paris</solution>", "<solution>Paris</solution>")
+    reply = agent(server, "What is the capital of France?", unverified_answer="check")
+    assert reply["choices"][0]["message"]["content"] == "Paris"
+    assert reply["agent"]["turns"] == 2
+
+
+def test_unverified_answers_are_accepted_by_default(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>Paris</solution>")
+    assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
