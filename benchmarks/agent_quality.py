@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per turn (default 384)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--ctx-size", type=int, default=8192, help="context window (default 8192)")
+    parser.add_argument("--rescore", type=Path, metavar="JSON",
+                        help="judge the answers of a results file again with this checker (file tasks keep "
+                        "their verdicts: the workspace is gone) and rewrite its summary; runs nothing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default: {DEFAULT_OUT})")
     return parser
 
@@ -242,8 +245,32 @@ def select(tasks: list[Task], spec: str | None, limit: int | None) -> list[Task]
     return tasks[:limit] if limit else tasks
 
 
+def rescore(path: Path) -> int:
+    """Re-judge saved answers (the checker got fairer; the model's answers did not change)."""
+    data = json.loads(path.read_text())
+    tasks = {t.name: t for t in build_tasks()}
+    runs = [Run(**r) for r in data["runs"]]
+    changed = 0
+    for run in runs:
+        task = tasks[run.task]
+        if task.kind != "file":
+            verdict = check_answer(task, run.answer)
+            changed += verdict != run.solved
+            run.solved = verdict
+    arms = list(dict.fromkeys(r.arm for r in runs))
+    data["summary"] = summarize(runs, arms)
+    data["runs"] = [asdict(r) for r in runs]
+    data.setdefault("meta", {})["rescored"] = {"verdicts_changed": changed}
+    _write(path, data)
+    print(render_table(data["summary"]))
+    print(f"rescored {path}: {changed} verdicts changed")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:

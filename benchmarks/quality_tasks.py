@@ -10,7 +10,8 @@ Checking is strict but tolerant (``check_answer``): a number matches within a re
 tolerance, and an answer sentence is read for its number ("The result is 7" is 7), but
 only the answer's own number counts (the whole answer, else its last or first number), so
 copying an example (``42`` for 907) fails. Text matches after trimming quotes, case and a
-final full stop, whole or as a quoted or "is ..." part. A list matches when its items
+final full stop, whole or as a quoted or "is ..." part, or as a whole word of a short
+sentence ("29 February 2000 was a Tuesday."). A list matches when its items
 appear in order, together, in the answer.
 """
 
@@ -266,6 +267,8 @@ def build_tasks() -> list[Task]:
 
 
 # -- checking ---------------------------------------------------------------------------------
+#: The longest answer read as a sentence around the expected text; longer ones must match whole.
+SENTENCE_WORDS = 12
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|`([^`]+)`")
 
@@ -309,7 +312,12 @@ def check_answer(task: Task, answer: str | None) -> bool:
         return any(_close(n, float(task.expected), task.tolerance) for n in (found[-1], found[0]))
     if task.kind == "text":
         want = _norm(str(task.expected))
-        return any(_norm(c) == want for c in _text_candidates(answer))
+        if any(_norm(c) == want for c in _text_candidates(answer)):
+            return True
+        # A short sentence that names the expected text as a whole word ("It is a Tuesday.").
+        words = answer.split()
+        whole = re.search(rf"(?<![\w-]){re.escape(want)}(?![\w-])", answer.casefold())
+        return len(words) <= SENTENCE_WORDS and whole is not None
     if task.kind == "list":
         want = [str(x).casefold() for x in task.expected]
         got = _tokens(answer)
