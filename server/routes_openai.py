@@ -13,6 +13,7 @@ from models.engine_api import Engine, EngineError, GenerationRequest
 from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import ModelNotFound, engine_error_to_api
+from server.openapi_errors import CHAT_RESPONSES
 from server.schemas import (
     OPENAI_FINISH,
     ChatCompletionRequest,
@@ -23,6 +24,9 @@ from server.schemas import (
     wants_usage,
 )
 from server.sse import DONE, sse_event, sse_response
+from server.structured_output import response_format_grammar
+from server.tool_calls import ToolPlan, call_deltas, may_become_call, parse_tool_calls, plan_tools, prompt_messages
+from server.unsupported import refuse
 
 router = APIRouter()
 
@@ -72,8 +76,14 @@ async def list_models(engine: EngineDep) -> dict[str, Any]:
     }
 
 
-def generation_request(body: ChatCompletionRequest, engine: Engine) -> GenerationRequest:
-    prompt = render_chatml(m.as_prompt_message() for m in body.messages)
+def generation_request(
+    body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None
+) -> GenerationRequest:
+    prompt = render_chatml(prompt_messages(body.messages, plan))
+    grammar = plan.grammar if plan is not None else response_format_grammar(body.response_format)
+    if grammar is not None and engine.info.grammar_support == "none":
+        field = "tools" if plan is not None else "response_format"
+        raise refuse(field, "needs grammar-constrained generation, which this engine does not offer")
     return GenerationRequest(
         prompt=prompt,
         max_tokens=body.token_budget(),
@@ -81,40 +91,76 @@ def generation_request(body: ChatCompletionRequest, engine: Engine) -> Generatio
         top_p=body.top_p,
         stop=tuple(dict.fromkeys((*engine.info.stop, *body.stop_strings()))),
         seed=body.seed,
+        grammar=grammar,
     )
 
 
-@router.post("/v1/chat/completions", response_model=None)
+def _refuse_not_yet(body: ChatCompletionRequest, plan: ToolPlan | None) -> None:
+    """Fields this route declares but cannot honour (yet): a 400, never ignored."""
+    if body.logprobs:
+        raise refuse("logprobs", "is not supported by this server yet")
+    if body.top_logprobs:
+        raise refuse("top_logprobs", "is not supported by this server yet")
+    if plan is not None and body.response_format and body.response_format.get("type") != "text":
+        raise refuse("response_format", "cannot be combined with tools yet (use tool_choice 'none')")
+
+
+@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
 async def chat_completions(
     body: ChatCompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
-    handle = engine.submit(generation_request(body, engine))  # 503/400 raised here, at once
+    plan = plan_tools(body)
+    _refuse_not_yet(body, plan)
+    handle = engine.submit(generation_request(body, engine, plan))  # 503/400 raised here, at once
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage))
+        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage, plan))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
-    return chat_completion(
-        completion_id, body.model, text, OPENAI_FINISH[result.finish_reason], usage_of(result)
-    )
+    finish = OPENAI_FINISH[result.finish_reason]
+    calls = parse_tool_calls(text) if plan is not None else None
+    reply = chat_completion(completion_id, body.model, text, finish, usage_of(result))
+    if calls:
+        reply["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
+        reply["choices"][0]["finish_reason"] = "tool_calls"
+    return reply
 
 
 async def _stream_chunks(
-    handle: Any, completion_id: str, model: str, include_usage: bool
+    handle: Any, completion_id: str, model: str, include_usage: bool, plan: ToolPlan | None = None
 ) -> AsyncIterator[bytes]:
+    """Text deltas as they come; with tools, text that may be a call is held back until the
+    end, then sent as ``tool_calls`` deltas (or as text, if it was not a call after all)."""
     created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse_event(chat_chunk(completion_id, model, created, delta, finish_reason=finish))
+
     try:
-        yield sse_event(chat_chunk(completion_id, model, created, {"role": "assistant"}))
+        yield chunk({"role": "assistant"})
+        held, decided = "", plan is None
         async for piece in handle.stream():
-            yield sse_event(chat_chunk(completion_id, model, created, {"content": piece}))
+            if not decided:
+                held += piece
+                if may_become_call(held):
+                    continue
+                decided, piece, held = True, held, ""
+            yield chunk({"content": piece})
         result = handle.result
         finish = OPENAI_FINISH[result.finish_reason]
-        yield sse_event(chat_chunk(completion_id, model, created, {}, finish_reason=finish))
+        calls = parse_tool_calls(held) if held else None
+        if calls:
+            for delta in call_deltas(calls):
+                yield chunk(delta)
+            finish = "tool_calls"
+        elif held:
+            yield chunk({"content": held})
+        yield chunk({}, finish)
         if include_usage:
             yield sse_event(
                 chat_chunk(completion_id, model, created, None, usage=usage_of(result))  # type: ignore[arg-type]
