@@ -13,6 +13,7 @@ from models.engine_api import Engine, EngineError, GenerationRequest
 from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import ModelNotFound, engine_error_to_api
+from server.logprobs import chat_logprobs, chat_logprobs_request
 from server.openapi_errors import CHAT_RESPONSES
 from server.schemas import (
     OPENAI_FINISH,
@@ -92,15 +93,12 @@ def generation_request(
         stop=tuple(dict.fromkeys((*engine.info.stop, *body.stop_strings()))),
         seed=body.seed,
         grammar=grammar,
+        logprobs=chat_logprobs_request(engine, body.logprobs, body.top_logprobs),
     )
 
 
 def _refuse_not_yet(body: ChatCompletionRequest, plan: ToolPlan | None) -> None:
-    """Fields this route declares but cannot honour (yet): a 400, never ignored."""
-    if body.logprobs:
-        raise refuse("logprobs", "is not supported by this server yet")
-    if body.top_logprobs:
-        raise refuse("top_logprobs", "is not supported by this server yet")
+    """Combinations this route cannot honour (yet): a 400, never ignored."""
     if plan is not None and body.response_format and body.response_format.get("type") != "text":
         raise refuse("response_format", "cannot be combined with tools yet (use tool_choice 'none')")
 
@@ -125,6 +123,7 @@ async def chat_completions(
     finish = OPENAI_FINISH[result.finish_reason]
     calls = parse_tool_calls(text) if plan is not None else None
     reply = chat_completion(completion_id, body.model, text, finish, usage_of(result))
+    reply["choices"][0]["logprobs"] = chat_logprobs(result.logprobs)
     if calls:
         reply["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
         reply["choices"][0]["finish_reason"] = "tool_calls"
@@ -138,8 +137,10 @@ async def _stream_chunks(
     end, then sent as ``tool_calls`` deltas (or as text, if it was not a call after all)."""
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse_event(chat_chunk(completion_id, model, created, delta, finish_reason=finish))
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+        body = chat_chunk(completion_id, model, created, delta, finish_reason=finish)
+        body["choices"][0]["logprobs"] = logprobs
+        return sse_event(body)
 
     try:
         yield chunk({"role": "assistant"})
@@ -160,7 +161,7 @@ async def _stream_chunks(
             finish = "tool_calls"
         elif held:
             yield chunk({"content": held})
-        yield chunk({}, finish)
+        yield chunk({}, finish, chat_logprobs(result.logprobs))
         if include_usage:
             yield sse_event(
                 chat_chunk(completion_id, model, created, None, usage=usage_of(result))  # type: ignore[arg-type]
