@@ -38,13 +38,41 @@ TOOL_CALL_CLOSE = "\n</tool_call>"
 _STRICT_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 
 _ANNOTATIONS = frozenset(
-    {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-     "deprecated", "readOnly", "writeOnly", "strict"}
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$schema",
+        "$id",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "strict",
+    }
 )
 _ENFORCED = frozenset(
-    {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
-     "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "$defs", "definitions",
-     "pattern", "format", "minLength", "maxLength"}
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "enum",
+        "const",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "pattern",
+        "format",
+        "minLength",
+        "maxLength",
+    }
 )
 _TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 _FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
@@ -159,9 +187,7 @@ def _gbnf_literal(text: str) -> str:
     return json.dumps(text)  # a GBNF string literal escapes like a JSON string
 
 
-def tool_call_grammar(
-    tools: Sequence[ToolSpec], *, parallel: bool, allow_text: bool
-) -> str:
+def tool_call_grammar(tools: Sequence[ToolSpec], *, parallel: bool, allow_text: bool) -> str:
     """GBNF for ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` answers.
 
     ``parallel``: one or more calls, one per line; else exactly one. ``allow_text``: the
@@ -185,13 +211,11 @@ def tool_call_grammar(
         }
         alternatives.append(_visit(converter, call_schema, f"call{i}", where))
     rules = {
-        "tool-call": f"{_gbnf_literal(TOOL_CALL_OPEN)} ({' | '.join(alternatives)}) "
-        f"{_gbnf_literal(TOOL_CALL_CLOSE)}",
+        "tool-call": f"{_gbnf_literal(TOOL_CALL_OPEN)} ({' | '.join(alternatives)}) {_gbnf_literal(TOOL_CALL_CLOSE)}",
         "tool-calls": 'tool-call ("\\n" tool-call)*' if parallel else "tool-call",
-        "text": '[^<] [^\\x00]*',
+        "text": "[^<] [^\\x00]*",
     }
     for name, rule in rules.items():
         converter._rules[name] = rule  # noqa: SLF001
     converter._rules["root"] = "tool-calls | text" if allow_text else "tool-calls"  # noqa: SLF001
     return _format(converter)
-

@@ -55,9 +55,7 @@ def chat_logprobs(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
                 "token": _text(e.piece),
                 "logprob": e.logprob,
                 "bytes": list(e.piece),
-                "top_logprobs": [
-                    {"token": _text(p), "logprob": lp, "bytes": list(p)} for p, lp in e.top
-                ],
+                "top_logprobs": [{"token": _text(p), "logprob": lp, "bytes": list(p)} for p, lp in e.top],
             }
             for e in entries
         ],

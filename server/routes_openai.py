@@ -97,7 +97,7 @@ def generation_request(
     )
 
 
-def _refuse_not_yet(body: ChatCompletionRequest, plan: ToolPlan | None) -> None:
+def refuse_not_yet(body: ChatCompletionRequest, plan: ToolPlan | None) -> None:
     """Combinations this route cannot honour (yet): a 400, never ignored."""
     if plan is not None and body.response_format and body.response_format.get("type") != "text":
         raise refuse("response_format", "cannot be combined with tools yet (use tool_choice 'none')")
@@ -109,7 +109,7 @@ async def chat_completions(
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     plan = plan_tools(body)
-    _refuse_not_yet(body, plan)
+    refuse_not_yet(body, plan)
     handle = engine.submit(generation_request(body, engine, plan))  # 503/400 raised here, at once
     completion_id = new_completion_id()
     if body.stream:

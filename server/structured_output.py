@@ -23,9 +23,7 @@ from server.unsupported import refuse
 
 def schema_error(exc: SchemaError) -> InvalidRequest:
     """What a client sees for a schema the grammar cannot enforce."""
-    return InvalidRequest(
-        f"'{exc.path}': {exc.message}", code="unsupported_schema", param=exc.path
-    )
+    return InvalidRequest(f"'{exc.path}': {exc.message}", code="unsupported_schema", param=exc.path)
 
 
 def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | None:

@@ -93,14 +93,9 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
                 param="tool_choice.function.name",
             )
     allow_text = choice in (None, "auto")
-    specs = [
-        ToolSpec(f.name, f.parameters, f"tools[{functions.index(f)}].function.parameters")
-        for f in chosen
-    ]
+    specs = [ToolSpec(f.name, f.parameters, f"tools[{functions.index(f)}].function.parameters") for f in chosen]
     try:
-        grammar = tool_call_grammar(
-            specs, parallel=body.parallel_tool_calls is not False, allow_text=allow_text
-        )
+        grammar = tool_call_grammar(specs, parallel=body.parallel_tool_calls is not False, allow_text=allow_text)
     except SchemaError as exc:
         raise schema_error(exc) from exc
     dumped = [f.model_dump(exclude_none=True) for f in functions]

@@ -79,9 +79,7 @@ def refuse_unsupported(body: Mapping[str, Any], rules: tuple[Rule, ...]) -> None
     """Raise a 400 ``unsupported_parameter`` for the first non-neutral field in ``rules``."""
     for rule in rules:
         if rule.field in body and not rule.neutral(body[rule.field]):
-            raise InvalidRequest(
-                f"'{rule.field}' {rule.why}", code="unsupported_parameter", param=rule.field
-            )
+            raise InvalidRequest(f"'{rule.field}' {rule.why}", code="unsupported_parameter", param=rule.field)
 
 
 def refuse(field: str, why: str) -> InvalidRequest:

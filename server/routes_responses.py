@@ -1,0 +1,281 @@
+"""``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``: OpenAI's Responses API.
+
+The request is translated into a chat completion (``server.responses_items``) and runs
+through the same prompt, grammar and parsing as ``/v1/chat/completions``; only the shapes
+differ. Function calls come back as ``function_call`` output items, text as one
+``message`` item; a response cut by ``max_output_tokens`` has status ``incomplete``.
+
+Streaming sends the standard typed events (``event:`` + ``data:`` lines, each with a
+``sequence_number``): ``response.created``, ``response.in_progress``, then per item
+``response.output_item.added`` / ``response.content_part.added`` /
+``response.output_text.delta``... ``.done`` (or ``response.function_call_arguments.delta``
+/ ``.done`` for a call), and ``response.completed`` (``response.incomplete`` when cut)
+carrying the whole response. As on chat completions, text that may still become a tool
+call is held back until it is decided, and a call's arguments arrive in one delta.
+
+``previous_response_id`` continues from a stored response: its conversation (without its
+``instructions``, as OpenAI does) plus its output come before the new input. Responses are
+kept in memory only, at most ``ResponseStore.max_entries`` (oldest dropped first), and only
+when ``store`` is true (the default); a dropped or unstored id is a 404 naming it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from models.engine_api import EngineError, GenerationHandle
+from server.deps import EngineDep, SettingsDep
+from server.disconnect import collect_unless_disconnected
+from server.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
+from server.openapi_errors import GENERATION, GUARDS, error_responses
+from server.responses_items import (
+    ResponsesRequest,
+    chat_request,
+    function_call_item,
+    input_messages,
+    message_item,
+    new_id,
+    output_messages,
+    output_text_part,
+    response_object,
+)
+from server.routes_openai import check_model, generation_request, refuse_not_yet
+from server.schemas import usage_of
+from server.settings import Settings
+from server.sse import SSE_HEADERS
+from server.tool_calls import ToolPlan, may_become_call, parse_tool_calls, plan_tools
+
+router = APIRouter()
+
+
+@dataclass
+class StoredResponse:
+    response: dict[str, Any]
+    history: list[dict[str, Any]]  # the conversation it ended, its output included (no instructions)
+
+
+class ResponseStore:
+    """Stored responses by id, in memory, bounded: the oldest is dropped first."""
+
+    def __init__(self, max_entries: int = 1000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, StoredResponse] = OrderedDict()
+
+    def put(self, entry: StoredResponse) -> None:
+        self._items[entry.response["id"]] = entry
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        return self._items.get(response_id)
+
+    def delete(self, response_id: str) -> bool:
+        return self._items.pop(response_id, None) is not None
+
+
+def get_store(request: Request) -> ResponseStore:
+    return request.app.state.responses
+
+
+StoreDep = Annotated[ResponseStore, Depends(get_store)]
+
+
+def _previous(store: ResponseStore, response_id: str | None) -> list[dict[str, Any]]:
+    if response_id is None:
+        return []
+    previous = store.get(response_id)
+    if previous is None:
+        raise APIError(
+            404,
+            f"no stored response '{response_id}' (it was created with store: false, deleted, "
+            "or dropped from this server's bounded in-memory store)",
+            code="not_found",
+            param="previous_response_id",
+        )
+    return previous.history
+
+
+def _check_limits(body: ResponsesRequest, settings: Settings) -> None:
+    """The limits ``server.request_limits`` puts on chat bodies, in this API's field names."""
+    if isinstance(body.input, list) and len(body.input) > settings.max_messages:
+        raise InvalidRequest(
+            f"the request has {len(body.input)} input items; this server accepts at most "
+            f"{settings.max_messages} (setting max_messages)",
+            code="too_many_messages",
+            param="input",
+        )
+    if body.max_output_tokens is not None and body.max_output_tokens > settings.max_tokens_limit:
+        raise InvalidRequest(
+            f"max_output_tokens is {body.max_output_tokens}; this server allows at most "
+            f"{settings.max_tokens_limit} (setting max_tokens_limit)",
+            code="max_tokens_too_large",
+            param="max_output_tokens",
+        )
+
+
+def _output(text: str, plan: ToolPlan | None) -> list[dict[str, Any]]:
+    calls = parse_tool_calls(text) if plan is not None else None
+    if calls:
+        return [function_call_item(c) for c in calls]
+    return [message_item(new_id("msg"), text)]
+
+
+def _status(finish_reason: str, output: list[dict[str, Any]]) -> tuple[str, str | None]:
+    if finish_reason == "length" and output[0]["type"] == "message":
+        return "incomplete", "max_output_tokens"
+    return "completed", None
+
+
+@router.post("/v1/responses", response_model=None, responses=error_responses(*GUARDS, *GENERATION))
+async def create_response(
+    body: ResponsesRequest, engine: EngineDep, store: StoreDep, settings: SettingsDep, request: Request
+) -> Response | dict[str, Any]:
+    check_model(engine, body.model)
+    _check_limits(body, settings)
+    history = _previous(store, body.previous_response_id)
+    chat = chat_request(body, history)
+    plan = plan_tools(chat)
+    refuse_not_yet(chat, plan)
+    handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
+    turn = [*history, *input_messages(body.input)]
+    response_id = new_id("resp")
+    if body.stream:
+        events = _events(handle, response_id, body, plan, store, turn)
+        return _event_stream(events)
+    text = await collect_unless_disconnected(request, handle)
+    if text is None:
+        return Response(status_code=499)  # the client left; nobody reads this
+    result = handle.result
+    output = _output(text, plan)
+    status, incomplete = _status(result.finish_reason, output)
+    answer = response_object(
+        response_id, body, status=status, output=output, usage=usage_of(result), incomplete=incomplete
+    )
+    _remember(store, body, answer, turn)
+    return answer
+
+
+def _remember(store: ResponseStore, body: ResponsesRequest, answer: dict[str, Any], turn: list[dict[str, Any]]) -> None:
+    if body.store:
+        store.put(StoredResponse(answer, [*turn, *output_messages(answer["output"])]))
+
+
+@router.get("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
+async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
+    stored = store.get(response_id)
+    if stored is None:
+        raise NotFound(f"no stored response '{response_id}'")
+    return stored.response
+
+
+@router.delete("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
+async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
+    if not store.delete(response_id):
+        raise NotFound(f"no stored response '{response_id}'")
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> Response:
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _events(
+    handle: GenerationHandle,
+    response_id: str,
+    body: ResponsesRequest,
+    plan: ToolPlan | None,
+    store: ResponseStore,
+    turn: list[dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    numbers = itertools.count()
+    created = int(time.time())
+
+    def event(kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(numbers), **fields}
+        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    def snapshot(status: str, output: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return response_object(response_id, body, status=status, output=output, created_at=created, **extra)
+
+    message_id = new_id("msg")
+    where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+    started = False
+
+    def start_message() -> list[bytes]:
+        nonlocal started
+        started = True
+        return [
+            event("response.output_item.added", output_index=0, item=message_item(message_id, "", "in_progress")),
+            event(
+                "response.content_part.added",
+                item_id=message_id,
+                output_index=0,
+                content_index=0,
+                part=output_text_part(""),
+            ),
+        ]
+
+    try:
+        yield event("response.created", response=snapshot("in_progress", []))
+        yield event("response.in_progress", response=snapshot("in_progress", []))
+        held, decided, text = "", plan is None, ""
+        async for piece in handle.stream():
+            if not decided:
+                held += piece
+                if may_become_call(held):
+                    continue
+                decided, piece, held = True, held, ""
+            if not started:
+                for e in start_message():
+                    yield e
+            text += piece
+            yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        result = handle.result
+        calls = parse_tool_calls(held) if held else None
+        if calls:
+            output = [function_call_item(c) for c in calls]
+            for index, item in enumerate(output):
+                ref = {"item_id": item["id"], "output_index": index}
+                yield event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=function_call_item(calls[index], "in_progress"),
+                )
+                yield event("response.function_call_arguments.delta", **ref, delta=item["arguments"])
+                yield event(
+                    "response.function_call_arguments.done", **ref, name=item["name"], arguments=item["arguments"]
+                )
+                yield event("response.output_item.done", output_index=index, item=item)
+        else:
+            if not started:
+                for e in start_message():
+                    yield e
+            if held:
+                text += held
+                yield event("response.output_text.delta", **where, delta=held, logprobs=[])
+            item = message_item(message_id, text)
+            yield event("response.output_text.done", **where, text=text, logprobs=[])
+            yield event("response.content_part.done", **where, part=output_text_part(text))
+            yield event("response.output_item.done", output_index=0, item=item)
+            output = [item]
+        status, incomplete = _status(result.finish_reason, output)
+        answer = snapshot(status, output, usage=usage_of(result), incomplete=incomplete)
+        _remember(store, body, answer, turn)
+        yield event(f"response.{status}", response=answer)
+    except EngineError as exc:
+        error = engine_error_to_api(exc)
+        yield event("error", code=error.code, message=error.message, param=None)
+    finally:
+        handle.cancel()  # no-op when finished; stops generation when the client went away
