@@ -58,3 +58,9 @@ GENERATION = (400, 404, 500, 503)
 """Codes of a route that submits to the engine."""
 
 CHAT_RESPONSES = error_responses(*GUARDS, *GENERATION)
+
+AGENT_RESPONSES = error_responses(*GUARDS, 400, 404, 409, 429, 500, 503)
+"""Every code the agent routes can answer (sessions add 409 busy and 429 all in use)."""
+
+OPEN_RESPONSES = error_responses(403, 413)
+"""Routes open without an API key (``/health``) still pass the Host guard and body limit."""

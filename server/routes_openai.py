@@ -14,7 +14,7 @@ from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import ModelNotFound, engine_error_to_api
 from server.logprobs import chat_logprobs, chat_logprobs_request
-from server.openapi_errors import CHAT_RESPONSES
+from server.openapi_errors import CHAT_RESPONSES, GUARDS, OPEN_RESPONSES, error_responses
 from server.schemas import (
     OPENAI_FINISH,
     ChatCompletionRequest,
@@ -42,7 +42,7 @@ def check_model(engine: Engine, requested: str) -> None:
         raise ModelNotFound(requested, served_names(engine))
 
 
-@router.get("/health")
+@router.get("/health", responses=OPEN_RESPONSES)
 async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
     info = engine.info
     body: dict[str, Any] = {
@@ -65,7 +65,7 @@ async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=error_responses(*GUARDS))
 async def list_models(engine: EngineDep) -> dict[str, Any]:
     created = int(time.time())
     return {
