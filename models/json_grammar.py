@@ -183,6 +183,29 @@ def json_object_grammar() -> str:
     return _format(converter)
 
 
+_DEF_KEYS = ("$defs", "definitions")
+
+
+def _prefixed_defs(schema: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A copy of ``schema`` whose top-level definitions (and local refs to them) carry ``prefix``."""
+    copy = json.loads(json.dumps(schema))
+    targets = {f"#/{key}/{name}": f"#/{key}/{prefix}{name}" for key in _DEF_KEYS for name in copy.get(key, {})}
+    if not targets:
+        return copy
+    for key in _DEF_KEYS:
+        if key in copy:
+            copy[key] = {f"{prefix}{name}": value for name, value in copy[key].items()}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (targets.get(v, v) if k == "$ref" else rewrite(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    return rewrite(copy)
+
+
 def _gbnf_literal(text: str) -> str:
     return json.dumps(text)  # a GBNF string literal escapes like a JSON string
 
@@ -201,15 +224,16 @@ def tool_call_grammar(tools: Sequence[ToolSpec], *, parallel: bool, allow_text: 
     alternatives = []
     for i, tool in enumerate(tools):
         parameters = tool.parameters or {"type": "object", "properties": {}}
-        where = tool.path
-        check_schema(parameters, where)
-        call_schema = {
-            "type": "object",
-            "properties": {"name": {"const": tool.name}, "arguments": parameters},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        alternatives.append(_visit(converter, call_schema, f"call{i}", where))
+        check_schema(parameters, tool.path)
+        # Each tool's parameters are converted on their own (their "#/$defs/..." refer to
+        # them), with definition names made unique: the converter keys definition rules
+        # by name alone, so two tools' "Address" would otherwise share one rule.
+        arguments = _visit(converter, _prefixed_defs(parameters, f"t{i}-"), f"call{i}-arguments", tool.path)
+        name = json.dumps(tool.name)
+        alternatives.append(
+            f'"{{" space "\\"name\\"" space ":" space {_gbnf_literal(name)} space "," space '
+            f'"\\"arguments\\"" space ":" space {arguments} "}}" space'
+        )
     rules = {
         "tool-call": f"{_gbnf_literal(TOOL_CALL_OPEN)} ({' | '.join(alternatives)}) {_gbnf_literal(TOOL_CALL_CLOSE)}",
         "tool-calls": 'tool-call ("\\n" tool-call)*' if parallel else "tool-call",

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from openai import pydantic_function_tool
+from pydantic import BaseModel, Field
 
+from models.json_grammar import ToolSpec, tool_call_grammar
 from server.app import create_app
 from server.schemas import ChatCompletionRequest
 from server.settings import Settings
@@ -248,3 +251,48 @@ def test_a_parameters_keyword_the_grammar_cannot_enforce_is_a_400(client: openai
             model=MODEL, messages=ASK, tools=[WEATHER, tool], tool_choice="required", max_tokens=4
         )
     assert info.value.body["param"] == "tools[1].function.parameters.properties.offset.maximum"
+
+
+class Address(BaseModel):
+    city: str = Field(max_length=30)
+    zip_code: int | None
+
+
+class ShipOrder(BaseModel):
+    """Ship an order to an address."""
+
+    item: str = Field(max_length=30)
+    to: Address
+
+
+def test_nested_definitions_of_two_tools_get_their_own_rules() -> None:
+    other = {
+        "type": "object",
+        "properties": {"to": {"$ref": "#/$defs/Address"}},
+        "required": ["to"],
+        "$defs": {"Address": {"type": "object", "properties": {"planet": {"type": "string"}}, "required": ["planet"]}},
+    }
+    grammar = tool_call_grammar(
+        [ToolSpec("ship", pydantic_function_tool(ShipOrder)["function"]["parameters"]), ToolSpec("fly", other)],
+        parallel=False,
+        allow_text=False,
+    )
+    assert '"\\"zip_code\\""' in grammar and '"\\"planet\\""' in grammar
+    assert "t0-Address ::=" in grammar and "t1-Address ::=" in grammar
+
+
+@pytest.mark.model
+def test_a_pydantic_tool_with_nested_models_gets_arguments_that_validate(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Ship a book to Paris."}],
+        tools=[pydantic_function_tool(ShipOrder)],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=100,
+        temperature=0,
+    )
+    call = reply.choices[0].message.tool_calls[0]
+    assert call.function.name == "ShipOrder"
+    order = ShipOrder.model_validate_json(call.function.arguments)
+    assert isinstance(order.to, Address)
