@@ -189,7 +189,7 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
         "id": item_id,
         "status": status,
         "role": "assistant",
-        "content": [output_text_part(text)] if status == "completed" else [],
+        "content": [] if status == "in_progress" else [output_text_part(text)],
     }
 
 
@@ -204,7 +204,7 @@ def function_call_item(call: dict[str, Any], status: str = "completed") -> dict[
         "id": "fc_" + call["id"].removeprefix("call_"),
         "call_id": call["id"],
         "name": call["function"]["name"],
-        "arguments": call["function"]["arguments"] if status == "completed" else "",
+        "arguments": "" if status == "in_progress" else call["function"]["arguments"],
         "status": status,
     }
 

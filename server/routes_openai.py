@@ -26,7 +26,7 @@ from server.schemas import (
 )
 from server.sse import DONE, sse_event, sse_response
 from server.structured_output import response_format_grammar
-from server.tool_calls import ToolPlan, call_deltas, may_become_call, parse_tool_calls, plan_tools, prompt_messages
+from server.tool_calls import AnswerSplitter, ToolPlan, call_delta, parse_tool_calls, plan_tools, prompt_messages
 from server.unsupported import refuse
 
 router = APIRouter()
@@ -121,20 +121,21 @@ async def chat_completions(
         return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
     finish = OPENAI_FINISH[result.finish_reason]
-    calls = parse_tool_calls(text) if plan is not None else None
+    parsed = parse_tool_calls(text) if plan is not None else None
     reply = chat_completion(completion_id, body.model, text, finish, usage_of(result))
     reply["choices"][0]["logprobs"] = chat_logprobs(result.logprobs)
-    if calls:
-        reply["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
-        reply["choices"][0]["finish_reason"] = "tool_calls"
+    if parsed is not None:
+        reply["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": parsed.calls}
+        if parsed.complete:
+            reply["choices"][0]["finish_reason"] = "tool_calls"
     return reply
 
 
 async def _stream_chunks(
     handle: Any, completion_id: str, model: str, include_usage: bool, plan: ToolPlan | None = None
 ) -> AsyncIterator[bytes]:
-    """Text deltas as they come; with tools, text that may be a call is held back until the
-    end, then sent as ``tool_calls`` deltas (or as text, if it was not a call after all)."""
+    """Text deltas as they come; with tools, a call's id and name as soon as they are
+    written, then its arguments in pieces (``server.tool_calls.AnswerSplitter``)."""
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
@@ -144,23 +145,21 @@ async def _stream_chunks(
 
     try:
         yield chunk({"role": "assistant"})
-        held, decided = "", plan is None
+        splitter = AnswerSplitter(plan)
         async for piece in handle.stream():
-            if not decided:
-                held += piece
-                if may_become_call(held):
-                    continue
-                decided, piece, held = True, held, ""
-            yield chunk({"content": piece})
+            text, events = splitter.feed(piece)
+            if text:
+                yield chunk({"content": text})
+            for event in events:
+                delta = call_delta(event, splitter.calls.calls)
+                if delta is not None:
+                    yield chunk(delta)
         result = handle.result
         finish = OPENAI_FINISH[result.finish_reason]
-        calls = parse_tool_calls(held) if held else None
-        if calls:
-            for delta in call_deltas(calls):
-                yield chunk(delta)
+        if splitter.calls.complete:
             finish = "tool_calls"
-        elif held:
-            yield chunk({"content": held})
+        if leftover := splitter.leftover():
+            yield chunk({"content": leftover})
         yield chunk({}, finish, chat_logprobs(result.logprobs))
         if include_usage:
             yield sse_event(

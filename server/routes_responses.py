@@ -11,7 +11,7 @@ Streaming sends the standard typed events (``event:`` + ``data:`` lines, each wi
 ``response.output_text.delta``... ``.done`` (or ``response.function_call_arguments.delta``
 / ``.done`` for a call), and ``response.completed`` (``response.incomplete`` when cut)
 carrying the whole response. As on chat completions, text that may still become a tool
-call is held back until it is decided, and a call's arguments arrive in one delta.
+call is held back until it is decided; a call's arguments stream in pieces as generated.
 
 ``previous_response_id`` continues from a stored response: its conversation (without its
 ``instructions``, as OpenAI does) plus its output come before the new input. Responses are
@@ -52,7 +52,7 @@ from server.routes_openai import check_model, generation_request, refuse_not_yet
 from server.schemas import usage_of
 from server.settings import Settings
 from server.sse import SSE_HEADERS
-from server.tool_calls import ToolPlan, may_become_call, parse_tool_calls, plan_tools
+from server.tool_calls import AnswerSplitter, CallEvent, CallStream, ToolPlan, parse_tool_calls, plan_tools
 
 router = APIRouter()
 
@@ -122,17 +122,21 @@ def _check_limits(body: ResponsesRequest, settings: Settings) -> None:
         )
 
 
-def _output(text: str, plan: ToolPlan | None) -> list[dict[str, Any]]:
-    calls = parse_tool_calls(text) if plan is not None else None
-    if calls:
-        return [function_call_item(c) for c in calls]
-    return [message_item(new_id("msg"), text)]
-
-
-def _status(finish_reason: str, output: list[dict[str, Any]]) -> tuple[str, str | None]:
-    if finish_reason == "length" and output[0]["type"] == "message":
-        return "incomplete", "max_output_tokens"
-    return "completed", None
+def _output(
+    parsed: CallStream | None, text: str, finish_reason: str, message_id: str
+) -> tuple[list[dict[str, Any]], str, str | None]:
+    """Output items (the calls, else one message), the response's status, and why it is
+    incomplete (if it is)."""
+    if parsed is not None and parsed.complete:
+        return [function_call_item(c) for c in parsed.calls], "completed", None
+    cut = finish_reason == "length"
+    status = "incomplete" if cut else "completed"
+    if parsed is not None:  # a call cut short: its arguments as far as they got
+        output = [function_call_item(c) for c in parsed.calls[:-1]]
+        output.append(function_call_item(parsed.calls[-1], status))
+    else:
+        output = [message_item(message_id, text, status)]
+    return output, status, "max_output_tokens" if cut else None
 
 
 @router.post("/v1/responses", response_model=None, responses=error_responses(*GUARDS, *GENERATION))
@@ -155,8 +159,8 @@ async def create_response(
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
-    output = _output(text, plan)
-    status, incomplete = _status(result.finish_reason, output)
+    parsed = parse_tool_calls(text) if plan is not None else None
+    output, status, incomplete = _output(parsed, text, result.finish_reason, new_id("msg"))
     answer = response_object(
         response_id, body, status=status, output=output, usage=usage_of(result), incomplete=incomplete
     )
@@ -211,66 +215,61 @@ async def _events(
 
     message_id = new_id("msg")
     where = {"item_id": message_id, "output_index": 0, "content_index": 0}
-    started = False
+    text, started = "", False
 
-    def start_message() -> list[bytes]:
-        nonlocal started
-        started = True
+    def text_delta(piece: str) -> list[bytes]:
+        nonlocal text, started
+        events = []
+        if not started:
+            started = True
+            events.append(
+                event("response.output_item.added", output_index=0, item=message_item(message_id, "", "in_progress"))
+            )
+            events.append(event("response.content_part.added", **where, part=output_text_part("")))
+        text += piece
+        events.append(event("response.output_text.delta", **where, delta=piece, logprobs=[]))
+        return events
+
+    def call_events(change: CallEvent, calls: list[dict[str, Any]]) -> list[bytes]:
+        item = function_call_item(calls[change.index], "in_progress")
+        ref = {"item_id": item["id"], "output_index": change.index}
+        if change.kind == "start":
+            return [event("response.output_item.added", output_index=change.index, item=item)]
+        if change.kind == "arguments":
+            return [event("response.function_call_arguments.delta", **ref, delta=change.text)]
+        done = function_call_item(calls[change.index])
         return [
-            event("response.output_item.added", output_index=0, item=message_item(message_id, "", "in_progress")),
-            event(
-                "response.content_part.added",
-                item_id=message_id,
-                output_index=0,
-                content_index=0,
-                part=output_text_part(""),
-            ),
+            event("response.function_call_arguments.done", **ref, name=done["name"], arguments=done["arguments"]),
+            event("response.output_item.done", output_index=change.index, item=done),
         ]
 
     try:
         yield event("response.created", response=snapshot("in_progress", []))
         yield event("response.in_progress", response=snapshot("in_progress", []))
-        held, decided, text = "", plan is None, ""
+        splitter = AnswerSplitter(plan)
         async for piece in handle.stream():
-            if not decided:
-                held += piece
-                if may_become_call(held):
-                    continue
-                decided, piece, held = True, held, ""
-            if not started:
-                for e in start_message():
-                    yield e
-            text += piece
-            yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+            shown, changes = splitter.feed(piece)
+            for chunk in text_delta(shown) if shown else []:
+                yield chunk
+            for change in changes:
+                for chunk in call_events(change, splitter.calls.calls):
+                    yield chunk
         result = handle.result
-        calls = parse_tool_calls(held) if held else None
-        if calls:
-            output = [function_call_item(c) for c in calls]
-            for index, item in enumerate(output):
-                ref = {"item_id": item["id"], "output_index": index}
-                yield event(
-                    "response.output_item.added",
-                    output_index=index,
-                    item=function_call_item(calls[index], "in_progress"),
-                )
-                yield event("response.function_call_arguments.delta", **ref, delta=item["arguments"])
-                yield event(
-                    "response.function_call_arguments.done", **ref, name=item["name"], arguments=item["arguments"]
-                )
-                yield event("response.output_item.done", output_index=index, item=item)
+        for chunk in text_delta(leftover) if (leftover := splitter.leftover()) else []:
+            yield chunk
+        calls = splitter.calls
+        if calls.calls:
+            output, status, incomplete = _output(calls, calls.text, result.finish_reason, message_id)
+            if not calls.complete:  # cut short: close the last call as it stands
+                yield event("response.output_item.done", output_index=len(output) - 1, item=output[-1])
         else:
-            if not started:
-                for e in start_message():
-                    yield e
-            if held:
-                text += held
-                yield event("response.output_text.delta", **where, delta=held, logprobs=[])
-            item = message_item(message_id, text)
+            for chunk in [] if started else text_delta(""):
+                yield chunk
+            output, status, incomplete = _output(None, text, result.finish_reason, message_id)
+            item = output[0]
             yield event("response.output_text.done", **where, text=text, logprobs=[])
             yield event("response.content_part.done", **where, part=output_text_part(text))
             yield event("response.output_item.done", output_index=0, item=item)
-            output = [item]
-        status, incomplete = _status(result.finish_reason, output)
         answer = snapshot(status, output, usage=usage_of(result), incomplete=incomplete)
         _remember(store, body, answer, turn)
         yield event(f"response.{status}", response=answer)

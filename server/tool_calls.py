@@ -20,6 +20,11 @@ calls or plain text that does not begin with ``<``: the model chooses with its f
 and a text answer costs one grammar check per token on the engine's lazy fast path.
 ``none`` leaves the tools out of the prompt and uses no grammar.
 
+Streaming: ``AnswerSplitter`` holds back text that may still become a call, then passes
+text on as it comes and reads calls with ``CallStream``, which reports a call's name as
+soon as it is written and its arguments piece by piece; a call cut by ``max_tokens`` keeps
+the arguments it got (``finish_reason: "length"``), as OpenAI's do.
+
 History: an assistant message's ``tool_calls`` are rendered back as the same blocks, and a
 ``tool`` message becomes a user message holding ``<tool_response>`` (ChatML models know
 the user role; the design sends execution output back the same way).
@@ -32,7 +37,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from models.json_grammar import TOOL_CALL_OPEN, SchemaError, ToolSpec, tool_call_grammar
 from server.errors import InvalidRequest
@@ -40,7 +45,6 @@ from server.schemas import ChatCompletionRequest, ChatMessage
 from server.structured_output import schema_error
 from server.unsupported import refuse
 
-_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 CALL_MARK = TOOL_CALL_OPEN.strip()  # "<tool_call>"
 
 
@@ -132,29 +136,109 @@ def _call_block(name: str, arguments: str) -> str:
     return f"{TOOL_CALL_OPEN}{json.dumps({'name': name, 'arguments': parsed})}\n</tool_call>"
 
 
-def parse_tool_calls(text: str) -> list[dict[str, Any]] | None:
-    """OpenAI ``tool_calls`` from an answer made only of call blocks; None if it is not."""
+@dataclass(frozen=True)
+class CallEvent:
+    """Progress of the calls in a streaming answer: ``start`` (id and name known),
+    ``arguments`` (more argument text), ``end`` (that call's arguments are complete)."""
+
+    kind: Literal["start", "arguments", "end"]
+    index: int
+    text: str = ""
+
+
+class CallStream:
+    """Reads ``<tool_call>`` blocks as their text streams in, and says what became known.
+
+    Why incremental: a client streaming a call gets its id and name as soon as the model
+    wrote them, then the arguments in pieces as they are generated, as OpenAI streams them.
+    The arguments are the JSON object the model wrote (the grammar guarantees its shape);
+    its end is found by counting brackets outside strings, so no text is held back.
+    """
+
+    _HEAD = re.compile(r'\s*<tool_call>\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+    _TAIL = re.compile(r"\s*\}\s*</tool_call>")
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []  # OpenAI tool_calls entries, arguments so far
+        self._text = ""
+        self._at = 0
+        self._phase: Literal["head", "arguments", "tail"] = "head"
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    @property
+    def text(self) -> str:
+        """Everything fed so far."""
+        return self._text
+
+    @property
+    def complete(self) -> bool:
+        """Every call read to its closing tag (False: cut short, e.g. by max_tokens)."""
+        return bool(self.calls) and self._phase == "head" and not self._text[self._at :].strip()
+
+    def feed(self, text: str) -> list[CallEvent]:
+        self._text += text
+        events: list[CallEvent] = []
+        while True:
+            if self._phase == "head":
+                match = self._HEAD.match(self._text, self._at)
+                if match is None:
+                    return events
+                name = json.loads(f'"{match.group(1)}"')
+                call_id = f"call_{uuid.uuid4().hex[:24]}"
+                self.calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": ""}})
+                events.append(CallEvent("start", len(self.calls) - 1))
+                self._at, self._phase, self._depth = match.end(), "arguments", 0
+            elif self._phase == "arguments":
+                if self._depth == 0:  # whitespace before the object is not part of it
+                    rest = self._text[self._at :]
+                    self._at += len(rest) - len(rest.lstrip())
+                end = self._scan_arguments()
+                piece = self._text[self._at : end]
+                self._at = end
+                if piece:
+                    self.calls[-1]["function"]["arguments"] += piece
+                    events.append(CallEvent("arguments", len(self.calls) - 1, piece))
+                if self._depth > 0 or not self.calls[-1]["function"]["arguments"]:
+                    return events
+                events.append(CallEvent("end", len(self.calls) - 1))
+                self._phase = "tail"
+            else:
+                match = self._TAIL.match(self._text, self._at)
+                if match is None:
+                    return events
+                self._at, self._phase = match.end(), "head"
+
+    def _scan_arguments(self) -> int:
+        """Where the arguments object ends in the text so far (or the text's end)."""
+        for i in range(self._at, len(self._text)):
+            char = self._text[i]
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+            elif char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._depth += 1
+            elif char in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    return i + 1
+        return len(self._text)
+
+
+def parse_tool_calls(text: str) -> CallStream | None:
+    """The calls of a whole answer made of call blocks; None when it holds none (text)."""
     if not text.lstrip().startswith(CALL_MARK):
         return None
-    found = _CALL_RE.findall(text)
-    if not found or _CALL_RE.sub("", text).strip():
-        return None  # cut short (length) or malformed: the caller returns it as text
-    calls = []
-    for raw in found:
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            return None
-        calls.append(
-            {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
-                "type": "function",
-                "function": {"name": obj["name"], "arguments": json.dumps(obj.get("arguments", {}))},
-            }
-        )
-    return calls
+    stream = CallStream()
+    stream.feed(text)
+    return stream if stream.calls else None
 
 
 def may_become_call(text: str) -> bool:
@@ -163,9 +247,48 @@ def may_become_call(text: str) -> bool:
     return stripped.startswith(CALL_MARK) or CALL_MARK.startswith(stripped)
 
 
-def call_deltas(calls: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """Stream deltas for finished calls: id/name with empty arguments, then the arguments."""
-    for index, call in enumerate(calls):
+class AnswerSplitter:
+    """Decides, as an answer streams, whether it is text or calls, and routes each piece.
+
+    With tools, text that may still become a call (whitespace, ``<tool``) is held back
+    until it is decided; text is then passed on as it comes, calls as ``CallEvent``s.
+    """
+
+    def __init__(self, plan: ToolPlan | None) -> None:
+        self.mode: Literal["undecided", "text", "calls"] = "text" if plan is None else "undecided"
+        self.calls = CallStream()
+        self._held = ""
+        self._call_text = ""
+
+    def feed(self, piece: str) -> tuple[str, list[CallEvent]]:
+        """Text to send on now, and call events that became known."""
+        if self.mode == "undecided":
+            self._held += piece
+            if self._held.lstrip().startswith(CALL_MARK):
+                self.mode = "calls"
+            elif may_become_call(self._held):
+                return "", []
+            else:
+                self.mode = "text"
+            piece, self._held = self._held, ""
+        if self.mode == "calls":
+            self._call_text += piece
+            return "", self.calls.feed(piece)
+        return piece, []
+
+    def leftover(self) -> str:
+        """At the end: text never sent (held, or a call cut before its name was complete)."""
+        if self.mode == "calls" and not self.calls.calls:
+            return self._call_text
+        return self._held if self.mode == "undecided" else ""
+
+
+def call_delta(event: CallEvent, calls: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The chat-completions stream delta for one call event (``end`` has none)."""
+    if event.kind == "start":
+        call = calls[event.index]
         head = {"name": call["function"]["name"], "arguments": ""}
-        yield {"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": head}]}
-        yield {"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]}
+        return {"tool_calls": [{"index": event.index, "id": call["id"], "type": "function", "function": head}]}
+    if event.kind == "arguments":
+        return {"tool_calls": [{"index": event.index, "function": {"arguments": event.text}}]}
+    return None

@@ -162,10 +162,16 @@ def test_function_call_streams_as_argument_events(client: openai.OpenAI) -> None
     )
     kinds = [e.type for e in events]
     assert "response.output_text.delta" not in kinds
+    assert kinds[2] == "response.output_item.added" and events[2].item.type == "function_call"
+    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(pieces) > 1  # streamed as generated
     done = next(e for e in events if e.type == "response.function_call_arguments.done")
+    assert done.arguments == "".join(pieces)
     assert set(json.loads(done.arguments)) == {"city"}
-    assert kinds[-1] == "response.completed"
-    assert events[-1].response.output[0].type == "function_call"
+    assert kinds[-2:] == ["response.output_item.done", "response.completed"]
+    final = events[-1].response.output[0]
+    assert final.type == "function_call" and final.id == done.item_id == events[2].item.id
+    assert final.arguments == done.arguments
 
 
 def test_json_schema_text_format(client: openai.OpenAI) -> None:

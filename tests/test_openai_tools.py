@@ -16,7 +16,7 @@ from models.json_grammar import ToolSpec, tool_call_grammar
 from server.app import create_app
 from server.schemas import ChatCompletionRequest
 from server.settings import Settings
-from server.tool_calls import may_become_call, parse_tool_calls, plan_tools, prompt_messages
+from server.tool_calls import AnswerSplitter, may_become_call, parse_tool_calls, plan_tools, prompt_messages
 from tests.live_server import LiveServer
 
 MODEL = "smollm2-135m"
@@ -77,19 +77,43 @@ def client(server: LiveServer) -> Iterator[openai.OpenAI]:
 # --- without a model --------------------------------------------------------------------
 
 
-def test_parse_tool_calls_takes_only_whole_call_blocks() -> None:
+def test_parse_tool_calls_reads_call_blocks_whole_or_cut() -> None:
     text = (
-        '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "f", "arguments": {"a": "}\\"", "b": [1, {}]}}\n</tool_call>\n'
         '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>'
     )
-    calls = parse_tool_calls(text)
-    assert [c["function"]["name"] for c in calls] == ["f", "g"]
-    assert json.loads(calls[0]["function"]["arguments"]) == {"a": 1}
-    assert len({c["id"] for c in calls}) == 2
-    assert parse_tool_calls('<tool_call>\n{"name": "f", "argu') is None  # cut by max_tokens
+    parsed = parse_tool_calls(text)
+    assert parsed.complete
+    assert [c["function"]["name"] for c in parsed.calls] == ["f", "g"]
+    assert json.loads(parsed.calls[0]["function"]["arguments"]) == {"a": '}"', "b": [1, {}]}
+    assert len({c["id"] for c in parsed.calls}) == 2
+    cut = parse_tool_calls('<tool_call>\n{"name": "f", "arguments": {"a": 1')  # max_tokens
+    assert not cut.complete and cut.calls[0]["function"]["arguments"] == '{"a": 1'
+    assert parse_tool_calls('<tool_call>\n{"name": "f", "argu') is None  # no call yet: text
     assert parse_tool_calls("The answer is 4.") is None
     assert may_become_call(" <tool") and may_become_call("<tool_call>\n{")
     assert not may_become_call("Hello")
+
+
+def test_calls_fed_piece_by_piece_give_the_same_calls_and_events_in_order() -> None:
+    text = (
+        '<tool_call>\n{"name": "f", "arguments":  {"a": [1, 2]} }\n</tool_call>\n'
+        '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>'
+    )
+    splitter = AnswerSplitter(plan=object())  # type: ignore[arg-type]
+    events = []
+    for char in text:
+        shown, changes = splitter.feed(char)
+        assert shown == ""
+        events += changes
+    assert splitter.calls.complete and splitter.leftover() == ""
+    assert [(e.kind, e.index) for e in events if e.kind != "arguments"] == [
+        ("start", 0), ("end", 0), ("start", 1), ("end", 1)
+    ]
+    assert "".join(e.text for e in events if e.index == 0) == '{"a": [1, 2]}'
+    text_splitter = AnswerSplitter(plan=object())  # type: ignore[arg-type]
+    assert text_splitter.feed(" ") == ("", [])
+    assert text_splitter.feed("Hi") == (" Hi", [])
 
 
 def test_history_renders_calls_and_tool_results_and_lists_tools() -> None:
@@ -179,11 +203,35 @@ def test_stream_gives_the_same_call_in_deltas(client: openai.OpenAI) -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].index == 0 and deltas[0].id.startswith("call_") and deltas[0].type == "function"
-    assert deltas[0].function.name == "get_weather"
-    arguments = "".join(d.function.arguments or "" for d in deltas)
-    assert json.loads(arguments) == json.loads(whole.function.arguments)
+    assert deltas[0].function.name == "get_weather" and deltas[0].function.arguments == ""
+    assert len(deltas) > 2  # the arguments came in pieces, as they were generated
+    assert all(d.index == 0 and d.id is None for d in deltas[1:])
+    assert "".join(d.function.arguments or "" for d in deltas) == whole.function.arguments
     assert not any(c.choices[0].delta.content for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.model
+def test_a_call_cut_by_max_tokens_is_length_with_its_arguments_so_far(client: openai.OpenAI) -> None:
+    args = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": [WEATHER],
+        "tool_choice": "required",
+        "max_tokens": 26,  # the call's head takes about 18 tokens, the whole call 37
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(**args).choices[0]
+    assert whole.finish_reason == "length"
+    call = whole.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert call.function.arguments.startswith("{")
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    streamed = "".join(
+        d.function.arguments or "" for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])
+    )
+    assert streamed == call.function.arguments
+    assert chunks[-1].choices[0].finish_reason == "length"
 
 
 @pytest.mark.model
