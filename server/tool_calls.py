@@ -81,8 +81,10 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
         return None
     functions = []
     for i, tool in enumerate(body.tools):
-        if tool.type != "function" or tool.function is None:
+        if tool.type != "function":
             raise refuse(f"tools[{i}].type", f"'{tool.type}' is not supported: only function tools")
+        if tool.function is None:
+            raise InvalidRequest(f"'tools[{i}].function' is required", param=f"tools[{i}].function")
         functions.append(tool.function)
     if choice == "none":
         return None
