@@ -210,13 +210,21 @@ def _gbnf_literal(text: str) -> str:
     return json.dumps(text)  # a GBNF string literal escapes like a JSON string
 
 
-def tool_call_grammar(tools: Sequence[ToolSpec], *, parallel: bool, allow_text: bool) -> str:
+def tool_call_grammar(
+    tools: Sequence[ToolSpec],
+    *,
+    parallel: bool,
+    allow_text: bool,
+    text_schema: Mapping[str, Any] | None = None,
+    text_path: str = "schema",
+) -> str:
     """GBNF for ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` answers.
 
     ``parallel``: one or more calls, one per line; else exactly one. ``allow_text``: the
     answer may instead be plain text that does not start with ``<`` (``tool_choice:
     auto``), so the model decides with its first token, and a text answer pays the
-    grammar only once per token on the fast path.
+    grammar only once per token on the fast path. ``text_schema``: that answer must
+    instead be JSON matching this schema (structured output alongside tools).
     """
     if not tools:
         raise ValueError("tool_call_grammar needs at least one tool")
@@ -239,6 +247,9 @@ def tool_call_grammar(tools: Sequence[ToolSpec], *, parallel: bool, allow_text: 
         "tool-calls": 'tool-call ("\\n" tool-call)*' if parallel else "tool-call",
         "text": "[^<] [^\\x00]*",
     }
+    if text_schema is not None:
+        check_schema(text_schema, text_path)
+        rules["text"] = _visit(converter, _prefixed_defs(text_schema, "a-"), "answer", text_path)
     for name, rule in rules.items():
         converter._rules[name] = rule  # noqa: SLF001
     converter._rules["root"] = "tool-calls | text" if allow_text else "tool-calls"  # noqa: SLF001

@@ -97,19 +97,12 @@ def generation_request(
     )
 
 
-def refuse_not_yet(body: ChatCompletionRequest, plan: ToolPlan | None) -> None:
-    """Combinations this route cannot honour (yet): a 400, never ignored."""
-    if plan is not None and body.response_format and body.response_format.get("type") != "text":
-        raise refuse("response_format", "cannot be combined with tools yet (use tool_choice 'none')")
-
-
 @router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
 async def chat_completions(
     body: ChatCompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     plan = plan_tools(body)
-    refuse_not_yet(body, plan)
     handle = engine.submit(generation_request(body, engine, plan))  # 503/400 raised here, at once
     completion_id = new_completion_id()
     if body.stream:

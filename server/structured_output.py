@@ -8,7 +8,8 @@ room to finish it (a cut answer reports ``finish_reason: "length"``, as OpenAI d
 A schema keyword the grammar could not enforce is a 400 naming it
 (``response_format.json_schema.schema.properties.age.minimum``), never silently dropped.
 A non-strict ``json_schema`` is enforced as strictly as a strict one: a stricter answer is
-still a valid one.
+still a valid one. With tools and ``tool_choice: auto``, the answer is a call or JSON
+matching the schema (``server.tool_calls``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.json_grammar import SchemaError, json_object_grammar, json_schema_grammar
+from models.json_grammar import SchemaError, json_schema_grammar
 from server.errors import InvalidRequest
 from server.unsupported import refuse
 
@@ -26,15 +27,15 @@ def schema_error(exc: SchemaError) -> InvalidRequest:
     return InvalidRequest(f"'{exc.path}': {exc.message}", code="unsupported_schema", param=exc.path)
 
 
-def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | None:
-    """The GBNF for ``response_format`` (None: plain text), or a 400 naming what is wrong."""
+def response_format_schema(response_format: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], str] | None:
+    """The schema ``response_format`` asks for and where it sits (None: plain text), or a 400."""
     if response_format is None:
         return None
     kind = response_format.get("type")
     if kind == "text":
         return None
     if kind == "json_object":
-        return json_object_grammar()
+        return {"type": "object"}, "response_format"
     if kind != "json_schema":
         raise refuse("response_format.type", f"'{kind}' is not supported (text, json_object, json_schema)")
     spec = response_format.get("json_schema")
@@ -43,7 +44,15 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | 
             "'response_format.json_schema.schema' is required: the JSON schema the answer must match",
             param="response_format.json_schema.schema",
         )
+    return spec["schema"], "response_format.json_schema.schema"
+
+
+def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | None:
+    """The GBNF for ``response_format`` (None: plain text), or a 400 naming what is wrong."""
+    wanted = response_format_schema(response_format)
+    if wanted is None:
+        return None
     try:
-        return json_schema_grammar(spec["schema"], "response_format.json_schema.schema")
+        return json_schema_grammar(*wanted)
     except SchemaError as exc:
         raise schema_error(exc) from exc

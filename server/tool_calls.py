@@ -42,7 +42,7 @@ from typing import Any, Literal
 from models.json_grammar import TOOL_CALL_OPEN, SchemaError, ToolSpec, tool_call_grammar
 from server.errors import InvalidRequest
 from server.schemas import ChatCompletionRequest, ChatMessage
-from server.structured_output import schema_error
+from server.structured_output import response_format_schema, schema_error
 from server.unsupported import refuse
 
 CALL_MARK = TOOL_CALL_OPEN.strip()  # "<tool_call>"
@@ -100,8 +100,15 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
             )
     allow_text = choice in (None, "auto")
     specs = [ToolSpec(f.name, f.parameters, f"tools[{functions.index(f)}].function.parameters") for f in chosen]
+    answer = response_format_schema(body.response_format) if allow_text else None
     try:
-        grammar = tool_call_grammar(specs, parallel=body.parallel_tool_calls is not False, allow_text=allow_text)
+        grammar = tool_call_grammar(
+            specs,
+            parallel=body.parallel_tool_calls is not False,
+            allow_text=allow_text,
+            text_schema=answer[0] if answer else None,
+            text_path=answer[1] if answer else "schema",
+        )
     except SchemaError as exc:
         raise schema_error(exc) from exc
     dumped = [f.model_dump(exclude_none=True) for f in functions]

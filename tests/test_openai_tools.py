@@ -344,3 +344,35 @@ def test_a_pydantic_tool_with_nested_models_gets_arguments_that_validate(client:
     assert call.function.name == "ShipOrder"
     order = ShipOrder.model_validate_json(call.function.arguments)
     assert isinstance(order.to, Address)
+
+
+@pytest.mark.model
+def test_auto_with_a_response_format_answers_a_call_or_matching_json(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "maxLength": 40}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        tools=[WEATHER],
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+        max_tokens=60,
+        temperature=0,
+    )
+    message = reply.choices[0].message
+    if message.tool_calls:
+        assert_weather_call(message.tool_calls[0])
+    else:
+        assert reply.choices[0].finish_reason == "stop"
+        assert set(json.loads(message.content)) == {"answer"}
+
+
+def test_the_text_alternative_follows_the_response_format() -> None:
+    grammar = tool_call_grammar(
+        [ToolSpec("f")], parallel=False, allow_text=True, text_schema={"type": "object"}, text_path="rf"
+    )
+    assert "root ::= tool-calls | text" in grammar and "text ::= answer" in grammar
+    assert "[^<]" not in grammar  # free text is no longer an alternative
