@@ -128,7 +128,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, description="only one choice per request is supported (n > 1: 400)")
+    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None

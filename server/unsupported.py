@@ -51,7 +51,7 @@ def _text_only(value: Any) -> bool:
 
 
 COMMON: tuple[Rule, ...] = (
-    Rule("n", _at_most_one, "greater than 1 is not supported: one choice per request"),
+    Rule("n", _at_most_one, "other than 1 is not supported: one choice per request"),
     Rule("logit_bias", _falsy, "is not supported by this server's sampler"),
     Rule("frequency_penalty", _zero, "other than 0 is not supported by this server's sampler"),
     Rule("presence_penalty", _zero, "other than 0 is not supported by this server's sampler"),
@@ -70,7 +70,7 @@ CHAT: tuple[Rule, ...] = (
 COMPLETIONS: tuple[Rule, ...] = (
     *COMMON,
     Rule("echo", _falsy, "is not supported by this server"),
-    Rule("best_of", _at_most_one, "greater than 1 is not supported: one choice per request"),
+    Rule("best_of", _at_most_one, "other than 1 is not supported: one choice per request"),
     Rule("suffix", _falsy, "(insertion) is not supported by this server"),
 )
 
