@@ -117,6 +117,22 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+def input_item_list(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The input as Responses items, each with an id (``GET .../input_items`` lists them)."""
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}]
+    listed = []
+    for item in items:
+        entry = {"type": "message", **item}
+        if entry["type"] == "message":
+            entry.setdefault("status", "completed")
+            if isinstance(entry.get("content"), str):
+                entry["content"] = [{"type": "input_text", "text": entry["content"]}]
+        entry.setdefault("id", new_id("msg" if entry["type"] == "message" else "item"))
+        listed.append(entry)
+    return listed
+
+
 def chat_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     if tools is None:
         return None

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -41,6 +41,7 @@ from server.responses_items import (
     ResponsesRequest,
     chat_request,
     function_call_item,
+    input_item_list,
     input_messages,
     message_item,
     new_id,
@@ -61,6 +62,7 @@ router = APIRouter()
 class StoredResponse:
     response: dict[str, Any]
     history: list[dict[str, Any]]  # the conversation it ended, its output included (no instructions)
+    input_items: list[dict[str, Any]]  # this request's own input, as items with ids
 
 
 class ResponseStore:
@@ -169,7 +171,7 @@ async def create_response(
 
 def _remember(store: ResponseStore, body: ResponsesRequest, answer: dict[str, Any], turn: list[dict[str, Any]]) -> None:
     if body.store:
-        store.put(StoredResponse(answer, [*turn, *output_messages(answer["output"])]))
+        store.put(StoredResponse(answer, [*turn, *output_messages(answer["output"])], input_item_list(body.input)))
 
 
 @router.get("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
@@ -178,6 +180,24 @@ async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
     if stored is None:
         raise NotFound(f"no stored response '{response_id}'")
     return stored.response
+
+
+@router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))
+async def list_input_items(
+    response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc"
+) -> dict[str, Any]:
+    """The request's own input items (not those of earlier responses), newest first by default."""
+    stored = store.get(response_id)
+    if stored is None:
+        raise NotFound(f"no stored response '{response_id}'")
+    items = stored.input_items if order == "asc" else stored.input_items[::-1]
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": False,
+    }
 
 
 @router.delete("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))

@@ -206,3 +206,23 @@ def test_unsupported_fields_are_a_400_naming_them(server: LiveServer, fields: di
     r = httpx.post(server.url + "/v1/responses", json=body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_input_items_lists_the_request_input_newest_first(client: openai.OpenAI) -> None:
+    first = client.responses.create(model=MODEL, input="My name is Ada.", max_output_tokens=2)
+    second = client.responses.create(
+        model=MODEL,
+        previous_response_id=first.id,
+        input=[
+            {"role": "user", "content": "Hello."},
+            {"role": "user", "content": [{"type": "input_text", "text": "What is my name?"}]},
+        ],
+        max_output_tokens=2,
+    )
+    items = client.responses.input_items.list(second.id)
+    assert [item.content[0].text for item in items.data] == ["What is my name?", "Hello."]
+    assert all(item.id.startswith("msg_") and item.role == "user" for item in items.data)
+    ascending = client.responses.input_items.list(second.id, order="asc")
+    assert [item.id for item in ascending.data] == [item.id for item in reversed(items.data)]
+    only = client.responses.input_items.list(first.id)
+    assert [item.content[0].text for item in only.data] == ["My name is Ada."]

@@ -38,6 +38,7 @@ def codes(document: dict, path: str, method: str) -> set[str]:
         ("/v1/responses", "post", {"400", "401", "403", "404", "413", "422", "500", "503"}),
         ("/v1/responses/{response_id}", "get", {"401", "403", "404"}),
         ("/v1/responses/{response_id}", "delete", {"401", "403", "404"}),
+        ("/v1/responses/{response_id}/input_items", "get", {"401", "403", "404"}),
         ("/v1/models", "get", {"401", "403"}),
         ("/health", "get", {"403"}),
         ("/v1/agent", "post", {"400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}),
