@@ -1,6 +1,7 @@
 """Request and response shapes of the OpenAI-compatible API.
 
-Requests are validated by pydantic (wrong types -> 422, malformed JSON -> 400); responses
+Requests are validated by pydantic (wrong types -> 422, malformed JSON -> 400, a field
+that would change the answer but is not implemented -> 400 naming it); responses
 are built by small functions so the streaming and non-streaming paths cannot disagree.
 """
 
