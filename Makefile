@@ -51,6 +51,9 @@ lint: install-dev
 test: export CODEACT_TEST_EXPECT_ISOLATION ?= strongest
 test: install-dev lint lint-docker
 	$(SANDBOX_SETUP)
+	@# Upstream llama-server for tests/test_llama_server_backend.py: built once per machine
+	@# (~15 min on 2 cores, cached under ~/.cache/codeact-server), outside pytest's timeouts.
+	$(PY) -m benchmarks.llama_server_build
 	$(PY) -m pytest
 
 # Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),

@@ -216,6 +216,18 @@ def render_table(arms: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def backend_props(url: str | None) -> dict[str, Any] | None:
+    """Which build a remote backend runs (llama-server's ``/props``), for the result's provenance."""
+    if not url:
+        return None
+    try:
+        props = httpx.get(url.rstrip("/") + "/props", timeout=10).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    keys = ("build_info", "model_path", "total_slots")
+    return {k: props[k] for k in keys if k in props} if isinstance(props, dict) else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.agent_wellformed", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="auto", help="catalog name, .gguf path or auto (default: auto)")
@@ -223,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-turns", type=int, default=5, help="turns per task (default: 5, the server's)")
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per turn (default: 384)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for generation (default: 1)")
+    parser.add_argument(
+        "--engine-url", metavar="URL",
+        help="generate on this OpenAI-compatible backend (serve --engine openai) instead of a local GGUF",
+    )
+    parser.add_argument(
+        "--engine-grammar", choices=("llama-server", "vllm", "none"), default="llama-server",
+        help="with --engine-url: how the grammar travels (default: llama-server)",
+    )
     parser.add_argument("--gbnf", action="store_true", help='add the arm "grammar": "gbnf" (whole-turn GBNF)')
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file (default: {DEFAULT_OUT})")
     return parser
@@ -231,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = server_settings(args.model, max_turns=args.max_turns, threads=args.threads)
+    if args.engine_url:  # the remote engine, exactly as `serve --engine openai` builds it
+        settings = settings.model_copy(
+            update={"engine": "openai", "engine_url": args.engine_url, "engine_grammar": args.engine_grammar}
+        )
     engine = build_engine(settings, oracle=False, tasks=[])
     info = engine.info
     bodies = task_bodies(info.model_id, args.max_turns, args.max_tokens, args.limit)
@@ -250,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "model": info.model_id,
             "model_path": info.model_path,
             "backend": info.backend,
+            "backend_props": backend_props(args.engine_url),
             "threads": args.threads,
             "max_turns": args.max_turns,
             "max_tokens_per_turn": args.max_tokens,

@@ -133,6 +133,7 @@ class LlamaEngine:
             aliases=aliases,
             parallel_sequences=parallel,
             lookup_draft_tokens=lookup_draft_tokens,
+            logprobs=True,
         )
         self._vocab = self._model.vocab
         self._n_vocab = self._model.n_vocab()
@@ -249,6 +250,7 @@ class LlamaEngine:
             top_p=request.top_p,
             seed=request.seed,
             grammar=grammar,
+            logprobs=request.logprobs,
         )
         lookup = PromptLookup(job.prompt_tokens) if self.info.lookup_draft_tokens else None
         return ActiveGeneration(

@@ -65,7 +65,9 @@ class GenerationRequest:
     """One completion of a rendered prompt.
 
     ``max_tokens=None`` means "as much as the context window leaves". ``grammar`` is GBNF
-    text; engines cache the compiled grammar by its text.
+    text; engines cache the compiled grammar by its text. ``logprobs``: None (off, no cost)
+    or how many most likely alternatives to report beside each generated token's own
+    log-probability (0..20); honoured where ``EngineInfo.logprobs``.
     """
 
     prompt: str
@@ -75,6 +77,17 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     grammar: str | None = None
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token (its bytes) and its log-probability under the model's own
+    distribution (before temperature, top-p and grammar), with the ``top`` alternatives."""
+
+    piece: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass
@@ -92,6 +105,7 @@ class GenerationResult:
     total_s: float = 0.0
     draft_tokens: int = 0  # prompt-lookup guesses decoded alongside the real next token
     accepted_draft_tokens: int = 0  # guesses the model confirmed (each one saved a decode step)
+    logprobs: list[TokenLogprob] | None = None  # one per token of ``text``, when requested
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -118,6 +132,7 @@ class EngineInfo:
     token_counts: str = "exact"  # "estimate" when the engine cannot tokenize (count_tokens)
     parallel_sequences: int = 1  # requests decoded together in one batch
     lookup_draft_tokens: int = 0  # prompt-lookup speculative decoding: max guesses per step (0: off)
+    logprobs: bool = False  # whether GenerationRequest.logprobs is honoured
 
 
 class GenerationHandle(Protocol):

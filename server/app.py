@@ -33,10 +33,13 @@ from server.host_guard import HostGuard, allowed_hosts
 from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
+from server.openapi_errors import AGENT_RESPONSES
 from server.request_limits import BodySizeLimit, enforce_request_limits
 from server.routes_agent import router as agent_router
 from server.routes_completions import router as completions_router
 from server.routes_openai import router as openai_router
+from server.routes_responses import ResponseStore
+from server.routes_responses import router as responses_router
 from server.routes_ui import router as ui_router
 from server.settings import Settings
 from server.shutdown import AnswerCancelledRequests
@@ -95,12 +98,14 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.responses = ResponseStore()
     metrics.watch(engine.queue_depth, lambda: _live_sessions(app))
     install_error_handlers(app)
     limits = [Depends(enforce_request_limits)]
     app.include_router(openai_router, dependencies=limits)
     app.include_router(completions_router, dependencies=limits)
-    app.include_router(agent_router, dependencies=limits)
+    app.include_router(responses_router, dependencies=limits)
+    app.include_router(agent_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(metrics_router)
     app.include_router(ui_router)
     _add_middleware(app, settings, keys, metrics)

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from models.engine_api import ContextOverflowError, EngineError, QueueFullError
 
@@ -138,6 +139,28 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, message, param=param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, str(exc.detail), type=kind, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(exc.status_code, str(exc.detail), type=kind, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (the ``Allow`` header of a 405).
+
+    Starlette's own 405 names only the methods of the first route whose path matched, so
+    a path served by two routes (``GET`` and ``DELETE`` of a session) lost the second.
+    Each method is tried against the routes as routing itself would (``Route.matches``),
+    so included routers are searched too.
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -21,23 +21,31 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.engine_api import EngineError, GenerationHandle, GenerationRequest
+from models.engine_api import Engine, EngineError, GenerationHandle, GenerationRequest
 from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import engine_error_to_api
+from server.logprobs import MAX_TOP_COMPLETIONS, completion_logprobs, completions_logprobs_request
+from server.openapi_errors import CHAT_RESPONSES
 from server.routes_openai import check_model
 from server.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of, wants_usage
 from server.sse import DONE, sse_event, sse_response
+from server.unsupported import COMPLETIONS, refuse_unsupported
 
 router = APIRouter()
 
 
 class CompletionRequest(BaseModel):
-    """The legacy completions body; unknown OpenAI fields are accepted and ignored."""
+    """The legacy completions body.
 
-    model_config = ConfigDict(extra="ignore")
+    Unknown fields are kept (``extra="allow"``) so that those that would change the answer
+    (``echo``, ``best_of``, ``suffix``, ``logit_bias``, penalties, ``n > 1``) are refused
+    with a 400 naming them (``server.unsupported``); the others are ignored.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str
     prompt: str = Field(min_length=1)
@@ -49,14 +57,22 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     grammar: str | None = Field(None, description="GBNF text, as llama-server takes it")
-    n: int = Field(1, ge=1, le=1, description="only one choice per request is supported")
+    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
+    logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_COMPLETIONS, description="log-probabilities of the chosen and this many top tokens"
+    )
 
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         return stop_list(value)
 
-    def generation_request(self) -> GenerationRequest:
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> CompletionRequest:
+        refuse_unsupported({**(self.model_extra or {}), "n": self.n}, COMPLETIONS)
+        return self
+
+    def generation_request(self, engine: Engine) -> GenerationRequest:
         return GenerationRequest(
             prompt=self.prompt,
             max_tokens=self.max_tokens,
@@ -65,14 +81,17 @@ class CompletionRequest(BaseModel):
             stop=tuple(self.stop or ()),  # type: ignore[arg-type]
             seed=self.seed,
             grammar=self.grammar or None,
+            logprobs=completions_logprobs_request(engine, self.logprobs),
         )
 
 
-def _choice(text: str, finish_reason: str | None, stop_reason: str | None) -> dict[str, Any]:
+def _choice(
+    text: str, finish_reason: str | None, stop_reason: str | None, logprobs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "index": 0,
         "text": text,
-        "logprobs": None,
+        "logprobs": logprobs,
         "finish_reason": finish_reason,
         "stop_reason": stop_reason,
     }
@@ -97,12 +116,12 @@ def text_completion(
     return body
 
 
-@router.post("/v1/completions", response_model=None)
+@router.post("/v1/completions", response_model=None, responses=CHAT_RESPONSES)
 async def completions(
     body: CompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
-    handle = engine.submit(body.generation_request())  # 503/400 raised here, at once
+    handle = engine.submit(body.generation_request(engine))  # 503/400 raised here, at once
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if body.stream:
@@ -113,7 +132,9 @@ async def completions(
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
-    choice = _choice(text, OPENAI_FINISH[result.finish_reason], result.stop_string)
+    choice = _choice(
+        text, OPENAI_FINISH[result.finish_reason], result.stop_string, completion_logprobs(result.logprobs)
+    )
     return text_completion(completion_id, body.model, created, [choice], usage_of(result))
 
 
@@ -124,7 +145,8 @@ async def _stream_chunks(
         async for piece in handle.stream():
             yield sse_event(text_completion(completion_id, model, created, [_choice(piece, None, None)]))
         result = handle.result
-        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string)
+        logprobs = completion_logprobs(result.logprobs)
+        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string, logprobs)
         yield sse_event(text_completion(completion_id, model, created, [last]))
         if include_usage:
             yield sse_event(text_completion(completion_id, model, created, [], usage_of(result)))

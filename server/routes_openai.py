@@ -13,6 +13,8 @@ from models.engine_api import Engine, EngineError, GenerationRequest
 from server.deps import EngineDep
 from server.disconnect import collect_unless_disconnected
 from server.errors import ModelNotFound, engine_error_to_api
+from server.logprobs import chat_logprobs, chat_logprobs_request
+from server.openapi_errors import CHAT_RESPONSES, GUARDS, OPEN_RESPONSES, error_responses
 from server.schemas import (
     OPENAI_FINISH,
     ChatCompletionRequest,
@@ -23,6 +25,9 @@ from server.schemas import (
     wants_usage,
 )
 from server.sse import DONE, sse_event, sse_response
+from server.structured_output import response_format_grammar
+from server.tool_calls import AnswerSplitter, ToolPlan, call_delta, parse_tool_calls, plan_tools, prompt_messages
+from server.unsupported import refuse
 
 router = APIRouter()
 
@@ -37,7 +42,7 @@ def check_model(engine: Engine, requested: str) -> None:
         raise ModelNotFound(requested, served_names(engine))
 
 
-@router.get("/health")
+@router.get("/health", responses=OPEN_RESPONSES)
 async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
     info = engine.info
     body: dict[str, Any] = {
@@ -60,7 +65,7 @@ async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=error_responses(*GUARDS))
 async def list_models(engine: EngineDep) -> dict[str, Any]:
     created = int(time.time())
     return {
@@ -72,8 +77,14 @@ async def list_models(engine: EngineDep) -> dict[str, Any]:
     }
 
 
-def generation_request(body: ChatCompletionRequest, engine: Engine) -> GenerationRequest:
-    prompt = render_chatml(m.as_prompt_message() for m in body.messages)
+def generation_request(
+    body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None
+) -> GenerationRequest:
+    prompt = render_chatml(prompt_messages(body.messages, plan))
+    grammar = plan.grammar if plan is not None else response_format_grammar(body.response_format)
+    if grammar is not None and engine.info.grammar_support == "none":
+        field = "tools" if plan is not None else "response_format"
+        raise refuse(field, "needs grammar-constrained generation, which this engine does not offer")
     return GenerationRequest(
         prompt=prompt,
         max_tokens=body.token_budget(),
@@ -81,40 +92,68 @@ def generation_request(body: ChatCompletionRequest, engine: Engine) -> Generatio
         top_p=body.top_p,
         stop=tuple(dict.fromkeys((*engine.info.stop, *body.stop_strings()))),
         seed=body.seed,
+        grammar=grammar,
+        logprobs=chat_logprobs_request(engine, body.logprobs, body.top_logprobs),
     )
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
 async def chat_completions(
     body: ChatCompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
-    handle = engine.submit(generation_request(body, engine))  # 503/400 raised here, at once
+    plan = plan_tools(body)
+    handle = engine.submit(generation_request(body, engine, plan))  # 503/400 raised here, at once
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage))
+        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage, plan))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
     result = handle.result
-    return chat_completion(
-        completion_id, body.model, text, OPENAI_FINISH[result.finish_reason], usage_of(result)
-    )
+    finish = OPENAI_FINISH[result.finish_reason]
+    parsed = parse_tool_calls(text) if plan is not None else None
+    reply = chat_completion(completion_id, body.model, text, finish, usage_of(result))
+    reply["choices"][0]["logprobs"] = chat_logprobs(result.logprobs)
+    if parsed is not None:
+        reply["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": parsed.calls}
+        if parsed.complete:
+            reply["choices"][0]["finish_reason"] = "tool_calls"
+    return reply
 
 
 async def _stream_chunks(
-    handle: Any, completion_id: str, model: str, include_usage: bool
+    handle: Any, completion_id: str, model: str, include_usage: bool, plan: ToolPlan | None = None
 ) -> AsyncIterator[bytes]:
+    """Text deltas as they come; with tools, a call's id and name as soon as they are
+    written, then its arguments in pieces (``server.tool_calls.AnswerSplitter``)."""
     created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+        body = chat_chunk(completion_id, model, created, delta, finish_reason=finish)
+        body["choices"][0]["logprobs"] = logprobs
+        return sse_event(body)
+
     try:
-        yield sse_event(chat_chunk(completion_id, model, created, {"role": "assistant"}))
+        yield chunk({"role": "assistant"})
+        splitter = AnswerSplitter(plan)
         async for piece in handle.stream():
-            yield sse_event(chat_chunk(completion_id, model, created, {"content": piece}))
+            text, events = splitter.feed(piece)
+            if text:
+                yield chunk({"content": text})
+            for event in events:
+                delta = call_delta(event, splitter.calls.calls)
+                if delta is not None:
+                    yield chunk(delta)
         result = handle.result
         finish = OPENAI_FINISH[result.finish_reason]
-        yield sse_event(chat_chunk(completion_id, model, created, {}, finish_reason=finish))
+        if splitter.calls.complete:
+            finish = "tool_calls"
+        if leftover := splitter.leftover():
+            yield chunk({"content": leftover})
+        yield chunk({}, finish, chat_logprobs(result.logprobs))
         if include_usage:
             yield sse_event(
                 chat_chunk(completion_id, model, created, None, usage=usage_of(result))  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """Request and response shapes of the OpenAI-compatible API.
 
-Requests are validated by pydantic (wrong types -> 422, malformed JSON -> 400); responses
+Requests are validated by pydantic (wrong types -> 422, malformed JSON -> 400, a field
+that would change the answer but is not implemented -> 400 naming it); responses
 are built by small functions so the streaming and non-streaming paths cannot disagree.
 """
 
@@ -10,37 +11,84 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.engine_api import GenerationResult
+from server.unsupported import CHAT, refuse, refuse_unsupported
 
 OPENAI_FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
+class ContentPart(BaseModel):
+    """A content part; only ``text`` parts can be rendered (the route refuses the others)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="the call's arguments as a JSON object in a string")
+
+
+class ToolCall(BaseModel):
+    """A call an earlier assistant turn made (OpenAI's ``message.tool_calls[i]``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
 
 
 class ChatMessage(BaseModel):
-    """A chat message; content parts other than text are refused (no vision here)."""
+    """A chat message: text content (other parts are refused), tool calls, tool results."""
 
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content if part.type == "text")
 
     def as_prompt_message(self) -> dict[str, str]:
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": self.text()}
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(BaseModel):
+    """``{"type": "function", "function": {...}}``; other tool types are refused by the route."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    function: FunctionDef | None = None
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: dict[str, Any]
 
 
 class StreamOptions(BaseModel):
@@ -63,9 +111,13 @@ def stop_list(value: str | list[str] | None) -> list[str] | None:
 
 
 class ChatCompletionRequest(BaseModel):
-    """The chat-completions body; unknown OpenAI fields are accepted and ignored."""
+    """The chat-completions body.
 
-    model_config = ConfigDict(extra="ignore")
+    Unknown fields are kept (``extra="allow"``) so that the route can refuse those that
+    would change the answer (``server.unsupported``); the others are ignored.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -77,12 +129,37 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only one choice per request is supported")
+    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = Field(
+        None, description="{'type': 'text' | 'json_object' | 'json_schema', ...}"
+    )
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         return stop_list(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> ChatCompletionRequest:
+        """A 400 naming a field that would change the answer but is not implemented.
+
+        Raised as an APIError from inside validation (pydantic lets it through), so every
+        route that takes this body refuses the same fields the same way.
+        """
+        refuse_unsupported({**(self.model_extra or {}), "n": self.n}, CHAT)
+        for i, message in enumerate(self.messages):
+            for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
+                if part.type != "text":
+                    raise refuse(
+                        f"messages[{i}].content[{j}]",
+                        f"of type '{part.type}' is not supported: this server reads text only",
+                    )
+        return self
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -224,8 +224,9 @@ class TurnGenerator:
         closer = CLOSER[opened]
         cut = budget <= 0
         if not cut:
-            # Another opening tag inside a block would be a second action: stop there too.
-            body_stops = (closer, EXECUTE_OPEN, SOLUTION_OPEN, *((FENCE_CLOSE,) if fenced else ()))
+            # Another opening tag inside a block would be a second action, the other block's
+            # closing tag a garbled one: stop there too (the block is closed below).
+            body_stops = (*CLOSER.values(), EXECUTE_OPEN, SOLUTION_OPEN, *((FENCE_CLOSE,) if fenced else ()))
             async for piece in self._phase("body", text, body_stops, budget, body_grammar(closer)):
                 yield piece
             text += self._last.text
@@ -261,7 +262,7 @@ class TurnGenerator:
         yield SOLUTION_OPEN
         cut = budget <= 0
         if not cut:
-            stops = (SOLUTION_CLOSE, EXECUTE_OPEN, SOLUTION_OPEN)
+            stops = (SOLUTION_CLOSE, EXECUTE_CLOSE, EXECUTE_OPEN, SOLUTION_OPEN)
             async for piece in self._phase("answer", text, stops, budget, body_grammar(SOLUTION_CLOSE)):
                 yield piece
             text += self._last.text

@@ -54,7 +54,7 @@ def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) 
     thinking, body = engine.requests
     assert set(thinking.stop) == {"<|im_end|>", "<execute>", "<solution>", "```python\n", "```py\n", "```Python\n"}
     assert body.prompt == thinking.prompt + "I know this one.\n<solution>"
-    assert set(body.stop) == {"<|im_end|>", "</solution>", "<execute>", "<solution>"}
+    assert set(body.stop) == {"<|im_end|>", "</solution>", "</execute>", "<execute>", "<solution>"}
     assert step["phases"] == ["thought", "body"]
 
 
@@ -79,6 +79,15 @@ def test_a_second_action_inside_a_block_is_cut_off(server: LiveServer, engine: S
     reply = agent(server)
     assert reply["choices"][0]["message"]["content"] == "42"
     assert reply["agent"]["steps"][0]["action"] == {"type": "solution", "answer": "42"}
+
+
+def test_the_other_blocks_closing_tag_closes_a_block(server: LiveServer, engine: ScriptedEngine) -> None:
+    # SmolLM2 on llama-server, a forced answer: "<solution>" + code + "</execute>" + prose.
+    engine.enqueue("<solution>42\n</execute>\nYou already ran this code.</solution>")
+    reply = agent(server)
+    assert reply["agent"]["steps"][0]["action"] == {"type": "solution", "answer": "42"}
+    session = httpx.get(f"{server.url}/v1/agent/sessions/{reply['agent']['session_id']}").json()
+    assert session["messages"][-1]["content"] == "<solution>42\n</solution>"
 
 
 def test_whole_turn_grammar_mode(server: LiveServer, engine: ScriptedEngine) -> None:
