@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.agent_policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy, UnverifiedPolicy
 from server.agent_steps import AgentDone, Step
 from server.prompts import ToolSpec
 from server.schemas import ChatCompletionRequest
 from server.turn_generation import StructureMode
+from server.unsupported import refuse
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
@@ -80,6 +81,21 @@ class AgentRequest(ChatCompletionRequest):
         description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
         "'chat' (Execution Output:, the reference chat demo's); default: the server's",
     )
+
+    @model_validator(mode="after")
+    def _refuse_chat_only_fields(self) -> AgentRequest:
+        """Fields of the chat body that the agent loop cannot honour are a 400, not ignored:
+        the loop's turns are CodeAct turns (no tool calls, JSON formats or logprobs), and
+        its own grammar and stop strings decide where a turn ends."""
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            raise refuse("response_format", "is not supported by /v1/agent: the answer is the <solution> text")
+        for name, value in (("tool_choice", self.tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
+                            ("top_logprobs", self.top_logprobs), ("stop", self.stop)):
+            if value is not None and value != []:
+                raise refuse(name, "is not supported by /v1/agent")
+        if self.logprobs:
+            raise refuse("logprobs", "is not supported by /v1/agent")
+        return self
 
     def structure(self) -> StructureMode:
         if self.grammar is True:

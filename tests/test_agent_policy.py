@@ -321,3 +321,19 @@ def test_an_answer_that_needs_no_code_is_taken_the_second_time(server: LiveServe
 def test_unverified_answers_are_accepted_by_default(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<solution>Paris</solution>")
     assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("response_format", {"type": "json_object"}),
+        ("tool_choice", "required"),
+        ("logprobs", True),
+        ("stop", ["\n"]),
+    ],
+)
+def test_chat_fields_the_agent_cannot_honour_are_refused(server: LiveServer, field: str, value: object) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], field: value}
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == field
