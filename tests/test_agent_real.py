@@ -58,14 +58,15 @@ def request_args(run: dict) -> dict:
 
 def assert_well_formed(steps: list[dict]) -> None:
     for position, step in enumerate(steps):
-        assert step["phases"][0] == "thought"
+        # An answer-only last turn (the loop policy) has no thinking phase.
+        assert step["phases"][0] == ("answer" if step["forced"] == "last_turn" else "thought")
         if step["action"]["type"] == "none":
             # Only the token budget may leave a turn without its action, and it ends the run.
             assert step["generation_finish"] == "length"
             assert position == len(steps) - 1
         if step["action"]["type"] == "execute":
             assert step["observation"]["message"].startswith("Observation:\n")
-        else:
+        elif step["action"].get("code") is None:  # a forced answer written as code ran it
             assert step["observation"] is None
 
 

@@ -156,7 +156,7 @@ def test_agent_through_the_front_is_well_formed(front: LiveServer) -> None:
     assert agent["finish_reason"] in {"solution", "max_turns", "length"}
     assert agent["steps"]
     for position, step in enumerate(agent["steps"]):
-        assert step["phases"][0] == "thought"
+        assert step["phases"][0] == ("answer" if step["forced"] == "last_turn" else "thought")
         assert step["action"]["type"] in {"execute", "solution"}
         if step["generation_finish"] == "length":
             assert position == len(agent["steps"]) - 1
