@@ -107,17 +107,20 @@ async def run_agent(
         step = _step(index, turn_gen, forced)
         last_text = step.thought
         turns_left = options.max_turns - turn - 1
-        if _code_as_answer(step, policy):
-            if forced is None:
-                step = _solution_as_execute(step)  # the model meant to run it
-            else:
-                await _answer_from_code(step, executor, options, turns_left, repeats)
+        code_answer = _code_as_answer(step, policy)
+        if code_answer and forced is None:
+            step = _solution_as_execute(step)  # the model meant to run it
+        # In the history before the code runs: a run stopped during execution keeps its turn.
+        messages.append({"role": "assistant", "content": step.raw})
+        if code_answer and forced is not None:
+            await _answer_from_code(step, executor, options, turns_left, repeats)
         if step.action.type == "execute":
             step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats)
             step.timings["execution_s"] = step.observation.duration_s
             if _answers_by_repeat(step.observation, policy):
                 # The model asked again for what it has already seen: this turn becomes its
                 # answer, given right after the observation that showed it.
+                messages.pop()
                 turn_gen = _turn_generator(engine, messages, options, turn, solution_only=True, thought="")
                 try:
                     async for delta in _stream_turn(turn_gen, index):
@@ -130,9 +133,9 @@ async def run_agent(
                 repeated_code = step.action.code
                 step = _step(index, turn_gen, "repeat", earlier=step)
                 step.repeated_code = repeated_code
+                messages.append({"role": "assistant", "content": step.raw})
                 if _code_as_answer(step, policy):
                     await _answer_from_code(step, executor, options, turns_left, repeats)
-        messages.append({"role": "assistant", "content": step.raw})
         if step.action.type == "execute" or step.action.code is not None:
             executed = True
         if step.action.type == "solution" and _checks_unverified(step, policy, executed, checked):

@@ -222,7 +222,7 @@ def test_agent_conversation_in_the_browser(page: Page, server: LiveServer, engin
         "<execute>\nprint('still here', squares[-1])\n</execute>",
         "<execute>\n1 / 0\n</execute>",
         "<execute>\nwhile True:\n    pass\n</execute>",
-        "<solution>25</solution>",
+        "25</solution>",  # the fourth of 4 turns can only answer: <solution> is opened for it
     )
     send(page, "Are you still there?")
     fourth = page.locator(".run").nth(3)
@@ -230,7 +230,10 @@ def test_agent_conversation_in_the_browser(page: Page, server: LiveServer, engin
     expect(fourth.locator(".step").nth(1).locator(".badge.error")).to_have_text("error")
     expect(fourth.locator(".step").nth(1).locator("pre.error")).to_contain_text("ZeroDivisionError")
     expect(fourth.locator(".step").nth(2).locator(".badge.timeout")).to_have_text("timed out")
-    expect(fourth.locator(".run-status")).to_have_text("Done in 4 turns.")
+    expect(fourth.locator(".answer")).to_have_text("25")
+    expect(fourth.locator(".run-status")).to_have_text(
+        "Done in 4 turns. The answer was forced: the turn limit was reached."
+    )
     fourth.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "web_ui_errors.png"))
 
