@@ -89,4 +89,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('CODEACT_PORT', '8000'), timeout=4)"]
 
 # Binding 0.0.0.0 requires an API key: pass -e CODEACT_API_KEY=... (or --api-key-file).
+# Clients that reach it by a name other than localhost: -e CODEACT_ALLOWED_HOST=name,...
 CMD ["codeact-server", "serve", "--host", "0.0.0.0"]
