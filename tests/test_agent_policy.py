@@ -18,14 +18,11 @@ import pytest
 from models.engine_scripted import ScriptedEngine
 from server.actions import SOLUTION_CLOSE
 from server.agent_policy import LoopPolicy, RepeatTracker, code_key
-from server.app import create_app
 from server.cli_run import TerminalView
 from server.prompts import REPEAT_NOTE
-from server.settings import Settings
 from server.turn_generation import body_grammar
 from tests.live_server import LiveServer
-
-MODEL = "scripted"
+from tests.scripted_agent import MODEL, agent, scripted_server
 
 
 @pytest.fixture
@@ -35,16 +32,8 @@ def engine() -> ScriptedEngine:
 
 @pytest.fixture
 def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
-    with LiveServer(create_app(settings, engine)) as live:
+    with scripted_server(engine) as live:
         yield live
-
-
-def agent(server: LiveServer, content: str = "What is 6 * 7?", **extra: object) -> dict:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-    response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def session(server: LiveServer, session_id: str) -> dict:

@@ -9,11 +9,8 @@ import openai
 import pytest
 
 from models.engine_scripted import ScriptedEngine
-from server.app import create_app
-from server.settings import Settings
 from tests.live_server import LiveServer
-
-MODEL = "scripted"
+from tests.scripted_agent import MODEL, agent, scripted_server
 
 
 @pytest.fixture
@@ -23,16 +20,8 @@ def engine() -> ScriptedEngine:
 
 @pytest.fixture
 def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
-    with LiveServer(create_app(settings, engine)) as live:
+    with scripted_server(engine) as live:
         yield live
-
-
-def agent(server: LiveServer, content: str = "What is 6 * 7?", **extra: object) -> dict:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-    response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) -> None:

@@ -1,0 +1,33 @@
+"""What the scripted-model agent tests share: a live server around a ScriptedEngine and a
+one-call ``POST /v1/agent`` helper (the fixtures themselves live in each test module, which
+imports ``scripted_server`` and ``agent`` from here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from models.engine_scripted import ScriptedEngine
+from server.app import create_app
+from server.settings import Settings
+from tests.live_server import LiveServer
+
+MODEL = "scripted"
+
+
+@contextmanager
+def scripted_server(engine: ScriptedEngine) -> Iterator[LiveServer]:
+    """Real uvicorn and sandbox around the scripted model: one warm worker, 3 sessions."""
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
+    with LiveServer(create_app(settings, engine)) as live:
+        yield live
+
+
+def agent(server: LiveServer, content: str = "What is 6 * 7?", **extra: object) -> dict:
+    """One agent request that must succeed; its JSON answer."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+    response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
