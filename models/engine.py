@@ -33,6 +33,7 @@ from models.engine_api import (
     EngineError,
     EngineInfo,
     GenerationRequest,
+    InvalidTokenError,
 )
 from models.engine_batch import BatchScheduler
 from models.engine_grammar import GrammarCache
@@ -207,6 +208,32 @@ class LlamaEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize_prompt(text))
+
+    # Like count_tokens these run on the caller's thread: they read only the vocabulary,
+    # which decoding on the owner thread never changes (and never its shared piece buffer).
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        if self._closed:
+            raise EngineClosedError("the engine is closed")
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        if self._closed:
+            raise EngineClosedError("the engine is closed")
+        for token in tokens:  # llama.cpp aborts the process on an id outside the vocabulary
+            if not 0 <= token < self._n_vocab:
+                raise InvalidTokenError(token, self._n_vocab)
+        buffer = ctypes.create_string_buffer(64)
+        pieces = []
+        for token in tokens:
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+            pieces.append(buffer.raw[:n])
+        return pieces
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_pieces(tokens)).decode("utf-8", errors="replace")
 
     def queue_depth(self) -> int:
         return self._scheduler.depth()

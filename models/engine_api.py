@@ -9,7 +9,10 @@ Error tree::
     EngineError                 our own failure while generating (a bug or a llama.cpp error)
     ├── QueueFullError          the bounded queue in front of the owner thread is full (-> 503)
     ├── ContextOverflowError    prompt + max_tokens does not fit the context window (-> 400)
-    └── EngineClosedError       the engine was shut down while the request waited
+    ├── EngineClosedError       the engine was shut down while the request waited
+    └── TokenizerUnavailableError  this engine cannot tokenize or detokenize (-> 501)
+
+    InvalidTokenError (ValueError)  a token id outside the vocabulary (the caller's error, -> 400)
 
 Usage::
 
@@ -58,6 +61,19 @@ class ContextOverflowError(EngineError):
 
 class EngineClosedError(EngineError):
     """The engine shut down before this request could run."""
+
+
+class TokenizerUnavailableError(EngineError):
+    """The engine has no tokenizer to expose (a scripted fake, a remote backend)."""
+
+
+class InvalidTokenError(ValueError):
+    """A token id the model's vocabulary does not have; the caller's mistake, not ours."""
+
+    def __init__(self, token: int, n_vocab: int) -> None:
+        super().__init__(f"token {token} is not in the vocabulary (ids 0..{n_vocab - 1})")
+        self.token = token
+        self.n_vocab = n_vocab
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,20 @@ class Engine(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes as a prompt (special tokens parsed)."""
+        ...
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """``text``'s token ids, special tokens parsed; ``add_special`` adds BOS (and EOS)
+        where the model wants them. Raises TokenizerUnavailableError where there is no tokenizer."""
+        ...
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        """Each token's bytes (special tokens rendered); a piece may be part of a UTF-8
+        character. Raises InvalidTokenError for an id outside the vocabulary."""
+        ...
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of ``tokens`` (special tokens rendered; broken UTF-8 replaced)."""
         ...
 
     def queue_depth(self) -> int:

@@ -51,6 +51,7 @@ from models.engine_api import (
     GenerationRequest,
     GenerationResult,
     QueueFullError,
+    TokenizerUnavailableError,
 )
 from models.engine_runner import OwnerThread, QueuedGeneration
 from models.stop_strings import StopMatcher
@@ -193,6 +194,15 @@ class RemoteEngine:
         if self._tokenize_works:
             return self._tokenize(text)
         return max(1, len(text) // CHARS_PER_TOKEN)
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
 
     def queue_depth(self) -> int:
         return self._owner.depth()

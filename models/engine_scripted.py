@@ -19,6 +19,7 @@ from models.engine_api import (
     EngineInfo,
     GenerationRequest,
     GenerationResult,
+    TokenizerUnavailableError,
 )
 from models.engine_runner import OwnerThread, QueuedGeneration
 from models.stop_strings import StopMatcher
@@ -97,6 +98,15 @@ class ScriptedEngine:
 
     def count_tokens(self, text: str) -> int:
         return self._counter.count(text)
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
 
     def queue_depth(self) -> int:
         return self._owner.depth()

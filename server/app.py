@@ -40,6 +40,7 @@ from server.routes_completions import router as completions_router
 from server.routes_openai import router as openai_router
 from server.routes_responses import ResponseStore
 from server.routes_responses import router as responses_router
+from server.routes_tokenize import router as tokenize_router
 from server.routes_ui import router as ui_router
 from server.settings import Settings
 from server.shutdown import AnswerCancelledRequests
@@ -105,6 +106,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.include_router(openai_router, dependencies=limits)
     app.include_router(completions_router, dependencies=limits)
     app.include_router(responses_router, dependencies=limits)
+    app.include_router(tokenize_router, dependencies=limits)
     app.include_router(agent_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(metrics_router)
     app.include_router(ui_router)

@@ -11,7 +11,8 @@ Error tree (HTTP side)::
 
 Library and engine errors are translated in ``install_error_handlers`` by type, never by
 matching message text: QueueFullError -> 503, ContextOverflowError -> 400
-``context_length_exceeded``, any other EngineError -> 500.
+``context_length_exceeded``, TokenizerUnavailableError -> 501 ``not_implemented``, any
+other EngineError -> 500.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from models.engine_api import ContextOverflowError, EngineError, QueueFullError
+from models.engine_api import ContextOverflowError, EngineError, QueueFullError, TokenizerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def engine_error_to_api(exc: EngineError) -> APIError:
         )
     if isinstance(exc, ContextOverflowError):
         return APIError(400, str(exc), code="context_length_exceeded", param="messages")
+    if isinstance(exc, TokenizerUnavailableError):
+        return APIError(501, str(exc), type="not_implemented_error", code="not_implemented")
     return APIError(500, f"generation failed: {exc}", type="server_error", code="engine_error")
 
 

@@ -63,6 +63,15 @@ class MeteredEngine:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        return self.inner.tokenize(text, add_special)
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        return self.inner.token_pieces(tokens)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.inner.detokenize(tokens)
+
     def queue_depth(self) -> int:
         return self.inner.queue_depth()
 

@@ -8,7 +8,8 @@ Where each code comes from: 400 (bad JSON, refused or unsupported field, context
 overflow), 401 (``server.auth``, with API keys), 403 (``server.host_guard``, foreign Host
 or Origin), 404 (unknown model, session or file), 409 (a busy agent session), 413
 (``server.request_limits``), 422 (wrong types), 429 (all agent sessions in use), 500 (the
-engine failed), 503 (queue full, or cut off by shutdown; both with Retry-After).
+engine failed), 501 (the engine has no tokenizer: ``/tokenize`` on a scripted or remote
+engine), 503 (queue full, or cut off by shutdown; both with Retry-After).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _WHY = {
     422: "A field has the wrong type or value",
     429: "Every agent session slot is in use (Retry-After)",
     500: "The engine failed while generating",
+    501: "This engine cannot tokenize (a scripted or remote engine)",
     503: "Generation queue full or server shutting down (Retry-After)",
 }
 
@@ -61,6 +63,9 @@ CHAT_RESPONSES = error_responses(*GUARDS, *GENERATION)
 
 AGENT_RESPONSES = error_responses(*GUARDS, 400, 404, 409, 429, 500, 503)
 """Every code the agent routes can answer (sessions add 409 busy and 429 all in use)."""
+
+TOKENIZE_RESPONSES = error_responses(*GUARDS, 400, 500, 501)
+"""``/tokenize`` and ``/detokenize``: 400 for an unknown token id, 501 without a tokenizer."""
 
 OPEN_RESPONSES = error_responses(403, 413)
 """Routes open without an API key (``/health``) still pass the Host guard and body limit."""
