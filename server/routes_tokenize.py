@@ -14,6 +14,8 @@ vocabulary is a 400 naming ``tokens``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -29,6 +31,9 @@ class TokenizeRequest(BaseModel):
     content: str
     add_special: bool = Field(False, description="add BOS/EOS where the model wants them")
     with_pieces: bool = Field(False, description="answer each token's id and text")
+    parse_special: Literal[True] = Field(
+        True, description="special tokens such as <|im_end|> are always recognised; false is refused"
+    )
 
 
 class TokenPiece(BaseModel):

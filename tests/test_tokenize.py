@@ -86,3 +86,9 @@ def test_an_engine_without_a_tokenizer_answers_501() -> None:
         document = httpx.get(live.url + "/openapi.json").json()
         for path in ("/tokenize", "/detokenize"):
             assert {"400", "401", "403", "413", "422", "501"} <= set(document["paths"][path]["post"]["responses"])
+
+
+def test_parse_special_false_is_refused_not_ignored(server: LiveServer) -> None:
+    response = httpx.post(server.url + "/tokenize", json={"content": "x", "parse_special": False})
+    assert response.status_code == 422
+    assert "parse_special" in response.text
