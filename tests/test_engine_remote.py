@@ -94,7 +94,7 @@ def test_health_shows_the_remote_backend(front: LiveServer, backend: LiveServer)
     assert body["backend"] == f"remote:{backend.url}"
     assert body["model"] == MODEL
     assert body["grammar"] == "llama-server"
-    assert body["token_counts"] == "estimate"  # codeact-server has no /tokenize
+    assert body["token_counts"] == "exact"  # codeact-server answers /tokenize as llama-server does
     assert body["context_length"] == 2048  # read from the backend's /health
     assert httpx.get(backend.url + "/health").json()["grammar"] == "gbnf"
 
