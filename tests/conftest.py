@@ -6,9 +6,12 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
+from server.app import create_app
 from server.settings import Settings
+from tests.live_server import LiveServer
 
 
 def embedded_model_path() -> Path:
@@ -28,6 +31,22 @@ def real_engine() -> Iterator[object]:
     )
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(real_engine) -> Iterator[LiveServer]:
+    """The default live server of a model test module: the shared embedded model, no sandbox
+    pool. A module that needs other settings defines its own ``server`` (it takes precedence)."""
+    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[openai.OpenAI]:
+    """The official openai client on the module's ``server``, without retries (a failure shows)."""
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as c:
+        yield c
 
 
 @pytest.fixture

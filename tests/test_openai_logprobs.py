@@ -4,32 +4,14 @@ uvicorn, the embedded SmolLM2 on llama.cpp."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import openai
 import pytest
-
-from server.app import create_app
-from server.settings import Settings
-from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.model
 
 MODEL = "smollm2-135m"
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
-
-
-@pytest.fixture(scope="module")
-def server(real_engine) -> Iterator[LiveServer]:
-    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
-    with LiveServer(app) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as c:
-        yield c
 
 
 def test_chat_logprobs_cover_the_text_and_greedy_picks_the_top(client: openai.OpenAI) -> None:

@@ -4,14 +4,11 @@ the embedded SmolLM2 on llama.cpp."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from server.app import create_app
-from server.settings import Settings
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.model
@@ -29,19 +26,6 @@ WEATHER = {
     },
     "strict": True,
 }
-
-
-@pytest.fixture(scope="module")
-def server(real_engine) -> Iterator[LiveServer]:
-    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
-    with LiveServer(app) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as c:
-        yield c
 
 
 def test_text_input_with_instructions(client: openai.OpenAI, real_engine) -> None:

@@ -4,7 +4,6 @@ client, real uvicorn and the embedded SmolLM2 on llama.cpp (grammar-constrained 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -12,8 +11,6 @@ import pytest
 from pydantic import BaseModel
 
 from models.json_grammar import SchemaError, check_schema, json_schema_grammar
-from server.app import create_app
-from server.settings import Settings
 from tests.live_server import LiveServer
 
 MODEL = "smollm2-135m"
@@ -33,19 +30,6 @@ PERSON_SCHEMA = {
 class Person(BaseModel):
     name: str
     age: int
-
-
-@pytest.fixture(scope="module")
-def server(real_engine) -> Iterator[LiveServer]:
-    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
-    with LiveServer(app) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as c:
-        yield c
 
 
 # --- the schema check, without a model -------------------------------------------------

@@ -5,7 +5,6 @@ tests assert what the grammar guarantees: well-formed calls in OpenAI's shapes."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -13,11 +12,8 @@ from openai import pydantic_function_tool
 from pydantic import BaseModel, Field
 
 from models.json_grammar import ToolSpec, tool_call_grammar
-from server.app import create_app
 from server.schemas import ChatCompletionRequest
-from server.settings import Settings
 from server.tool_calls import AnswerSplitter, may_become_call, parse_tool_calls, plan_tools, prompt_messages
-from tests.live_server import LiveServer
 
 MODEL = "smollm2-135m"
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -59,19 +55,6 @@ def assert_weather_call(call) -> None:
     assert set(arguments) == {"city", "unit"}
     assert isinstance(arguments["city"], str) and len(arguments["city"]) <= 40
     assert arguments["unit"] in {"celsius", "fahrenheit"}
-
-
-@pytest.fixture(scope="module")
-def server(real_engine) -> Iterator[LiveServer]:
-    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
-    with LiveServer(app) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as c:
-        yield c
 
 
 # --- without a model --------------------------------------------------------------------

@@ -3,8 +3,6 @@ round trips, the scripted engine for the 501 of an engine without a tokenizer.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -14,13 +12,6 @@ from server.settings import Settings
 from tests.live_server import LiveServer
 
 TEXT = "Tokens, please: naïve café 媽 🤗 <|im_end|>"
-
-
-@pytest.fixture(scope="module")
-def server(real_engine) -> Iterator[LiveServer]:
-    app = create_app(Settings(sandbox_pool_size=0), real_engine, close_engine=False)
-    with LiveServer(app) as live:
-        yield live
 
 
 def post(server: LiveServer, path: str, body: object) -> httpx.Response:
