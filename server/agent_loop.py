@@ -33,7 +33,7 @@ from server.actions import (
 )
 from server.agent_policy import ForcedReason, LoopPolicy, RepeatTracker, looks_like_code
 from server.agent_steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
-from server.prompts import UNVERIFIED_NOTE, ObservationParts, observation_body, render_observation, turns_left_note
+from server.prompts import UNVERIFIED_NOTE, ObservationParts, observation_body, render_note, render_observation
 from server.turn_generation import StructureMode, TurnGenerator, TurnResult, TurnSettings
 
 
@@ -93,7 +93,7 @@ async def run_agent(
         # A forced answer opens <solution> at once: thinking first lets small models talk
         # themselves back into running code.
         turn_gen = _turn_generator(
-            engine, messages, options, turn, solution_only=forced is not None, thought="" if forced else None
+            engine, messages, options, turn, solution_only=forced is not None
         )
         try:
             async for delta in _stream_turn(turn_gen, index):
@@ -121,7 +121,7 @@ async def run_agent(
                 # The model asked again for what it has already seen: this turn becomes its
                 # answer, given right after the observation that showed it.
                 messages.pop()
-                turn_gen = _turn_generator(engine, messages, options, turn, solution_only=True, thought="")
+                turn_gen = _turn_generator(engine, messages, options, turn, solution_only=True)
                 try:
                     async for delta in _stream_turn(turn_gen, index):
                         if delta.channel == "answer":
@@ -170,7 +170,6 @@ def _turn_generator(
     turn: int,
     *,
     solution_only: bool = False,
-    thought: str | None = None,
 ) -> TurnGenerator:
     return TurnGenerator(
         engine,
@@ -185,7 +184,6 @@ def _turn_generator(
         ),
         first_turn=turn == 0,
         solution_only=solution_only,
-        thought=thought,
     )
 
 
@@ -208,11 +206,10 @@ def _checks_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: 
 
 def _note_observation(note: str, options: AgentOptions, turn: int) -> Observation:
     """An observation that is the server's word to the model, not an execution's output."""
-    turns_left = options.max_turns - turn - 1
     policy = options.policy
-    final = policy.final_answer and options.max_turns > 1
-    prefix = "Observation:" if policy.prompt_style == "mint" else "Execution Output:"
-    text = f"{prefix}\n{note}\n{turns_left_note(turns_left, policy.prompt_style, final)}"
+    text = render_note(
+        note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns)
+    )
     return Observation(stdout="", stderr="", error=None, timed_out=False, truncated=False, files=[], text=text)
 
 
@@ -305,7 +302,7 @@ async def _execute(
         parts,
         turns_left,
         style=policy.prompt_style,
-        final_answer=policy.final_answer and options.max_turns > 1,
+        final_answer=policy.forces_final_answer(options.max_turns),
         repeated=note,
     )
     return Observation(

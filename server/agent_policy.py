@@ -71,13 +71,17 @@ class LoopPolicy:
     code_answer: CodeAnswerPolicy = "run"
     unverified_answer: UnverifiedPolicy = "accept"
 
-    def forces_last_turn(self, turn: int, max_turns: int) -> bool:
-        """Whether ``turn`` (0-based) may only answer: the last of a budget of two or more.
+    def forces_final_answer(self, max_turns: int) -> bool:
+        """Whether the last turn of this budget may only answer: a budget of two or more.
 
         A budget of one turn is left free: a caller who allows a single action asked for
         one execution or one answer, and forcing would forbid running code at all.
         """
-        return self.final_answer and max_turns > 1 and turn == max_turns - 1
+        return self.final_answer and max_turns > 1
+
+    def forces_last_turn(self, turn: int, max_turns: int) -> bool:
+        """Whether ``turn`` (0-based) is that answer-only last turn."""
+        return self.forces_final_answer(max_turns) and turn == max_turns - 1
 
 
 def code_key(code: str) -> str:

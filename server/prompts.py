@@ -153,11 +153,17 @@ def render_observation(
         extras.append(REPEAT_NOTE)
     if turns_left is not None:
         extras.append(turns_left_note(turns_left, style, final_answer))
+    return _observation_message(body, extras, style), cut
+
+
+def render_note(note: str, turns_left: int, style: PromptStyle, final_answer: bool) -> str:
+    """An observation that is the server's word to the model, not an execution's output."""
+    return _observation_message(note, [turns_left_note(turns_left, style, final_answer)], style)
+
+
+def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -> str:
     prefix = MINT_OBSERVATION_PREFIX if style == "mint" else OBSERVATION_PREFIX
-    text = f"{prefix}\n{body}"
-    if extras:
-        text += "\n" + "\n".join(extras)
-    return text, cut
+    return "\n".join([f"{prefix}\n{body}", *extras])
 
 
 def observation_body(parts: ObservationParts) -> tuple[str, bool]:

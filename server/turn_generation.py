@@ -17,9 +17,8 @@ continuation cost only its new tokens):
    by the budget reports ``length`` (its code may well be cut short: running it shows the
    model a SyntaxError, which is an observation like any other).
 
-**Solution-only turns** (the loop policy's forced answers, ``server.agent_policy``): the
-thinking phase runs as usual (or is given: the thinking of a turn being replaced), and then
-``<solution>`` is opened whatever tag the model reached for, so only the answer's text is
+**Solution-only turns** (the loop policy's forced answers, ``server.agent_policy``):
+``<solution>`` is opened at once, with no thinking phase, so only the answer's text is
 generated. This works the same in every structure mode.
 
 **Fenced code** (``fenced_code``): a Markdown fence (```python) in the thinking opens an
@@ -100,6 +99,10 @@ class TurnSettings:
     thought_tokens: int = 384
     fenced_code: bool = False  # a Markdown code fence in the thinking opens <execute>
 
+    def thought_budget(self, budget: int) -> int:
+        """Thinking may use at most half the turn's budget: the action needs the rest."""
+        return max(1, min(self.thought_tokens, budget // 2))
+
 
 @dataclass
 class TurnResult:
@@ -148,16 +151,13 @@ class TurnGenerator:
         first_turn: bool,
         *,
         solution_only: bool = False,
-        thought: str | None = None,
     ):
-        """``solution_only``: the action can only be ``<solution>``; ``thought``: the turn's
-        thinking is already written (continue from it, no thinking phase)."""
+        """``solution_only``: the turn is ``<solution>`` and its answer, nothing else."""
         self.engine = engine
         self.prompt = prompt
         self.settings = settings
         self.first_turn = first_turn
         self.solution_only = solution_only
-        self.thought = thought
         self.result = TurnResult()
         self.generation_s = 0.0  # wall time of the whole turn, set by whoever streams it
         self._started = time.perf_counter()
@@ -182,9 +182,7 @@ class TurnGenerator:
         text = ""
         budget = s.max_tokens
         thought_stops = (EXECUTE_OPEN, SOLUTION_OPEN, *(FENCE_OPENS if s.fenced_code else ()))
-        # Thinking may use at most half the turn's budget: the action needs the rest.
-        thought_budget = max(1, min(s.thought_tokens, budget // 2))
-        async for piece in self._phase("thought", text, thought_stops, thought_budget):
+        async for piece in self._phase("thought", text, thought_stops, s.thought_budget(budget)):
             yield piece
         text += self._last.text
         budget -= self._last.completion_tokens
@@ -221,13 +219,19 @@ class TurnGenerator:
         text += tag
         yield tag
         opened = tag or (EXECUTE_OPEN if text.endswith(EXECUTE_OPEN) else SOLUTION_OPEN)
-        closer = CLOSER[opened]
+        async for piece in self._block("body", text, CLOSER[opened], budget, (FENCE_CLOSE,) if fenced else ()):
+            yield piece
+
+    async def _block(
+        self, phase: str, text: str, closer: str, budget: int, extra_stops: tuple[str, ...] = ()
+    ) -> AsyncIterator[str]:
+        """A block's body after its opening tag (the end of ``text``), then its closing tag."""
         cut = budget <= 0
         if not cut:
             # Another opening tag inside a block would be a second action, the other block's
             # closing tag a garbled one: stop there too (the block is closed below).
-            body_stops = (*CLOSER.values(), EXECUTE_OPEN, SOLUTION_OPEN, *((FENCE_CLOSE,) if fenced else ()))
-            async for piece in self._phase("body", text, body_stops, budget, body_grammar(closer)):
+            stops = (*CLOSER.values(), EXECUTE_OPEN, SOLUTION_OPEN, *extra_stops)
+            async for piece in self._phase(phase, text, stops, budget, body_grammar(closer)):
                 yield piece
             text += self._last.text
             if self._last.finish_reason == "cancelled":
@@ -240,38 +244,11 @@ class TurnGenerator:
         self._finish(text + closer, "length" if cut else "stop")
 
     async def _solution_only(self) -> AsyncIterator[str]:
-        """Thinking (given, or generated up to a tag), then ``<solution>`` and its body."""
-        s = self.settings
-        budget = s.max_tokens
-        if self.thought is not None:
-            text = self.thought
-            yield text
-        else:
-            thought_budget = max(1, min(s.thought_tokens, budget // 2))
-            async for piece in self._phase("thought", "", (EXECUTE_OPEN, SOLUTION_OPEN), thought_budget):
-                yield piece
-            if self._last.finish_reason == "cancelled":
-                self._finish(self._last.text, "cancelled")
-                return
-            text = self._last.text
-            budget -= self._last.completion_tokens
-        if text and not text.endswith(("\n", " ")):
-            text += "\n"
-            yield "\n"
-        text += SOLUTION_OPEN
+        """``<solution>`` opened at once, then its body: no thinking, in which small models
+        talk themselves back into running code."""
         yield SOLUTION_OPEN
-        cut = budget <= 0
-        if not cut:
-            stops = (SOLUTION_CLOSE, EXECUTE_CLOSE, EXECUTE_OPEN, SOLUTION_OPEN)
-            async for piece in self._phase("answer", text, stops, budget, body_grammar(SOLUTION_CLOSE)):
-                yield piece
-            text += self._last.text
-            if self._last.finish_reason == "cancelled":
-                self._finish(text, "cancelled")
-                return
-            cut = self._last.finish_reason == "length"
-        yield SOLUTION_CLOSE
-        self._finish(text + SOLUTION_CLOSE, "length" if cut else "stop")
+        async for piece in self._block("answer", SOLUTION_OPEN, SOLUTION_CLOSE, self.settings.max_tokens):
+            yield piece
 
     def _finish(self, text: str, reason: str) -> None:
         self.result.text = text
