@@ -51,7 +51,7 @@ lint: install-dev
 test: export CODEACT_TEST_EXPECT_ISOLATION ?= strongest
 test: install-dev lint lint-docker
 	$(SANDBOX_SETUP)
-	@# Upstream llama-server for tests/test_llama_server_backend.py: built once per machine
+	@# Upstream llama-server for tests/models/engine/test_llama_server_backend.py: built once per machine
 	@# (~15 min on 2 cores, cached under ~/.cache/codeact-server), outside pytest's timeouts.
 	$(PY) -m benchmarks.llama_server_build
 	$(PY) -m pytest

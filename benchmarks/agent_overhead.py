@@ -33,9 +33,9 @@ import httpx
 
 from benchmarks.common import median, print_table, write_result
 from benchmarks.serving import LoopbackServer
-from models.chat_format import generation_prompt
-from models.engine_scripted import Responder, ScriptedEngine
-from server.app import create_app
+from models.engine.chat_format import generation_prompt
+from models.engine.scripted import Responder, ScriptedEngine
+from server.api.app import create_app
 from server.settings import Settings
 
 POOL_SIZE = 2

@@ -46,7 +46,7 @@ from benchmarks.m3tooleval.in_process import build_engine, served, server_settin
 from benchmarks.m3tooleval.report import run_metadata
 from benchmarks.plain_codeact import PlainLoop
 from benchmarks.quality_tasks import Task, build_tasks, check_answer, check_file
-from server.agent_policy import code_key
+from server.agent.policy import code_key
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "agent_quality.json"
 

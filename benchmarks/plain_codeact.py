@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from models.chat_format import IM_END, render_chatml
+from models.engine.chat_format import IM_END, render_chatml
 from sandbox import Sandbox, environment
-from server.prompts import cut_middle
+from server.agent.prompts import cut_middle
 from server.settings import Settings
 
 PLAIN_SYSTEM = """\

@@ -32,7 +32,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, write_result  # noqa: E402
-from sandbox import Sandbox, SandboxPool, environment, isolation  # noqa: E402
+from sandbox import Sandbox, SandboxPool, environment  # noqa: E402
+from sandbox.confine import isolation  # noqa: E402
 from sandbox.workspace import SessionDirs  # noqa: E402
 
 TRIVIAL = "x = 1 + 1"

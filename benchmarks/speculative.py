@@ -2,7 +2,7 @@
 
 An agent's next turn repeats what the conversation already holds (function names, code it
 wrote, columns an observation printed), so the tokens that followed the last few generated
-tokens earlier in the prompt are free guesses (``models.engine_lookup``). The engine decodes
+tokens earlier in the prompt are free guesses (``models.engine.llama.lookup``). The engine decodes
 them with the real next token in one ``llama_decode`` and keeps those the model confirms.
 That wins only when verifying k+1 tokens costs about as much as decoding one: true of
 memory-bound GPU decode, not obviously of a compute-bound CPU. This script measures both
@@ -31,12 +31,12 @@ import llama_cpp
 import llama_cpp._internals as llama_internals
 
 from benchmarks.common import embedded_model_path, median, print_table, write_result
-from models.chat_format import render_chatml
-from models.engine import LlamaEngine
-from models.engine_api import GenerationRequest, GenerationResult, generate_text
-from models.engine_lookup import PromptLookup
-from models.engine_slots import ActiveGeneration
-from server.prompts import ToolSpec, system_prompt
+from models.engine.api import GenerationRequest, GenerationResult, generate_text
+from models.engine.chat_format import render_chatml
+from models.engine.llama.engine import LlamaEngine
+from models.engine.llama.lookup import PromptLookup
+from models.engine.llama.slots import ActiveGeneration
+from server.agent.prompts import ToolSpec, system_prompt
 
 ARMS: tuple[tuple[str, int, int], ...] = (("K=0", 0, 1), ("K=2", 2, 1), ("K=4", 4, 1), ("K=8", 8, 1),
                                           ("K=4 min2", 4, 2))

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.bench:
         return
     from benchmarks.common import print_table, write_result
-    from models.engine import physical_cores
+    from models.engine.llama.engine import physical_cores
 
     threads = args.threads or physical_cores()
     figures = bench_decode(args.out, threads, args.tokens, args.n_gpu_layers)

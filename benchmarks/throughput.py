@@ -36,9 +36,9 @@ import llama_cpp
 from benchmarks.common import embedded_model_path, median, print_table, write_result
 from benchmarks.grammar_cost import SYSTEM_PROMPT
 from benchmarks.serving import LoopbackServer
-from models.chat_format import render_chatml
-from models.engine import LlamaEngine, physical_cores
-from server.app import create_app
+from models.engine.chat_format import render_chatml
+from models.engine.llama.engine import LlamaEngine, physical_cores
+from server.api.app import create_app
 from server.settings import Settings
 
 MODEL_NAME = "bench"

@@ -12,8 +12,8 @@ with ``raise ... from exc`` so the cause stays available for ``--debug`` output.
     │   └── ChecksumError           a file's sha256 differs from the expected one
     ├── PullError                   a download could not be done (offline, HTTP, disk)
     │   └── OfflineError            HF_HUB_OFFLINE is set, so nothing can be downloaded
-    ├── BundleError                 (models.bundle) an air-gap archive is corrupt or partial
-    └── WheelsError                 (models.bundle_wheels) wheels for a bundle failed
+    ├── BundleError                 (models.store.bundle) an air-gap archive is corrupt or partial
+    └── WheelsError                 (models.store.bundle_wheels) wheels for a bundle failed
 
 ``ChecksumError`` is a ``ModelFileError`` because to a caller it is one more way a file
 can be bad; ``pull`` raises it too, after deleting the bad download.

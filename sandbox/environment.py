@@ -17,7 +17,7 @@ nothing new costs a file read. ``--sandbox-python PATH`` bypasses all of this: t
 interpreter is used as it is.
 
 The worker itself needs only the stdlib and this package's worker modules (see
-``sandbox/worker.py``), so any CPython 3.11+ can host it.
+``sandbox/worker/main.py``), so any CPython 3.11+ can host it.
 
 Stdlib only: settings and the CLI import it without loading the server.
 """

@@ -23,7 +23,8 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandbox import isolation, workspace
+from sandbox import workspace
+from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError, SandboxStartError
 from sandbox.limits import Limits
 from sandbox.process import WorkerDied, WorkerProcess

@@ -25,8 +25,8 @@ from typing import Any
 import psutil
 
 from sandbox import protocol
+from sandbox.confine.isolation import Plan
 from sandbox.errors import SandboxStartError
-from sandbox.isolation import Plan
 
 STARTUP_TIMEOUT = 30.0
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from sandbox import isolation, workspace
+from sandbox import workspace
+from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError
 from sandbox.limits import Limits
 from sandbox.process import WorkerDied, WorkerProcess

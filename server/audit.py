@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.agent_steps import AgentDone
+from server.agent.steps import AgentDone
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from models.engine_api import Engine, EngineError, EngineInfo, GenerationHandle, GenerationRequest, GenerationResult
+from models.engine.api import Engine, EngineError, EngineInfo, GenerationHandle, GenerationRequest, GenerationResult
 
 
 class MeteredHandle:

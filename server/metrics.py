@@ -6,7 +6,7 @@ measures:
 
 - ``MetricsMiddleware`` (ASGI) counts every request by route template, method and status,
   including the 401s, 403s and 413s that other middleware answers before routing;
-- ``server.host_guard.HostGuard`` counts its refusals by reason (``count_refusal``);
+- ``server.api.host_guard.HostGuard`` counts its refusals by reason (``count_refusal``);
 - ``server.metered_engine.MeteredEngine`` wraps the engine and records each finished
   generation (tokens, time to first token, decode speed, queue wait);
 - ``observe_agent`` is an agent-run observer: each executed step counts a sandbox run, and
@@ -27,8 +27,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.engine_api import GenerationResult
-from server.agent_steps import AgentDone, StepDone
+from models.engine.api import GenerationResult
+from server.agent.steps import AgentDone, StepDone
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
@@ -49,7 +49,7 @@ class Metrics:
             ["route"], buckets=DURATION_BUCKETS, registry=r,
         )
         self.refused = Counter(
-            "codeact_http_refused_requests", "Requests refused before routing by server.host_guard: "
+            "codeact_http_refused_requests", "Requests refused before routing by server.api.host_guard: "
             "reason host (a Host name not allowed, as in DNS rebinding) or origin (a foreign web "
             "page's state-changing request)", ["reason"], registry=r,
         )

@@ -1,7 +1,7 @@
 """What a client sees when a shutdown cuts its request off.
 
 On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish for
-``shutdown_grace`` seconds (``server.cli`` passes it as ``timeout_graceful_shutdown``);
+``shutdown_grace`` seconds (``server.cli.main`` passes it as ``timeout_graceful_shutdown``);
 then it cancels the request tasks that are still running and runs the lifespan shutdown,
 which closes every agent session and so kills every sandbox worker.
 
@@ -9,7 +9,7 @@ A cancelled request would otherwise surface as a logged traceback and a bare 500
 middleware answers it with a 503 in OpenAI's error shape (``Retry-After``: a restarted or
 another replica can take it), as long as no part of the response was sent yet; a stream
 that already started simply ends. Client disconnects do not come through here: they
-cancel the work inside the route (``server.disconnect``), not the request task.
+cancel the work inside the route (``server.api.disconnect``), not the request task.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import error_response
+from server.api.errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from server.app import create_app
+from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 
@@ -24,7 +24,7 @@ def embedded_model_path() -> Path:
 @pytest.fixture(scope="session")
 def real_engine() -> Iterator[object]:
     """The embedded SmolLM2-135M on real llama.cpp, shared by every model test."""
-    from models.engine import LlamaEngine
+    from models.engine.llama.engine import LlamaEngine
 
     engine = LlamaEngine(
         embedded_model_path(), model_id="smollm2-135m", ctx_size=2048, max_queue=4

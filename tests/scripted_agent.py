@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from models.engine_scripted import ScriptedEngine
-from server.app import create_app
+from models.engine.scripted import ScriptedEngine
+from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -44,7 +44,7 @@ strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect"]
 env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))}
 env["CODEACT_SANDBOX_POOL_SIZE"] = "0"
 tracer = subprocess.Popen(
-    [*strace, "-o", trace, sys.executable, "-m", "server.cli", "serve", "--model", "auto",
+    [*strace, "-o", trace, sys.executable, "-m", "server.cli.main", "serve", "--model", "auto",
      "--port", port, "--ctx-size", "1024"],
     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import create_app
+from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 

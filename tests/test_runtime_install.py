@@ -52,7 +52,7 @@ import httpx
 import openai
 import pytest
 
-from models.catalog import CATALOG
+from models.store.catalog import CATALOG
 from tests.models.conftest import FakeHub, write_tiny_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ PACKAGES = ("server", "models", "sandbox")
 DOCKERFILES = ("Dockerfile.cuda", "Dockerfile.metal")
 # Imports that belong to the agent's interpreter, not the server's: the sandbox selects this
 # backend through MPLBACKEND only when agent code imports matplotlib.
-AGENT_ENV_IMPORTS = {"sandbox.mpl_backend": ["matplotlib"]}
+AGENT_ENV_IMPORTS = {"sandbox.worker.mpl_backend": ["matplotlib"]}
 INSTALL_TIMEOUT_S = 1200  # a cache miss compiles llama.cpp (~10 minutes on 2 cores)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TIMEOUT_S + 300)]
@@ -264,7 +264,9 @@ def check_imports(venv: Path, which: str) -> dict:
         f"imported by our code but not in [project].dependencies; it is in {which} only as a "
         f"requirement of another package (dev extras: {sorted(dev_only)}); {advice}: " + "; ".join(report["undeclared"])
     )
-    assert {"server.cli", "server.app", "models.engine", "models.pull", "sandbox.worker"} <= set(report["imported"])
+    expected = {"server.cli.main", "server.api.app", "models.engine.llama.engine", "models.store.pull",
+                "sandbox.worker.main"}
+    assert expected <= set(report["imported"])
     return report
 
 

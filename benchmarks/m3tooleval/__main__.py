@@ -27,8 +27,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.engine_api import Engine
-from server.cli_errors import CLIError
+from models.engine.api import Engine
+from server.cli.errors import CLIError
 
 from .harness import MAX_TURNS, TaskRun, run_against_server, select_tasks
 from .in_process import run_in_process

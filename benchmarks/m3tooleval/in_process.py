@@ -1,6 +1,6 @@
 """The default mode: start the real server in this process and run the tasks over HTTP.
 
-Nothing is short-circuited: the app comes from ``server.app.create_app``, runs under real
+Nothing is short-circuited: the app comes from ``server.api.app.create_app``, runs under real
 uvicorn on a loopback port (``benchmarks.serving``), and every task goes through
 ``run_against_server`` exactly as it would against a server started by hand. So a score
 measured here includes the real agent loop, the real sandbox (tool sources executed in a
@@ -11,7 +11,7 @@ Only the engine is chosen here:
 * ``oracle=True``: ``ScriptedEngine(responder=OracleResponder(tasks))``, a perfect agent
   that must score every task; it checks the harness and the server together.
 * otherwise a real llama.cpp engine loaded the way ``codeact-server serve`` loads it
-  (``server.cli.load_engine``): ``model`` is a catalog name, a GGUF path, or ``auto``
+  (``server.cli.main.load_engine``): ``model`` is a catalog name, a GGUF path, or ``auto``
   (the CodeActAgent 7B when pulled, else the embedded SmolLM2-135M).
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from models.engine_api import Engine
-from server.app import create_app
+from models.engine.api import Engine
+from server.api.app import create_app
 from server.settings import Settings
 
 from ..serving import LoopbackServer
@@ -53,12 +53,12 @@ def server_settings(
 def build_engine(settings: Settings, *, oracle: bool, tasks: Sequence[dict[str, Any]]) -> Engine:
     """The scripted oracle, or the configured GGUF on llama.cpp (imported only then)."""
     if oracle:
-        from models.engine_scripted import ScriptedEngine
+        from models.engine.scripted import ScriptedEngine
 
         from .oracle_model import OracleResponder
 
         return ScriptedEngine(responder=OracleResponder(tasks), model_id=ORACLE_MODEL_ID)
-    from server.cli import load_engine
+    from server.cli.main import load_engine
 
     return load_engine(settings)
 

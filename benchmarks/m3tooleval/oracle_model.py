@@ -1,7 +1,7 @@
 """The oracle as a model: a responder for the scripted engine, plus a local dry run of it.
 
 ``OracleResponder`` is a ``Callable[[prompt], str]`` of the kind
-``models.engine_scripted.ScriptedEngine(responder=...)`` accepts. It plays a perfect agent:
+``models.engine.scripted.ScriptedEngine(responder=...)`` accepts. It plays a perfect agent:
 on the first turn of a task it answers ``<execute>{oracle_code}</execute>``; once the
 execution output is in the prompt it answers ``<solution>{answer}</solution>``, the answer
 read from that output. It knows the task only by finding the task's instruction in the

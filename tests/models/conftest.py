@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from models.catalog import CatalogEntry, QuantFile
-from models.store import StoreConfig
+from models.store.catalog import CatalogEntry, QuantFile
+from models.store.local import StoreConfig
 
 
 def _load_fake_hub():  # noqa: ANN202 - returns a module

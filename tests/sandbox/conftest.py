@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sandbox import Limits, Sandbox, isolation, landlock
+from sandbox import Limits, Sandbox
+from sandbox.confine import isolation, landlock
 
 EXPECT_ENV = "CODEACT_TEST_EXPECT_ISOLATION"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.engine_scripted import ScriptedEngine
+from models.engine.scripted import ScriptedEngine
 from sandbox import Sandbox, workspace
-from server.app import create_app
+from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -20,10 +20,11 @@ import httpx
 import pytest
 from conftest import EXPECTED, need_level
 
-from models.engine_scripted import ScriptedEngine
-from sandbox import isolation, workspace
+from models.engine.scripted import ScriptedEngine
+from sandbox import workspace
+from sandbox.confine import isolation
 from sandbox.process import WorkerProcess
-from server.app import create_app
+from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 

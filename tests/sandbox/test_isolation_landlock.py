@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST, need_level
 
-from sandbox import Sandbox, isolation, seccomp, workspace
+from sandbox import Sandbox, workspace
+from sandbox.confine import isolation, seccomp
 from sandbox.process import WorkerProcess
 
 REPO = str(isolation.PACKAGE_DIR.parent)
@@ -32,7 +33,7 @@ def confined(code: str, tmp_path: Path, *, landlock: bool, seccomp_filter: bool)
     """Run `code` in a fresh interpreter after applying the chosen layer(s); its stdout."""
     rules = isolation.landlock_rules(str(tmp_path), str(tmp_path), False, isolation.interpreter_dirs())
     prelude = (f"import json, sys\nsys.path.insert(0, {REPO!r})\n"
-               "from sandbox import landlock, seccomp\n"
+               "from sandbox.confine import landlock, seccomp\n"
                f"rules = json.loads({json.dumps(rules)!r})\n")
     if landlock:
         prelude += "landlock.restrict(rules['read'], rules['write'], False)\n"

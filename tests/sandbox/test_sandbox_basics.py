@@ -9,8 +9,8 @@ import pytest
 from conftest import FAST, assert_fresh_run_works
 
 from sandbox import ExecResult, Limits, Sandbox
-from sandbox.capture import CappedBuffer
-from sandbox.execute import rewrite_bang_lines
+from sandbox.worker.capture import CappedBuffer
+from sandbox.worker.execute import rewrite_bang_lines
 
 
 def test_state_persists_and_trailing_expression_is_shown(sb: Sandbox) -> None:

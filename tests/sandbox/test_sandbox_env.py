@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.engine_scripted import ScriptedEngine
+from models.engine.scripted import ScriptedEngine
 from sandbox import Limits, SandboxPool, environment
 from sandbox.errors import SandboxEnvError
-from server.app import create_app
-from server.cli import main
+from server.api.app import create_app
+from server.cli.main import main
 from server.settings import Settings
 from tests.live_server import LiveServer
 

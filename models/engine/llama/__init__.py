@@ -1,0 +1,1 @@
+"""The llama.cpp backend: the only code that imports llama_cpp."""

@@ -1,0 +1,290 @@
+"""The llama.cpp engine: the only module (with its ``engine_*`` helpers) that imports ``llama_cpp``.
+
+One llama.cpp context per loaded model, touched only by its owner thread
+(``models.engine.llama.batch.BatchScheduler``), which decodes up to ``parallel`` requests together
+in one batch, each in its own KV sequence. Tokens are sampled one at a time per request so
+that we control what the HTTP layer needs and llama-cpp-python's completion helper hides:
+exact token counts, cancellation at the next token, stop strings split across tokens, UTF-8
+split across tokens, and ``<|im_end|>``/eog as end of turn. A request lands in the slot
+whose KV cells share the longest prefix with its prompt, so an agent turn that only appends
+re-uses its previous turn, even while other conversations run beside it. Grammars are
+checked lazily (``models.engine.llama.grammar``); prompt-lookup speculative decoding is optional
+(``models.engine.llama.lookup``).
+
+We build the model and context from llama-cpp-python's thin wrappers rather than ``Llama``:
+``Llama`` fixes ``n_seq_max`` at 1 and allocates a second KV cache we would not use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import _internals as llama_internals
+
+from models.engine.api import (
+    ContextOverflowError,
+    EngineClosedError,
+    EngineError,
+    EngineInfo,
+    GenerationRequest,
+    InvalidTokenError,
+)
+from models.engine.chat_format import CHATML_STOP, looks_like_chatml
+from models.engine.llama.batch import BatchScheduler
+from models.engine.llama.grammar import GrammarCache
+from models.engine.llama.lookup import PromptLookup
+from models.engine.llama.sampler import TokenSampler
+from models.engine.llama.slots import ActiveGeneration
+from models.engine.llama.state_cache import ConversationStateCache
+from models.engine.runner import QueuedGeneration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CTX_CAP = 8192
+DEFAULT_GPU_PARALLEL = 4
+
+
+def gpu_backend() -> str | None:
+    """Which GPU backend this llama.cpp build carries, from its shipped libraries."""
+    if not llama_cpp.llama_supports_gpu_offload():
+        return None
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    names = " ".join(p.name.lower() for p in lib_dir.glob("*")) if lib_dir.exists() else ""
+    for backend in ("cuda", "metal", "vulkan", "hip", "sycl"):
+        if backend in names:
+            return backend
+    return "metal" if os.uname().sysname == "Darwin" else "gpu"
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return os.cpu_count() or 1
+
+
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    """Initialise llama.cpp once per process and keep its log chatter out of our stderr."""
+    global _backend_ready
+    if not _backend_ready:
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+class LlamaEngine:
+    """A GGUF model served through llama.cpp behind a bounded queue, ``parallel`` at a time."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        model_id: str,
+        n_gpu_layers: int | None = None,
+        ctx_size: int | None = None,
+        threads: int | None = None,
+        batch_size: int = 512,
+        max_queue: int = 8,
+        aliases: tuple[str, ...] = (),
+        state_cache_mb: int = 1024,
+        parallel: int | None = None,
+        lookup_draft_tokens: int = 0,
+    ) -> None:
+        _init_backend()
+        backend = gpu_backend()
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if backend else 0
+        if parallel is None:
+            # Batching pays where decode is memory-bound (a GPU); on a compute-bound CPU a step
+            # of 4 sequences cost ~4 single steps here (benchmarks/RESULTS.md, concurrency).
+            parallel = DEFAULT_GPU_PARALLEL if backend and n_gpu_layers != 0 else 1
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        self._model = self._load_model(model_path, n_gpu_layers)
+        n_ctx = ctx_size or min(self._model.n_ctx_train(), DEFAULT_CTX_CAP)
+        # The 7B advertises 32k; its KV cache at 32k costs ~4 GB, so cap unless asked.
+        on_gpu = bool(backend) and n_gpu_layers != 0
+        self._context = self._new_context(n_ctx, batch_size, parallel, threads or physical_cores(), on_gpu)
+        metadata = self._model.metadata()
+        arch = metadata.get("general.architecture", "llama")
+        total_layers = int(metadata.get(f"{arch}.block_count", 0))
+        if not looks_like_chatml(metadata.get("tokenizer.chat_template")):
+            log.warning("%s: the GGUF chat template is not ChatML; prompts are rendered as ChatML anyway", model_path)
+        offloaded = 0
+        if backend and n_gpu_layers != 0:
+            offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
+        self.info = EngineInfo(
+            model_id=model_id,
+            model_path=str(model_path),
+            backend=backend if offloaded else "cpu",
+            offloaded_layers=offloaded,
+            total_layers=total_layers,
+            context_length=self._context.n_ctx(),
+            stop=CHATML_STOP,
+            aliases=aliases,
+            parallel_sequences=parallel,
+            lookup_draft_tokens=lookup_draft_tokens,
+            logprobs=True,
+        )
+        self._vocab = self._model.vocab
+        self._n_vocab = self._model.n_vocab()
+        self._im_end = self._special_token("<|im_end|>")
+        self._piece_buffer = ctypes.create_string_buffer(64)  # owner thread only
+        self._grammars = GrammarCache(self._vocab)
+        self._closed = False
+        states = ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
+        self._scheduler = BatchScheduler(
+            f"engine-{model_id}",
+            self._context.ctx,
+            n_ctx=self.info.context_length,
+            n_batch=batch_size,
+            n_slots=parallel,
+            max_queue=max_queue,
+            open_generation=self._open_generation,
+            states=states,
+            max_draft=lookup_draft_tokens,
+        )
+        self._states = states
+
+    @staticmethod
+    def _load_model(model_path: str | Path, n_gpu_layers: int) -> llama_internals.LlamaModel:
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        try:
+            return llama_internals.LlamaModel(path_model=str(model_path), params=params, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineError(f"llama.cpp could not load {model_path}: {exc}") from exc
+
+    def _new_context(
+        self, n_ctx: int, batch_size: int, parallel: int, threads: int, on_gpu: bool
+    ) -> llama_internals.LlamaContext:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = batch_size
+        params.n_seq_max = parallel
+        params.kv_unified = True  # every sequence may use the whole window; cells are shared
+        params.n_threads = params.n_threads_batch = threads
+        # Flash attention: llama.cpp decides on a GPU; on a CPU keep it off, as ``Llama`` does,
+        # so greedy output matches llama-cpp-python's token for token.
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if on_gpu else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        try:
+            return llama_internals.LlamaContext(model=self._model, params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            self._model.close()
+            raise EngineError(f"llama.cpp could not create a {n_ctx}-token context: {exc}") from exc
+
+    def _special_token(self, text: str) -> int | None:
+        tokens = self._model.tokenize(text.encode(), add_bos=False, special=True)
+        return tokens[0] if len(tokens) == 1 else None
+
+    def _is_end_of_turn(self, token: int) -> bool:
+        return token == self._im_end or llama_cpp.llama_vocab_is_eog(self._vocab, token)
+
+    def _piece(self, token: int) -> bytes:
+        buffer = self._piece_buffer
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if n < 0:  # a piece longer than the buffer: grow it once and retry
+            self._piece_buffer = buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:n]
+
+    # -- Engine interface ------------------------------------------------------------------
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        if self._closed:  # the model is freed: touching it would crash the process
+            raise EngineClosedError("the engine is closed")
+        return self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize_prompt(text))
+
+    # Like count_tokens these run on the caller's thread: they read only the vocabulary,
+    # which decoding on the owner thread never changes (and never its shared piece buffer).
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        if self._closed:
+            raise EngineClosedError("the engine is closed")
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        if self._closed:
+            raise EngineClosedError("the engine is closed")
+        for token in tokens:  # llama.cpp aborts the process on an id outside the vocabulary
+            if not 0 <= token < self._n_vocab:
+                raise InvalidTokenError(token, self._n_vocab)
+        buffer = ctypes.create_string_buffer(64)
+        pieces = []
+        for token in tokens:
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+            pieces.append(buffer.raw[:n])
+        return pieces
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_pieces(tokens)).decode("utf-8", errors="replace")
+
+    def queue_depth(self) -> int:
+        return self._scheduler.depth()
+
+    def submit(self, request: GenerationRequest) -> QueuedGeneration:
+        tokens = self.tokenize_prompt(request.prompt)
+        n_ctx = self.info.context_length
+        room = n_ctx - len(tokens)
+        if request.max_tokens is None:
+            if room <= 0:
+                raise ContextOverflowError(len(tokens), 1, n_ctx)
+            request = replace(request, max_tokens=room)
+        elif request.max_tokens > room:
+            raise ContextOverflowError(len(tokens), request.max_tokens, n_ctx)
+        job = QueuedGeneration(request, tokens)
+        self._scheduler.submit(job)
+        return job
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._scheduler.close()
+        if self._scheduler.alive():
+            # Freeing the context under a decode still running on the owner thread would
+            # crash the process; leave it to process exit instead.
+            log.warning("the model is still decoding a prompt; not freeing it before exit")
+            return
+        self._grammars.close()
+        self._context.close()
+        self._model.close()
+
+    # -- owner thread ------------------------------------------------------------------------
+    def _open_generation(self, job: QueuedGeneration, cached_tokens: int) -> ActiveGeneration:
+        request = job.request
+        grammar = self._grammars.fresh(request.grammar) if request.grammar else None
+        sampler = TokenSampler(
+            self._context.ctx,
+            self._n_vocab,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            grammar=grammar,
+            logprobs=request.logprobs,
+        )
+        lookup = PromptLookup(job.prompt_tokens) if self.info.lookup_draft_tokens else None
+        return ActiveGeneration(
+            job,
+            sampler,
+            cached_tokens=cached_tokens,
+            is_end_of_turn=self._is_end_of_turn,
+            piece=self._piece,
+            lookup=lookup,
+        )

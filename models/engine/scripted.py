@@ -1,0 +1,187 @@
+"""A scripted model behind the real queue: deterministic tests of everything above the engine.
+
+Turns are enqueued as text (or produced by a function of the prompt); the fake "decodes"
+them in small pieces on the same owner thread and queue as the llama.cpp engine, honouring
+stop strings, ``max_tokens`` and cancellation. It never imports llama_cpp.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+from collections.abc import Callable
+
+from models.engine.api import (
+    ContextOverflowError,
+    EngineError,
+    EngineInfo,
+    GenerationRequest,
+    GenerationResult,
+    TokenizerUnavailableError,
+)
+from models.engine.runner import OwnerThread, QueuedGeneration
+from models.engine.stop_strings import StopMatcher
+
+_PIECE = re.compile(r"\s*\S+|\s+")
+
+Responder = Callable[[str], str]
+
+
+def fake_tokens(text: str) -> list[str]:
+    """Split text into word-sized "tokens": deterministic and roughly realistic in count."""
+    return _PIECE.findall(text)
+
+
+class _TokenCounter:
+    """``len(fake_tokens(text))``, re-scanning only what follows the last text counted.
+
+    Why: an agent's prompts only grow (each phase and each turn appends), and counting the
+    whole conversation again on every submit was the fake's own cost per phase, charged
+    to the server's overhead. Exactness: a token is ``\\s*\\S+`` or trailing ``\\s+``, so a
+    token that ends before the start ``s`` of the counted text's last token ends there in any
+    text that extends the counted one (``s`` lies inside it); scanning from ``s`` therefore
+    gives the same tokens as scanning from 0. Any other text is counted from scratch.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int, int] = ("", 0, 0)  # text, its count, start of its last token
+
+    def count(self, text: str) -> int:
+        base, count, last_start = self._last  # one read: safe if two threads count at once
+        if count and text.startswith(base):
+            starts = [m.start() for m in _PIECE.finditer(text, last_start)]
+            count += len(starts) - 1
+        else:
+            starts = [m.start() for m in _PIECE.finditer(text)]
+            count = len(starts)
+        if starts:
+            self._last = (text, count, starts[-1])
+        return count
+
+
+class ScriptedEngine:
+    """Replays enqueued assistant turns; records every request it served."""
+
+    def __init__(
+        self,
+        turns: list[str] | None = None,
+        *,
+        responder: Responder | None = None,
+        model_id: str = "scripted",
+        context_length: int = 8192,
+        max_queue: int = 8,
+        token_delay_s: float = 0.0,
+    ) -> None:
+        self.info = EngineInfo(
+            model_id=model_id,
+            model_path="<scripted>",
+            backend="scripted",
+            offloaded_layers=0,
+            total_layers=0,
+            context_length=context_length,
+        )
+        self._turns: collections.deque[str] = collections.deque(turns or [])
+        self._responder = responder
+        self._lock = threading.Lock()
+        self.token_delay_s = token_delay_s
+        self.requests: list[GenerationRequest] = []
+        self._active: tuple[str, str] | None = None  # (prompt the turn began at, its text)
+        self._counter = _TokenCounter()
+        self._owner = OwnerThread("scripted-engine", max_queue, self._execute)
+
+    def enqueue(self, *turns: str) -> None:
+        """Add the next assistant turns, served in order."""
+        with self._lock:
+            self._turns.extend(turns)
+
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count(text)
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
+
+    def token_pieces(self, tokens: list[int]) -> list[bytes]:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        raise TokenizerUnavailableError("the scripted engine has no tokenizer")
+
+    def queue_depth(self) -> int:
+        return self._owner.depth()
+
+    def submit(self, request: GenerationRequest) -> QueuedGeneration:
+        prompt_tokens = self.count_tokens(request.prompt)
+        budget = self.info.context_length - prompt_tokens
+        if request.max_tokens is not None and request.max_tokens > budget or budget <= 0:
+            raise ContextOverflowError(
+                prompt_tokens, request.max_tokens or 1, self.info.context_length
+            )
+        job = QueuedGeneration(request, list(range(prompt_tokens)))
+        self._owner.submit(job)
+        return job
+
+    def close(self) -> None:
+        self._owner.close()
+
+    def _next_turn(self, prompt: str) -> str:
+        """The text to play for ``prompt``: the rest of the current turn when the prompt
+        continues it (a caller resuming after a stop string), else the next scripted turn."""
+        if self._active is not None:
+            base, turn = self._active
+            continued = prompt[len(base) :] if prompt.startswith(base) else None
+            if continued and turn.startswith(continued):
+                return turn[len(continued) :]
+        with self._lock:
+            if self._turns:
+                turn = self._turns.popleft()
+            elif self._responder is not None:
+                turn = self._responder(prompt)
+            else:
+                raise EngineError("the scripted model has no turn left to play")
+        self._active = (prompt, turn)
+        return turn
+
+    def _execute(self, job: QueuedGeneration) -> None:
+        request = job.request
+        self.requests.append(request)
+        started = time.perf_counter()
+        text = self._next_turn(request.prompt)
+        matcher = StopMatcher(request.stop)
+        limit = request.max_tokens or (self.info.context_length - len(job.prompt_tokens))
+        produced, first_token_at = 0, 0.0
+        finish, stop_string = "length", None
+        pieces = fake_tokens(text)
+        for piece in pieces:
+            if job.cancelled:
+                finish = "cancelled"
+                break
+            if produced >= limit:
+                break
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+            produced += 1
+            first_token_at = first_token_at or time.perf_counter()
+            scan = matcher.feed(piece)
+            job.emit(scan.emit)
+            if scan.stopped:
+                finish, stop_string = "stop", scan.stop_string
+                break
+        else:
+            finish = "stop"  # the scripted turn ended: an end-of-turn token
+        if finish != "stop" or stop_string is None:
+            job.emit(matcher.flush())
+        now = time.perf_counter()
+        job.finish(
+            GenerationResult(
+                text=matcher.text,
+                finish_reason=finish,  # type: ignore[arg-type]
+                prompt_tokens=len(job.prompt_tokens),
+                completion_tokens=produced,
+                stop_string=stop_string,
+                queued_s=started - job.submitted_at,
+                time_to_first_token_s=(first_token_at or now) - started,
+                total_s=now - started,
+            )
+        )

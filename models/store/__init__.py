@@ -1,0 +1,1 @@
+"""Model files: the catalog, the local store, pulling, GGUF header checks and air-gapped bundles."""

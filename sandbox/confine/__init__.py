@@ -1,0 +1,1 @@
+"""How a worker is confined: isolation levels, Landlock, seccomp, capabilities."""

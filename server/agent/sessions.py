@@ -1,0 +1,143 @@
+"""Agent sessions: a conversation, its sandbox worker and its steps, kept between requests.
+
+A session is created by the first ``/v1/agent`` request without ``session_id`` and lives
+until it is deleted, idles past the TTL, or the server stops. One request at a time may
+drive a session (the interpreter is one process); a second gets 409. Over
+``max_sessions`` a new session is refused with 429 rather than evicting someone's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.agent.prompts import ToolSpec
+from server.agent.steps import Step
+from server.api.errors import APIError, NotFound, TooManySessions
+
+log = logging.getLogger(__name__)
+
+
+class SessionBusy(APIError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            409,
+            f"session {session_id} is already running a request; wait for it to finish",
+            code="session_busy",
+            param="session_id",
+        )
+
+
+@dataclass
+class Session:
+    """One conversation with its own interpreter state."""
+
+    id: str
+    executor: Any  # sandbox.Sandbox
+    messages: list[dict[str, str]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    tools: list[ToolSpec] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def workspace(self) -> Any:
+        return self.executor.workspace
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": int(self.created_at),
+            "turns": len(self.steps),
+            "busy": self.lock.locked(),
+            "tools": [t.name for t in self.tools],
+        }
+
+
+class SessionStore:
+    """Live sessions by id, bounded in number and idle time."""
+
+    def __init__(
+        self,
+        make_executor: Callable[[], Any],
+        max_sessions: int,
+        ttl_s: float,
+    ) -> None:
+        self._make_executor = make_executor
+        self._sessions: dict[str, Session] = {}
+        self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self._creating = 0
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def create(self) -> Session:
+        """A new session with a fresh sandbox worker (from the pool when there is one)."""
+        self.expire_idle()
+        if len(self._sessions) + self._creating >= self.max_sessions:
+            raise TooManySessions(self.max_sessions)
+        self._creating += 1
+        try:
+            executor = await asyncio.to_thread(self._make_executor)
+        finally:
+            self._creating -= 1
+        session = Session(id=f"sess_{uuid.uuid4().hex[:20]}", executor=executor)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no agent session '{session_id}' (it may have expired or been deleted)")
+        session.last_used = time.monotonic()
+        return session
+
+    def delete(self, session_id: str) -> None:
+        self._close(self._remove(session_id))
+
+    async def delete_off_loop(self, session_id: str) -> None:
+        """Forget the session now; stop its worker on a thread.
+
+        Why: stopping a worker (signal the tree, wait for it, remove the workspace) takes
+        ~10-15 ms, and on the event loop it would stall every other request and stream.
+        """
+        session = self._remove(session_id)
+        await asyncio.to_thread(self._close, session)
+
+    def _remove(self, session_id: str) -> Session:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            raise NotFound(f"no agent session '{session_id}'")
+        return session
+
+    def expire_idle(self) -> int:
+        """Close sessions idle longer than the TTL (never one that is running)."""
+        now = time.monotonic()
+        expired = [
+            s for s in self._sessions.values()
+            if not s.lock.locked() and now - s.last_used > self.ttl_s
+        ]
+        for session in expired:
+            del self._sessions[session.id]
+            self._close(session)
+            log.info("closed idle agent session %s", session.id)
+        return len(expired)
+
+    def close_all(self) -> None:
+        for session in list(self._sessions.values()):
+            self._close(session)
+        self._sessions.clear()
+
+    @staticmethod
+    def _close(session: Session) -> None:
+        try:
+            session.executor.close()
+        except Exception:  # noqa: BLE001 - closing must not stop closing the others
+            log.exception("closing the sandbox of session %s failed", session.id)

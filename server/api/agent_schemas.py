@@ -1,0 +1,160 @@
+"""The ``/v1/agent`` request body (chat completions plus agent extras) and its response parts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from server.agent.policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy, UnverifiedPolicy
+from server.agent.prompts import ToolSpec
+from server.agent.steps import AgentDone, Step
+from server.agent.turns import StructureMode
+from server.openai.schemas import ChatCompletionRequest
+from server.openai.unsupported import refuse
+
+# How each way the loop can end maps to OpenAI's finish_reason vocabulary.
+OPENAI_FINISH_OF_AGENT = {
+    "solution": "stop",
+    "no_action": "stop",
+    "max_turns": "length",
+    "length": "length",
+    "error": "stop",
+    "cancelled": "stop",
+}
+
+
+class ToolIn(BaseModel):
+    """A Python tool: ``source`` defines it in the sandbox; the rest describes it to the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)
+    signature: str = Field("", max_length=2000)
+    description: str = Field("", max_length=8000)
+    source: str = Field(min_length=1, max_length=2_000_000)
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.signature, self.description, self.source)
+
+
+class AgentRequest(ChatCompletionRequest):
+    """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional."""
+
+    max_turns: int | None = Field(None, ge=1, le=50)
+    session_id: str | None = Field(None, max_length=100)
+    tools: list[ToolIn] | None = Field(None, max_length=100)
+    execution_timeout: float | None = Field(None, gt=0, le=600)
+    grammar: bool | Literal["phased", "gbnf", "none"] = Field(
+        True,
+        description="enforce the action format: true/'phased' (thought, then exactly one "
+        "action), 'gbnf' (one grammar over the whole turn), false/'none' (unconstrained)",
+    )
+
+    on_repeat: RepeatPolicy | None = Field(
+        None,
+        description="when the model runs code that already gave the same output: 'answer' (that "
+        "turn becomes a solution-only turn), 'note' (tell the model), 'off' (default: the server's)",
+    )
+    final_answer: bool | None = Field(
+        None,
+        description="the last turn may only be a <solution> (budgets of two turns or more; "
+        "default: the server's)",
+    )
+    fenced_code: FencePolicy | None = Field(
+        None,
+        description="'execute' (a Markdown ```python fence in the thinking opens an <execute> block) "
+        "or 'off'; default: the server's",
+    )
+    code_answer: CodeAnswerPolicy | None = Field(
+        None,
+        description="'run' (a <solution> that holds code is run as an <execute>; on an answer-only turn "
+        "what it prints is the answer) or 'off'; default: the server's",
+    )
+    unverified_answer: UnverifiedPolicy | None = Field(
+        None,
+        description="'check' (a first solution no code backed is questioned once) or 'accept'; "
+        "default: the server's",
+    )
+    prompt_style: PromptStyle | None = Field(
+        None,
+        description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
+        "'chat' (Execution Output:, the reference chat demo's); default: the server's",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_chat_only_fields(self) -> AgentRequest:
+        """Fields of the chat body that the agent loop cannot honour are a 400, not ignored:
+        the loop's turns are CodeAct turns (no tool calls, JSON formats or logprobs), and
+        its own grammar and stop strings decide where a turn ends."""
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            raise refuse("response_format", "is not supported by /v1/agent: the answer is the <solution> text")
+        for name, value in (("tool_choice", self.tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
+                            ("top_logprobs", self.top_logprobs), ("stop", self.stop)):
+            if value is not None and value != []:
+                raise refuse(name, "is not supported by /v1/agent")
+        if self.logprobs:
+            raise refuse("logprobs", "is not supported by /v1/agent")
+        return self
+
+    def structure(self) -> StructureMode:
+        if self.grammar is True:
+            return "phased"
+        if self.grammar is False:
+            return "none"
+        return self.grammar
+
+
+def step_payload(step: Step) -> dict[str, Any]:
+    """The documented JSON shape of one step."""
+    action: dict[str, Any] = {"type": step.action.type}
+    if step.action.type == "execute":
+        action["code"] = step.action.code
+    elif step.action.type == "solution":
+        action["answer"] = step.action.answer
+        if step.action.code is not None:
+            action["code"] = step.action.code  # the code whose printed output is the answer
+    observation = None
+    if step.observation is not None:
+        o = step.observation
+        observation = {
+            "stdout": o.stdout,
+            "stderr": o.stderr,
+            "error": o.error,
+            "timed_out": o.timed_out,
+            "truncated": o.truncated,
+            "files": o.files,
+            "killed_reason": o.killed_reason,
+            "state_lost": o.state_lost,
+            "repeated": o.repeated,
+            "message": o.text,
+        }
+    return {
+        "index": step.index,
+        "thought": step.thought,
+        "action": action,
+        "observation": observation,
+        "tokens": {
+            "prompt": step.prompt_tokens,
+            "completion": step.completion_tokens,
+            "cached_prompt": step.cached_prompt_tokens,
+        },
+        "generation_finish": step.generation_finish,
+        "forced": step.forced,
+        "repeated_code": step.repeated_code,
+        "phases": step.phases,
+        "timings": {k: round(v, 6) for k, v in step.timings.items()},
+    }
+
+
+def agent_summary(session_id: str, done: AgentDone, steps: list[Step]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "session_id": session_id,
+        "finish_reason": done.finish_reason,
+        "turns": done.turns,
+        "forced_answer": done.forced_answer,
+        "steps": [step_payload(s) for s in steps],
+    }
+    if done.error:
+        summary["error"] = done.error
+    return summary

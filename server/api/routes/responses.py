@@ -1,0 +1,299 @@
+"""``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``: OpenAI's Responses API.
+
+The request is translated into a chat completion (``server.openai.responses_items``) and runs
+through the same prompt, grammar and parsing as ``/v1/chat/completions``; only the shapes
+differ. Function calls come back as ``function_call`` output items, text as one
+``message`` item; a response cut by ``max_output_tokens`` has status ``incomplete``.
+
+Streaming sends the standard typed events (``event:`` + ``data:`` lines, each with a
+``sequence_number``): ``response.created``, ``response.in_progress``, then per item
+``response.output_item.added`` / ``response.content_part.added`` /
+``response.output_text.delta``... ``.done`` (or ``response.function_call_arguments.delta``
+/ ``.done`` for a call), and ``response.completed`` (``response.incomplete`` when cut)
+carrying the whole response. As on chat completions, text that may still become a tool
+call is held back until it is decided; a call's arguments stream in pieces as generated.
+
+``previous_response_id`` continues from a stored response: its conversation (without its
+``instructions``, as OpenAI does) plus its output come before the new input. Responses are
+kept in memory only, at most ``ResponseStore.max_entries`` (oldest dropped first), and only
+when ``store`` is true (the default); a dropped or unstored id is a 404 naming it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from models.engine.api import EngineError, GenerationHandle
+from server.api.deps import EngineDep, SettingsDep
+from server.api.disconnect import collect_unless_disconnected
+from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
+from server.api.openapi_errors import GENERATION, GUARDS, error_responses
+from server.api.routes.chat import check_model, generation_request
+from server.api.sse import SSE_HEADERS
+from server.openai.responses_items import (
+    ResponsesRequest,
+    chat_request,
+    function_call_item,
+    input_item_list,
+    input_messages,
+    message_item,
+    new_id,
+    output_messages,
+    output_text_part,
+    response_object,
+)
+from server.openai.schemas import usage_of
+from server.openai.tool_calls import AnswerSplitter, CallEvent, CallStream, ToolPlan, parse_tool_calls, plan_tools
+from server.settings import Settings
+
+router = APIRouter()
+
+
+@dataclass
+class StoredResponse:
+    response: dict[str, Any]
+    history: list[dict[str, Any]]  # the conversation it ended, its output included (no instructions)
+    input_items: list[dict[str, Any]]  # this request's own input, as items with ids
+
+
+class ResponseStore:
+    """Stored responses by id, in memory, bounded: the oldest is dropped first."""
+
+    def __init__(self, max_entries: int = 1000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, StoredResponse] = OrderedDict()
+
+    def put(self, entry: StoredResponse) -> None:
+        self._items[entry.response["id"]] = entry
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        return self._items.get(response_id)
+
+    def delete(self, response_id: str) -> bool:
+        return self._items.pop(response_id, None) is not None
+
+
+def get_store(request: Request) -> ResponseStore:
+    return request.app.state.responses
+
+
+StoreDep = Annotated[ResponseStore, Depends(get_store)]
+
+
+def _previous(store: ResponseStore, response_id: str | None) -> list[dict[str, Any]]:
+    if response_id is None:
+        return []
+    previous = store.get(response_id)
+    if previous is None:
+        raise APIError(
+            404,
+            f"no stored response '{response_id}' (it was created with store: false, deleted, "
+            "or dropped from this server's bounded in-memory store)",
+            code="not_found",
+            param="previous_response_id",
+        )
+    return previous.history
+
+
+def _check_limits(body: ResponsesRequest, settings: Settings) -> None:
+    """The limits ``server.api.request_limits`` puts on chat bodies, in this API's field names."""
+    if isinstance(body.input, list) and len(body.input) > settings.max_messages:
+        raise InvalidRequest(
+            f"the request has {len(body.input)} input items; this server accepts at most "
+            f"{settings.max_messages} (setting max_messages)",
+            code="too_many_messages",
+            param="input",
+        )
+    if body.max_output_tokens is not None and body.max_output_tokens > settings.max_tokens_limit:
+        raise InvalidRequest(
+            f"max_output_tokens is {body.max_output_tokens}; this server allows at most "
+            f"{settings.max_tokens_limit} (setting max_tokens_limit)",
+            code="max_tokens_too_large",
+            param="max_output_tokens",
+        )
+
+
+def _output(
+    parsed: CallStream | None, text: str, finish_reason: str, message_id: str
+) -> tuple[list[dict[str, Any]], str, str | None]:
+    """Output items (the calls, else one message), the response's status, and why it is
+    incomplete (if it is)."""
+    if parsed is not None and parsed.complete:
+        return [function_call_item(c) for c in parsed.calls], "completed", None
+    cut = finish_reason == "length"
+    status = "incomplete" if cut else "completed"
+    if parsed is not None:  # a call cut short: its arguments as far as they got
+        output = [function_call_item(c) for c in parsed.calls[:-1]]
+        output.append(function_call_item(parsed.calls[-1], status))
+    else:
+        output = [message_item(message_id, text, status)]
+    return output, status, "max_output_tokens" if cut else None
+
+
+@router.post("/v1/responses", response_model=None, responses=error_responses(*GUARDS, *GENERATION))
+async def create_response(
+    body: ResponsesRequest, engine: EngineDep, store: StoreDep, settings: SettingsDep, request: Request
+) -> Response | dict[str, Any]:
+    check_model(engine, body.model)
+    _check_limits(body, settings)
+    history = _previous(store, body.previous_response_id)
+    chat = chat_request(body, history)
+    plan = plan_tools(chat)
+    handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
+    turn = [*history, *input_messages(body.input)]
+    response_id = new_id("resp")
+    if body.stream:
+        events = _events(handle, response_id, body, plan, store, turn)
+        return _event_stream(events)
+    text = await collect_unless_disconnected(request, handle)
+    if text is None:
+        return Response(status_code=499)  # the client left; nobody reads this
+    result = handle.result
+    parsed = parse_tool_calls(text) if plan is not None else None
+    output, status, incomplete = _output(parsed, text, result.finish_reason, new_id("msg"))
+    answer = response_object(
+        response_id, body, status=status, output=output, usage=usage_of(result), incomplete=incomplete
+    )
+    _remember(store, body, answer, turn)
+    return answer
+
+
+def _remember(store: ResponseStore, body: ResponsesRequest, answer: dict[str, Any], turn: list[dict[str, Any]]) -> None:
+    if body.store:
+        store.put(StoredResponse(answer, [*turn, *output_messages(answer["output"])], input_item_list(body.input)))
+
+
+@router.get("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
+async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
+    stored = store.get(response_id)
+    if stored is None:
+        raise NotFound(f"no stored response '{response_id}'")
+    return stored.response
+
+
+@router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))
+async def list_input_items(
+    response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc"
+) -> dict[str, Any]:
+    """The request's own input items (not those of earlier responses), newest first by default."""
+    stored = store.get(response_id)
+    if stored is None:
+        raise NotFound(f"no stored response '{response_id}'")
+    items = stored.input_items if order == "asc" else stored.input_items[::-1]
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": False,
+    }
+
+
+@router.delete("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
+async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
+    if not store.delete(response_id):
+        raise NotFound(f"no stored response '{response_id}'")
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> Response:
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _events(
+    handle: GenerationHandle,
+    response_id: str,
+    body: ResponsesRequest,
+    plan: ToolPlan | None,
+    store: ResponseStore,
+    turn: list[dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    numbers = itertools.count()
+    created = int(time.time())
+
+    def event(kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(numbers), **fields}
+        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    def snapshot(status: str, output: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return response_object(response_id, body, status=status, output=output, created_at=created, **extra)
+
+    message_id = new_id("msg")
+    where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+    text, started = "", False
+
+    def text_delta(piece: str) -> list[bytes]:
+        nonlocal text, started
+        events = []
+        if not started:
+            started = True
+            events.append(
+                event("response.output_item.added", output_index=0, item=message_item(message_id, "", "in_progress"))
+            )
+            events.append(event("response.content_part.added", **where, part=output_text_part("")))
+        text += piece
+        events.append(event("response.output_text.delta", **where, delta=piece, logprobs=[]))
+        return events
+
+    def call_events(change: CallEvent, calls: list[dict[str, Any]]) -> list[bytes]:
+        item = function_call_item(calls[change.index], "in_progress")
+        ref = {"item_id": item["id"], "output_index": change.index}
+        if change.kind == "start":
+            return [event("response.output_item.added", output_index=change.index, item=item)]
+        if change.kind == "arguments":
+            return [event("response.function_call_arguments.delta", **ref, delta=change.text)]
+        done = function_call_item(calls[change.index])
+        return [
+            event("response.function_call_arguments.done", **ref, name=done["name"], arguments=done["arguments"]),
+            event("response.output_item.done", output_index=change.index, item=done),
+        ]
+
+    try:
+        yield event("response.created", response=snapshot("in_progress", []))
+        yield event("response.in_progress", response=snapshot("in_progress", []))
+        splitter = AnswerSplitter(plan)
+        async for piece in handle.stream():
+            shown, changes = splitter.feed(piece)
+            for chunk in text_delta(shown) if shown else []:
+                yield chunk
+            for change in changes:
+                for chunk in call_events(change, splitter.calls.calls):
+                    yield chunk
+        result = handle.result
+        for chunk in text_delta(leftover) if (leftover := splitter.leftover()) else []:
+            yield chunk
+        calls = splitter.calls
+        if calls.calls:
+            output, status, incomplete = _output(calls, calls.text, result.finish_reason, message_id)
+            if not calls.complete:  # cut short: close the last call as it stands
+                yield event("response.output_item.done", output_index=len(output) - 1, item=output[-1])
+        else:
+            for chunk in [] if started else text_delta(""):
+                yield chunk
+            output, status, incomplete = _output(None, text, result.finish_reason, message_id)
+            item = output[0]
+            yield event("response.output_text.done", **where, text=text, logprobs=[])
+            yield event("response.content_part.done", **where, part=output_text_part(text))
+            yield event("response.output_item.done", output_index=0, item=item)
+        answer = snapshot(status, output, usage=usage_of(result), incomplete=incomplete)
+        _remember(store, body, answer, turn)
+        yield event(f"response.{status}", response=answer)
+    except EngineError as exc:
+        error = engine_error_to_api(exc)
+        yield event("error", code=error.code, message=error.message, param=None)
+    finally:
+        handle.cancel()  # no-op when finished; stops generation when the client went away

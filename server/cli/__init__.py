@@ -1,0 +1,1 @@
+"""The codeact-server command line: serve, run, pull, bundle, sandbox."""

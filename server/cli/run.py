@@ -1,0 +1,161 @@
+"""``codeact-server run "TASK"``: one agent task from the terminal, steps shown live.
+
+Against a running server (``--server URL``) or in-process: the same HTTP path either way
+(the in-process mode serves the app on a private loopback port), so what the terminal
+shows is exactly what any client of ``/v1/agent`` gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import httpx
+
+from server.agent.policy import FORCED_NOTES
+
+COLORS = {"thought": "", "code": "\033[36m", "answer": "\033[1;32m", "output": "\033[2m", "note": "\033[33m"}
+RESET = "\033[0m"
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser(
+        "run",
+        help="run one agent task and show its steps live",
+        description="Run one CodeAct task: the model thinks, writes code, the sandbox runs it, "
+        "until it answers. Steps stream to the terminal as they happen.",
+    )
+    run.add_argument("task", help="what the agent should do, in plain words")
+    run.add_argument("--server", help="URL of a running codeact-server (default: start one in-process)")
+    run.add_argument("--model", default=None, help="model name on the server, or model to load in-process")
+    run.add_argument("--max-turns", type=int, default=None, help="agent turns (default: the server's, 5)")
+    run.add_argument("--session", help="continue an earlier session (its variables and files)")
+    run.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    run.add_argument("--api-key", default=os.environ.get("CODEACT_API_KEY"), help="bearer token, if required")
+    run.add_argument("--json", action="store_true", help="print the final response as JSON instead")
+
+
+class TerminalView:
+    """Prints agent stream events with colour (when the output is a terminal)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.color = out.isatty() and "NO_COLOR" not in os.environ
+        self._channel: str | None = None
+
+    def _write(self, text: str, kind: str) -> None:
+        if self.color and COLORS.get(kind):
+            text = COLORS[kind] + text + RESET
+        self.out.write(text)
+        self.out.flush()
+
+    def event(self, agent: dict[str, Any]) -> None:
+        kind = agent.get("type")
+        if kind == "delta":
+            if agent["channel"] != self._channel:
+                header = {"code": "\n--- code ---\n", "answer": "\n--- answer ---\n"}.get(agent["channel"], "\n")
+                self._write(header, "note")
+                self._channel = agent["channel"]
+            self._write(agent["text"], agent["channel"])
+        elif kind == "step":
+            observation = agent["step"].get("observation")
+            self._channel = None
+            if observation:
+                self._write("\n--- output ---\n" + observation["message"] + "\n", "output")
+        elif kind == "done":
+            forced = agent.get("forced_answer")
+            if forced:
+                self._write(f"\n[{FORCED_NOTES.get(forced, 'answer forced: ' + forced)}]", "note")
+            self._write(f"\n[{agent['finish_reason']} after {agent['turns']} turn(s); "
+                        f"session {agent['session_id']}]\n", "note")
+
+
+def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: TerminalView) -> dict[str, Any]:
+    """POST a streaming agent request and feed its events to ``view``; return the done event."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    done: dict[str, Any] = {}
+    with httpx.stream("POST", url.rstrip("/") + "/v1/agent", json=body, headers=headers, timeout=None) as r:
+        if r.status_code != 200:
+            r.read()
+            message = r.json().get("error", {}).get("message", r.text) if r.text else str(r.status_code)
+            raise RuntimeError(f"server answered {r.status_code}: {message}")
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"]["message"])
+            agent = chunk.get("agent")
+            if agent:
+                view.event(agent)
+                if agent.get("type") == "done":
+                    done = agent
+    return done
+
+
+@contextmanager
+def in_process_server(model: str | None) -> Iterator[str]:
+    """Load the model and serve the app on a private loopback port for the duration."""
+    import uvicorn
+
+    from server.api.app import create_app
+    from server.cli.main import load_engine
+    from server.settings import Settings
+
+    settings = Settings(**({"model": model} if model else {}))
+    engine = load_engine(settings)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
+    # every small response waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the in-process server failed to start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from server.cli.errors import CLIError
+
+    body: dict[str, Any] = {
+        "model": args.model or "default",
+        "messages": [{"role": "user", "content": args.task}],
+        "stream": True,
+        "temperature": args.temperature,
+    }
+    if args.max_turns:
+        body["max_turns"] = args.max_turns
+    if args.session:
+        body["session_id"] = args.session
+    view = TerminalView(sys.stdout)
+    try:
+        if args.server:
+            if not args.model:
+                models = httpx.get(args.server.rstrip("/") + "/v1/models", timeout=10).json()
+                body["model"] = models["data"][0]["id"]
+            done = stream_task(args.server, body, args.api_key, view)
+        else:
+            with in_process_server(args.model) as url:
+                done = stream_task(url, body, args.api_key, view)
+    except (httpx.HTTPError, RuntimeError) as exc:
+        raise CLIError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(done, indent=2))
+    return 0 if done.get("finish_reason") in ("solution", "no_action") else 1
