@@ -317,4 +317,5 @@ async def _execute(
         duration_s=result.duration_s,
         text=text,
         repeated=repeated,
+        host_calls=[call.to_json() for call in result.host_calls],
     )

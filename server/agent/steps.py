@@ -33,6 +33,8 @@ class Observation:
     duration_s: float = 0.0
     text: str = ""  # the user message the model reads next
     repeated: bool = False  # the same code already printed the same output in this request
+    #: Calls of tools outside the sandbox: tool, arguments, duration_s, error (sandbox.host_calls).
+    host_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

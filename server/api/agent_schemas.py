@@ -127,6 +127,7 @@ def step_payload(step: Step) -> dict[str, Any]:
             "killed_reason": o.killed_reason,
             "state_lost": o.state_lost,
             "repeated": o.repeated,
+            "host_calls": o.host_calls,
             "message": o.text,
         }
     return {
