@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.engine.api import Engine
 from sandbox import Limits, SandboxPool, environment
 from server.agent.sessions import SessionStore
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ def sandbox_limits(settings: Settings) -> Limits:
         wall_seconds=settings.execution_timeout,
         cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
         memory_mb=settings.sandbox_memory_mb,
+        host_call_seconds=settings.tool_timeout,
     )
 
 
@@ -35,8 +39,10 @@ class AgentRuntime:
     """The sandbox pool, the session store and the idle-session reaper."""
 
     def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool,
-                 sandbox_env: environment.EnvInfo | None = None) -> None:
+                 sandbox_env: environment.EnvInfo | None = None, mcp: McpManager | None = None) -> None:
         self.settings = settings
+        #: The configured MCP servers (None without --mcp-config); started and stopped by the app.
+        self.mcp = mcp
         self.sandbox_env = sandbox_env
         self.engine = engine
         self.pool = pool
@@ -51,7 +57,7 @@ class AgentRuntime:
         self.observers: list[Callable[[Any, Any], None]] = []
 
     @classmethod
-    def start(cls, settings: Settings, engine: Engine) -> AgentRuntime:
+    def start(cls, settings: Settings, engine: Engine, mcp: McpManager | None = None) -> AgentRuntime:
         """Resolve the sandbox's interpreter (SandboxEnvError, with the fix, if missing) and start the pool."""
         python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
         env = environment.inspect_once(python, managed=managed)
@@ -75,7 +81,7 @@ class AgentRuntime:
         else:
             log.info("sandbox isolation: %s", pool.isolation)
         log.info("sandbox interpreter: %s (Python %s)", python, env.version)
-        runtime = cls(settings, engine, pool, env)
+        runtime = cls(settings, engine, pool, env, mcp)
         with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
             runtime._reaper = asyncio.get_running_loop().create_task(runtime._reap_forever())
         return runtime
@@ -93,6 +99,7 @@ class AgentRuntime:
             "max_sessions": self.sessions.max_sessions,
             "sandbox_pool_idle": self.pool.idle,
             "sandbox_env": None if self.sandbox_env is None else self.sandbox_env.to_json(),
+            "mcp_servers": {} if self.mcp is None else self.mcp.health(),
         }
 
     def close(self) -> None:

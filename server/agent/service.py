@@ -21,6 +21,7 @@ from server.agent.steps import AgentDone, AgentEvent, StepDone
 from server.api.agent_schemas import AgentRequest
 from server.api.errors import InvalidRequest
 from server.openai.schemas import ChatMessage
+from server.tools import session_tools
 
 
 @dataclass
@@ -94,6 +95,12 @@ async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
     await session.lock.acquire()
     mark = len(session.messages)
     try:
+        if created:
+            host_tools = session_tools.mcp_host_tools(runtime.mcp, body.mcp_servers)
+            session.tools.extend(await session_tools.install(session.executor, host_tools))
+        elif body.mcp_servers is not None:
+            raise InvalidRequest("mcp_servers: a session's MCP servers are chosen when it is created",
+                                 param="mcp_servers")
         await define_tools(session, tools)
         incoming = _new_messages(body.messages, continuing=not created)
         if not any(m.role == "user" for m in incoming):

@@ -45,6 +45,12 @@ class AgentRequest(ChatCompletionRequest):
     session_id: str | None = Field(None, max_length=100)
     tools: list[ToolIn] | None = Field(None, max_length=100)
     execution_timeout: float | None = Field(None, gt=0, le=600)
+    mcp_servers: list[str] | None = Field(
+        None,
+        max_length=100,
+        description="the configured MCP servers whose tools a new session gets as Python functions "
+        "(default: all; [] = none); only when the session is created",
+    )
     grammar: bool | Literal["phased", "gbnf", "none"] = Field(
         True,
         description="enforce the action format: true/'phased' (thought, then exactly one "
