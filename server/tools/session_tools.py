@@ -15,6 +15,8 @@ from typing import Any
 from server.agent.prompts import ToolSpec
 from server.api.errors import InvalidRequest
 from server.mcp.manager import McpManager, McpTool
+from server.openai.schemas import FunctionDef
+from server.tools.client_calls import ClientToolBridge
 from server.tools.toolbox import HostTool, Toolbox
 
 
@@ -41,11 +43,31 @@ def _mcp_tool(manager: McpManager, tool: McpTool) -> HostTool:
     return HostTool(tool.function, tool.description, tool.input_schema, call, origin=f"mcp:{tool.server}")
 
 
-async def install(executor: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
-    """Define `tools` in the session's sandbox and make them its host-call handler."""
-    if not tools:
+async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
+    """Define `tools` in the session's sandbox and add them to its host-call handler; their
+    specs for the prompt. A tool whose function the session already has is left out."""
+    executor = session.executor
+    toolbox = executor.host_calls if isinstance(executor.host_calls, Toolbox) else Toolbox()
+    if session.bridge is not None and session.bridge.cancel not in toolbox.cancel_callbacks:
+        toolbox.on_cancel(session.bridge.cancel)
+    fresh: list[HostTool] = []
+    for tool in tools:
+        if tool.function in toolbox or any(t.function == tool.function for t in fresh):
+            continue
+        fresh.append(tool)
+    if not fresh:
         return []
-    toolbox = Toolbox(tools)
+    for tool in fresh:
+        toolbox.add(tool)
     executor.host_calls = toolbox
-    await asyncio.to_thread(executor.define, Toolbox.prelude(tools))
-    return Toolbox.specs(tools)
+    await asyncio.to_thread(executor.define, Toolbox.prelude(fresh))
+    return Toolbox.specs(fresh)
+
+
+def client_host_tools(session: Any, functions: Sequence[FunctionDef]) -> list[HostTool]:
+    """The client's function tools, answered through the session's bridge (made on first use)."""
+    if not functions:
+        return []
+    if session.bridge is None:
+        session.bridge = ClientToolBridge(asyncio.get_running_loop())
+    return [session.bridge.host_tool(f.name, f.description, f.parameters) for f in functions]

@@ -57,6 +57,10 @@ class Toolbox:
     def on_cancel(self, callback: Callable[[], None]) -> None:
         self._on_cancel.append(callback)
 
+    @property
+    def cancel_callbacks(self) -> list[Callable[[], None]]:
+        return list(self._on_cancel)
+
     def __contains__(self, function: str) -> bool:
         return function in self._tools
 
