@@ -140,8 +140,8 @@ class Metrics:
             if observation.killed_reason:
                 self.sandbox_kills.labels(observation.killed_reason).inc()
             for call in observation.host_calls:
-                self.host_calls.labels("ok" if call["error"] is None else "error").inc()
-                self.host_call_seconds.observe(call["duration_s"])
+                self.host_calls.labels("ok" if call.error is None else "error").inc()
+                self.host_call_seconds.observe(call.duration_s)
         elif isinstance(event, AgentDone):
             self.agent_runs.labels(event.finish_reason).inc()
 

@@ -25,7 +25,6 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine.api import Engine
-from server.agent.runtime import AgentRuntime
 from server.api.auth import BearerAuth, load_api_keys
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
@@ -40,6 +39,7 @@ from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.audit import AuditLog
+from server.composition import start_agent_runtime
 from server.mcp import config as mcp_config
 from server.mcp.manager import McpManager
 from server.metered_engine import MeteredEngine
@@ -81,7 +81,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
         mcp = McpManager(mcp_servers) if mcp_servers else None
         if mcp is not None:
             await mcp.start()
-        runtime = AgentRuntime.start(settings, engine, mcp)
+        runtime = start_agent_runtime(settings, engine, mcp)
         runtime.observers.append(metrics.observe_agent)
         audit = AuditLog(settings.audit_log) if settings.audit_log else None
         if audit is not None:
