@@ -18,6 +18,11 @@ by request:
 - ``http httpx``: the same, read by an ``httpx`` client inside this process (how
   ``benchmarks.throughput --inproc`` and issue 8 measured ours): its JSON parsing competes
   for the GIL with the engine thread.
+- ``engine every token``: ``engine`` with ``--stream-interval-ms 0`` (text handed to the
+  event loop at every token, through ``models.engine.wakeup``, which keeps the GIL).
+- ``... before``: ``engine`` and ``http curl`` as they were before issue 18: every token
+  handed over by ``loop.call_soon_threadsafe`` (whose ``send`` drops the GIL).
+The other variants run at the engine's default ``--stream-interval-ms``.
 
 It prints the mean and median gap per token (microseconds), the mean ``llama_decode`` time,
 their sum as the time per token, and for ``engine`` which of our functions the gap is made
@@ -47,6 +52,7 @@ from llama_cpp import _internals as llama_internals
 from benchmarks.common import embedded_model_path, print_table, write_result
 from benchmarks.serving import LoopbackServer
 from benchmarks.throughput import TASKS, messages
+from models.engine import runner as runner_module
 from models.engine.api import GenerationRequest
 from models.engine.chat_format import CHATML_STOP, render_chatml
 from models.engine.llama import batch as batch_module
@@ -151,6 +157,32 @@ class Bare:
         return produced
 
 
+class ThreadsafeWaker:
+    """The hand-off before ``models.engine.wakeup``: ``call_soon_threadsafe`` (``send`` drops the GIL)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.call = loop.call_soon_threadsafe
+
+
+def with_handoff(
+    engine: LlamaEngine, run: Callable[[list[dict[str, str]]], object], *, threadsafe: bool, interval_ms: float
+) -> Callable[[list[dict[str, str]]], object]:
+    """``run`` with the owner thread's hand-off to the event loop chosen for its requests."""
+    real = runner_module.loop_waker
+
+    def variant(msgs: list[dict[str, str]]) -> object:
+        default = engine._wake_interval_s  # noqa: SLF001 - a benchmark switching one knob per request
+        runner_module.loop_waker = ThreadsafeWaker if threadsafe else real  # type: ignore[assignment]
+        engine._wake_interval_s = interval_ms / 1000  # noqa: SLF001
+        try:
+            return run(msgs)
+        finally:
+            runner_module.loop_waker = real
+            engine._wake_interval_s = default  # noqa: SLF001
+
+    return variant
+
+
 def engine_breakdown_timers() -> Timers:
     timers = Timers()
     timers.wrap(TokenSampler, "sample", "sample (llama_sampler_sample)")
@@ -216,13 +248,19 @@ def main(argv: list[str] | None = None) -> None:
 
                         json.loads(line[6:])
 
+        def engine_run(m: list[dict[str, str]]) -> None:
+            asyncio.run(via_engine(render_chatml(m)))
+
         variants: dict[str, Callable[[list[dict[str, str]]], object]] = {
             "bare": lambda m: bare.run(render_chatml(m), args.tokens),
-            "engine": lambda m: asyncio.run(via_engine(render_chatml(m))),
+            "engine": engine_run,
+            "engine every token": with_handoff(engine, engine_run, threadsafe=False, interval_ms=0),
+            "engine before": with_handoff(engine, engine_run, threadsafe=True, interval_ms=0),
             "http httpx": via_httpx,
         }
         if curl is not None:
             variants["http curl"] = via_curl
+            variants["http curl before"] = with_handoff(engine, via_curl, threadsafe=True, interval_ms=0)
         for variant in variants.values():
             variant(messages("Say hi.", -1))
         clock.take()

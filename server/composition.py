@@ -66,6 +66,7 @@ def build_engine(settings: Settings) -> Engine:
             aliases=aliases,
             parallel=settings.parallel,
             lookup_draft_tokens=settings.lookup_draft_tokens,
+            stream_interval_ms=settings.stream_interval_ms,
             state_cache_mb=settings.state_cache_mb,
         )
     except EngineError as exc:

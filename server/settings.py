@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         "earlier in the conversation and verified in one step (0 = off; it lost on CPU here, "
         "see benchmarks/RESULTS.md)",
     )
+    stream_interval_ms: float = Field(
+        50.0,
+        ge=0,
+        le=1000,
+        description="streamed text reaches the HTTP side at most this often, in milliseconds (the "
+        "first text and the end at once). Each hand-off wakes the event loop, which on a busy CPU "
+        "cost the decoding thread a scheduler slice per token (benchmarks/RESULTS.md); 0 = every "
+        "token",
+    )
     engine: Literal["llama", "openai"] = Field(
         "llama",
         description="what generates tokens: `llama` (a local GGUF on llama.cpp) or `openai` "

@@ -1,9 +1,11 @@
 """One owner thread per loaded model, a bounded FIFO queue in front of it.
 
 llama.cpp contexts are not thread-safe, so exactly one thread ever touches a model. The
-event loop submits jobs; the owner thread runs them one at a time and hands text back with
-``loop.call_soon_threadsafe``. A full queue is refused at submit time (the HTTP layer turns
-that into 503 + Retry-After) — we never interrupt a running request to serve a new one.
+event loop submits jobs; the owner thread runs them one at a time and hands text back through
+``models.engine.wakeup`` (a wake-up that keeps the GIL, so the event loop's share of a token
+runs beside the next decode instead of in front of it). A full queue is refused at submit
+time (the HTTP layer turns that into 503 + Retry-After) — we never interrupt a running
+request to serve a new one.
 Both the llama.cpp engine and the scripted fake run on this, so queueing and cancellation
 behave identically in deterministic tests and in production.
 """
@@ -25,6 +27,7 @@ from models.engine.api import (
     GenerationResult,
     QueueFullError,
 )
+from models.engine.wakeup import loop_waker
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,21 @@ class QueuedGeneration:
     and the owner thread stops at its next token.
     """
 
-    def __init__(self, request: GenerationRequest, prompt_tokens: list[int]) -> None:
+    def __init__(
+        self, request: GenerationRequest, prompt_tokens: list[int], *, wake_interval_s: float = 0.0
+    ) -> None:
         self.request = request
         self.prompt_tokens = prompt_tokens
         self.submitted_at = time.perf_counter()
         self._loop = asyncio.get_running_loop()
+        self._waker = loop_waker(self._loop)
         self._events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._backlog: deque[tuple[str, object]] = deque()
         self._backlog_lock = threading.Lock()
         self._wake_pending = False
+        self._wake_interval_s = wake_interval_s
+        self._last_wake = 0.0
+        self._held = False  # text in the backlog that waits for the wake interval
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
 
@@ -58,7 +67,7 @@ class QueuedGeneration:
 
     def emit(self, text: str) -> None:
         if text:
-            self._post(_TEXT, text)
+            self._post(_TEXT, text, urgent=False)
 
     def finish(self, result: GenerationResult) -> None:
         self._post(_DONE, result)
@@ -66,16 +75,40 @@ class QueuedGeneration:
     def fail(self, error: BaseException) -> None:
         self._post(_ERROR, error)
 
-    def _post(self, kind: str, payload: object) -> None:
+    def flush(self) -> None:
+        """Hand over text held back by the wake interval now (the owner thread calls this
+        before a long step, such as a prompt chunk, so no text waits for that step)."""
+        with self._backlog_lock:
+            if not self._held or self._wake_pending:
+                return
+            self._arm_wake()
+        self._wake()
+
+    def _post(self, kind: str, payload: object, *, urgent: bool = True) -> None:
         # One wake-up of the event loop per burst, not per token: while a wake-up is pending,
-        # further events only join the backlog it will deliver.
+        # further events only join the backlog it will deliver. Text also waits while the
+        # last wake-up is younger than the wake interval: each wake-up costs the owner thread
+        # a trip through the OS scheduler (benchmarks/RESULTS.md, token_overhead). The first
+        # text, the end and errors go at once.
         with self._backlog_lock:
             self._backlog.append((kind, payload))
             if self._wake_pending:
                 return
-            self._wake_pending = True
+            if not urgent and time.perf_counter() - self._last_wake < self._wake_interval_s:
+                self._held = True
+                return
+            self._arm_wake()
+        self._wake()
+
+    def _arm_wake(self) -> None:
+        """Under the backlog lock: a wake-up is about to be sent."""
+        self._wake_pending = True
+        self._held = False
+        self._last_wake = time.perf_counter()
+
+    def _wake(self) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._deliver)
+            self._waker.call(self._deliver)
         except RuntimeError:  # the event loop is gone (server shutting down): nobody listens
             self._cancel.set()
 

@@ -216,6 +216,8 @@ class BatchScheduler:
         if not feeds:
             return
         self._make_room(self._batch.n_tokens)
+        if any(feed.slot.generation.prefilling for feed in feeds):  # type: ignore[union-attr]
+            self._flush_text()  # a prompt chunk makes a long step: let no held text wait for it
         status = llama_cpp.llama_decode(self._ctx, self._batch)
         if status == 1:  # no KV cells free: give back every idle slot's cells and retry once
             self._make_room(self._n_ctx)
@@ -230,6 +232,11 @@ class BatchScheduler:
             except Exception as exc:  # noqa: BLE001 - a bug of ours: report it to that caller only
                 log.exception("generation failed")
                 self._fail(feed.slot, EngineError(f"generation failed: {exc}"))
+
+    def _flush_text(self) -> None:
+        for slot in self._slots:
+            if slot.generation is not None:
+                slot.generation.job.flush()
 
     def _fill_batch(self) -> list[_Feed]:
         batch, feeds = self._batch, []

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CTX_CAP = 8192
 DEFAULT_GPU_PARALLEL = 4
+#: Streamed text is handed to the event loop at most this often (``QueuedGeneration``'s wake
+#: interval); the first text and the end go at once. See benchmarks/RESULTS.md, token_overhead.
+DEFAULT_STREAM_INTERVAL_MS = 50.0
 
 
 def gpu_backend() -> str | None:
@@ -99,6 +102,7 @@ class LlamaEngine:
         state_cache_mb: int = 1024,
         parallel: int | None = None,
         lookup_draft_tokens: int = 0,
+        stream_interval_ms: float = DEFAULT_STREAM_INTERVAL_MS,
     ) -> None:
         _init_backend()
         backend = gpu_backend()
@@ -142,6 +146,7 @@ class LlamaEngine:
         self._piece_buffer = ctypes.create_string_buffer(64)  # owner thread only
         self._grammars = GrammarCache(self._vocab)
         self._closed = False
+        self._wake_interval_s = max(stream_interval_ms, 0.0) / 1000
         states = ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
         self._scheduler = BatchScheduler(
             f"engine-{model_id}",
@@ -248,7 +253,7 @@ class LlamaEngine:
             request = replace(request, max_tokens=room)
         elif request.max_tokens > room:
             raise ContextOverflowError(len(tokens), request.max_tokens, n_ctx)
-        job = QueuedGeneration(request, tokens)
+        job = QueuedGeneration(request, tokens, wake_interval_s=self._wake_interval_s)
         self._scheduler.submit(job)
         return job
 
