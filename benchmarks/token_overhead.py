@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp import _internals as llama_internals
 
 from benchmarks.common import embedded_model_path, print_table, write_result
+from benchmarks.decode_loop import BareLoop
 from benchmarks.serving import LoopbackServer
 from benchmarks.throughput import TASKS, messages
 from models.engine import runner as runner_module
@@ -58,7 +58,7 @@ from models.engine.chat_format import CHATML_STOP, render_chatml
 from models.engine.llama import batch as batch_module
 from models.engine.llama import slots as slots_module
 from models.engine.llama.engine import LlamaEngine
-from models.engine.llama.sampler import TokenSampler, sampler_chain
+from models.engine.llama.sampler import TokenSampler
 from models.engine.runner import QueuedGeneration
 from models.engine.stop_strings import StopMatcher
 from server.api.app import create_app
@@ -121,42 +121,6 @@ class Timers:
         setattr(owner, name, timed)
 
 
-class Bare:
-    """Greedy decoding with the fewest Python steps per token, on its own context."""
-
-    def __init__(self, model: Path, threads: int, ctx: int) -> None:
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
-        self.model = llama_internals.LlamaModel(path_model=str(model), params=params, verbose=False)
-        cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = ctx, 512, 512
-        cparams.n_threads = cparams.n_threads_batch = threads
-        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self.context = llama_internals.LlamaContext(model=self.model, params=cparams, verbose=False)
-        self.im_end = self.model.tokenize(b"<|im_end|>", add_bos=False, special=True)[0]
-
-    def run(self, prompt: str, max_tokens: int) -> int:
-        ctx, vocab = self.context.ctx, self.model.vocab
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        tokens = self.model.tokenize(prompt.encode(), add_bos=True, special=True)
-        array = (llama_cpp.llama_token * len(tokens))(*tokens)
-        llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(array, len(tokens)))
-        chain = sampler_chain(0.0, 1.0, None)
-        one = (llama_cpp.llama_token * 1)()
-        produced = 0
-        try:
-            while produced < max_tokens:
-                token = llama_cpp.llama_sampler_sample(chain, ctx, -1)
-                if token == self.im_end or llama_cpp.llama_vocab_is_eog(vocab, token):
-                    break
-                produced += 1
-                one[0] = token
-                llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
-        finally:
-            llama_cpp.llama_sampler_free(chain)
-        return produced
-
-
 class ThreadsafeWaker:
     """The hand-off before ``models.engine.wakeup``: ``call_soon_threadsafe`` (``send`` drops the GIL)."""
 
@@ -202,14 +166,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--tokens", type=int, default=128, help="max_tokens per request")
     parser.add_argument("--reps", type=int, default=3, help="rounds over the prompts")
+    parser.add_argument("--flash-attn", default="auto", choices=("auto", "on", "off"), help="for bare and engine")
     parser.add_argument("--name", default="token_overhead", help="result file name")
     args = parser.parse_args(argv)
     model = args.model or embedded_model_path()
 
     clock = DecodeClock()
     timers = engine_breakdown_timers()
-    bare = Bare(model, args.threads, args.ctx)
-    engine = LlamaEngine(model, model_id=MODEL_NAME, ctx_size=args.ctx, threads=args.threads, n_gpu_layers=0)
+    bare = BareLoop(model, args.threads, args.ctx, flash_attn=args.flash_attn)
+    engine = LlamaEngine(
+        model, model_id=MODEL_NAME, ctx_size=args.ctx, threads=args.threads, n_gpu_layers=0, flash_attn=args.flash_attn
+    )
     app = create_app(Settings(sandbox_pool_size=0), engine)
     curl = shutil.which("curl")
     if curl is None:

@@ -51,6 +51,12 @@ def build_engine(settings: Settings) -> Engine:
     # Imported here: llama_cpp loads its shared library on import, which `--engine openai`,
     # `pull` and `models` never need.
     from models.engine.api import EngineError
+    from models.engine.llama.library import use_library
+
+    try:
+        use_library(settings.llama_lib)
+    except EngineError as exc:
+        raise SetupError(str(exc), "usage") from exc
     from models.engine.llama.engine import LlamaEngine
 
     aliases = tuple(dict.fromkeys(a for a in (resolved.path.name, "default", settings.model) if a != resolved.name))
@@ -67,6 +73,7 @@ def build_engine(settings: Settings) -> Engine:
             parallel=settings.parallel,
             lookup_draft_tokens=settings.lookup_draft_tokens,
             stream_interval_ms=settings.stream_interval_ms,
+            flash_attn=settings.flash_attn,
             state_cache_mb=settings.state_cache_mb,
         )
     except EngineError as exc:

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
         "earlier in the conversation and verified in one step (0 = off; it lost on CPU here, "
         "see benchmarks/RESULTS.md)",
     )
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="flash attention: `auto` (llama.cpp's and llama-server's default: on where the "
+        "backend has it, CPUs included; faster decode here), `on`, or `off` (as llama-cpp-python's "
+        "Llama: temperature-0 text then matches it token for token; near-ties can differ)",
+    )
+    llama_lib: str | None = Field(
+        None,
+        description="directory of another libllama for llama-cpp-python to load instead of its "
+        "vendored one (LLAMA_CPP_LIB_PATH), e.g. the newer, faster llama.cpp that "
+        "`python -m benchmarks.llama_server_build --native` builds; it must come from a llama.cpp "
+        "with the same llama.h API",
+    )
     stream_interval_ms: float = Field(
         50.0,
         ge=0,

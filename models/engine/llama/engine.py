@@ -22,6 +22,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import llama_cpp
 from llama_cpp import _internals as llama_internals
@@ -50,6 +51,18 @@ DEFAULT_GPU_PARALLEL = 4
 #: Streamed text is handed to the event loop at most this often (``QueuedGeneration``'s wake
 #: interval); the first text and the end go at once. See benchmarks/RESULTS.md, token_overhead.
 DEFAULT_STREAM_INTERVAL_MS = 50.0
+
+FlashAttn = Literal["auto", "on", "off"]
+#: ``auto`` is llama.cpp's own default and llama-server's: on wherever the backend has the
+#: kernel, CPUs included (1.04-1.10x the decode speed here, benchmarks/RESULTS.md,
+#: decode_loop). ``off`` is what llama-cpp-python's ``Llama`` uses: with it our greedy text
+#: matches ``Llama``'s token for token; the two kernels round differently, so near-ties can
+#: differ between ``auto`` and ``off``.
+FLASH_ATTN_TYPES = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
 
 
 def gpu_backend() -> str | None:
@@ -103,6 +116,7 @@ class LlamaEngine:
         parallel: int | None = None,
         lookup_draft_tokens: int = 0,
         stream_interval_ms: float = DEFAULT_STREAM_INTERVAL_MS,
+        flash_attn: FlashAttn = "auto",
     ) -> None:
         _init_backend()
         backend = gpu_backend()
@@ -117,8 +131,7 @@ class LlamaEngine:
         self._model = self._load_model(model_path, n_gpu_layers)
         n_ctx = ctx_size or min(self._model.n_ctx_train(), DEFAULT_CTX_CAP)
         # The 7B advertises 32k; its KV cache at 32k costs ~4 GB, so cap unless asked.
-        on_gpu = bool(backend) and n_gpu_layers != 0
-        self._context = self._new_context(n_ctx, batch_size, parallel, threads or physical_cores(), on_gpu)
+        self._context = self._new_context(n_ctx, batch_size, parallel, threads or physical_cores(), flash_attn)
         metadata = self._model.metadata()
         arch = metadata.get("general.architecture", "llama")
         total_layers = int(metadata.get(f"{arch}.block_count", 0))
@@ -171,7 +184,7 @@ class LlamaEngine:
             raise EngineError(f"llama.cpp could not load {model_path}: {exc}") from exc
 
     def _new_context(
-        self, n_ctx: int, batch_size: int, parallel: int, threads: int, on_gpu: bool
+        self, n_ctx: int, batch_size: int, parallel: int, threads: int, flash_attn: FlashAttn
     ) -> llama_internals.LlamaContext:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -179,11 +192,8 @@ class LlamaEngine:
         params.n_seq_max = parallel
         params.kv_unified = True  # every sequence may use the whole window; cells are shared
         params.n_threads = params.n_threads_batch = threads
-        # Flash attention: llama.cpp decides on a GPU; on a CPU keep it off, as ``Llama`` does,
-        # so greedy output matches llama-cpp-python's token for token.
-        params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if on_gpu else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        # Flash attention: see FLASH_ATTN_TYPES (``auto``, as llama-server; ``off``, as ``Llama``).
+        params.flash_attn_type = FLASH_ATTN_TYPES[flash_attn]
         try:
             return llama_internals.LlamaContext(model=self._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
