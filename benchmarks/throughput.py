@@ -110,7 +110,10 @@ class Runner:
         self.llama = llama_cpp.Llama(str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
                                      n_gpu_layers=0, verbose=False)  # fmt: skip
         self.max_tokens = max_tokens
-        self.clients = [httpx.Client(timeout=600) for _ in range(8)]
+        # A fresh connection per request, for every server alike: a kept-alive one idles while
+        # the other variants run, past uvicorn's 5 s keep-alive, and a request sent just as
+        # the server closes it fails with "Server disconnected without sending a response".
+        self.clients = [httpx.Client(timeout=600, headers={"Connection": "close"}) for _ in range(8)]
         self.im_end = self.llama.tokenize(b"<|im_end|>", add_bos=False, special=True)[0]
 
     def count(self, text: str) -> int:
