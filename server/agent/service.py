@@ -1,4 +1,7 @@
-"""Turning an agent request into a running loop over a session (shared by HTTP and the CLI).
+"""Turning an agent request into a running loop over a session.
+
+The request arrives in the agent's own terms (``RunRequest``: prompt messages, options,
+tools); the API builds it from its body, so nothing here knows about HTTP.
 
 Continuing a session: the session already holds the conversation, so only the request's
 trailing non-assistant messages (what came after the last assistant message) are new.
@@ -9,18 +12,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from models.engine.api import ContextOverflowError
-from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions, run_agent
-from server.agent.policy import LoopPolicy, PromptStyle
+from server.agent.errors import AgentRequestError, SessionBusy
+from server.agent.loop import AgentOptions, run_agent
+from server.agent.policy import PromptStyle
 from server.agent.prompts import ToolSpec, system_prompt, task_message
 from server.agent.runtime import AgentRuntime
-from server.agent.sessions import Session, SessionBusy
-from server.agent.steps import AgentDone, AgentEvent, StepDone
-from server.api.agent_schemas import AgentRequest
-from server.api.errors import InvalidRequest
-from server.openai.schemas import ChatMessage
+from server.agent.sessions import Session
+from server.agent.steps import AgentDone, AgentEvent, Step, StepDone
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One agent request: its messages as prompt messages (``role`` is system, user,
+    assistant or tool; ``content`` is text), the loop's options, tools to define, and the
+    session to continue (None: a new one)."""
+
+    messages: list[dict[str, str]]
+    options: AgentOptions
+    tools: list[ToolSpec] = field(default_factory=list)
+    session_id: str | None = None
 
 
 @dataclass
@@ -30,33 +44,37 @@ class PreparedRun:
     created: bool
     mark: int  # len(session.messages) before this request's messages
 
+    def steps_of(self, done: AgentDone) -> list[Step]:
+        """The steps this run added to its session (the last ``done.turns`` of them)."""
+        return self.session.steps[-done.turns :] if done.turns else []
 
-def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
-    settings = runtime.settings
-    return AgentOptions(
-        max_turns=body.max_turns or settings.max_turns,
-        max_tokens=body.token_budget() or DEFAULT_TURN_TOKENS,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        execution_timeout=body.execution_timeout or settings.execution_timeout,
-        structure=body.structure(),
-        policy=LoopPolicy(
-            on_repeat=body.on_repeat or settings.agent_on_repeat,
-            final_answer=settings.agent_final_answer if body.final_answer is None else body.final_answer,
-            prompt_style=body.prompt_style or settings.agent_prompt_style,
-            fenced_code=body.fenced_code or settings.agent_fenced_code,
-            code_answer=body.code_answer or settings.agent_code_answer,
-            unverified_answer=body.unverified_answer or settings.agent_unverified_answer,
-        ),
-    )
+    def outcome(self, done: AgentDone) -> dict[str, Any]:
+        """How the run ended, as plain JSON.
+
+        One shape for everyone who reports a run (the ``agent`` field of a ``/v1/agent``
+        answer, the last event of its stream, the audit log), so they cannot drift apart;
+        ``usage`` uses OpenAI's field names.
+        """
+        return {
+            "session_id": self.session.id,
+            "finish_reason": done.finish_reason,
+            "turns": done.turns,
+            "final_message": done.message,
+            "forced_answer": done.forced_answer,
+            "usage": {
+                "prompt_tokens": done.prompt_tokens,
+                "completion_tokens": done.completion_tokens,
+                "total_tokens": done.prompt_tokens + done.completion_tokens,
+            },
+            "error": done.error,
+        }
 
 
-def _new_messages(messages: list[ChatMessage], continuing: bool) -> list[ChatMessage]:
+def _new_messages(messages: list[dict[str, str]], continuing: bool) -> list[dict[str, str]]:
     if not continuing:
         return messages
     last_assistant = max(
-        (i for i, m in enumerate(messages) if m.role == "assistant"), default=-1
+        (i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1
     )
     return messages[last_assistant + 1 :]
 
@@ -74,32 +92,35 @@ async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
         result = await asyncio.to_thread(session.executor.run, tool.source)
         if not result.ok:
             detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
-            raise InvalidRequest(
+            raise AgentRequestError(
                 f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools"
             )
         session.tools.append(tool)
 
 
-async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
-    """Resolve or create the session, define tools, append the new messages; lock held."""
-    options = options_for(body, runtime)
-    tools = [t.spec() for t in body.tools or []]
-    created = body.session_id is None
-    if created:
+async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun:
+    """Resolve or create the session, define tools, append the new messages; lock held.
+
+    Raises ``server.agent.errors`` types: an unknown, busy or one-too-many session, a tool
+    whose source fails, or no new user message.
+    """
+    options, tools = request.options, request.tools
+    created = request.session_id is None
+    if request.session_id is None:
         session = await runtime.sessions.create()
     else:
-        session = runtime.sessions.get(body.session_id)  # type: ignore[arg-type]
+        session = runtime.sessions.get(request.session_id)
         if session.lock.locked():
             raise SessionBusy(session.id)
     await session.lock.acquire()
     mark = len(session.messages)
     try:
         await define_tools(session, tools)
-        incoming = _new_messages(body.messages, continuing=not created)
-        if not any(m.role == "user" for m in incoming):
-            raise InvalidRequest("the request has no new user message for the agent", param="messages")
+        incoming = _new_messages(request.messages, continuing=not created)
+        if not any(m["role"] == "user" for m in incoming):
+            raise AgentRequestError("the request has no new user message for the agent", param="messages")
         if created:
-            extra = "\n\n".join(m.text() for m in incoming if m.role in ("system", "developer"))
+            extra = "\n\n".join(m["content"] for m in incoming if m["role"] == "system")
             session.messages.append(
                 {"role": "system", "content": system_prompt(options.max_turns, session.tools, extra)}
             )
@@ -108,9 +129,7 @@ async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
             session.messages.append({"role": "system", "content": listing})
         # The task that opens a session is framed as one; follow-ups are conversation.
         style = options.policy.prompt_style if created else "chat"
-        session.messages.extend(
-            _framed(m.as_prompt_message(), style) for m in incoming if m.role not in ("system", "developer")
-        )
+        session.messages.extend(_framed(m, style) for m in incoming if m["role"] != "system")
     except BaseException:
         session.lock.release()
         if created:
@@ -138,6 +157,3 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[AgentE
     finally:
         session.lock.release()
 
-
-def final_message(done: AgentDone) -> str:
-    return done.message

@@ -6,12 +6,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.agent.policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy, UnverifiedPolicy
+from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
+from server.agent.policy import (
+    CodeAnswerPolicy,
+    FencePolicy,
+    LoopPolicy,
+    PromptStyle,
+    RepeatPolicy,
+    UnverifiedPolicy,
+)
 from server.agent.prompts import ToolSpec
-from server.agent.steps import AgentDone, Step
+from server.agent.service import RunRequest
+from server.agent.steps import Step
 from server.agent.turns import StructureMode
 from server.openai.schemas import ChatCompletionRequest
 from server.openai.unsupported import refuse
+from server.settings import Settings
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
@@ -104,6 +114,35 @@ class AgentRequest(ChatCompletionRequest):
             return "none"
         return self.grammar
 
+    def agent_options(self, settings: Settings) -> AgentOptions:
+        """The loop's options: this request's, else the server's defaults."""
+        return AgentOptions(
+            max_turns=self.max_turns or settings.max_turns,
+            max_tokens=self.token_budget() or DEFAULT_TURN_TOKENS,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            execution_timeout=self.execution_timeout or settings.execution_timeout,
+            structure=self.structure(),
+            policy=LoopPolicy(
+                on_repeat=self.on_repeat or settings.agent_on_repeat,
+                final_answer=settings.agent_final_answer if self.final_answer is None else self.final_answer,
+                prompt_style=self.prompt_style or settings.agent_prompt_style,
+                fenced_code=self.fenced_code or settings.agent_fenced_code,
+                code_answer=self.code_answer or settings.agent_code_answer,
+                unverified_answer=self.unverified_answer or settings.agent_unverified_answer,
+            ),
+        )
+
+    def run_request(self, settings: Settings) -> RunRequest:
+        """This body in the agent's own terms (``developer`` messages become ``system``)."""
+        return RunRequest(
+            messages=[m.as_prompt_message() for m in self.messages],
+            options=self.agent_options(settings),
+            tools=[t.spec() for t in self.tools or []],
+            session_id=self.session_id,
+        )
+
 
 def step_payload(step: Step) -> dict[str, Any]:
     """The documented JSON shape of one step."""
@@ -146,15 +185,3 @@ def step_payload(step: Step) -> dict[str, Any]:
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
 
-
-def agent_summary(session_id: str, done: AgentDone, steps: list[Step]) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "session_id": session_id,
-        "finish_reason": done.finish_reason,
-        "turns": done.turns,
-        "forced_answer": done.forced_answer,
-        "steps": [step_payload(s) for s in steps],
-    }
-    if done.error:
-        summary["error"] = done.error
-    return summary

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.engine.api import Engine, EngineError, GenerationHandle, GenerationRequest
+from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.errors import engine_error_to_api
 from server.api.openapi_errors import CHAT_RESPONSES
 from server.api.routes.chat import check_model
-from server.api.sse import DONE, sse_event, sse_response
+from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import MAX_TOP_COMPLETIONS, completion_logprobs, completions_logprobs_request
 from server.openai.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of, wants_usage
 from server.openai.unsupported import COMPLETIONS, refuse_unsupported
@@ -126,7 +125,7 @@ async def completions(
     created = int(time.time())
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream_chunks(handle, completion_id, body.model, created, include_usage))
+        return sse_response(openai_stream(_stream_chunks(handle, completion_id, body.model, created, include_usage)))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
@@ -140,7 +139,7 @@ async def completions(
 
 async def _stream_chunks(
     handle: GenerationHandle, completion_id: str, model: str, created: int, include_usage: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         async for piece in handle.stream():
             yield sse_event(text_completion(completion_id, model, created, [_choice(piece, None, None)]))
@@ -150,9 +149,5 @@ async def _stream_chunks(
         yield sse_event(text_completion(completion_id, model, created, [last]))
         if include_usage:
             yield sse_event(text_completion(completion_id, model, created, [], usage_of(result)))
-    except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
     finally:
         handle.cancel()  # no-op when finished; stops generation when the client went away
-    yield DONE

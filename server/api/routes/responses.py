@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 
 from models.engine.api import EngineError, GenerationHandle
 from server.api.deps import EngineDep, SettingsDep
@@ -38,7 +37,7 @@ from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
 from server.api.openapi_errors import GENERATION, GUARDS, error_responses
 from server.api.routes.chat import check_model, generation_request
-from server.api.sse import SSE_HEADERS
+from server.api.sse import sse_response
 from server.openai.responses_items import (
     ResponsesRequest,
     chat_request,
@@ -155,7 +154,7 @@ async def create_response(
     response_id = new_id("resp")
     if body.stream:
         events = _events(handle, response_id, body, plan, store, turn)
-        return _event_stream(events)
+        return sse_response(events)
     text = await collect_unless_disconnected(request, handle)
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
@@ -208,10 +207,6 @@ async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 # --- streaming --------------------------------------------------------------------------------
-
-
-def _event_stream(events: AsyncIterator[bytes]) -> Response:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _events(
