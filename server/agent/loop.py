@@ -154,8 +154,10 @@ async def run_agent(
             return
         if step.action.type == "none":
             yield StepDone(step)
-            reason = "length" if step.generation_finish == "length" else "no_action"
-            yield AgentDone(reason, step.thought, turn + 1, usage.prompt, usage.completion)
+            yield AgentDone(
+                "length" if step.generation_finish == "length" else "no_action",
+                step.thought, turn + 1, usage.prompt, usage.completion,
+            )
             return
         assert step.observation is not None
         messages.append({"role": "user", "content": step.observation.text})

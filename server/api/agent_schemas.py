@@ -19,7 +19,7 @@ from server.agent.prompts import ToolSpec
 from server.agent.service import RunRequest
 from server.agent.steps import Step
 from server.agent.turns import StructureMode
-from server.openai.schemas import ChatCompletionRequest
+from server.openai.schemas import ChatBody
 from server.openai.unsupported import refuse
 from server.settings import Settings
 
@@ -48,7 +48,7 @@ class ToolIn(BaseModel):
         return ToolSpec(self.name, self.signature, self.description, self.source)
 
 
-class AgentRequest(ChatCompletionRequest):
+class AgentRequest(ChatBody):
     """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional."""
 
     max_turns: int | None = Field(None, ge=1, le=50)

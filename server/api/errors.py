@@ -24,6 +24,7 @@ Other layers' errors are translated here by type, never by matching message text
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,7 +49,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field name
         code: str | None = None,
         param: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -56,7 +57,7 @@ class APIError(Exception):
         self.type = type
         self.code = code
         self.param = param
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
         return error_response(
@@ -94,7 +95,7 @@ def error_response(
     type: str = "invalid_request_error",  # noqa: A002
     code: str | None = None,
     param: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)

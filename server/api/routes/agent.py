@@ -193,7 +193,7 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
 
 def _list_files(workspace: Path) -> list[dict[str, Any]]:
     root = Path(workspace)
-    files = []
+    files: list[dict[str, Any]] = []
     for path in sorted(root.rglob("*")):
         if len(files) >= MAX_LISTED_FILES:
             break
