@@ -54,7 +54,5 @@ class TooManySessions(AgentError):
     """``max_sessions`` sessions are live; a new one is refused rather than evicting someone's work."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"all {limit} agent sessions are in use; delete one or retry after idle sessions expire"
-        )
+        super().__init__(f"all {limit} agent sessions are in use; delete one or retry after idle sessions expire")
         self.limit = limit

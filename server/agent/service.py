@@ -1,7 +1,8 @@
 """Turning an agent request into a running loop over a session.
 
 The request arrives in the agent's own terms (``RunRequest``: prompt messages, options,
-tools); the API builds it from its body, so nothing here knows about HTTP.
+tools); the API builds it from its body, so nothing here knows about HTTP. Refusals are
+``server.agent.errors`` types; the API gives them their status codes.
 
 Continuing a session: the session already holds the conversation, so only the request's
 trailing non-assistant messages (what came after the last assistant message) are new.
@@ -22,18 +23,28 @@ from server.agent.policy import PromptStyle
 from server.agent.prompts import ToolSpec, system_prompt, task_message
 from server.agent.runtime import AgentRuntime
 from server.agent.sessions import Session
-from server.agent.steps import AgentDone, AgentEvent, Step, StepDone
+from server.agent.steps import AgentDone, Step, StepDone
+from server.agent.suspend import SuspendableRun
+from server.tools import session_tools
+from server.tools.client_calls import ClientFunction
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """One agent request: its messages as prompt messages (``role`` is system, user,
-    assistant or tool; ``content`` is text), the loop's options, tools to define, and the
-    session to continue (None: a new one)."""
+    """One agent request in the agent's terms.
+
+    ``messages`` are prompt messages (``role``: system, user, assistant or tool; ``content``:
+    text; a tool result also has the ``tool_call_id`` it answers). ``tools`` are Python tools
+    to define by their source, ``functions`` the client's function tools, ``mcp_servers``
+    the configured MCP servers a new session gets (None: all), ``session_id`` the session
+    to continue (None: a new one).
+    """
 
     messages: list[dict[str, str]]
     options: AgentOptions
     tools: list[ToolSpec] = field(default_factory=list)
+    functions: list[ClientFunction] = field(default_factory=list)
+    mcp_servers: list[str] | None = None
     session_id: str | None = None
 
 
@@ -43,6 +54,7 @@ class PreparedRun:
     options: AgentOptions
     created: bool
     mark: int  # len(session.messages) before this request's messages
+    resumed: bool = False  # continues a run suspended for the client's tool results
 
     def steps_of(self, done: AgentDone) -> list[Step]:
         """The steps this run added to its session (the last ``done.turns`` of them)."""
@@ -80,15 +92,18 @@ def _new_messages(messages: list[dict[str, str]], continuing: bool) -> list[dict
 
 
 def _framed(message: dict[str, str], style: PromptStyle) -> dict[str, str]:
-    """A user's message as the chosen prompt style frames a task."""
-    if message["role"] != "user":
-        return message
-    return {**message, "content": task_message(message["content"], style)}
+    """A message as the session keeps it (role and content); a user's is framed as the
+    chosen prompt style frames a task."""
+    content = task_message(message["content"], style) if message["role"] == "user" else message["content"]
+    return {"role": message["role"], "content": content}
 
 
 async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
-    """Run each tool's source in the session's sandbox; a broken tool is the caller's 400."""
+    """Run each tool's source in the session's sandbox; a broken tool is the caller's to fix."""
     for tool in tools:
+        if not tool.source:  # a host tool: its stub is defined already
+            session.tools.append(tool)
+            continue
         result = await asyncio.to_thread(session.executor.run, tool.source)
         if not result.ok:
             detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
@@ -98,13 +113,43 @@ async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
         session.tools.append(tool)
 
 
+def _tool_results(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The ``tool`` messages that end the request (after its last assistant message)."""
+    trailing = _new_messages(messages, continuing=True)
+    if trailing and all(m["role"] == "tool" for m in trailing):
+        return trailing
+    return []
+
+
+async def resume_run(runtime: AgentRuntime, request: RunRequest, results: list[dict[str, str]]) -> PreparedRun:
+    """A client's tool results: find the suspended run by tool_call_id and answer its call."""
+    call_id = results[0].get("tool_call_id", "")
+    session = runtime.sessions.waiting_for(call_id)
+    if session is None:
+        raise AgentRequestError(
+            f"no agent run is waiting for tool_call_id '{call_id}' (it was answered already, or its "
+            "session expired or was deleted)", param="messages")
+    if request.session_id is not None and request.session_id != session.id:
+        raise AgentRequestError(f"tool_call_id '{call_id}' belongs to another session", param="session_id")
+    if session.lock.locked():
+        raise SessionBusy(session.id)
+    await session.lock.acquire()
+    for message in results:
+        if message.get("tool_call_id"):
+            session.bridge.resolve(message["tool_call_id"], message["content"])
+    return PreparedRun(session, request.options, False, len(session.messages), resumed=True)
+
+
 async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun:
     """Resolve or create the session, define tools, append the new messages; lock held.
 
     Raises ``server.agent.errors`` types: an unknown, busy or one-too-many session, a tool
-    whose source fails, or no new user message.
+    that cannot be defined, tool results nobody waits for, or no new user message.
     """
-    options, tools = request.options, request.tools
+    results = _tool_results(request.messages)
+    if results:
+        return await resume_run(runtime, request, results)
+    options, tools = request.options, list(request.tools)
     created = request.session_id is None
     if request.session_id is None:
         session = await runtime.sessions.create()
@@ -115,6 +160,21 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
     await session.lock.acquire()
     mark = len(session.messages)
     try:
+        if session.run is not None:
+            raise AgentRequestError(
+                f"session {session.id} is waiting for the result of a tool call: send the tool message "
+                "with its tool_call_id", param="messages")
+        host_tools = session_tools.client_host_tools(session, request.functions)
+        if created:
+            host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
+        elif request.mcp_servers is not None:
+            raise AgentRequestError("mcp_servers: a session's MCP servers are chosen when it is created",
+                                    param="mcp_servers")
+        host_specs = await session_tools.install(session, host_tools)
+        if created:
+            session.tools.extend(host_specs)
+        else:
+            tools = host_specs + tools  # listed in the system message that announces new tools
         await define_tools(session, tools)
         incoming = _new_messages(request.messages, continuing=not created)
         if not any(m["role"] == "user" for m in incoming):
@@ -138,14 +198,23 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
     return PreparedRun(session, options, created, mark)
 
 
-async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[AgentEvent]:
-    """Run the loop on a prepared session, record its steps, release the session at the end."""
+async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[Any]:
+    """Run the loop on a prepared session, record its steps, release the session at the end.
+
+    The last event is an ``AgentDone``, or a ``ToolCallsPending`` when code called a client
+    tool: the run stays suspended on the session until a request brings the tool's result.
+    """
     session = run.session
     mark = run.mark
+    if not run.resumed or session.run is None:
+        announced = session.bridge.announced if session.bridge is not None else None
+        session.run = SuspendableRun(
+            run_agent(runtime.engine, session.messages, session.executor, run.options, len(session.steps)),
+            announced,
+        )
+    suspendable = session.run
     try:
-        async for event in run_agent(
-            runtime.engine, session.messages, session.executor, run.options, len(session.steps)
-        ):
+        async for event in suspendable.events():
             if isinstance(event, StepDone):
                 session.steps.append(event.step)
             for observe in runtime.observers:
@@ -155,5 +224,6 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[AgentE
         del session.messages[mark:]  # the request never ran: leave the session as it was
         raise
     finally:
+        if not suspendable.suspended:
+            session.run = None
         session.lock.release()
-

@@ -106,7 +106,7 @@ def in_process_server(model: str | None) -> Iterator[str]:
     from server.cli.main import load_engine
     from server.settings import Settings
 
-    settings = Settings(**({"model": model} if model else {}))
+    settings = Settings(model=model) if model else Settings()
     engine = load_engine(settings)
     with LoopbackServer(create_app(settings, engine), name="codeact-run-uvicorn") as server:
         yield server.url

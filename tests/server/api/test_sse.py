@@ -46,7 +46,7 @@ def _events(server: LiveServer, path: str, body: dict[str, object]) -> list[str]
     """The ``data:`` payloads of one streamed request, in order."""
     with httpx.stream("POST", server.url + path, json={"model": "scripted", "stream": True, **body}, timeout=60) as r:
         assert r.status_code == 200
-        return [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+        return [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
 
 
 def test_chat_stream_that_fails_ends_with_an_error_event_then_done(server: LiveServer) -> None:

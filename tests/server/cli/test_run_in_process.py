@@ -21,9 +21,22 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.mark.slow
 def test_run_in_process_streams_the_task_and_exits() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli.main", "run", "--model", str(embedded_model_path()),
-         "--max-turns", "1", "--json", "Print 2 + 2."],
-        capture_output=True, text=True, timeout=240, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "server.cli.main",
+            "run",
+            "--model",
+            str(embedded_model_path()),
+            "--max-turns",
+            "1",
+            "--json",
+            "Print 2 + 2.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
         env={**os.environ, "CODEACT_SANDBOX_POOL_SIZE": "1", "NO_COLOR": "1"},
     )
     assert "Traceback" not in result.stderr, result.stderr
