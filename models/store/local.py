@@ -223,11 +223,11 @@ def resolve_model(
 
     entry = get_entry(spec, dict(config.catalog))
     qname, qf = entry.quant_file(quant)
-    local = find_local_file(qf, config)
-    if local is None:
+    found = find_local_file(qf, config)
+    if found is None:
         raise ModelNotFoundError(_not_present_message(entry, qname, qf))
-    info = _validate_catalog_file(entry, qname, qf, local, config, full_hash)
-    return ResolvedModel(entry.name, local, entry, qname, f"model: using {entry.name} ({qname}) at {local}", info)
+    info = _validate_catalog_file(entry, qname, qf, found, config, full_hash)
+    return ResolvedModel(entry.name, found, entry, qname, f"model: using {entry.name} ({qname}) at {found}", info)
 
 
 def _not_present_message(entry: CatalogEntry, quant: str, qf: QuantFile) -> str:

@@ -73,15 +73,17 @@ def _prctl(option: int, value: int) -> None:
 
 def drop_privileges(config: dict[str, Any]) -> None:
     """Become the sandbox uid, forbid regaining privileges, die with the parent."""
-    uid, gid = config.get("uid"), config.get("gid")
-    if uid is not None and os.getuid() == 0 and config.get("keep_read_search"):
-        from sandbox.confine import capabilities  # landlock level, interpreter unreadable by the uid
+    uid: int | None = config.get("uid")
+    if uid is not None and os.getuid() == 0:
+        gid: int = config.get("gid", uid)  # the plan sends both; a uid's own group otherwise
+        if config.get("keep_read_search"):
+            from sandbox.confine import capabilities  # landlock level, interpreter unreadable by the uid
 
-        capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
-    elif uid is not None and os.getuid() == 0:
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+            capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
+        else:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
     # Only now: as root without CAP_DAC_OVERRIDE the 0700 workspace is not enterable.
     os.chdir(config.get("cwd") or ".")
     os.environ["PWD"] = os.getcwd()

@@ -14,8 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sandbox.executor import SessionExecutor
 from server.agent.prompts import ToolSpec
 from server.agent.steps import Step
 from server.api.errors import APIError, NotFound, TooManySessions
@@ -38,7 +40,7 @@ class Session:
     """One conversation with its own interpreter state."""
 
     id: str
-    executor: Any  # sandbox.Sandbox
+    executor: SessionExecutor
     messages: list[dict[str, str]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     tools: list[ToolSpec] = field(default_factory=list)
@@ -47,7 +49,7 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
-    def workspace(self) -> Any:
+    def workspace(self) -> Path:
         return self.executor.workspace
 
     def summary(self) -> dict[str, Any]:
@@ -65,7 +67,7 @@ class SessionStore:
 
     def __init__(
         self,
-        make_executor: Callable[[], Any],
+        make_executor: Callable[[], SessionExecutor],
         max_sessions: int,
         ttl_s: float,
     ) -> None:

@@ -114,21 +114,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         action["answer"] = step.action.answer
         if step.action.code is not None:
             action["code"] = step.action.code  # the code whose printed output is the answer
-    observation = None
-    if step.observation is not None:
-        o = step.observation
-        observation = {
-            "stdout": o.stdout,
-            "stderr": o.stderr,
-            "error": o.error,
-            "timed_out": o.timed_out,
-            "truncated": o.truncated,
-            "files": o.files,
-            "killed_reason": o.killed_reason,
-            "state_lost": o.state_lost,
-            "repeated": o.repeated,
-            "message": o.text,
-        }
+    observation = None if step.observation is None else step.observation.payload()
     return {
         "index": step.index,
         "thought": step.thought,

@@ -25,7 +25,6 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine.api import Engine
-from server.agent.runtime import AgentRuntime
 from server.api.auth import BearerAuth, load_api_keys
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
@@ -39,6 +38,7 @@ from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.audit import AuditLog
+from server.composition import start_agent_runtime
 from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
@@ -73,7 +73,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.context_length,
             info.parallel_sequences,
         )
-        runtime = AgentRuntime.start(settings, engine)
+        runtime = start_agent_runtime(settings, engine)
         runtime.observers.append(metrics.observe_agent)
         audit = AuditLog(settings.audit_log) if settings.audit_log else None
         if audit is not None:

@@ -108,7 +108,7 @@ def in_process_server(model: str | None) -> Iterator[str]:
     from server.cli.main import load_engine
     from server.settings import Settings
 
-    settings = Settings(**({"model": model} if model else {}))
+    settings = Settings(model=model) if model else Settings()
     engine = load_engine(settings)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
     # every small response waits ~40 ms for the client's delayed ACK.

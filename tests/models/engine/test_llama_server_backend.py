@@ -33,7 +33,7 @@ from benchmarks.llama_server_build import BuildError, binary_version, ensure_lla
 from models.engine.chat_format import render_chatml
 from server.agent.turns import CHOOSE_GRAMMAR, CHOOSE_TOKENS, TurnGenerator, TurnSettings
 from server.api.app import create_app
-from server.cli.main import load_engine
+from server.composition import build_engine
 from server.settings import Settings
 from tests.conftest import embedded_model_path
 from tests.live_server import LiveServer
@@ -120,7 +120,7 @@ def settings(upstream: str) -> Settings:
 @pytest.fixture(scope="module")
 def front(settings: Settings) -> Iterator[LiveServer]:
     """codeact-server on the engine `serve --engine openai` builds; its lifespan closes it."""
-    with LiveServer(create_app(settings, load_engine(settings))) as live:
+    with LiveServer(create_app(settings, build_engine(settings))) as live:
         yield live
 
 
@@ -179,7 +179,7 @@ def test_choose_phase_yields_a_whole_tag(settings: Settings) -> None:
         timeout=60,
     ).json()["choices"][0]
     assert raw["text"].strip() in {"<execute>", "<solution>"} or raw["finish_reason"] == "length", raw
-    engine = load_engine(settings)
+    engine = build_engine(settings)
     try:
         turn = TurnGenerator(
             engine, prompt, TurnSettings(max_tokens=40, temperature=0.0, top_p=1.0, seed=0, thought_tokens=3),
