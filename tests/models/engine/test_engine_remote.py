@@ -170,7 +170,9 @@ def test_full_front_queue_is_503(front: LiveServer) -> None:
     url = front.url + "/v1/chat/completions"
     with httpx.stream("POST", url, json=body) as running:
         lines = running.iter_lines()
-        next(lines)  # the first chunk: the generation runs on the front's owner thread
+        # The first words (not the role chunk, sent before the owner thread takes the request):
+        # the generation runs on the front's owner thread and the queue slot is free again.
+        next(line for line in lines if line.startswith("data: ") and '"content"' in line)
         with httpx.stream("POST", url, json=body) as waiting:  # takes the one queue slot
             refused = httpx.post(url, json={**body, "stream": False})
             assert waiting.status_code == 200
