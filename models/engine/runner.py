@@ -197,7 +197,7 @@ class OwnerThread:
         self._worker = worker
         self._max_queue = max_queue
         self._waiting: deque[QueuedGeneration] = deque()
-        self._starting: QueuedGeneration | None = None  # left the queue, not yet the worker's
+        self._starting: QueuedGeneration | None = None  # out of the queue, inside worker.start
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
