@@ -308,12 +308,8 @@ class RemoteEngine:
             retry = response.headers.get("Retry-After", "1")
             return QueueFullError(self.queue_depth(), int(retry) if retry.isdigit() else 1)
         if response.status_code == 400 and code == "context_length_exceeded":
-            return ContextOverflowError(
-                len(job.prompt_tokens), job.request.max_tokens or 1, self.info.context_length
-            )
-        return EngineError(
-            f"the backend at {self.url} answered {response.status_code}: {_message(payload)}"
-        )
+            return ContextOverflowError(len(job.prompt_tokens), job.request.max_tokens or 1, self.info.context_length)
+        return EngineError(f"the backend at {self.url} answered {response.status_code}: {_message(payload)}")
 
 
 def _message(payload: Any) -> str:

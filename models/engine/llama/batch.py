@@ -312,4 +312,3 @@ class BatchScheduler:
     def _fail_all(self, feeds: list[_Feed], error: EngineError) -> None:
         for feed in feeds:
             self._fail(feed.slot, error)
-

@@ -51,9 +51,7 @@ class TokenSampler:
         self.last_logprobs: tuple[float, list[tuple[int, float]]] | None = None
         self._chain = sampler_chain(temperature, top_p, seed)
         self._grammar = grammar
-        self._constrained = (
-            ConstrainedSampler(ctx, self._chain, grammar, n_vocab) if grammar is not None else None
-        )
+        self._constrained = ConstrainedSampler(ctx, self._chain, grammar, n_vocab) if grammar is not None else None
         self._closed = False
 
     @property

@@ -82,8 +82,7 @@ def test_completions_endpoint_shape_stream_and_stop_reason(backend: LiveServer, 
 def test_completions_grammar_is_honoured(backend: LiveServer) -> None:
     prompt = render_chatml([{"role": "user", "content": "Is the sea wet? Answer yes or no."}])
     for seed in range(3):
-        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0,
-                "seed": seed, "grammar": YES_NO}
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": seed, "grammar": YES_NO}
         reply = httpx.post(backend.url + "/v1/completions", json=body).json()
         assert reply["choices"][0]["text"] in {"yes", "no"}
 
@@ -117,8 +116,7 @@ def test_chat_through_the_front_matches_the_backend(front: LiveServer, backend: 
 def test_grammar_travels_to_the_backend(front: LiveServer, remote: RemoteEngine) -> None:
     prompt = render_chatml([{"role": "user", "content": "Is the sea wet? Answer yes or no."}])
     for seed in range(3):
-        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0,
-                "seed": seed, "grammar": YES_NO}
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": seed, "grammar": YES_NO}
         reply = httpx.post(front.url + "/v1/completions", json=body).json()
         assert reply["choices"][0]["text"] in {"yes", "no"}
     request = GenerationRequest(prompt="x", max_tokens=4, grammar=YES_NO)
