@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from models.engine.api import Engine
 from sandbox import SandboxPool, environment
 from server.agent.runtime import AgentRuntime, sandbox_limits
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager
 
 log = logging.getLogger("codeact_server")
 
@@ -97,12 +100,12 @@ def _remote_engine(settings: Settings) -> Engine:
     return engine
 
 
-def start_agent_runtime(settings: Settings, engine: Engine) -> AgentRuntime:
+def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | None = None) -> AgentRuntime:
     """Resolve the sandbox's interpreter, start the warm pool, and the sessions over it.
 
     Raises ``environment.SandboxEnvError`` (with the command that fixes it) when the
     sandbox environment is missing. Inside a running event loop the idle-session reaper
-    starts too; without one the caller drives expiry.
+    starts too; without one the caller drives expiry. ``mcp``: the started MCP servers.
     """
     python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
     env = environment.inspect_once(python, managed=managed)
@@ -126,7 +129,7 @@ def start_agent_runtime(settings: Settings, engine: Engine) -> AgentRuntime:
     else:
         log.info("sandbox isolation: %s", pool.isolation)
     log.info("sandbox interpreter: %s (Python %s)", python, env.version)
-    runtime = AgentRuntime(settings, engine, pool, env)
+    runtime = AgentRuntime(settings, engine, pool, env, mcp)
     with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
         runtime.start_reaper()
     return runtime

@@ -96,3 +96,10 @@ def test_no_folder_holds_too_many_modules_flat() -> None:
 def test_no_module_is_too_long() -> None:
     long = {rel(p): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert long == {}
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' find_packages skips a folder without ``__init__.py``: a non-editable install
+    (the Docker image, a wheel) would then ship without it while an editable one still works."""
+    folders = {p.parent for p in modules()}
+    assert sorted(rel(f) for f in folders if not (f / "__init__.py").exists()) == []

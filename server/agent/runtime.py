@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.engine.api import Engine
 from sandbox import Limits, SandboxPool, environment
 from server.agent.sessions import SessionStore
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager
 
 MAX_EXECUTION_TIMEOUT_S = 600.0
 
@@ -25,6 +28,7 @@ def sandbox_limits(settings: Settings) -> Limits:
         wall_seconds=settings.execution_timeout,
         cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
         memory_mb=settings.sandbox_memory_mb,
+        host_call_seconds=settings.tool_timeout,
     )
 
 
@@ -32,8 +36,10 @@ class AgentRuntime:
     """The sandbox pool, the session store and the idle-session reaper."""
 
     def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool,
-                 sandbox_env: environment.EnvInfo | None = None) -> None:
+                 sandbox_env: environment.EnvInfo | None = None, mcp: McpManager | None = None) -> None:
         self.settings = settings
+        #: The configured MCP servers (None without --mcp-config); started and stopped by the app.
+        self.mcp = mcp
         self.sandbox_env = sandbox_env
         self.engine = engine
         self.pool = pool
@@ -64,6 +70,7 @@ class AgentRuntime:
             "max_sessions": self.sessions.max_sessions,
             "sandbox_pool_idle": self.pool.idle,
             "sandbox_env": None if self.sandbox_env is None else self.sandbox_env.to_json(),
+            "mcp_servers": {} if self.mcp is None else self.mcp.health(),
         }
 
     def close(self) -> None:

@@ -47,6 +47,10 @@ class Session:
     created_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Parks calls of the client's function tools (server.tools.client_calls); None without them.
+    bridge: Any = None
+    #: The run waiting for the client's tool results (server.agent.suspend), else None.
+    run: Any = None
 
     @property
     def workspace(self) -> Path:
@@ -137,8 +141,18 @@ class SessionStore:
             self._close(session)
         self._sessions.clear()
 
+    def waiting_for(self, tool_call_id: str) -> Session | None:
+        """The session whose suspended run waits for this client tool call."""
+        for session in self._sessions.values():
+            if session.bridge is not None and session.bridge.waits_for(tool_call_id):
+                session.last_used = time.monotonic()
+                return session
+        return None
+
     @staticmethod
     def _close(session: Session) -> None:
+        if session.run is not None:
+            session.run.close()
         try:
             session.executor.close()
         except Exception:  # noqa: BLE001 - closing must not stop closing the others

@@ -50,6 +50,7 @@ class Observation(ExecResult):
             "killed_reason": self.killed_reason,
             "state_lost": self.state_lost,
             "repeated": self.repeated,
+            "host_calls": [call.to_json() for call in self.host_calls],
             "message": self.text,
         }
 

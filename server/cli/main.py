@@ -131,9 +131,22 @@ def check_security(settings: Settings) -> None:
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
 
+def check_mcp_config(settings: Settings) -> None:
+    """A broken ``--mcp-config`` stops start-up with the server and field it names."""
+    if settings.mcp_config is None:
+        return
+    from server.mcp.config import McpConfigError, load
+
+    try:
+        load(settings.mcp_config)
+    except McpConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_security(settings)
+    check_mcp_config(settings)
     check_sandbox_env(settings)
     _configure_logging(settings.log_level)
     engine = load_engine(settings)
