@@ -173,7 +173,7 @@ class Engine(Protocol):
 
     @property
     def info(self) -> EngineInfo:
-        """What is loaded and how (read-only: a wrapper may forward the wrapped engine's)."""
+        """What the model is and where it runs (read-only: a wrapper may forward its inner one)."""
         ...
 
     def count_tokens(self, text: str) -> int:
