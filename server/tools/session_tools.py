@@ -50,16 +50,23 @@ def _mcp_tool(manager: McpManager, tool: McpTool) -> HostTool:
 
 async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     """Define `tools` in the session's sandbox and add them to its host-call handler; their
-    specs for the prompt. A tool whose function the session already has is left out."""
+    specs for the prompt. A tool the session already has from the same origin is left out (a
+    client resends its tools with every request); two origins that would define the same
+    function are a 400 naming the field, never one silently shadowing the other."""
     executor = session.executor
     toolbox = executor.host_calls if isinstance(executor.host_calls, Toolbox) else Toolbox()
     if session.bridge is not None and session.bridge.cancel not in toolbox.cancel_callbacks:
         toolbox.on_cancel(session.bridge.cancel)
     fresh: list[HostTool] = []
     for tool in tools:
-        if tool.function in toolbox or any(t.function == tool.function for t in fresh):
-            continue
-        fresh.append(tool)
+        earlier = next((t for t in [*toolbox.tools, *fresh] if t.function == tool.function), None)
+        if earlier is None:
+            fresh.append(tool)
+        elif earlier.origin != tool.origin:
+            field = "tools" if "client" in (earlier.origin, tool.origin) else "mcp_servers"
+            raise AgentRequestError(
+                f"{field}: the function {tool.function} would be both the {_origin_words(earlier.origin)} and the "
+                f"{_origin_words(tool.origin)}; rename the client tool or leave one MCP server out", param=field)
     if not fresh:
         return []
     for tool in fresh:
@@ -67,6 +74,10 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     executor.host_calls = toolbox
     await asyncio.to_thread(executor.define, Toolbox.prelude(fresh))
     return Toolbox.specs(fresh)
+
+
+def _origin_words(origin: str) -> str:
+    return "client's function tool" if origin == "client" else f"tool of MCP server {origin.removeprefix('mcp:')!r}"
 
 
 def client_host_tools(session: Any, functions: Sequence[ClientFunction]) -> list[HostTool]:
