@@ -1,7 +1,7 @@
 # Two commands matter on a fresh machine:
 #   make serve   - create .venv, install (llama-cpp-python compiled from source), serve the
 #                  embedded model on 127.0.0.1:8000
-#   make test    - create .venv, install with dev tools, lint, run the whole test suite
+#   make test    - create .venv, install with dev tools, then `make check`: format, lint, types, the whole suite
 # CMAKE_ARGS passes through to the llama-cpp-python build, e.g.
 #   CMAKE_ARGS="-DGGML_CUDA=on" make serve      CMAKE_ARGS="-DGGML_METAL=on" make serve
 
@@ -45,16 +45,23 @@ serve: serve-setup
 	$(VENV)/bin/codeact-server serve
 
 lint: install-dev
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The gate: formatting, lint, types (mypy on server/, models/, sandbox/; see pyproject.toml),
+# then the whole suite. `make test` is this after the one-time setup steps.
+check: lint
+	$(PY) -m pytest
 
 # The sandbox level the tests demand (see tests/sandbox/conftest.py); override with a level name.
 test: export CODEACT_TEST_EXPECT_ISOLATION ?= strongest
-test: install-dev lint lint-docker
+test: install-dev lint-docker
 	$(SANDBOX_SETUP)
 	@# Upstream llama-server for tests/models/engine/test_llama_server_backend.py: built once per machine
 	@# (~15 min on 2 cores, cached under ~/.cache/codeact-server), outside pytest's timeouts.
 	$(PY) -m benchmarks.llama_server_build
-	$(PY) -m pytest
+	$(MAKE) check
 
 # Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),
 # strace and iproute2 (the no-network test). Needs root; CI runs it.

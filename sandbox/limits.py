@@ -23,6 +23,11 @@ class Limits:
     max_file_mb: int = 100
     max_workspace_mb: int = 500
     max_open_files: int = 256
+    #: Host calls (tools outside the sandbox, see sandbox/host_calls.py): the longest a call
+    #: may take unless its tool says otherwise, and the largest arguments and result in bytes.
+    host_call_seconds: float = 60.0
+    host_argument_bytes: int = 1_000_000
+    host_result_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -69,7 +69,7 @@ class WorkerProcess:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        argv, pass_fds = list(plan.argv), ()
+        argv, pass_fds = list(plan.argv), tuple[int, ...]()
         self._lifeline: int | None = None
         if plan.level != "namespaces":
             # Without a pid namespace, grandchildren of the code would outlive a SIGKILLed

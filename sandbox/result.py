@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sandbox.host_calls import HostCallRecord
+
 KilledReason = Literal["timeout", "memory", "output", "crashed", "processes", "disk", "cancelled"]
 
 _REASON_WORDS: dict[str, str] = {
@@ -42,6 +44,8 @@ class ExecResult:
     duration_s: float = 0.0
     files: list[str] = field(default_factory=list)
     detail: str | None = None
+    #: Calls the code made to tools outside the sandbox, in order (see sandbox/host_calls.py).
+    host_calls: list[HostCallRecord] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

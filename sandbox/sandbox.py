@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from sandbox import workspace
+from sandbox import host_calls, workspace
 from sandbox.confine import isolation
-from sandbox.errors import SandboxClosedError
+from sandbox.errors import SandboxClosedError, SandboxError
+from sandbox.host_calls import HostCallHandler, HostCallRecord
 from sandbox.limits import Limits
 from sandbox.process import WorkerDied, WorkerProcess
 from sandbox.result import ExecResult, KilledReason
@@ -65,6 +66,9 @@ class Sandbox:
         self._cancel: KilledReason | None = None
         self._interrupt_at: float | None = None
         self._pending_state_lost = False
+        #: Answers the code's calls of tools outside the sandbox (None: it has none).
+        self.host_calls: HostCallHandler | None = None
+        self._definitions: list[str] = []
         if _prestarted is not None:
             self._dirs, self._uid, self._proc, level = _prestarted
             self.isolation: str = level
@@ -112,6 +116,27 @@ class Sandbox:
 
     def _configure(self, proc: WorkerProcess) -> None:
         proc.request({"op": "configure", "limits": self.limits.to_json(), "policy": self.policy})
+        for source in self._definitions:
+            self._define_in(proc, source)
+
+    def define(self, source: str) -> None:
+        """Define the server's own functions (host-tool stubs) in the namespace, for good.
+
+        Unlike code given to `run`, the definitions come back after a worker restart, so the
+        tools the system prompt promised stay defined. Raises SandboxError if they fail.
+        """
+        with self._run_lock:
+            if self._closed:
+                raise SandboxClosedError("this sandbox is closed")
+            if self._proc is not None and not self._proc.dead:
+                self._define_in(self._proc, source)
+            self._definitions.append(source)
+
+    @staticmethod
+    def _define_in(proc: WorkerProcess, source: str) -> None:
+        reply = proc.request({"op": "define", "source": source})
+        if reply.get("op") != "defined" or reply.get("error"):
+            raise SandboxError(f"defining the session's tools failed: {reply.get('error') or reply!r}")
 
     def __enter__(self) -> Sandbox:
         return self
@@ -129,6 +154,8 @@ class Sandbox:
             proc = self._proc
         if proc is not None:
             proc.close()
+        if self.host_calls is not None:
+            self.host_calls.cancel()
         # Wait for a run in flight to notice, so the workspace is not removed under it.
         if self._run_lock.acquire(timeout=10):
             self._run_lock.release()
@@ -187,19 +214,13 @@ class Sandbox:
 
     def _execute(self, proc: WorkerProcess, code: str, wall: float) -> ExecResult:
         started = time.monotonic()
-        deadline = started + wall
         reason: KilledReason | None = None
         detail: str | None = None
         reply: dict[str, Any] | None = None
+        calls: list[HostCallRecord] = []
         try:
             proc.send({"op": "run", "id": 1, "code": code, "hard_cap": self.limits.output_hard_cap})
-            reply = proc.receive(deadline, poll=FIRST_POLL_S)
-            if reply is None:
-                base_memory, base_cpu, _ = proc.usage()
-                while reply is None and reason is None:
-                    reply = proc.receive(deadline, poll=POLL_S)
-                    if reply is None:
-                        reason, detail = self._watch(proc, base_cpu)
+            reply, reason, detail = self._await_result(proc, started + wall, calls)
         except TimeoutError:
             reason, detail = "timeout", f"Wall-clock limit: {wall:g} s."
         except WorkerDied:
@@ -222,9 +243,59 @@ class Sandbox:
             if reply.get("cpu_limit"):
                 result.killed_reason, result.timed_out = "timeout", True
                 result.detail = f"CPU-time limit: {self.limits.cpu_seconds:g} s."
+        result.host_calls = calls
         result.duration_s = time.monotonic() - started
         self._collect_files(result)
         return result
+
+    def _await_result(
+        self, proc: WorkerProcess, deadline: float, calls: list[HostCallRecord]
+    ) -> tuple[dict[str, Any] | None, KilledReason | None, str | None]:
+        """Wait for the run's result frame, answering host calls and watching the limits.
+
+        Time spent waiting for a host call moves the wall-clock deadline: the code is not
+        running then. Any frame other than a call or the result is a protocol violation.
+        """
+        base_cpu: float | None = None
+        last_watch = 0.0
+        killed: list[tuple[KilledReason, str | None]] = []
+
+        def stop_call() -> str | None:
+            nonlocal last_watch
+            if self._cancel is not None:
+                killed.append((self._cancel, None))
+                return "the execution was cancelled"
+            if self._interrupt_at is not None:
+                return "the execution was interrupted"
+            now = time.monotonic()
+            if base_cpu is not None and now - last_watch >= POLL_S:
+                last_watch = now
+                why, why_detail = self._watch(proc, base_cpu)
+                if why is not None:
+                    killed.append((why, why_detail))
+                    return "the execution was stopped"
+            return None
+
+        while True:
+            frame = proc.receive(deadline, poll=FIRST_POLL_S if base_cpu is None else POLL_S)
+            if frame is None:
+                if base_cpu is None:
+                    _, base_cpu, _ = proc.usage()
+                    continue
+                reason, detail = self._watch(proc, base_cpu)
+                if reason is not None:
+                    return None, reason, detail
+            elif frame.get("op") == "call":
+                outcome = host_calls.answer(frame, self.host_calls, self.limits, stop_call)
+                calls.append(outcome.record)
+                deadline += outcome.waited_s
+                if killed:
+                    return None, *killed[0]
+                proc.send(outcome.reply)
+            elif frame.get("op") == "result":
+                return frame, None, None
+            else:
+                return None, "crashed", "The worker sent a message the server does not accept."
 
     def _watch(self, proc: WorkerProcess, base_cpu: float) -> tuple[KilledReason | None, str | None]:
         """One watchdog tick while the code runs: cancel, interrupt, memory, CPU, processes, disk."""

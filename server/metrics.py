@@ -9,8 +9,8 @@ measures:
 - ``server.api.host_guard.HostGuard`` counts its refusals by reason (``count_refusal``);
 - ``server.metered_engine.MeteredEngine`` wraps the engine and records each finished
   generation (tokens, time to first token, decode speed, queue wait);
-- ``observe_agent`` is an agent-run observer: each executed step counts a sandbox run, and
-  its timeouts and kills;
+- ``observe_agent`` is an agent-run observer: each executed step counts a sandbox run, its
+  timeouts and kills, and the host calls its code made (count by outcome, duration);
 - queue depth and live sessions are read when scraped.
 
 Routes are labelled by template (``/v1/agent/sessions/{session_id}``), never by raw path,
@@ -98,6 +98,16 @@ class Metrics:
             "codeact_sandbox_kills", "Executions whose worker was killed, by reason "
             "(timeout, memory, output, processes, disk, crashed, cancelled)", ["reason"], registry=r,
         )
+        self.host_calls = Counter(
+            "codeact_host_calls", "Calls from sandboxed code to tools outside the sandbox (MCP servers, "
+            "the client's function tools) by outcome: ok or error", ["outcome"], registry=r,
+        )
+        for outcome in ("ok", "error"):
+            self.host_calls.labels(outcome)
+        self.host_call_seconds = Histogram(
+            "codeact_host_call_duration_seconds", "Time a host call took, the wait for a client included",
+            buckets=DURATION_BUCKETS, registry=r,
+        )
 
     def count_refusal(self, reason: str) -> None:
         self.refused.labels(reason).inc()
@@ -129,6 +139,9 @@ class Metrics:
                 self.sandbox_timeouts.inc()
             if observation.killed_reason:
                 self.sandbox_kills.labels(observation.killed_reason).inc()
+            for call in observation.host_calls:
+                self.host_calls.labels("ok" if call.error is None else "error").inc()
+                self.host_call_seconds.observe(call.duration_s)
         elif isinstance(event, AgentDone):
             self.agent_runs.labels(event.finish_reason).inc()
 

@@ -178,6 +178,17 @@ class Settings(BaseSettings):
         "when --sandbox-memory-mb is under 768)",
     )
 
+    tool_timeout: float = Field(
+        60.0, gt=0, le=3600,
+        description="seconds a call from agent code to an MCP tool may take (the execution's own "
+        "time limit pauses while it waits); a client's function tool waits for the client instead",
+    )
+    mcp_config: Path | None = Field(
+        None,
+        description="JSON file of MCP servers in the common `mcpServers` shape (stdio: command, "
+        "args, env, cwd; Streamable HTTP: url, headers): each tool becomes a Python function "
+        "`<server>_<tool>` in the sandbox, answered outside it (default: none)",
+    )
 
     # -- security and operations ---------------------------------------------------------
     api_key: StrList = Field(

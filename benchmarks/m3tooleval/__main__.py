@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.engine.api import Engine
-from server.cli.errors import CLIError
+from server.composition import SetupError
 
 from .harness import MAX_TURNS, TaskRun, run_against_server, select_tasks
 from .in_process import run_in_process
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 on_result=_progress,
                 on_engine=note_engine,
             )
-        except CLIError as exc:
+        except SetupError as exc:
             raise SystemExit(f"error: {exc}") from exc
     summary = summarize(runs, time.perf_counter() - started)
     settings = {

@@ -11,7 +11,7 @@ Only the engine is chosen here:
 * ``oracle=True``: ``ScriptedEngine(responder=OracleResponder(tasks))``, a perfect agent
   that must score every task; it checks the harness and the server together.
 * otherwise a real llama.cpp engine loaded the way ``codeact-server serve`` loads it
-  (``server.cli.main.load_engine``): ``model`` is a catalog name, a GGUF path, or ``auto``
+  (``server.composition.build_engine``): ``model`` is a catalog name, a GGUF path, or ``auto``
   (the CodeActAgent 7B when pulled, else the embedded SmolLM2-135M).
 """
 
@@ -58,9 +58,9 @@ def build_engine(settings: Settings, *, oracle: bool, tasks: Sequence[dict[str, 
         from .oracle_model import OracleResponder
 
         return ScriptedEngine(responder=OracleResponder(tasks), model_id=ORACLE_MODEL_ID)
-    from server.cli.main import load_engine
+    from server.composition import build_engine as model_engine
 
-    return load_engine(settings)
+    return model_engine(settings)
 
 
 @contextmanager

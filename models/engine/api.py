@@ -171,7 +171,10 @@ class GenerationHandle(Protocol):
 class Engine(Protocol):
     """A loaded model behind a bounded FIFO queue."""
 
-    info: EngineInfo
+    @property
+    def info(self) -> EngineInfo:
+        """What the model is and where it runs (read-only: a wrapper may forward its inner one)."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes as a prompt (special tokens parsed)."""

@@ -34,7 +34,6 @@ from typing import Any
 from packaging.requirements import Requirement
 
 from models.errors import ModelError
-from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 
 __all__ = ["PLATFORM_ALIASES", "WheelsError", "collect_wheels", "wheel_commands"]
 
@@ -183,9 +182,18 @@ def _norm(name: str) -> str:
 
 
 def wheel_commands(
-    platform: str, dest: Path, *, python_version: str | None = None, root: Path = _ROOT
+    platform: str,
+    dest: Path,
+    *,
+    python_version: str | None = None,
+    root: Path = _ROOT,
+    extra_requirements: Sequence[Path] = (),
 ) -> list[list[str]]:
-    """The pip invocations that fill ``dest`` for ``platform``; pure, for tests and --dry-run."""
+    """The pip invocations that fill ``dest`` for ``platform``; pure, for tests and --dry-run.
+
+    ``extra_requirements``: requirement files whose wheels travel too (the CLI passes the
+    sandbox environment's, so this layer needs no knowledge of the sandbox).
+    """
     tag = PLATFORM_ALIASES.get(platform, platform)
     py = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     pip = [sys.executable, "-m", "pip"]
@@ -200,7 +208,7 @@ def wheel_commands(
         commands.append([*download, *target, "--no-deps", *no_deps])
     if source:
         commands.append([*download, "--no-deps", "--no-binary=:all:", *source])
-    commands.append([*download, *target, "-r", str(SANDBOX_REQUIREMENTS)])
+    commands.extend([*download, *target, "-r", str(file)] for file in extra_requirements)
     return commands
 
 
@@ -209,6 +217,7 @@ def collect_wheels(
     dest: Path,
     *,
     python_version: str | None = None,
+    extra_requirements: Sequence[Path] = (),
     run: Callable[[Sequence[str]], subprocess.CompletedProcess[str]] | None = None,
 ) -> dict[str, Any]:
     """Run the pip commands into ``dest``; return the manifest's ``wheels`` record.
@@ -217,7 +226,7 @@ def collect_wheels(
     """
     run = run or _run_pip
     dest.mkdir(parents=True, exist_ok=True)
-    commands = wheel_commands(platform, dest, python_version=python_version)
+    commands = wheel_commands(platform, dest, python_version=python_version, extra_requirements=extra_requirements)
     for command in commands:
         result = run(command)
         if result.returncode != 0:

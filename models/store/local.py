@@ -223,11 +223,11 @@ def resolve_model(
 
     entry = get_entry(spec, dict(config.catalog))
     qname, qf = entry.quant_file(quant)
-    path = find_local_file(qf, config)
-    if path is None:
+    found = find_local_file(qf, config)
+    if found is None:
         raise ModelNotFoundError(_not_present_message(entry, qname, qf))
-    info = _validate_catalog_file(entry, qname, qf, path, config, full_hash)
-    return ResolvedModel(entry.name, path, entry, qname, f"model: using {entry.name} ({qname}) at {path}", info)
+    info = _validate_catalog_file(entry, qname, qf, found, config, full_hash)
+    return ResolvedModel(entry.name, found, entry, qname, f"model: using {entry.name} ({qname}) at {found}", info)
 
 
 def _not_present_message(entry: CatalogEntry, quant: str, qf: QuantFile) -> str:

@@ -334,7 +334,7 @@ def detect(requested: Requested = "auto", python: str | None = None) -> Level:
         if reason is not None:
             raise IsolationUnavailable(f"{requested} isolation requested but unavailable: {reason}")
         return requested
-    skipped = []
+    skipped: list[str] = []
     if requested == "auto":
         for level in ("namespaces", "landlock"):
             reason = problem(level, python)  # type: ignore[arg-type]

@@ -114,10 +114,22 @@ def SyntaxError_from_original(source: str, filename: str) -> SyntaxError:  # noq
     return SyntaxError("invalid syntax")
 
 
+def _own(tb: TracebackType) -> bool:
+    return tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR)
+
+
 def _user_frames(tb: TracebackType | None) -> TracebackType | None:
-    """Drop the leading frames that belong to the sandbox itself."""
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+    """Drop the frames that belong to the sandbox itself: the worker's leading frames, and
+    trailing ones (a host-tool stub raising the tool's error is not the code's line)."""
+    while tb is not None and _own(tb):
         tb = tb.tb_next
+    last_user, cursor = tb, tb
+    while cursor is not None:
+        if not _own(cursor):
+            last_user = cursor
+        cursor = cursor.tb_next
+    if last_user is not None:
+        last_user.tb_next = None  # every frame after the code's last one is the sandbox's
     return tb
 
 

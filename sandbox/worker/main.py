@@ -37,6 +37,7 @@ from typing import Any  # noqa: E402
 from sandbox import protocol  # noqa: E402
 from sandbox.worker import execute  # noqa: E402
 from sandbox.worker.capture import Capture, CaptureWriter, OutputLimitExceeded  # noqa: E402
+from sandbox.worker.host_stub import UNSET, HostStub  # noqa: E402
 
 # Later `sandbox.*` imports (mpl_backend, restricted) resolve through the package's __path__.
 sys.path.remove(_HOME)
@@ -73,15 +74,17 @@ def _prctl(option: int, value: int) -> None:
 
 def drop_privileges(config: dict[str, Any]) -> None:
     """Become the sandbox uid, forbid regaining privileges, die with the parent."""
-    uid, gid = config.get("uid"), config.get("gid")
-    if uid is not None and os.getuid() == 0 and config.get("keep_read_search"):
-        from sandbox.confine import capabilities  # landlock level, interpreter unreadable by the uid
+    uid: int | None = config.get("uid")
+    if uid is not None and os.getuid() == 0:
+        gid: int = config.get("gid", uid)  # the plan sends both; a uid's own group otherwise
+        if config.get("keep_read_search"):
+            from sandbox.confine import capabilities  # landlock level, interpreter unreadable by the uid
 
-        capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
-    elif uid is not None and os.getuid() == 0:
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+            capabilities.become(uid, gid, capabilities.CAP_DAC_READ_SEARCH)
+        else:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
     # Only now: as root without CAP_DAC_OVERRIDE the 0700 workspace is not enterable.
     os.chdir(config.get("cwd") or ".")
     os.environ["PWD"] = os.getcwd()
@@ -175,6 +178,7 @@ class Worker:
         self.cells = 0
         self.stdout = CaptureWriter(capture, "stdout", 1)
         self.stderr = CaptureWriter(capture, "stderr", 2)
+        self.host = HostStub(proto_in, proto_out, MAIN_PID)
 
     def configure(self, message: dict[str, Any]) -> dict[str, Any]:
         self.limits = message["limits"]
@@ -185,7 +189,22 @@ class Worker:
             self.compiler = restricted.restricted_compile
             self.namespace = restricted.restricted_namespace()
         self.namespace["__sandbox_shell__"] = _shell
+        self.namespace["__codeact_call__"] = self.host.call
+        self.namespace["__codeact_unset__"] = UNSET
+        self.host.max_argument_bytes = int(self.limits.get("host_argument_bytes", self.host.max_argument_bytes))
         return {"op": "configured"}
+
+    def define(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Define the server's own functions (host-tool stubs) in the namespace.
+
+        The source is the server's, not the model's: it is compiled as plain Python even
+        under the restricted policy, whose compiler refuses the stubs' ``__codeact_call__``.
+        """
+        try:
+            exec(compile(str(message["source"]), "<tools>", "exec", dont_inherit=True), self.namespace)
+        except BaseException as exc:  # noqa: BLE001 - reported to the server, which raises
+            return {"op": "defined", "error": execute.format_exception(exc)}
+        return {"op": "defined", "error": None}
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         global _in_user_code
@@ -249,12 +268,16 @@ class Worker:
                 reply = self.run(message)
             elif op == "configure":
                 reply = self.configure(message)
+            elif op == "define":
+                reply = self.define(message)
             elif op == "preimport":
                 reply = preimport(message.get("modules") or [])
             elif op == "ping":
                 reply = {"op": "pong"}
             elif op == "exit":
                 os._exit(0)
+            elif op == "call_result":
+                continue  # the answer to a call that an interrupt abandoned: nobody waits for it
             else:
                 reply = {"op": "error", "error": f"unknown op {op!r}"}
             protocol.write_frame(self.proto_out, reply)

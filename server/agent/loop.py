@@ -19,10 +19,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from models.engine.api import ContextOverflowError, Engine
 from models.engine.chat_format import render_chatml
+from sandbox.executor import CodeExecutor
 from server.agent.actions import (
     EXECUTE_CLOSE,
     EXECUTE_OPEN,
@@ -32,18 +32,9 @@ from server.agent.actions import (
     parse_turn,
 )
 from server.agent.policy import ForcedReason, LoopPolicy, RepeatTracker, looks_like_code
-from server.agent.prompts import UNVERIFIED_NOTE, ObservationParts, observation_body, render_note, render_observation
-from server.agent.steps import Action, AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
+from server.agent.prompts import UNVERIFIED_NOTE, observation_body, render_note, render_observation
+from server.agent.steps import Action, AgentDone, AgentEvent, AgentFinish, Observation, Step, StepDone, TurnDelta
 from server.agent.turns import StructureMode, TurnGenerator, TurnResult, TurnSettings
-
-
-class CodeExecutor(Protocol):
-    """The executor seam (``sandbox.Sandbox`` implements it)."""
-
-    def run(self, code: str, timeout: float | None = None):  # noqa: ANN201 - ExecResult
-        ...
-
-    def interrupt(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +145,7 @@ async def run_agent(
             return
         if step.action.type == "none":
             yield StepDone(step)
-            reason = "length" if step.generation_finish == "length" else "no_action"
+            reason: AgentFinish = "length" if step.generation_finish == "length" else "no_action"
             yield AgentDone(reason, step.thought, turn + 1, usage.prompt, usage.completion)
             return
         assert step.observation is not None
@@ -210,7 +201,7 @@ def _note_observation(note: str, options: AgentOptions, turn: int) -> Observatio
     text = render_note(
         note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns)
     )
-    return Observation(stdout="", stderr="", error=None, timed_out=False, truncated=False, files=[], text=text)
+    return Observation(text=text)
 
 
 def _answers_by_repeat(observation: Observation, policy: LoopPolicy) -> bool:
@@ -287,34 +278,15 @@ async def _execute(
     except asyncio.CancelledError:
         executor.interrupt()
         raise
-    parts = ObservationParts(
-        stdout=result.stdout,
-        stderr=result.stderr,
-        error=result.error,
-        notice=result.notice,
-        files=result.files,
-    )
     policy = options.policy
-    repeated = repeats.is_repeat(code, observation_body(parts)[0])
+    repeated = repeats.is_repeat(code, observation_body(result)[0])
     failed = result.error is not None or result.timed_out or result.killed_reason is not None
     note = repeated and (policy.on_repeat == "note" or (policy.on_repeat == "answer" and failed))
     text, cut = render_observation(
-        parts,
+        result,
         turns_left,
         style=policy.prompt_style,
         final_answer=policy.forces_final_answer(options.max_turns),
         repeated=note,
     )
-    return Observation(
-        stdout=result.stdout,
-        stderr=result.stderr,
-        error=result.error,
-        timed_out=result.timed_out,
-        truncated=result.truncated or cut,
-        files=list(result.files),
-        killed_reason=result.killed_reason,
-        state_lost=result.state_lost,
-        duration_s=result.duration_s,
-        text=text,
-        repeated=repeated,
-    )
+    return Observation.of(result, text, cut=cut, repeated=repeated)

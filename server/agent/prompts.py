@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sandbox.result import ExecResult
 from server.agent.policy import PromptStyle
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
@@ -94,17 +95,6 @@ def cut_middle(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> tup
     return text[:head] + marker + text[-tail:], True
 
 
-@dataclass(frozen=True)
-class ObservationParts:
-    """The pieces of one execution that the model should read."""
-
-    stdout: str
-    stderr: str
-    error: str | None
-    notice: str | None
-    files: Sequence[str]
-
-
 def task_message(text: str, style: PromptStyle) -> str:
     """A user's task as the model reads it: ``Task:`` framing in the training format."""
     if style == "mint" and not text.lstrip().startswith(TASK_PREFIX):
@@ -136,19 +126,19 @@ def turns_left_note(turns_left: int, style: PromptStyle, final_answer: bool) -> 
 
 
 def render_observation(
-    parts: ObservationParts,
+    result: ExecResult,
     turns_left: int | None,
     style: PromptStyle = "chat",
     final_answer: bool = False,
     repeated: bool = False,
 ) -> tuple[str, bool]:
     """The user message that reports an execution; returns it and whether it was cut."""
-    body, cut = observation_body(parts)
+    body, cut = observation_body(result)
     extras = []
-    if parts.notice:
-        extras.append(parts.notice)
-    if parts.files:
-        extras.append("Files created or changed in the workspace: " + ", ".join(parts.files))
+    if result.notice:
+        extras.append(result.notice)
+    if result.files:
+        extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
     if repeated:
         extras.append(REPEAT_NOTE)
     if turns_left is not None:
@@ -166,13 +156,13 @@ def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -
     return "\n".join([f"{prefix}\n{body}", *extras])
 
 
-def observation_body(parts: ObservationParts) -> tuple[str, bool]:
+def observation_body(result: ExecResult) -> tuple[str, bool]:
     """What the code printed (output, then the error), cut to head and tail when long."""
-    sections = [s for s in (parts.stdout, parts.stderr) if s.strip()]
-    if parts.error:
-        sections.append(parts.error.rstrip())
+    sections = [s for s in (result.stdout, result.stderr) if s.strip()]
+    if result.error:
+        sections.append(result.error.rstrip())
     body = "\n".join(s.rstrip("\n") for s in sections)
     body, cut = cut_middle(body)
     if not body.strip():
-        body = NO_OUTPUT if parts.notice else EMPTY_OUTPUT
+        body = NO_OUTPUT if result.notice else EMPTY_OUTPUT
     return body, cut

@@ -1,23 +1,23 @@
 """What the agent endpoints need at run time: the sandbox pool and the session store.
 
-Started in the app's lifespan and closed with it, so every sandbox worker stops when the
-server stops (workers also die on their own if the server is killed: see ``sandbox``).
+Built by ``server.composition.start_agent_runtime`` in the app's lifespan and closed with it,
+so every sandbox worker stops when the server stops (workers also die on their own if the
+server is killed: see ``sandbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.engine.api import Engine
 from sandbox import Limits, SandboxPool, environment
 from server.agent.sessions import SessionStore
 from server.settings import Settings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager
 
 MAX_EXECUTION_TIMEOUT_S = 600.0
 
@@ -28,6 +28,7 @@ def sandbox_limits(settings: Settings) -> Limits:
         wall_seconds=settings.execution_timeout,
         cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
         memory_mb=settings.sandbox_memory_mb,
+        host_call_seconds=settings.tool_timeout,
     )
 
 
@@ -35,8 +36,10 @@ class AgentRuntime:
     """The sandbox pool, the session store and the idle-session reaper."""
 
     def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool,
-                 sandbox_env: environment.EnvInfo | None = None) -> None:
+                 sandbox_env: environment.EnvInfo | None = None, mcp: McpManager | None = None) -> None:
         self.settings = settings
+        #: The configured MCP servers (None without --mcp-config); started and stopped by the app.
+        self.mcp = mcp
         self.sandbox_env = sandbox_env
         self.engine = engine
         self.pool = pool
@@ -50,35 +53,9 @@ class AgentRuntime:
         # Called as observer(run, event) for every event of every run (metrics, audit log).
         self.observers: list[Callable[[Any, Any], None]] = []
 
-    @classmethod
-    def start(cls, settings: Settings, engine: Engine) -> AgentRuntime:
-        """Resolve the sandbox's interpreter (SandboxEnvError, with the fix, if missing) and start the pool."""
-        python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
-        env = environment.inspect_once(python, managed=managed)
-        if env.missing:
-            log.warning("the sandbox interpreter %s lacks %s: agent code cannot import them",
-                        python, ", ".join(env.missing))
-        pool = SandboxPool(
-            size=settings.sandbox_pool_size,
-            network=settings.sandbox_network,
-            limits=sandbox_limits(settings),
-            isolation_level=settings.sandbox_isolation,
-            python=str(python),
-            preimport=settings.sandbox_preimport,
-        )
-        if pool.isolation != "namespaces":
-            log.warning(
-                "sandbox isolation is %r: agent code runs without namespace isolation "
-                "(install bubblewrap and allow unprivileged user namespaces for full isolation)",
-                pool.isolation,
-            )
-        else:
-            log.info("sandbox isolation: %s", pool.isolation)
-        log.info("sandbox interpreter: %s (Python %s)", python, env.version)
-        runtime = cls(settings, engine, pool, env)
-        with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
-            runtime._reaper = asyncio.get_running_loop().create_task(runtime._reap_forever())
-        return runtime
+    def start_reaper(self) -> None:
+        """Expire idle sessions in the background (needs a running event loop)."""
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
         interval = max(1.0, min(self.settings.session_ttl / 4, 30.0))
@@ -93,6 +70,7 @@ class AgentRuntime:
             "max_sessions": self.sessions.max_sessions,
             "sandbox_pool_idle": self.pool.idle,
             "sandbox_env": None if self.sandbox_env is None else self.sandbox_env.to_json(),
+            "mcp_servers": {} if self.mcp is None else self.mcp.health(),
         }
 
     def close(self) -> None:

@@ -14,8 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sandbox.executor import SessionExecutor
 from server.agent.prompts import ToolSpec
 from server.agent.steps import Step
 from server.api.errors import APIError, NotFound, TooManySessions
@@ -38,16 +40,20 @@ class Session:
     """One conversation with its own interpreter state."""
 
     id: str
-    executor: Any  # sandbox.Sandbox
+    executor: SessionExecutor
     messages: list[dict[str, str]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     tools: list[ToolSpec] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Parks calls of the client's function tools (server.tools.client_calls); None without them.
+    bridge: Any = None
+    #: The run waiting for the client's tool results (server.agent.suspend), else None.
+    run: Any = None
 
     @property
-    def workspace(self) -> Any:
+    def workspace(self) -> Path:
         return self.executor.workspace
 
     def summary(self) -> dict[str, Any]:
@@ -65,7 +71,7 @@ class SessionStore:
 
     def __init__(
         self,
-        make_executor: Callable[[], Any],
+        make_executor: Callable[[], SessionExecutor],
         max_sessions: int,
         ttl_s: float,
     ) -> None:
@@ -135,8 +141,18 @@ class SessionStore:
             self._close(session)
         self._sessions.clear()
 
+    def waiting_for(self, tool_call_id: str) -> Session | None:
+        """The session whose suspended run waits for this client tool call."""
+        for session in self._sessions.values():
+            if session.bridge is not None and session.bridge.waits_for(tool_call_id):
+                session.last_used = time.monotonic()
+                return session
+        return None
+
     @staticmethod
     def _close(session: Session) -> None:
+        if session.run is not None:
+            session.run.close()
         try:
             session.executor.close()
         except Exception:  # noqa: BLE001 - closing must not stop closing the others

@@ -9,9 +9,10 @@ Events, in the order a client sees them::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from sandbox.result import ExecResult
 from server.agent.actions import ActionType, Channel
 from server.agent.policy import ForcedReason
 
@@ -19,20 +20,39 @@ AgentFinish = Literal["solution", "no_action", "max_turns", "length", "error", "
 
 
 @dataclass
-class Observation:
-    """What running one ``<execute>`` block produced (the structured side of the message)."""
+class Observation(ExecResult):
+    """What the model read after an action: the execution's result and the message it became.
 
-    stdout: str
-    stderr: str
-    error: str | None
-    timed_out: bool
-    truncated: bool
-    files: list[str]
-    killed_reason: str | None = None
-    state_lost: bool = False
-    duration_s: float = 0.0
+    An ``ExecResult`` plus the message, rather than a copy of its fields: the fields the
+    sandbox reports are the fields every caller (the JSON steps, the audit log, the web
+    page) shows. A note from the server (no code ran) has the defaults and its ``text``.
+    """
+
     text: str = ""  # the user message the model reads next
     repeated: bool = False  # the same code already printed the same output in this request
+
+    @classmethod
+    def of(cls, result: ExecResult, text: str, *, cut: bool = False, repeated: bool = False) -> Observation:
+        """``result`` as the model read it (``cut``: the message shortened its output)."""
+        values = {f.name: getattr(result, f.name) for f in fields(ExecResult)}
+        values["truncated"] = result.truncated or cut
+        return cls(**values, text=text, repeated=repeated)
+
+    def payload(self) -> dict[str, Any]:
+        """The documented JSON shape of an observation in a step."""
+        return {
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "error": self.error,
+            "timed_out": self.timed_out,
+            "truncated": self.truncated,
+            "files": self.files,
+            "killed_reason": self.killed_reason,
+            "state_lost": self.state_lost,
+            "repeated": self.repeated,
+            "host_calls": [call.to_json() for call in self.host_calls],
+            "message": self.text,
+        }
 
 
 @dataclass

@@ -10,7 +10,7 @@ from server.agent.policy import CodeAnswerPolicy, FencePolicy, PromptStyle, Repe
 from server.agent.prompts import ToolSpec
 from server.agent.steps import AgentDone, Step
 from server.agent.turns import StructureMode
-from server.openai.schemas import ChatCompletionRequest
+from server.openai.schemas import ChatCompletionRequest, FunctionDef, FunctionTool
 from server.openai.unsupported import refuse
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
@@ -43,8 +43,20 @@ class AgentRequest(ChatCompletionRequest):
 
     max_turns: int | None = Field(None, ge=1, le=50)
     session_id: str | None = Field(None, max_length=100)
-    tools: list[ToolIn] | None = Field(None, max_length=100)
+    tools: list[ToolIn | FunctionTool] | None = Field(
+        None,
+        max_length=100,
+        description="Python tools ({name, signature, description, source}) defined in the sandbox, "
+        "and OpenAI function tools ({type: function, function: {name, description, parameters}}): "
+        "sandbox functions whose calls come back to the client as tool_calls",
+    )
     execution_timeout: float | None = Field(None, gt=0, le=600)
+    mcp_servers: list[str] | None = Field(
+        None,
+        max_length=100,
+        description="the configured MCP servers whose tools a new session gets as Python functions "
+        "(default: all; [] = none); only when the session is created",
+    )
     grammar: bool | Literal["phased", "gbnf", "none"] = Field(
         True,
         description="enforce the action format: true/'phased' (thought, then exactly one "
@@ -89,13 +101,27 @@ class AgentRequest(ChatCompletionRequest):
         its own grammar and stop strings decide where a turn ends."""
         if self.response_format and self.response_format.get("type") not in (None, "text"):
             raise refuse("response_format", "is not supported by /v1/agent: the answer is the <solution> text")
-        for name, value in (("tool_choice", self.tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
+        for tool in self.tools or []:
+            if isinstance(tool, FunctionTool) and (tool.type != "function" or tool.function is None):
+                raise refuse("tools", f"of type {tool.type!r} are not supported by /v1/agent: only function "
+                             "tools and Python tools ({name, source})")
+        # The agent decides in code when to call a client tool: only the default choice fits.
+        tool_choice = None if self.tool_choice == "auto" else self.tool_choice
+        for name, value in (("tool_choice", tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
                             ("top_logprobs", self.top_logprobs), ("stop", self.stop)):
             if value is not None and value != []:
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
             raise refuse("logprobs", "is not supported by /v1/agent")
         return self
+
+    def source_tools(self) -> list[ToolSpec]:
+        """The Python tools (defined in the sandbox by their source)."""
+        return [t.spec() for t in self.tools or [] if isinstance(t, ToolIn)]
+
+    def function_tools(self) -> list[FunctionDef]:
+        """The client's OpenAI function tools (answered by the client through tool_calls)."""
+        return [t.function for t in self.tools or [] if isinstance(t, FunctionTool) and t.function is not None]
 
     def structure(self) -> StructureMode:
         if self.grammar is True:
@@ -114,21 +140,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         action["answer"] = step.action.answer
         if step.action.code is not None:
             action["code"] = step.action.code  # the code whose printed output is the answer
-    observation = None
-    if step.observation is not None:
-        o = step.observation
-        observation = {
-            "stdout": o.stdout,
-            "stderr": o.stderr,
-            "error": o.error,
-            "timed_out": o.timed_out,
-            "truncated": o.truncated,
-            "files": o.files,
-            "killed_reason": o.killed_reason,
-            "state_lost": o.state_lost,
-            "repeated": o.repeated,
-            "message": o.text,
-        }
+    observation = None if step.observation is None else step.observation.payload()
     return {
         "index": step.index,
         "thought": step.thought,

@@ -25,7 +25,6 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine.api import Engine
-from server.agent.runtime import AgentRuntime
 from server.api.auth import BearerAuth, load_api_keys
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
@@ -34,11 +33,15 @@ from server.api.request_limits import BodySizeLimit, enforce_request_limits
 from server.api.routes.agent import router as agent_router
 from server.api.routes.chat import router as openai_router
 from server.api.routes.completions import router as completions_router
+from server.api.routes.mcp import router as mcp_router
 from server.api.routes.responses import ResponseStore
 from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.audit import AuditLog
+from server.composition import start_agent_runtime
+from server.mcp import config as mcp_config
+from server.mcp.manager import McpManager
 from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
@@ -54,9 +57,11 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     """Build the HTTP app around a loaded engine.
 
     ``close_engine`` lets tests share one loaded model between several apps. Raises
-    ``server.api.auth.AuthConfigError`` when the API key file cannot be used.
+    ``server.api.auth.AuthConfigError`` when the API key file cannot be used, and
+    ``server.mcp.config.McpConfigError`` when the MCP config is broken.
     """
     keys = load_api_keys(settings)
+    mcp_servers = mcp_config.load(settings.mcp_config) if settings.mcp_config else []
     metrics = Metrics()
     engine = MeteredEngine(engine, metrics.record_generation)
 
@@ -73,7 +78,10 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.context_length,
             info.parallel_sequences,
         )
-        runtime = AgentRuntime.start(settings, engine)
+        mcp = McpManager(mcp_servers) if mcp_servers else None
+        if mcp is not None:
+            await mcp.start()
+        runtime = start_agent_runtime(settings, engine, mcp)
         runtime.observers.append(metrics.observe_agent)
         audit = AuditLog(settings.audit_log) if settings.audit_log else None
         if audit is not None:
@@ -85,6 +93,8 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             yield
         finally:
             runtime.close()
+            if mcp is not None:
+                await mcp.stop()
             if audit is not None:
                 audit.close()
             if close_engine:
@@ -108,6 +118,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.include_router(responses_router, dependencies=limits)
     app.include_router(tokenize_router, dependencies=limits)
     app.include_router(agent_router, dependencies=limits, responses=AGENT_RESPONSES)
+    app.include_router(mcp_router)
     app.include_router(metrics_router)
     app.include_router(ui_router)
     _add_middleware(app, settings, keys, metrics)

@@ -83,6 +83,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from models.store.bundle import export_bundle
     from models.store.bundle_wheels import collect_wheels
+    from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 
     out = Path(args.output)
     with tempfile.TemporaryDirectory(prefix="codeact-wheels-") as tmp:
@@ -90,7 +91,8 @@ def _export(args: argparse.Namespace) -> int:
         if args.with_wheels:
             print(f"fetching wheels for {args.with_wheels} with pip (needs the network)...")
             wheels_dir = Path(tmp)
-            wheels_info = collect_wheels(args.with_wheels, wheels_dir, python_version=args.python_version)
+            wheels_info = collect_wheels(args.with_wheels, wheels_dir, python_version=args.python_version,
+                                         extra_requirements=[SANDBOX_REQUIREMENTS])
         export_bundle(
             args.name,
             out,

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from models.engine.api import Engine
 from server.cli.bundle import add_bundle_parser, cmd_bundle
 from server.cli.errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError
 from server.cli.run import add_run_parser, cmd_run
@@ -130,9 +131,22 @@ def check_security(settings: Settings) -> None:
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
 
+def check_mcp_config(settings: Settings) -> None:
+    """A broken ``--mcp-config`` stops start-up with the server and field it names."""
+    if settings.mcp_config is None:
+        return
+    from server.mcp.config import McpConfigError, load
+
+    try:
+        load(settings.mcp_config)
+    except McpConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_security(settings)
+    check_mcp_config(settings)
     check_sandbox_env(settings)
     _configure_logging(settings.log_level)
     engine = load_engine(settings)
@@ -148,7 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]  # uvicorn accepts a float
     )
     server = uvicorn.Server(config)
     with _requested_stop_is_success():
@@ -176,70 +190,14 @@ def _requested_stop_is_success() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def load_engine(settings: Settings):  # noqa: ANN201 - an Engine, imported lazily
-    """Resolve, validate and load the model; raise CLIError with one line on failure."""
-    if settings.engine == "openai":
-        return _remote_engine(settings)
-    from models.errors import ModelError
-    from models.store.local import resolve_model
+def load_engine(settings: Settings) -> Engine:
+    """``composition.build_engine`` with its failures as one-line CLI errors."""
+    from server.composition import SetupError, build_engine
 
     try:
-        resolved = resolve_model(settings.model, settings.quant)
-    except ModelError as exc:
-        raise CLIError(str(exc), EXIT_MODEL) from exc
-    log.info("%s", resolved.log_line)
-    from models.engine.api import EngineError
-    from models.engine.llama.engine import LlamaEngine
-
-    aliases = tuple(
-        dict.fromkeys(
-            a for a in (resolved.path.name, "default", settings.model) if a != resolved.name
-        )
-    )
-    try:
-        return LlamaEngine(
-            resolved.path,
-            model_id=resolved.name,
-            n_gpu_layers=settings.n_gpu_layers,
-            ctx_size=settings.ctx_size,
-            threads=settings.threads,
-            batch_size=settings.batch_size,
-            max_queue=settings.max_queue,
-            aliases=aliases,
-            parallel=settings.parallel,
-            lookup_draft_tokens=settings.lookup_draft_tokens,
-            state_cache_mb=settings.state_cache_mb,
-        )
-    except EngineError as exc:
-        raise CLIError(f"{exc}; check the file or run `codeact-server models`", EXIT_MODEL) from exc
-
-
-def _remote_engine(settings: Settings):  # noqa: ANN202 - RemoteEngine, imported lazily
-    """The --engine openai backend: no local model, one check that the backend answers."""
-    if not settings.engine_url:
-        raise CLIError("--engine openai needs --engine-url (the backend's base URL)", EXIT_USAGE)
-    from models.engine.api import EngineError
-    from models.engine.remote import RemoteEngine
-
-    try:
-        engine = RemoteEngine(
-            settings.engine_url,
-            model_id=None if settings.model == "auto" else settings.model,
-            grammar_style=settings.engine_grammar,
-            max_queue=settings.max_queue,
-            context_length=settings.ctx_size,
-            aliases=("default",),
-        )
-    except EngineError as exc:
-        raise CLIError(f"{exc}; is the backend running?", EXIT_MODEL) from exc
-    log.info(
-        "generation on %s (model %s, grammar %s, token counts %s)",
-        settings.engine_url,
-        engine.info.model_id,
-        engine.info.grammar_support,
-        engine.info.token_counts,
-    )
-    return engine
+        return build_engine(settings)
+    except SetupError as exc:
+        raise CLIError(str(exc), EXIT_MODEL if exc.kind == "model" else EXIT_USAGE) from exc
 
 
 def cmd_pull(args: argparse.Namespace) -> int:

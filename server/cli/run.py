@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from models.engine.sse import MalformedEventError, sse_json
 from server.agent.policy import FORCED_NOTES
 
 COLORS = {"thought": "", "code": "\033[36m", "answer": "\033[1;32m", "output": "\033[2m", "note": "\033[33m"}
@@ -87,10 +88,7 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
             r.read()
             message = r.json().get("error", {}).get("message", r.text) if r.text else str(r.status_code)
             raise RuntimeError(f"server answered {r.status_code}: {message}")
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
+        for chunk in sse_json(r.iter_lines()):
             if "error" in chunk:
                 raise RuntimeError(chunk["error"]["message"])
             agent = chunk.get("agent")
@@ -110,7 +108,7 @@ def in_process_server(model: str | None) -> Iterator[str]:
     from server.cli.main import load_engine
     from server.settings import Settings
 
-    settings = Settings(**({"model": model} if model else {}))
+    settings = Settings(model=model) if model else Settings()
     engine = load_engine(settings)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
     # every small response waits ~40 ms for the client's delayed ACK.
@@ -154,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             with in_process_server(args.model) as url:
                 done = stream_task(url, body, args.api_key, view)
-    except (httpx.HTTPError, RuntimeError) as exc:
+    except (httpx.HTTPError, MalformedEventError, RuntimeError) as exc:
         raise CLIError(str(exc)) from exc
     if args.json:
         print(json.dumps(done, indent=2))

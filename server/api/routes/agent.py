@@ -10,6 +10,11 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
     {"type": "delta", "step": i, "channel": "thought"|"code"|"answer", "text": ...}
     {"type": "step", "step": {...step shape...}}                    a turn finished
     {"type": "done", "session_id", "finish_reason", "turns", "forced_answer", "usage"}   last chunk
+
+When agent code calls one of the client's function tools, the answer is instead a standard
+assistant message with ``tool_calls`` (finish_reason ``tool_calls``; streamed as tool-call
+deltas, the last chunk's ``agent`` is ``{"type": "tool_calls", "session_id"}``); the client's
+next request with the ``tool`` messages resumes the run (``server.tools.client_calls``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound, engine_error_to_api
 from server.api.routes.chat import check_model
 from server.api.sse import DONE, ready_batches, sse_event, sse_response
+from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
 from server.openai.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
+from server.tools.client_calls import ToolCallsPending
 
 FILE_CHUNK = 1 << 16
 router = APIRouter(prefix="/v1/agent")
@@ -67,6 +74,8 @@ async def agent_completion(
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:
         return Response(status_code=499)
+    if isinstance(done, ToolCallsPending):
+        return JSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
     # jsonable_encoder (1-3 ms for a ten-step answer on the 2-core test machine).
     return JSONResponse(chat_completion(
@@ -79,10 +88,10 @@ async def agent_completion(
     ))
 
 
-async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone:
-    done: AgentDone | None = None
+async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:
+    done: AgentDone | ToolCallsPending | None = None
     async for event in drive(runtime, run):
-        if isinstance(event, AgentDone):
+        if isinstance(event, AgentDone | ToolCallsPending):
             done = event
     assert done is not None, "the agent loop ended without a final event"
     return done
@@ -100,7 +109,9 @@ async def _stream(
         delta = {} if content is None else {"content": content}
         return sse_event(chat_chunk(completion_id, model, created, delta, finish, agent=agent))
 
-    def render(event: AgentEvent) -> list[bytes]:
+    def render(event: AgentEvent | ToolCallsPending) -> list[bytes]:
+        if isinstance(event, ToolCallsPending):
+            return tool_call_chunks(completion_id, model, created, session_id, event)
         text = transcript.render(event)
         if isinstance(event, TurnDelta):
             agent = {"type": "delta", "step": event.step_index, "channel": event.channel, "text": event.text}

@@ -24,6 +24,7 @@ from models.store.bundle_wheels import collect_wheels, wheel_commands
 from models.store.catalog import CATALOG, CatalogEntry
 from models.store.local import StoreConfig, resolve_model
 from models.store.pull import pull_model
+from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 from server.cli import main as cli
 from tests.models.conftest import REPO, FakeHub, make_catalog, write_tiny_gguf
 from tests.models.fake_hub import COMMIT
@@ -262,7 +263,7 @@ def test_wheels_travel_verified(source: StoreConfig, target: StoreConfig, tmp_pa
         return subprocess.CompletedProcess(command, 0, "", "")
 
     wheels = tmp_path / "wheels"
-    info = collect_wheels("linux-x86_64", wheels, run=fake_pip)
+    info = collect_wheels("linux-x86_64", wheels, extra_requirements=[SANDBOX_REQUIREMENTS], run=fake_pip)
     assert info["platform"] == "manylinux_2_28_x86_64" and len(calls) == 5
     out = export_bundle("tiny", tmp_path / "b.tar", config=source, wheels_dir=wheels, wheels_info=info, progress=False)
     assert read_manifest(out)["wheels"]["platform"] == "manylinux_2_28_x86_64"
@@ -319,7 +320,8 @@ def test_import_sets_up_the_sandbox_env_from_the_bundles_wheels(
 
 
 def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
-    commands = wheel_commands("macos-arm64", Path("/w"), python_version="3.12")
+    commands = wheel_commands("macos-arm64", Path("/w"), python_version="3.12",
+                              extra_requirements=[SANDBOX_REQUIREMENTS])
     assert commands[0][3:5] == ["wheel", "--quiet"] and commands[0][-1] == str(ROOT)
     binary = [c for c in commands[1:] if "--only-binary=:all:" in c]
     assert all("macosx_14_0_arm64" in c and "3.12" in c for c in binary)
@@ -328,18 +330,18 @@ def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
     source = [c for c in commands if "--no-binary=:all:" in c]
     assert len(source) == 1 and source[0][-1] == "llama-cpp-python==0.3.36"
     # The sandbox environment's stack travels too, as binary wheels for the target.
-    from sandbox.environment import REQUIREMENTS
-
-    assert commands[-1][-2:] == ["-r", str(REQUIREMENTS)] and commands[-1] in binary
+    assert commands[-1][-2:] == ["-r", str(SANDBOX_REQUIREMENTS)] and commands[-1] in binary
 
 
 def test_wheel_commands_accept_older_compatible_platform_tags() -> None:
     """pip takes --platform literally; matplotlib ships manylinux_2_17 wheels, numpy 2_28 ones."""
-    command = wheel_commands("linux-x86_64", Path("/w"), python_version="3.11")[-1]
+    command = wheel_commands("linux-x86_64", Path("/w"), python_version="3.11",
+                             extra_requirements=[SANDBOX_REQUIREMENTS])[-1]
     platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
     assert platforms[0] == "manylinux_2_28_x86_64"
     assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
-    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12")[-1]
+    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12",
+                         extra_requirements=[SANDBOX_REQUIREMENTS])[-1]
     assert {"macosx_14_0_arm64", "macosx_11_0_arm64", "macosx_10_9_universal2"} <= set(mac)
 
 

@@ -1,0 +1,135 @@
+"""The composition root: from ``Settings`` to the running parts (engine, sandbox pool, sessions).
+
+Why one module: the CLI, the app's lifespan, the tests and the benchmarks all need the same
+engine for the same settings, and the same sandbox pool behind the sessions. Built here
+once, nobody imports the command line to get a model, and ``server.agent`` keeps no
+knowledge of how its executors are made.
+
+Failures a user can fix (no such model, a backend that does not answer, a flag missing) are
+``SetupError``; the CLI prints them as one line with the exit code their ``kind`` names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from models.engine.api import Engine
+from sandbox import SandboxPool, environment
+from server.agent.runtime import AgentRuntime, sandbox_limits
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager
+
+log = logging.getLogger("codeact_server")
+
+SetupErrorKind = Literal["model", "usage"]
+
+
+class SetupError(Exception):
+    """A configuration the server cannot start with; ``kind`` says whose it is to fix."""
+
+    def __init__(self, message: str, kind: SetupErrorKind) -> None:
+        super().__init__(message)
+        self.kind: SetupErrorKind = kind
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Resolve and load the model (or connect the remote backend) that ``settings`` name."""
+    if settings.engine == "openai":
+        return _remote_engine(settings)
+    from models.errors import ModelError
+    from models.store.local import resolve_model
+
+    try:
+        resolved = resolve_model(settings.model, settings.quant)
+    except ModelError as exc:
+        raise SetupError(str(exc), "model") from exc
+    log.info("%s", resolved.log_line)
+    # Imported here: llama_cpp loads its shared library on import, which `--engine openai`,
+    # `pull` and `models` never need.
+    from models.engine.api import EngineError
+    from models.engine.llama.engine import LlamaEngine
+
+    aliases = tuple(dict.fromkeys(a for a in (resolved.path.name, "default", settings.model) if a != resolved.name))
+    try:
+        return LlamaEngine(
+            resolved.path,
+            model_id=resolved.name,
+            n_gpu_layers=settings.n_gpu_layers,
+            ctx_size=settings.ctx_size,
+            threads=settings.threads,
+            batch_size=settings.batch_size,
+            max_queue=settings.max_queue,
+            aliases=aliases,
+            parallel=settings.parallel,
+            lookup_draft_tokens=settings.lookup_draft_tokens,
+            state_cache_mb=settings.state_cache_mb,
+        )
+    except EngineError as exc:
+        raise SetupError(f"{exc}; check the file or run `codeact-server models`", "model") from exc
+
+
+def _remote_engine(settings: Settings) -> Engine:
+    """The ``--engine openai`` backend: no local model, one check that the backend answers."""
+    if not settings.engine_url:
+        raise SetupError("--engine openai needs --engine-url (the backend's base URL)", "usage")
+    from models.engine.api import EngineError
+    from models.engine.remote import RemoteEngine
+
+    try:
+        engine = RemoteEngine(
+            settings.engine_url,
+            model_id=None if settings.model == "auto" else settings.model,
+            grammar_style=settings.engine_grammar,
+            max_queue=settings.max_queue,
+            context_length=settings.ctx_size,
+            aliases=("default",),
+        )
+    except EngineError as exc:
+        raise SetupError(f"{exc}; is the backend running?", "model") from exc
+    log.info(
+        "generation on %s (model %s, grammar %s, token counts %s)",
+        settings.engine_url,
+        engine.info.model_id,
+        engine.info.grammar_support,
+        engine.info.token_counts,
+    )
+    return engine
+
+
+def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | None = None) -> AgentRuntime:
+    """Resolve the sandbox's interpreter, start the warm pool, and the sessions over it.
+
+    Raises ``environment.SandboxEnvError`` (with the command that fixes it) when the
+    sandbox environment is missing. Inside a running event loop the idle-session reaper
+    starts too; without one the caller drives expiry. ``mcp``: the started MCP servers.
+    """
+    python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
+    env = environment.inspect_once(python, managed=managed)
+    if env.missing:
+        log.warning("the sandbox interpreter %s lacks %s: agent code cannot import them",
+                    python, ", ".join(env.missing))
+    pool = SandboxPool(
+        size=settings.sandbox_pool_size,
+        network=settings.sandbox_network,
+        limits=sandbox_limits(settings),
+        isolation_level=settings.sandbox_isolation,
+        python=str(python),
+        preimport=settings.sandbox_preimport,
+    )
+    if pool.isolation != "namespaces":
+        log.warning(
+            "sandbox isolation is %r: agent code runs without namespace isolation "
+            "(install bubblewrap and allow unprivileged user namespaces for full isolation)",
+            pool.isolation,
+        )
+    else:
+        log.info("sandbox isolation: %s", pool.isolation)
+    log.info("sandbox interpreter: %s (Python %s)", python, env.version)
+    runtime = AgentRuntime(settings, engine, pool, env, mcp)
+    with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
+        runtime.start_reaper()
+    return runtime

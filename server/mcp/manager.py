@@ -1,0 +1,126 @@
+"""All configured MCP servers: started together, listed, called from sandbox threads, stopped.
+
+Why calls hop threads: a tool call arrives on the thread that runs a sandbox execution
+(``sandbox.host_calls``), while the MCP connections live on the server's event loop. `call`
+schedules the coroutine there and blocks that thread only. One server failing to start is
+logged and shown in ``/health``; the others serve regardless, and the failed one keeps retrying.
+
+How a result becomes Python data: the structured content when the tool gives it (the SDK
+wraps a non-object return value as ``{"result": value}``, with an output schema of that one
+property: that wrapper is taken off), else the text of its content blocks; ``is_error``
+raises `HostCallError` with the tool's message, so the code sees a ``ToolCallError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types
+from mcp import MCPError
+
+from sandbox.host_calls import HostCallError
+from server.mcp.config import ServerConfig
+from server.mcp.connection import McpConnection, McpUnavailable
+from server.tools.signature import python_name
+
+log = logging.getLogger(__name__)
+
+#: How long start-up waits for the servers' first connection before serving anyway.
+START_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class McpTool:
+    """One tool of one server, under the Python name the sandbox gives it."""
+
+    server: str
+    name: str
+    function: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+
+
+class McpManager:
+    """The configured servers' connections on the server's event loop."""
+
+    def __init__(self, configs: Sequence[ServerConfig], **connection_options: Any) -> None:
+        self.connections = {c.name: McpConnection(c, **connection_options) for c in configs}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, wait: float = START_WAIT_S) -> None:
+        """Start every server and wait (bounded) until each is running or has failed."""
+        self._loop = asyncio.get_running_loop()
+        for connection in self.connections.values():
+            connection.start()
+        await asyncio.gather(*(c.wait_settled(wait) for c in self.connections.values()))
+        for name, connection in self.connections.items():
+            if connection.state != "running":
+                log.error("MCP server %s did not start (%s); its tools are unavailable until it does",
+                          name, connection.error or connection.state)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.connections.values()))
+
+    def health(self) -> dict[str, Any]:
+        return {name: c.health() for name, c in self.connections.items()}
+
+    def tools(self, servers: Sequence[str] | None = None) -> list[McpTool]:
+        """The tools of the named servers (all when None), in config then listing order."""
+        chosen = self.connections if servers is None else {s: self.connections[s] for s in servers}
+        return [
+            McpTool(name, tool.name, python_name(name, tool.name), tool.description or "",
+                    dict(tool.input_schema or {}), dict(tool.output_schema) if tool.output_schema else None)
+            for name, connection in chosen.items()
+            for tool in connection.tools
+        ]
+
+    def call(self, tool: McpTool, arguments: dict[str, Any], timeout: float | None) -> Any:
+        """Blocking call from a sandbox thread; the value for the code, or HostCallError."""
+        assert self._loop is not None, "McpManager.start() was not awaited"
+        connection = self.connections[tool.server]
+        future = asyncio.run_coroutine_threadsafe(connection.call(tool.name, arguments, timeout), self._loop)
+        try:
+            result = future.result(None if timeout is None else timeout + 5)
+        except FutureTimeout as exc:
+            future.cancel()
+            raise HostCallError(f"{tool.function} did not answer within {timeout:g} s") from exc
+        except McpUnavailable as exc:
+            raise HostCallError(str(exc)) from exc
+        except MCPError as exc:
+            if exc.code == mcp_types.REQUEST_TIMEOUT:
+                raise HostCallError(f"{tool.function} did not answer within {timeout:g} s") from exc
+            raise HostCallError(f"{tool.function}: MCP error {exc.code}: {exc.message}") from exc
+        return result_value(result, tool)
+
+
+def result_value(result: mcp_types.CallToolResult, tool: McpTool) -> Any:
+    """A tool result as the code receives it (see the module docstring)."""
+    text = _text(result.content)
+    if result.is_error:
+        raise HostCallError(text or f"{tool.function} failed")
+    structured = result.structured_content
+    if structured is not None:
+        properties = (tool.output_schema or {}).get("properties")
+        if isinstance(structured, dict) and list(structured) == ["result"] and isinstance(properties, dict) and list(
+            properties
+        ) == ["result"]:
+            return structured["result"]
+        return structured
+    return text
+
+
+def _text(blocks: Sequence[Any]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        else:
+            kind = getattr(block, "mime_type", None) or getattr(block, "type", "content")
+            parts.append(f"[{kind} content not shown]")
+    return "\n".join(parts)

@@ -1,0 +1,73 @@
+"""Giving a new agent session its host tools: MCP servers' tools and the client's function tools.
+
+Called once, when a session is created: the stubs are defined in its sandbox (they come back
+after a worker restart, see ``Sandbox.define``), the toolbox becomes the sandbox's host-call
+handler, and the returned specs go into the system prompt under the tool heading. A request
+naming an MCP server that is not configured is a 400 naming ``mcp_servers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from server.agent.prompts import ToolSpec
+from server.api.errors import InvalidRequest
+from server.mcp.manager import McpManager, McpTool
+from server.openai.schemas import FunctionDef
+from server.tools.client_calls import ClientToolBridge
+from server.tools.toolbox import HostTool, Toolbox
+
+
+def mcp_host_tools(manager: McpManager | None, servers: Sequence[str] | None) -> list[HostTool]:
+    """The tools of the chosen servers (all configured ones when `servers` is None)."""
+    if manager is None:
+        if servers:
+            raise InvalidRequest("mcp_servers: this server has no MCP servers configured (--mcp-config)",
+                                 param="mcp_servers")
+        return []
+    if servers is not None:
+        unknown = [s for s in servers if s not in manager.connections]
+        if unknown:
+            raise InvalidRequest(
+                f"mcp_servers: no MCP server named {', '.join(unknown)}; configured: "
+                f"{', '.join(manager.connections) or '(none)'}", param="mcp_servers")
+    return [_mcp_tool(manager, tool) for tool in manager.tools(servers)]
+
+
+def _mcp_tool(manager: McpManager, tool: McpTool) -> HostTool:
+    def call(arguments: dict[str, Any], timeout: float | None) -> Any:
+        return manager.call(tool, arguments, timeout)
+
+    return HostTool(tool.function, tool.description, tool.input_schema, call, origin=f"mcp:{tool.server}")
+
+
+async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
+    """Define `tools` in the session's sandbox and add them to its host-call handler; their
+    specs for the prompt. A tool whose function the session already has is left out."""
+    executor = session.executor
+    toolbox = executor.host_calls if isinstance(executor.host_calls, Toolbox) else Toolbox()
+    if session.bridge is not None and session.bridge.cancel not in toolbox.cancel_callbacks:
+        toolbox.on_cancel(session.bridge.cancel)
+    fresh: list[HostTool] = []
+    for tool in tools:
+        if tool.function in toolbox or any(t.function == tool.function for t in fresh):
+            continue
+        fresh.append(tool)
+    if not fresh:
+        return []
+    for tool in fresh:
+        toolbox.add(tool)
+    executor.host_calls = toolbox
+    await asyncio.to_thread(executor.define, Toolbox.prelude(fresh))
+    return Toolbox.specs(fresh)
+
+
+def client_host_tools(session: Any, functions: Sequence[FunctionDef]) -> list[HostTool]:
+    """The client's function tools, answered through the session's bridge (made on first use)."""
+    if not functions:
+        return []
+    if session.bridge is None:
+        session.bridge = ClientToolBridge(asyncio.get_running_loop())
+    return [session.bridge.host_tool(f.name, f.description, f.parameters) for f in functions]

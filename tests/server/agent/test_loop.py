@@ -1,0 +1,174 @@
+"""``run_agent`` driven directly: the scripted engine and the scripted executor, no HTTP, no processes.
+
+These pin the loop's decisions branch by branch in milliseconds; the HTTP-level tests
+(test_agent_scripted.py, test_agent_policy.py) and the real-model ones (test_agent_real.py)
+check the same behaviour through the real server and sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from models.engine.scripted import ScriptedEngine
+from sandbox.fake_executor import ScriptedExecutor
+from sandbox.result import ExecResult
+from server.agent.loop import AgentOptions, run_agent
+from server.agent.policy import LoopPolicy
+from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
+
+TASK = [{"role": "system", "content": "You are a CodeAct agent."}, {"role": "user", "content": "What is 6 * 7?"}]
+
+
+@pytest.fixture
+def engine() -> Iterator[ScriptedEngine]:
+    engine = ScriptedEngine()
+    yield engine
+    engine.close()
+
+
+def drive(engine: ScriptedEngine, executor: ScriptedExecutor, **options: object) -> tuple[list[AgentEvent], list[dict]]:
+    """Run the loop to its end; the events it yielded and the conversation it left."""
+    messages = [dict(m) for m in TASK]
+
+    async def collect() -> list[AgentEvent]:
+        return [event async for event in run_agent(engine, messages, executor, AgentOptions(**options))]
+
+    return asyncio.run(collect()), messages
+
+
+def steps(events: list[AgentEvent]) -> list:
+    return [e.step for e in events if isinstance(e, StepDone)]
+
+
+def done(events: list[AgentEvent]) -> AgentDone:
+    assert isinstance(events[-1], AgentDone), events[-1]
+    assert sum(isinstance(e, AgentDone) for e in events) == 1
+    return events[-1]
+
+
+def test_code_then_solution_runs_the_code_and_reports_its_output(engine: ScriptedEngine) -> None:
+    engine.enqueue("I compute it.\n<execute>print(6 * 7)</execute>", "<solution>42</solution>")
+    executor = ScriptedExecutor(["42\n"])
+    events, messages = drive(engine, executor)
+    assert executor.ran == ["print(6 * 7)"]
+    first, second = steps(events)
+    assert first.action.type == "execute" and first.observation.stdout == "42\n"
+    assert "42" in first.observation.text and first.observation.text in [m["content"] for m in messages]
+    assert second.action.answer == "42"
+    finished = done(events)
+    assert (finished.finish_reason, finished.message, finished.turns) == ("solution", "42", 2)
+    assert [m["role"] for m in messages[2:]] == ["assistant", "user", "assistant"]
+    # The turn's text streamed as channels before its step finished.
+    channels = {e.channel for e in events if isinstance(e, TurnDelta) and e.step_index == 0}
+    assert {"thought", "code"} <= channels
+
+
+def test_the_observation_is_the_execution_result_the_model_read(engine: ScriptedEngine) -> None:
+    killed = ExecResult(stdout="partial", killed_reason="memory", state_lost=True, duration_s=1.5, files=["a.png"])
+    engine.enqueue("<execute>x = [0] * 10**10</execute>", "<solution>too big</solution>")
+    events, _ = drive(engine, ScriptedExecutor([killed]))
+    observation = steps(events)[0].observation
+    assert (observation.killed_reason, observation.state_lost, observation.files) == ("memory", True, ["a.png"])
+    assert observation.duration_s == 1.5 and steps(events)[0].timings["execution_s"] == 1.5
+    assert "more memory than allowed" in observation.text and "a.png" in observation.text
+    assert observation.payload()["message"] == observation.text
+
+
+def test_long_output_is_cut_for_the_model_and_flagged(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print('x' * 100000)</execute>", "<solution>done</solution>")
+    events, _ = drive(engine, ScriptedExecutor(["x" * 100_000]))
+    observation = steps(events)[0].observation
+    assert observation.truncated and "characters omitted" in observation.text
+    assert len(observation.text) < 10_000 and len(observation.stdout) == 100_000
+
+
+def test_a_repeat_becomes_the_answer_in_the_same_turn(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<execute>print(6*7)</execute>", "42</solution>")
+    executor = ScriptedExecutor(default=lambda code: ExecResult(stdout="42\n"))
+    events, _ = drive(engine, executor)
+    repeat = steps(events)[-1]
+    assert (repeat.forced, repeat.repeated_code, repeat.action.answer) == ("repeat", "print(6*7)", "42")
+    assert done(events).forced_answer == "repeat" and done(events).turns == 2
+    assert len(executor.ran) == 2  # the repeat ran once more, then the model answered
+
+
+def test_a_repeat_with_new_output_is_not_forced(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>n += 1; print(n)</execute>", "<execute>n += 1; print(n)</execute>",
+                   "<solution>2</solution>")
+    events, _ = drive(engine, ScriptedExecutor(["1", "2"]))
+    assert [s.forced for s in steps(events)] == [None, None, None] and done(events).message == "2"
+
+
+def test_without_the_policy_the_loop_runs_out_of_turns(engine: ScriptedEngine) -> None:
+    engine.enqueue(*["<execute>print(42)</execute>"] * 3)
+    off = LoopPolicy(on_repeat="off", final_answer=False)
+    events, _ = drive(engine, ScriptedExecutor(default=lambda code: ExecResult(stdout="42")), max_turns=3, policy=off)
+    assert (done(events).finish_reason, done(events).turns) == ("max_turns", 3)
+    assert all(s.forced is None for s in steps(events))
+
+
+def test_the_last_turn_can_only_answer(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "42</solution>")
+    events, _ = drive(engine, ScriptedExecutor(["42"]), max_turns=2)
+    last = steps(events)[-1]
+    assert (last.forced, last.action.answer) == ("last_turn", "42")
+    # The forced turn's prompt already opened the solution tag for the model.
+    assert engine.requests[-1].prompt.rstrip().endswith("<solution>")
+
+
+def test_code_given_as_the_forced_answer_is_run_and_its_output_is_the_answer(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>x = 6 * 7</execute>", "print(x)</solution>")
+    executor = ScriptedExecutor(["", "42\n"])
+    events, _ = drive(engine, executor, max_turns=2)
+    assert executor.ran == ["x = 6 * 7", "print(x)"]
+    assert done(events).message == "42" and steps(events)[-1].action.code == "print(x)"
+
+
+def test_a_turn_without_an_action_ends_the_run(engine: ScriptedEngine) -> None:
+    engine.enqueue("I do not know how to do that.")
+    events, _ = drive(engine, ScriptedExecutor())
+    assert done(events).finish_reason == "no_action" and "do not know" in done(events).message
+
+
+def test_a_full_context_after_the_first_turn_ends_with_length(engine: ScriptedEngine) -> None:
+    small = ScriptedEngine(context_length=200)
+    try:
+        small.enqueue("<execute>print('x')</execute>")
+        events, _ = drive(small, ScriptedExecutor(["word " * 400]), max_tokens=100)
+        finished = done(events)
+        assert finished.finish_reason == "length" and finished.turns == 1
+    finally:
+        small.close()
+
+
+def test_cancelling_the_run_interrupts_the_execution(engine: ScriptedEngine) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(code: str) -> ExecResult:
+        started.set()
+        release.wait(10)
+        return ExecResult(stdout="late")
+
+    executor = ScriptedExecutor([slow])
+    engine.enqueue("<execute>import time; time.sleep(60)</execute>")
+
+    async def cancel_midway() -> None:
+        messages = [dict(m) for m in TASK]
+        task = asyncio.ensure_future(_consume(run_agent(engine, messages, executor, AgentOptions())))
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+
+    asyncio.run(cancel_midway())
+    assert executor.interrupted.is_set()
+
+
+async def _consume(events) -> None:  # noqa: ANN001 - an async iterator of events
+    async for _ in events:
+        pass
