@@ -62,7 +62,7 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     grammar: str | None = Field(None, description="GBNF text, as llama-server takes it")
-    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
+    n: int = Field(1, ge=1, json_schema_extra={"maximum": 1}, description="one choice per request (n > 1: 400)")
     logprobs: int | None = Field(
         None, ge=0, le=MAX_TOP_COMPLETIONS, description="log-probabilities of the chosen and this many top tokens"
     )
