@@ -5,7 +5,7 @@ interleaved request by request so that other people's load on this machine hits 
 
 - ``raw generate``: ``Llama.generate`` token loop (the floor: nothing but llama.cpp).
 - ``raw completion``: ``Llama.create_completion(stream=True)`` on the same ChatML prompt.
-- ``ours stream`` / ``ours``: ``POST /v1/chat/completions`` on real uvicorn (``benchmarks.serving.LoopbackServer``).
+- ``ours stream`` / ``ours``: ``POST /v1/chat/completions`` on real uvicorn (``server.api.loopback.LoopbackServer``).
 - ``peer stream`` / ``peer``: ``python -m llama_cpp.server --chat_format chatml`` (a subprocess).
 
 Each request starts with a unique line so no variant gets the KV-cache prefix for free;
@@ -35,10 +35,10 @@ import llama_cpp
 
 from benchmarks.common import embedded_model_path, median, print_table, write_result
 from benchmarks.grammar_cost import SYSTEM_PROMPT
-from benchmarks.serving import LoopbackServer
 from models.engine.chat_format import render_chatml
 from models.engine.llama.engine import LlamaEngine, physical_cores
 from server.api.app import create_app
+from server.api.loopback import LoopbackServer
 from server.settings import Settings
 
 MODEL_NAME = "bench"

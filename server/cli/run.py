@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -102,31 +99,15 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
 @contextmanager
 def in_process_server(model: str | None) -> Iterator[str]:
     """Load the model and serve the app on a private loopback port for the duration."""
-    import uvicorn
-
     from server.api.app import create_app
+    from server.api.loopback import LoopbackServer
     from server.cli.main import load_engine
     from server.settings import Settings
 
     settings = Settings(model=model) if model else Settings()
     engine = load_engine(settings)
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
-    # every small response waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the in-process server failed to start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with LoopbackServer(create_app(settings, engine), name="codeact-run-uvicorn") as server:
+        yield server.url
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -3,34 +3,39 @@
 Called once, when a session is created: the stubs are defined in its sandbox (they come back
 after a worker restart, see ``Sandbox.define``), the toolbox becomes the sandbox's host-call
 handler, and the returned specs go into the system prompt under the tool heading. A request
-naming an MCP server that is not configured is a 400 naming ``mcp_servers``.
+naming an MCP server that is not configured is refused (``AgentRequestError`` on
+``mcp_servers``: a 400 naming it).
+
+No web framework here (the agent service calls this module): the MCP SDK, which loads
+Starlette, is only named for type checking; the manager itself comes from the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from server.agent.errors import AgentRequestError
 from server.agent.prompts import ToolSpec
-from server.api.errors import InvalidRequest
-from server.mcp.manager import McpManager, McpTool
-from server.openai.schemas import FunctionDef
-from server.tools.client_calls import ClientToolBridge
+from server.tools.client_calls import ClientFunction, ClientToolBridge
 from server.tools.toolbox import HostTool, Toolbox
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager, McpTool
 
 
 def mcp_host_tools(manager: McpManager | None, servers: Sequence[str] | None) -> list[HostTool]:
     """The tools of the chosen servers (all configured ones when `servers` is None)."""
     if manager is None:
         if servers:
-            raise InvalidRequest("mcp_servers: this server has no MCP servers configured (--mcp-config)",
-                                 param="mcp_servers")
+            raise AgentRequestError("mcp_servers: this server has no MCP servers configured (--mcp-config)",
+                                    param="mcp_servers")
         return []
     if servers is not None:
         unknown = [s for s in servers if s not in manager.connections]
         if unknown:
-            raise InvalidRequest(
+            raise AgentRequestError(
                 f"mcp_servers: no MCP server named {', '.join(unknown)}; configured: "
                 f"{', '.join(manager.connections) or '(none)'}", param="mcp_servers")
     return [_mcp_tool(manager, tool) for tool in manager.tools(servers)]
@@ -64,7 +69,7 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     return Toolbox.specs(fresh)
 
 
-def client_host_tools(session: Any, functions: Sequence[FunctionDef]) -> list[HostTool]:
+def client_host_tools(session: Any, functions: Sequence[ClientFunction]) -> list[HostTool]:
     """The client's function tools, answered through the session's bridge (made on first use)."""
     if not functions:
         return []

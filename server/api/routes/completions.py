@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.engine.api import Engine, EngineError, GenerationHandle, GenerationRequest
+from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.errors import engine_error_to_api
 from server.api.openapi_errors import CHAT_RESPONSES
 from server.api.routes.chat import check_model
-from server.api.sse import DONE, sse_event, sse_response
+from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import (
     MAX_TOP_COMPLETIONS,
     StreamedLogprobs,
@@ -132,7 +131,8 @@ async def completions(
     if body.stream:
         include_usage = wants_usage(body.stream_options)
         logprobs = body.logprobs is not None
-        return sse_response(_stream_chunks(handle, completion_id, body.model, created, include_usage, logprobs))
+        stream = _stream_chunks(handle, completion_id, body.model, created, include_usage, logprobs)
+        return sse_response(openai_stream(stream))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
@@ -151,7 +151,7 @@ async def _stream_chunks(
     created: int,
     include_usage: bool,
     logprobs: bool = False,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Text deltas as they come, each with its tokens' logprobs when asked."""
     tokens = StreamedLogprobs(handle) if logprobs else None
 
@@ -166,14 +166,10 @@ async def _stream_chunks(
             choice = _choice(piece, None, None, piece_logprobs(piece))
             yield sse_event(text_completion(completion_id, model, created, [choice]))
         result = handle.result
-        logprobs = completion_logprobs(tokens.rest(result.logprobs), tokens.chars) if tokens else None
-        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string, logprobs)
+        rest = completion_logprobs(tokens.rest(result.logprobs), tokens.chars) if tokens else None
+        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string, rest)
         yield sse_event(text_completion(completion_id, model, created, [last]))
         if include_usage:
             yield sse_event(text_completion(completion_id, model, created, [], usage_of(result)))
-    except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
     finally:
         handle.cancel()  # no-op when finished; stops generation when the client went away
-    yield DONE

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 
 from models.engine.api import EngineError, GenerationHandle
 from server.api.deps import EngineDep, SettingsDep
@@ -43,7 +42,7 @@ from server.api.openapi_errors import AGENT_RESPONSES, GUARDS, error_responses
 from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.responses_interpreter import interpret
-from server.api.sse import SSE_HEADERS
+from server.api.sse import sse_response
 from server.openai.code_interpreter import interpreter_tool
 from server.openai.responses_items import (
     ResponsesRequest,
@@ -178,7 +177,7 @@ async def create_response(
     response_id = new_id("resp")
     if body.stream:
         events = _events(handle, response_id, body, plan, store, turn)
-        return _event_stream(events)
+        return sse_response(events)
     text = await collect_unless_disconnected(request, handle)
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
@@ -238,10 +237,6 @@ async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 # --- streaming --------------------------------------------------------------------------------
-
-
-def _event_stream(events: AsyncIterator[bytes]) -> Response:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _events(

@@ -17,15 +17,15 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
 
 from models.engine.api import EngineError
+from server.agent.errors import SessionNotFound
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone
 from server.api.disconnect import ClientDisconnected, unless_disconnected
-from server.api.errors import APIError, NotFound, engine_error_to_api
-from server.api.sse import SSE_HEADERS
+from server.api.errors import APIError, engine_error_to_api
+from server.api.sse import sse_response
 from server.openai.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.openai.schemas import usage_dict
@@ -39,7 +39,7 @@ def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_
     if tool.container is not None:
         try:
             runtime.sessions.get(tool.container)
-        except NotFound as exc:
+        except SessionNotFound as exc:
             raise APIError(
                 404,
                 f"no container '{tool.container}' (it expired, was deleted, or never existed)",
@@ -48,7 +48,7 @@ def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_
             ) from exc
         return tool.container
     if previous_container is not None:
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(SessionNotFound):
             runtime.sessions.get(previous_container)
             return previous_container
     return None
@@ -70,7 +70,7 @@ async def interpret(
         messages = [*instructions, *history, *new]
     else:  # the session holds the conversation already
         messages = new
-    run = await prepare_run(runtime, agent_request(body, messages, session_id))
+    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(runtime.settings))
     base = str(request.base_url).rstrip("/")
     container = run.session.id
 
@@ -90,9 +90,7 @@ async def interpret(
         )
 
     if body.stream:
-        return StreamingResponse(
-            _events(runtime, run, output, snapshot, remember), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        return sse_response(_events(runtime, run, output, snapshot, remember))
     try:
         done = await unless_disconnected(request, _collect(runtime, run, output))
     except ClientDisconnected:
@@ -128,13 +126,16 @@ async def _events(
     yield event("response.created", {"response": snapshot(None)})
     yield event("response.in_progress", {"response": snapshot(None)})
     try:
-        async with contextlib.aclosing(drive(runtime, run)) as events:
+        events = drive(runtime, run)
+        try:
             async for agent_event in events:
                 yield b"".join(event(kind, fields) for kind, fields in output.feed(agent_event))
                 if isinstance(agent_event, AgentDone):
                     answer = snapshot(agent_event)
                     remember(answer, run.session.id)
                     yield event(f"response.{answer['status']}", {"response": answer})
+        finally:  # the client left: stop the generation and any running execution now
+            await events.aclose()  # type: ignore[attr-defined]  # drive is an async generator
     except EngineError as exc:
         error = engine_error_to_api(exc)
         yield event("error", {"code": error.code, "message": error.message, "param": None})
