@@ -167,6 +167,14 @@ class GenerationHandle(Protocol):
         """The final result; only valid once ``stream()`` is exhausted."""
         ...
 
+    @property
+    def token_logprobs(self) -> list[TokenLogprob]:
+        """The logprobs of the tokens sampled so far (empty unless asked for and honoured),
+        each recorded before its text is streamed: a streaming caller hands every delta
+        the tokens it completes. May run past the text (held stop-string prefixes);
+        ``result.logprobs`` is the final, exact list."""
+        ...
+
 
 class Engine(Protocol):
     """A loaded model behind a bounded FIFO queue."""

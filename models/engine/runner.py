@@ -33,6 +33,7 @@ from models.engine.api import (
     GenerationRequest,
     GenerationResult,
     QueueFullError,
+    TokenLogprob,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class QueuedGeneration:
         self._wake_pending = False
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
+        # Each sampled token's logprob, appended by the owner thread as it is sampled (where
+        # the request asked for logprobs and the engine computes them), before its text is
+        # emitted: a stream reader may read any prefix at any time (list.append is atomic).
+        self.token_logprobs: list[TokenLogprob] = []
 
     # -- called from the owner thread -------------------------------------------------
     @property

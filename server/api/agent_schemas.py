@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,6 +48,16 @@ class ToolIn(BaseModel):
 
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.signature, self.description, self.source)
+
+
+def _only(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that replaces a field's documented schema with ``schema``."""
+
+    def replace(generated: dict[str, Any]) -> None:
+        generated.clear()
+        generated.update(schema)
+
+    return replace
 
 
 class AgentRequest(ChatBody):
@@ -104,6 +115,14 @@ class AgentRequest(ChatBody):
         description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
         "'chat' (Execution Output:, the reference chat demo's); default: the server's",
     )
+
+    # Chat fields the loop cannot honour: the schema admits only their neutral values; the
+    # validator below answers any other with a 400 naming the field.
+    logprobs: bool | None = Field(None, json_schema_extra=_only({"enum": [False, None]}))
+    top_logprobs: int | None = Field(None, json_schema_extra=_only({"type": "null"}))
+    tool_choice: Any = Field(None, json_schema_extra=_only({"type": "null"}))
+    parallel_tool_calls: bool | None = Field(None, json_schema_extra=_only({"type": "null"}))
+    stop: Any = Field(None, json_schema_extra=_only({"type": "null"}))
 
     @model_validator(mode="after")
     def _refuse_chat_only_fields(self) -> AgentRequest:

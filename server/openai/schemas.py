@@ -131,7 +131,9 @@ class ChatBody(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
+    # The schema says 1 at most; validation lets larger values through to a 400 naming 'n'.
+    n: int = Field(1, ge=1, json_schema_extra={"maximum": 1}, description="one choice per request (n > 1: 400)")
+    tools: list[FunctionTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = Field(

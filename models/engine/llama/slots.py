@@ -69,7 +69,7 @@ class ActiveGeneration:
         self._max_tokens = job.request.max_tokens or 0
         self.produced = 0
         self.finish_reason: FinishReason | None = None
-        self._logprobs: list[TokenLogprob] | None = [] if job.request.logprobs is not None else None
+        self._logprobs: list[TokenLogprob] | None = job.token_logprobs if job.request.logprobs is not None else None
 
     @property
     def done(self) -> bool:
