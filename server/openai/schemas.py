@@ -133,7 +133,6 @@ class ChatBody(BaseModel):
     stream_options: StreamOptions | None = None
     # The schema says 1 at most; validation lets larger values through to a 400 naming 'n'.
     n: int = Field(1, ge=1, json_schema_extra={"maximum": 1}, description="one choice per request (n > 1: 400)")
-    tools: list[FunctionTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = Field(
