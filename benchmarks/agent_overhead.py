@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 
 from benchmarks.common import median, print_table, write_result
-from benchmarks.serving import LoopbackServer
 from models.engine.chat_format import generation_prompt
 from models.engine.scripted import Responder, ScriptedEngine
 from server.api.app import create_app
+from server.api.loopback import LoopbackServer
 from server.settings import Settings
 
 POOL_SIZE = 2

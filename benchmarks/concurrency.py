@@ -27,11 +27,11 @@ from typing import Any
 import httpx
 
 from benchmarks.common import embedded_model_path, median, print_table, write_result
-from benchmarks.serving import LoopbackServer
 from models.engine.api import GenerationRequest, generate_text
 from models.engine.chat_format import render_chatml
 from models.engine.llama.engine import LlamaEngine
 from server.api.app import create_app
+from server.api.loopback import LoopbackServer
 from server.settings import Settings
 
 TASK = "Compute the sum of the first {n} odd numbers with Python."

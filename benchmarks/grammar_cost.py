@@ -10,12 +10,12 @@ Variants:
 - ``raw``: ``llama_cpp.Llama.generate`` with no grammar (the reference).
 - ``raw+grammar naive``: ``Llama.generate(grammar=...)``: llama-cpp-python puts the grammar
   in the sampler chain, masking the whole vocabulary every token (what the engine did before).
-- ``raw+grammar fast``: ``models.engine.llama.grammar.constrained_tokens``: sample unconstrained,
-  check that one token, mask only on rejection.
 - ``raw+tag-only naive``: a grammar without the 300-character thinking bound, to see how
   much of the naive cost is grammar size rather than vocabulary size.
 - ``engine`` / ``engine+grammar``: ``LlamaEngine`` (owner thread, stop matching, UTF-8
-  decoding), without and with ``ACTION_GRAMMAR``.
+  decoding), without and with ``ACTION_GRAMMAR``; with it, the engine's lazy check
+  (``models.engine.llama.grammar``: sample unconstrained, check that one token, mask only on
+  rejection). That is the figure the target is about.
 
 Run: ``.venv/bin/python -m benchmarks.grammar_cost [--threads 1] [--reps 3] [--tokens 96]``
 """
@@ -35,7 +35,6 @@ from benchmarks.common import embedded_model_path, median, print_table, write_re
 from models.engine.api import GenerationRequest, generate_text
 from models.engine.chat_format import render_chatml
 from models.engine.llama.engine import LlamaEngine, physical_cores
-from models.engine.llama.grammar import GrammarCache, GrammarStats, constrained_tokens
 from server.agent.actions import ACTION_GRAMMAR
 
 SYSTEM_PROMPT = (
@@ -68,7 +67,6 @@ class Run:
 
     tokens: int
     decode_s: float
-    slow_share: float | None = None
 
     @property
     def tok_s(self) -> float:
@@ -99,21 +97,13 @@ class Bench:
         self.llama = llama_cpp.Llama(str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
                                      n_gpu_layers=0, verbose=False)
         self.engine = LlamaEngine(model, model_id="bench", ctx_size=ctx, threads=threads, n_gpu_layers=0)
-        self.grammars = GrammarCache(self.llama._model.vocab)  # noqa: SLF001
         im_end = self.llama.tokenize(b"<|im_end|>", add_bos=False, special=True)
         vocab = self.llama._model.vocab  # noqa: SLF001
         self.eog = lambda t: t in im_end or bool(llama_cpp.llama_vocab_is_eog(vocab, t))
 
-    def raw(self, prompt: str, limit: int, grammar: str | None = None, fast: bool = False) -> Run:
+    def raw(self, prompt: str, limit: int, grammar: str | None = None) -> Run:
         tokens = self.llama.tokenize(prompt.encode(), add_bos=True, special=True)
         self.llama.reset()
-        params = {"temperature": 0.0, "top_p": 0.95}
-        if grammar and fast:
-            stats = GrammarStats()
-            gen = constrained_tokens(self.llama, tokens, self.grammars.fresh(grammar), stats=stats, **params)
-            run = time_tokens(gen, limit, self.eog)
-            run.slow_share = stats.slow_share
-            return run
         compiled = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
         gen = self.llama.generate(
             tokens, temp=0.0, top_k=1, top_p=0.95, min_p=0.0, repeat_penalty=1.0, grammar=compiled
@@ -126,7 +116,6 @@ class Bench:
         return Run(tokens=result.completion_tokens, decode_s=result.total_s - result.time_to_first_token_s)
 
     def close(self) -> None:
-        self.grammars.close()
         self.engine.close()
         self.llama.close()
 
@@ -146,7 +135,6 @@ def main(argv: list[str] | None = None) -> None:
     variants: dict[str, Callable[[str], Run]] = {
         "raw": lambda p: bench.raw(p, args.tokens),
         "raw+grammar naive": lambda p: bench.raw(p, args.tokens, ACTION_GRAMMAR),
-        "raw+grammar fast": lambda p: bench.raw(p, args.tokens, ACTION_GRAMMAR, fast=True),
         "raw+tag-only naive": lambda p: bench.raw(p, args.tokens, TAG_ONLY_GRAMMAR),
         "engine": lambda p: bench.engine_run(p, args.tokens),
         "engine+grammar": lambda p: bench.engine_run(p, args.tokens, ACTION_GRAMMAR),
@@ -168,7 +156,6 @@ def main(argv: list[str] | None = None) -> None:
     for name, items in runs.items():
         ref = baseline["engine" if name.startswith("engine") else "raw"]
         ratios = [r.tok_s / b.tok_s for r, b in zip(items, ref, strict=True)]
-        shares = [r.slow_share for r in items if r.slow_share is not None]
         rows.append(
             {
                 "variant": name,
@@ -176,7 +163,6 @@ def main(argv: list[str] | None = None) -> None:
                 "vs same-path no grammar (median paired)": median(ratios),
                 "vs raw (median paired)": median(r.tok_s / b.tok_s for r, b in zip(items, runs["raw"], strict=True)),
                 "tokens (median)": median(r.tokens for r in items),
-                "masked share": median(shares) if shares else None,
             }
         )
     columns = list(rows[0])

@@ -2,7 +2,7 @@
 
 Each server a benchmark compares runs the way its users run it: its own process, its own
 port, its own event loop or C++ threads. Running ours inside the benchmark's process (as
-``benchmarks.serving.LoopbackServer`` does) would make the client's JSON parsing compete
+``server.api.loopback.LoopbackServer`` does) would make the client's JSON parsing compete
 with our server for one GIL, a cost no deployed server pays and no out-of-process peer pays
 either. Every server here is started on a free loopback port, polled until it answers, and
 stopped (terminate, then kill) when the ``with`` block ends; its output goes to a log file

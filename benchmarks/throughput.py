@@ -244,9 +244,9 @@ def servers(args: argparse.Namespace, model: Path, parallel: int, binary: Path |
 
 @contextmanager
 def _inproc_server(model: Path, args: argparse.Namespace) -> Iterator[str]:
-    from benchmarks.serving import LoopbackServer
     from models.engine.llama.engine import LlamaEngine
     from server.api.app import create_app
+    from server.api.loopback import LoopbackServer
     from server.settings import Settings
 
     engine = LlamaEngine(model, model_id=MODEL_NAME, ctx_size=args.ctx, threads=args.threads, n_gpu_layers=0)

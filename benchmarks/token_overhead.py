@@ -13,7 +13,7 @@ by request:
   token in a batch, decode (low-level ``llama_cpp`` calls, no llama-cpp-python ``Llama``).
 - ``engine``: ``LlamaEngine.submit`` and ``handle.stream()`` on an asyncio loop, no HTTP.
 - ``http curl``: ``POST /v1/chat/completions`` with ``stream: true`` to our app on uvicorn
-  in this process (``benchmarks.serving.LoopbackServer``), read by ``curl -N`` (a separate
+  in this process (``server.api.loopback.LoopbackServer``), read by ``curl -N`` (a separate
   process, as a real client is).
 - ``http httpx``: the same, read by an ``httpx`` client inside this process (how
   ``benchmarks.throughput --inproc`` and issue 8 measured ours): its JSON parsing competes
@@ -50,18 +50,18 @@ import llama_cpp
 
 from benchmarks.common import embedded_model_path, print_table, write_result
 from benchmarks.decode_loop import BareLoop
-from benchmarks.serving import LoopbackServer
 from benchmarks.throughput import TASKS, messages
 from models.engine import runner as runner_module
 from models.engine.api import GenerationRequest
 from models.engine.chat_format import CHATML_STOP, render_chatml
+from models.engine.generated_text import GeneratedText
 from models.engine.llama import batch as batch_module
 from models.engine.llama import slots as slots_module
 from models.engine.llama.engine import LlamaEngine
 from models.engine.llama.sampler import TokenSampler
 from models.engine.runner import QueuedGeneration
-from models.engine.stop_strings import StopMatcher
 from server.api.app import create_app
+from server.api.loopback import LoopbackServer
 from server.settings import Settings
 
 MODEL_NAME = "bench"
@@ -152,8 +152,8 @@ def engine_breakdown_timers() -> Timers:
     timers.wrap(TokenSampler, "sample", "sample (llama_sampler_sample)")
     timers.wrap(slots_module.ActiveGeneration, "take", "take (all per-token text work)")
     timers.wrap(LlamaEngine, "_piece", "  token_to_piece")
-    timers.wrap(StopMatcher, "feed", "  stop matching")
-    timers.wrap(QueuedGeneration, "emit", "  emit (hand-off to the event loop)")
+    timers.wrap(GeneratedText, "feed", "  stop matching + emit")
+    timers.wrap(QueuedGeneration, "emit", "    emit (hand-off to the event loop)")
     timers.wrap(batch_module.BatchScheduler, "_fill_batch", "fill batch")
     timers.wrap(batch_module.BatchScheduler, "_make_room", "make room")
     return timers

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.agent.steps import AgentDone
+from server.agent.service import PreparedRun
+from server.agent.steps import AgentDone, AgentEvent
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class AuditLog:
         self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def observe(self, run: Any, event: Any) -> None:
+    def observe(self, run: PreparedRun, event: AgentEvent) -> None:
         if isinstance(event, AgentDone):
             self.write(run_record(run, event))
 
@@ -56,22 +57,16 @@ class AuditLog:
             self._file.close()
 
 
-def run_record(run: Any, done: AgentDone) -> dict[str, Any]:
-    """What one agent run asked for, did and answered, as plain JSON."""
+def run_record(run: PreparedRun, done: AgentDone) -> dict[str, Any]:
+    """What one agent run asked for, did and answered, as plain JSON: the run's outcome
+    (the same fields the API reports) plus its request and the steps in full."""
     session = run.session
-    steps = session.steps[-done.turns :] if done.turns else []
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "session_id": session.id,
         "new_session": run.created,
         "options": dataclasses.asdict(run.options),
         "tools": [tool.name for tool in session.tools],
         "messages": session.messages[run.mark :],
-        "steps": [step.to_dict() for step in steps],
-        "finish_reason": done.finish_reason,
-        "final_message": done.message,
-        "turns": done.turns,
-        "forced_answer": done.forced_answer,
-        "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens},
-        "error": done.error,
+        "steps": [step.to_dict() for step in run.steps_of(done)],
+        **run.outcome(done),
     }

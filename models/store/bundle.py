@@ -44,18 +44,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from huggingface_hub.file_download import (
-    _cache_commit_hash_for_specific_revision,
-    _create_symlink,
-    repo_folder_name,
-)
-from huggingface_hub.utils import WeakFileLock
+from huggingface_hub.file_download import _cache_commit_hash_for_specific_revision, _create_symlink
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from models.errors import ChecksumError, ModelError, ModelFileError
+from models.store.cache import RepoCache, check_free_space, is_sha256
 from models.store.catalog import CatalogEntry, QuantFile, get_entry
 from models.store.gguf_file import file_sha256, validate_gguf
-from models.store.local import StoreConfig, expected_sha256, find_local_file, resolve_model
+from models.store.local import StoreConfig, expected_sha256, find_local_file, installed_package_file, resolve_model
 
 __all__ = [
     "BundleError",
@@ -74,7 +70,6 @@ SUMS_NAME = "SHA256SUMS"
 STAGING_PREFIX = ".codeact-import-"
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 1 << 20
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Member paths the manifest may name: one directory level, a plain file name.
 _MEMBER_RE = re.compile(r"(model|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]*")
 
@@ -192,7 +187,7 @@ def _snapshot_commit(qf: QuantFile, path: Path, config: StoreConfig) -> str | No
     """The commit folder a hub-cache file sits in (``snapshots/<commit>/<filename>``)."""
     if qf.repo_id is None:
         return None
-    snapshots = config.cache_dir / repo_folder_name(repo_id=qf.repo_id, repo_type="model") / "snapshots"
+    snapshots = RepoCache(config.cache_dir, qf.repo_id).snapshots
     try:
         return path.relative_to(snapshots).parts[0]
     except (ValueError, IndexError):
@@ -295,7 +290,8 @@ def import_bundle(
         manifest, files = _read_manifest(tar, path)
         entry_name, qname, qf, commit, sha = _target(manifest, config, path)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
-        _check_space(config.cache_dir, sum(f.size for f in files.values()), path)
+        need = sum(f.size for f in files.values())
+        check_free_space(config.cache_dir, need, lambda why: BundleError(f"cannot import bundle {path}: {why}"))
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=config.cache_dir))
         try:
             staged = _stage_members(tar, files, staging, path, progress)
@@ -368,7 +364,7 @@ def _manifest_files(manifest: dict[str, Any]) -> dict[str, BundleFile]:
         f = BundleFile(str(raw["path"]), int(raw["size"]), str(raw["sha256"]), str(raw["kind"]))
         if not (_MEMBER_RE.fullmatch(f.path) or f.path == SUMS_NAME) or f.path in files:
             raise ValueError(f"bad or repeated member path {f.path!r}")
-        if f.size < 0 or not _SHA256_RE.fullmatch(f.sha256) or f.kind not in ("model", "wheel", "sums"):
+        if f.size < 0 or not is_sha256(f.sha256) or f.kind not in ("model", "wheel", "sums"):
             raise ValueError(f"bad size, sha256 or kind for {f.path!r}")
         files[f.path] = f
     models = [f for f in files.values() if f.kind == "model"]
@@ -415,15 +411,6 @@ def _local_quant(name: str, quant: str, config: StoreConfig) -> QuantFile | None
         return get_entry(name, dict(config.catalog)).quant_file(quant)[1]
     except ModelError:
         return None
-
-
-def _check_space(folder: Path, need: int, path: Path) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise BundleError(
-            f"cannot import bundle {path}: it needs {need / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free; "
-            "free some space or point HF_HOME / HF_HUB_CACHE elsewhere"
-        )
 
 
 def _stage_members(
@@ -481,12 +468,10 @@ def _install_blob(staged: Path, qf: QuantFile, commit: str | None, sha: str, con
     disappears. Holds the same lock as ``pull`` for this blob.
     """
     assert qf.repo_id is not None
-    storage = config.cache_dir / repo_folder_name(repo_id=qf.repo_id, repo_type="model")
-    blob = storage / "blobs" / sha
-    lock = config.cache_dir / ".locks" / storage.name / f"{sha}.codeact.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    ref = storage / "refs" / qf.revision
-    with WeakFileLock(lock):
+    repo = RepoCache(config.cache_dir, qf.repo_id)
+    blob = repo.blob(sha)
+    ref = repo.ref(qf.revision)
+    with repo.blob_lock(sha):
         existed = blob.exists()
         blob.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -495,36 +480,34 @@ def _install_blob(staged: Path, qf: QuantFile, commit: str | None, sha: str, con
             current = ref.read_text().strip() if ref.is_file() else None
             commit = commit or current or sha[:40]
             for c in dict.fromkeys(c for c in (commit, current) if c):
-                link = storage / "snapshots" / c / qf.filename
+                link = repo.snapshots / c / qf.filename
                 link.parent.mkdir(parents=True, exist_ok=True)
                 _create_symlink(str(blob), str(link), new_blob=False)
             if current is None:
-                _cache_commit_hash_for_specific_revision(str(storage), qf.revision, commit)
+                _cache_commit_hash_for_specific_revision(str(repo.root), qf.revision, commit)
         except BaseException:
             if not existed:
                 blob.unlink(missing_ok=True)
             raise
     pointer = find_local_file(qf, config)
     if pointer is None:  # our own bug: the layout written is not the one the store reads
-        raise RuntimeError(f"imported {qf.filename} into {storage} but the store cannot find it")
+        raise RuntimeError(f"imported {qf.filename} into {repo.root} but the store cannot find it")
     return pointer
 
 
 def _check_packaged(name: str, qname: str, qf: QuantFile, sha: str, config: StoreConfig) -> tuple[Path, str]:
-    """A model that ships inside a Python package is installed by pip, not into the cache."""
-    dist = (qf.package or "").replace("_", "-")
-    local = find_local_file(qf, config)
-    if local is None:
-        raise BundleError(
+    """A model that ships inside a Python package is installed by pip, not into the cache:
+    the installed file must be the bundle's."""
+    local = installed_package_file(
+        qf,
+        sha,
+        config,
+        missing=lambda dist: BundleError(
             f"{name} ({qname}) ships in the {dist} package, which is not installed; install it from the bundle's "
             f"wheels (`pip install --no-index --find-links DIR {dist}`), then import again"
-        )
-    have = config.hash_cache.get(local) or file_sha256(local)
-    if have != sha:
-        raise BundleError(
-            f"{name} ({qname}) ships in the installed {dist} package, whose file differs from the bundle's"
-        )
-    return local, f"{name} ({qname}) is already installed (it ships in the {dist} package at {local})"
+        ),
+    )
+    return local, f"{name} ({qname}) is already installed (it ships in the {qf.distribution} package at {local})"
 
 
 def _serve_hint(name: str, qname: str, config: StoreConfig) -> str:

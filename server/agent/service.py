@@ -1,4 +1,8 @@
-"""Turning an agent request into a running loop over a session (shared by HTTP and the CLI).
+"""Turning an agent request into a running loop over a session.
+
+The request arrives in the agent's own terms (``RunRequest``: prompt messages, options,
+tools); the API builds it from its body, so nothing here knows about HTTP. Refusals are
+``server.agent.errors`` types; the API gives them their status codes.
 
 Continuing a session: the session already holds the conversation, so only the request's
 trailing non-assistant messages (what came after the last assistant message) are new.
@@ -9,21 +13,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.engine.api import ContextOverflowError
-from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions, run_agent
-from server.agent.policy import LoopPolicy, PromptStyle
+from server.agent.errors import AgentRequestError, SessionBusy
+from server.agent.loop import AgentOptions, run_agent
+from server.agent.policy import PromptStyle
 from server.agent.prompts import ToolSpec, system_prompt, task_message
 from server.agent.runtime import AgentRuntime
-from server.agent.sessions import Session, SessionBusy
-from server.agent.steps import AgentDone, StepDone
+from server.agent.sessions import Session
+from server.agent.steps import AgentDone, Step, StepDone
 from server.agent.suspend import SuspendableRun
-from server.api.agent_schemas import AgentRequest
-from server.api.errors import InvalidRequest
-from server.openai.schemas import ChatMessage
 from server.tools import session_tools
+from server.tools.client_calls import ClientFunction
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One agent request in the agent's terms.
+
+    ``messages`` are prompt messages (``role``: system, user, assistant or tool; ``content``:
+    text; a tool result also has the ``tool_call_id`` it answers). ``tools`` are Python tools
+    to define by their source, ``functions`` the client's function tools, ``mcp_servers``
+    the configured MCP servers a new session gets (None: all), ``session_id`` the session
+    to continue (None: a new one).
+    """
+
+    messages: list[dict[str, str]]
+    options: AgentOptions
+    tools: list[ToolSpec] = field(default_factory=list)
+    functions: list[ClientFunction] = field(default_factory=list)
+    mcp_servers: list[str] | None = None
+    session_id: str | None = None
 
 
 @dataclass
@@ -34,46 +56,50 @@ class PreparedRun:
     mark: int  # len(session.messages) before this request's messages
     resumed: bool = False  # continues a run suspended for the client's tool results
 
+    def steps_of(self, done: AgentDone) -> list[Step]:
+        """The steps this run added to its session (the last ``done.turns`` of them)."""
+        return self.session.steps[-done.turns :] if done.turns else []
 
-def options_for(body: AgentRequest, runtime: AgentRuntime) -> AgentOptions:
-    settings = runtime.settings
-    return AgentOptions(
-        max_turns=body.max_turns or settings.max_turns,
-        max_tokens=body.token_budget() or DEFAULT_TURN_TOKENS,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        execution_timeout=body.execution_timeout or settings.execution_timeout,
-        structure=body.structure(),
-        policy=LoopPolicy(
-            on_repeat=body.on_repeat or settings.agent_on_repeat,
-            final_answer=settings.agent_final_answer if body.final_answer is None else body.final_answer,
-            prompt_style=body.prompt_style or settings.agent_prompt_style,
-            fenced_code=body.fenced_code or settings.agent_fenced_code,
-            code_answer=body.code_answer or settings.agent_code_answer,
-            unverified_answer=body.unverified_answer or settings.agent_unverified_answer,
-        ),
-    )
+    def outcome(self, done: AgentDone) -> dict[str, Any]:
+        """How the run ended, as plain JSON.
+
+        One shape for everyone who reports a run (the ``agent`` field of a ``/v1/agent``
+        answer, the last event of its stream, the audit log), so they cannot drift apart;
+        ``usage`` uses OpenAI's field names.
+        """
+        return {
+            "session_id": self.session.id,
+            "finish_reason": done.finish_reason,
+            "turns": done.turns,
+            "final_message": done.message,
+            "forced_answer": done.forced_answer,
+            "usage": {
+                "prompt_tokens": done.prompt_tokens,
+                "completion_tokens": done.completion_tokens,
+                "total_tokens": done.prompt_tokens + done.completion_tokens,
+            },
+            "error": done.error,
+        }
 
 
-def _new_messages(messages: list[ChatMessage], continuing: bool) -> list[ChatMessage]:
+def _new_messages(messages: list[dict[str, str]], continuing: bool) -> list[dict[str, str]]:
     if not continuing:
         return messages
     last_assistant = max(
-        (i for i, m in enumerate(messages) if m.role == "assistant"), default=-1
+        (i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1
     )
     return messages[last_assistant + 1 :]
 
 
 def _framed(message: dict[str, str], style: PromptStyle) -> dict[str, str]:
-    """A user's message as the chosen prompt style frames a task."""
-    if message["role"] != "user":
-        return message
-    return {**message, "content": task_message(message["content"], style)}
+    """A message as the session keeps it (role and content); a user's is framed as the
+    chosen prompt style frames a task."""
+    content = task_message(message["content"], style) if message["role"] == "user" else message["content"]
+    return {"role": message["role"], "content": content}
 
 
 async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
-    """Run each tool's source in the session's sandbox; a broken tool is the caller's 400."""
+    """Run each tool's source in the session's sandbox; a broken tool is the caller's to fix."""
     for tool in tools:
         if not tool.source:  # a host tool: its stub is defined already
             session.tools.append(tool)
@@ -81,77 +107,80 @@ async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
         result = await asyncio.to_thread(session.executor.run, tool.source)
         if not result.ok:
             detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
-            raise InvalidRequest(
+            raise AgentRequestError(
                 f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools"
             )
         session.tools.append(tool)
 
 
-def _tool_results(messages: list[ChatMessage]) -> list[ChatMessage]:
+def _tool_results(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     """The ``tool`` messages that end the request (after its last assistant message)."""
     trailing = _new_messages(messages, continuing=True)
-    if trailing and all(m.role == "tool" for m in trailing):
+    if trailing and all(m["role"] == "tool" for m in trailing):
         return trailing
     return []
 
 
-async def resume_run(runtime: AgentRuntime, body: AgentRequest, results: list[ChatMessage]) -> PreparedRun:
+async def resume_run(runtime: AgentRuntime, request: RunRequest, results: list[dict[str, str]]) -> PreparedRun:
     """A client's tool results: find the suspended run by tool_call_id and answer its call."""
-    call_id = results[0].tool_call_id or ""
+    call_id = results[0].get("tool_call_id", "")
     session = runtime.sessions.waiting_for(call_id)
     if session is None:
-        raise InvalidRequest(
+        raise AgentRequestError(
             f"no agent run is waiting for tool_call_id '{call_id}' (it was answered already, or its "
             "session expired or was deleted)", param="messages")
-    if body.session_id is not None and body.session_id != session.id:
-        raise InvalidRequest(f"tool_call_id '{call_id}' belongs to another session", param="session_id")
+    if request.session_id is not None and request.session_id != session.id:
+        raise AgentRequestError(f"tool_call_id '{call_id}' belongs to another session", param="session_id")
     if session.lock.locked():
         raise SessionBusy(session.id)
     await session.lock.acquire()
     for message in results:
-        if message.tool_call_id:
-            session.bridge.resolve(message.tool_call_id, message.text())
-    return PreparedRun(session, options_for(body, runtime), False, len(session.messages), resumed=True)
+        if message.get("tool_call_id"):
+            session.bridge.resolve(message["tool_call_id"], message["content"])
+    return PreparedRun(session, request.options, False, len(session.messages), resumed=True)
 
 
-async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
-    """Resolve or create the session, define tools, append the new messages; lock held."""
-    results = _tool_results(body.messages)
+async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun:
+    """Resolve or create the session, define tools, append the new messages; lock held.
+
+    Raises ``server.agent.errors`` types: an unknown, busy or one-too-many session, a tool
+    that cannot be defined, tool results nobody waits for, or no new user message.
+    """
+    results = _tool_results(request.messages)
     if results:
-        return await resume_run(runtime, body, results)
-    options = options_for(body, runtime)
-    tools = body.source_tools()
-    created = body.session_id is None
-    if created:
+        return await resume_run(runtime, request, results)
+    options, tools = request.options, list(request.tools)
+    created = request.session_id is None
+    if request.session_id is None:
         session = await runtime.sessions.create()
     else:
-        session = runtime.sessions.get(body.session_id)  # type: ignore[arg-type]
+        session = runtime.sessions.get(request.session_id)
         if session.lock.locked():
             raise SessionBusy(session.id)
     await session.lock.acquire()
     mark = len(session.messages)
     try:
         if session.run is not None:
-            raise InvalidRequest(
+            raise AgentRequestError(
                 f"session {session.id} is waiting for the result of a tool call: send the tool message "
                 "with its tool_call_id", param="messages")
-        host_tools = session_tools.client_host_tools(session, body.function_tools())
+        host_tools = session_tools.client_host_tools(session, request.functions)
         if created:
-            host_tools = session_tools.mcp_host_tools(runtime.mcp, body.mcp_servers) + host_tools
-        elif body.mcp_servers is not None:
-            raise InvalidRequest("mcp_servers: a session's MCP servers are chosen when it is created",
-                                 param="mcp_servers")
+            host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
+        elif request.mcp_servers is not None:
+            raise AgentRequestError("mcp_servers: a session's MCP servers are chosen when it is created",
+                                    param="mcp_servers")
         host_specs = await session_tools.install(session, host_tools)
         if created:
             session.tools.extend(host_specs)
         else:
             tools = host_specs + tools  # listed in the system message that announces new tools
         await define_tools(session, tools)
-        incoming = _new_messages(body.messages, continuing=not created)
-        if not any(m.role == "user" for m in incoming):
-            raise InvalidRequest("the request has no new user message for the agent", param="messages")
+        incoming = _new_messages(request.messages, continuing=not created)
+        if not any(m["role"] == "user" for m in incoming):
+            raise AgentRequestError("the request has no new user message for the agent", param="messages")
         if created:
-            extra = "\n\n".join(m.text() for m in incoming if m.role in ("system", "developer"))
+            extra = "\n\n".join(m["content"] for m in incoming if m["role"] == "system")
             session.messages.append(
                 {"role": "system", "content": system_prompt(options.max_turns, session.tools, extra)}
             )
@@ -160,9 +189,7 @@ async def prepare_run(runtime: AgentRuntime, body: AgentRequest) -> PreparedRun:
             session.messages.append({"role": "system", "content": listing})
         # The task that opens a session is framed as one; follow-ups are conversation.
         style = options.policy.prompt_style if created else "chat"
-        session.messages.extend(
-            _framed(m.as_prompt_message(), style) for m in incoming if m.role not in ("system", "developer")
-        )
+        session.messages.extend(_framed(m, style) for m in incoming if m["role"] != "system")
     except BaseException:
         session.lock.release()
         if created:
@@ -200,7 +227,3 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[Any]:
         if not suspendable.suspended:
             session.run = None
         session.lock.release()
-
-
-def final_message(done: AgentDone) -> str:
-    return done.message

@@ -2,8 +2,10 @@
 
 A session is created by the first ``/v1/agent`` request without ``session_id`` and lives
 until it is deleted, idles past the TTL, or the server stops. One request at a time may
-drive a session (the interpreter is one process); a second gets 409. Over
-``max_sessions`` a new session is refused with 429 rather than evicting someone's work.
+drive a session (the interpreter is one process); a second gets ``SessionBusy``. Over
+``max_sessions`` a new session is refused (``TooManySessions``) rather than evicting
+someone's work. The errors are the agent's own (``server.agent.errors``); the API gives
+them their status codes.
 """
 
 from __future__ import annotations
@@ -18,22 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.executor import SessionExecutor
+from server.agent.errors import SessionNotFound, TooManySessions
 from server.agent.prompts import ToolSpec
 from server.agent.steps import Step
-from server.api.errors import APIError, NotFound, TooManySessions
 
 log = logging.getLogger(__name__)
-
-
-class SessionBusy(APIError):
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            409,
-            f"session {session_id} is already running a request; wait for it to finish",
-            code="session_busy",
-            param="session_id",
-        )
-
 
 @dataclass
 class Session:
@@ -101,7 +92,9 @@ class SessionStore:
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFound(f"no agent session '{session_id}' (it may have expired or been deleted)")
+            raise SessionNotFound(
+                session_id, f"no agent session '{session_id}' (it may have expired or been deleted)"
+            )
         session.last_used = time.monotonic()
         return session
 
@@ -120,7 +113,7 @@ class SessionStore:
     def _remove(self, session_id: str) -> Session:
         session = self._sessions.pop(session_id, None)
         if session is None:
-            raise NotFound(f"no agent session '{session_id}'")
+            raise SessionNotFound(session_id, f"no agent session '{session_id}'")
         return session
 
     def expire_idle(self) -> int:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.agent.policy import CodeAnswerPolicy, FencePolicy, PromptStyle, RepeatPolicy, UnverifiedPolicy
+from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
+from server.agent.policy import (
+    CodeAnswerPolicy,
+    FencePolicy,
+    LoopPolicy,
+    PromptStyle,
+    RepeatPolicy,
+    UnverifiedPolicy,
+)
 from server.agent.prompts import ToolSpec
-from server.agent.steps import AgentDone, Step
+from server.agent.service import RunRequest
+from server.agent.steps import Step
 from server.agent.turns import StructureMode
-from server.openai.schemas import ChatCompletionRequest, FunctionDef, FunctionTool
+from server.openai.schemas import ChatBody, ChatMessage, FunctionTool
 from server.openai.unsupported import refuse
+from server.settings import Settings
+from server.tools.client_calls import ClientFunction
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
@@ -38,7 +50,17 @@ class ToolIn(BaseModel):
         return ToolSpec(self.name, self.signature, self.description, self.source)
 
 
-class AgentRequest(ChatCompletionRequest):
+def _only(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that replaces a field's documented schema with ``schema``."""
+
+    def replace(generated: dict[str, Any]) -> None:
+        generated.clear()
+        generated.update(schema)
+
+    return replace
+
+
+class AgentRequest(ChatBody):
     """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional."""
 
     max_turns: int | None = Field(None, ge=1, le=50)
@@ -94,6 +116,14 @@ class AgentRequest(ChatCompletionRequest):
         "'chat' (Execution Output:, the reference chat demo's); default: the server's",
     )
 
+    # Chat fields the loop cannot honour: the schema admits only their neutral values; the
+    # validator below answers any other with a 400 naming the field.
+    logprobs: bool | None = Field(None, json_schema_extra=_only({"enum": [False, None]}))
+    top_logprobs: int | None = Field(None, json_schema_extra=_only({"type": "null"}))
+    tool_choice: Any = Field(None, json_schema_extra=_only({"type": "null"}))
+    parallel_tool_calls: bool | None = Field(None, json_schema_extra=_only({"type": "null"}))
+    stop: Any = Field(None, json_schema_extra=_only({"type": "null"}))
+
     @model_validator(mode="after")
     def _refuse_chat_only_fields(self) -> AgentRequest:
         """Fields of the chat body that the agent loop cannot honour are a 400, not ignored:
@@ -119,9 +149,13 @@ class AgentRequest(ChatCompletionRequest):
         """The Python tools (defined in the sandbox by their source)."""
         return [t.spec() for t in self.tools or [] if isinstance(t, ToolIn)]
 
-    def function_tools(self) -> list[FunctionDef]:
+    def function_tools(self) -> list[ClientFunction]:
         """The client's OpenAI function tools (answered by the client through tool_calls)."""
-        return [t.function for t in self.tools or [] if isinstance(t, FunctionTool) and t.function is not None]
+        return [
+            ClientFunction(t.function.name, t.function.description, t.function.parameters)
+            for t in self.tools or []
+            if isinstance(t, FunctionTool) and t.function is not None
+        ]
 
     def structure(self) -> StructureMode:
         if self.grammar is True:
@@ -129,6 +163,45 @@ class AgentRequest(ChatCompletionRequest):
         if self.grammar is False:
             return "none"
         return self.grammar
+
+    def agent_options(self, settings: Settings) -> AgentOptions:
+        """The loop's options: this request's, else the server's defaults."""
+        return AgentOptions(
+            max_turns=self.max_turns or settings.max_turns,
+            max_tokens=self.token_budget() or DEFAULT_TURN_TOKENS,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            execution_timeout=self.execution_timeout or settings.execution_timeout,
+            structure=self.structure(),
+            policy=LoopPolicy(
+                on_repeat=self.on_repeat or settings.agent_on_repeat,
+                final_answer=settings.agent_final_answer if self.final_answer is None else self.final_answer,
+                prompt_style=self.prompt_style or settings.agent_prompt_style,
+                fenced_code=self.fenced_code or settings.agent_fenced_code,
+                code_answer=self.code_answer or settings.agent_code_answer,
+                unverified_answer=self.unverified_answer or settings.agent_unverified_answer,
+            ),
+        )
+
+    def run_request(self, settings: Settings) -> RunRequest:
+        """This body in the agent's own terms (``developer`` messages become ``system``)."""
+        return RunRequest(
+            messages=[_run_message(m) for m in self.messages],
+            options=self.agent_options(settings),
+            tools=self.source_tools(),
+            functions=self.function_tools(),
+            mcp_servers=self.mcp_servers,
+            session_id=self.session_id,
+        )
+
+
+def _run_message(message: ChatMessage) -> dict[str, str]:
+    """A prompt message; a tool result keeps the ``tool_call_id`` it answers."""
+    prompt = message.as_prompt_message()
+    if message.role == "tool" and message.tool_call_id:
+        prompt["tool_call_id"] = message.tool_call_id
+    return prompt
 
 
 def step_payload(step: Step) -> dict[str, Any]:
@@ -158,15 +231,3 @@ def step_payload(step: Step) -> dict[str, Any]:
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
 
-
-def agent_summary(session_id: str, done: AgentDone, steps: list[Step]) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "session_id": session_id,
-        "finish_reason": done.finish_reason,
-        "turns": done.turns,
-        "forced_answer": done.forced_answer,
-        "steps": [step_payload(s) for s in steps],
-    }
-    if done.error:
-        summary["error"] = done.error
-    return summary

@@ -2,22 +2,29 @@
 
 Error tree (HTTP side)::
 
-    APIError(status, message, type, code)      raised by routes, rendered as-is
+    APIError(status, message, type, code, param, headers)   raised by the API, rendered as-is
     ├── InvalidRequest           400 invalid_request_error
-    ├── ModelNotFound            404 model_not_found
-    ├── NotFound                 404 not_found
-    ├── TooManySessions          429 too_many_sessions
-    └── ServiceUnavailable       503 (+ Retry-After)
+    ├── ModelNotFound            404 model_not_found (param: model)
+    └── NotFound                 404 not_found
 
-Library and engine errors are translated in ``install_error_handlers`` by type, never by
-matching message text: QueueFullError -> 503, ContextOverflowError -> 400
-``context_length_exceeded``, TokenizerUnavailableError -> 501 ``not_implemented``, any
-other EngineError -> 500.
+Other layers' errors are translated here by type, never by matching message text:
+
+- engine (``engine_error_to_api``; also the error event of a stream that fails midway):
+  QueueFullError -> 503 ``queue_full`` (+ Retry-After), ContextOverflowError -> 400
+  ``context_length_exceeded``, TokenizerUnavailableError -> 501 ``not_implemented``, any
+  other EngineError -> 500 ``engine_error``;
+- agent (``agent_error_to_api``): AgentRequestError -> 400 (its ``param``),
+  SessionNotFound -> 404 ``not_found``, SessionBusy -> 409 ``session_busy``,
+  TooManySessions -> 429 ``too_many_sessions`` (+ Retry-After);
+- FastAPI's RequestValidationError -> 400 (body not JSON) or 422 naming the field;
+  Starlette's HTTPException (unknown path, wrong method) -> its status, with every allowed
+  method in a 405's Allow header.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from models.engine.api import ContextOverflowError, EngineError, QueueFullError, TokenizerUnavailableError
+from server.agent.errors import AgentError, AgentRequestError, SessionBusy, SessionNotFound, TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field name
         code: str | None = None,
         param: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -49,7 +57,7 @@ class APIError(Exception):
         self.type = type
         self.code = code
         self.param = param
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
         return error_response(
@@ -77,16 +85,8 @@ class NotFound(APIError):
         super().__init__(404, message, code="not_found")
 
 
-class TooManySessions(APIError):
-    def __init__(self, limit: int):
-        super().__init__(
-            429,
-            f"all {limit} agent sessions are in use; delete one or retry after idle sessions "
-            "expire",
-            type="rate_limit_error",
-            code="too_many_sessions",
-            headers={"Retry-After": "5"},
-        )
+# How long a client refused for want of a session slot should wait (idle sessions expire).
+SESSION_RETRY_AFTER_S = 5
 
 
 def error_response(
@@ -95,7 +95,7 @@ def error_response(
     type: str = "invalid_request_error",  # noqa: A002
     code: str | None = None,
     param: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -118,6 +118,27 @@ def engine_error_to_api(exc: EngineError) -> APIError:
     return APIError(500, f"generation failed: {exc}", type="server_error", code="engine_error")
 
 
+def agent_error_to_api(exc: AgentError) -> APIError:
+    """Map an agent refusal to what the client sees."""
+    message = str(exc)
+    if isinstance(exc, AgentRequestError):
+        return InvalidRequest(message, param=exc.param)
+    if isinstance(exc, SessionNotFound):
+        return NotFound(message)
+    if isinstance(exc, SessionBusy):
+        return APIError(409, message, code="session_busy", param="session_id")
+    if isinstance(exc, TooManySessions):
+        return APIError(
+            429,
+            message,
+            type="rate_limit_error",
+            code="too_many_sessions",
+            headers={"Retry-After": str(SESSION_RETRY_AFTER_S)},
+        )
+    # An AgentError subclass added without a mapping here is our bug (a test guards this).
+    return APIError(500, message, type="server_error", code="agent_error")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[int, str, str | None]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
@@ -135,6 +156,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
         return engine_error_to_api(exc).response()
+
+    @app.exception_handler(AgentError)
+    async def _agent_error(_: Request, exc: AgentError) -> JSONResponse:
+        return agent_error_to_api(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

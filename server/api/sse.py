@@ -1,14 +1,17 @@
-"""Server-sent events framing for OpenAI-style streams."""
+"""Server-sent events framing for OpenAI-style streams: events, the response, the ending."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar, cast
 
 from fastapi.responses import StreamingResponse
+
+from models.engine.api import EngineError
+from server.api.errors import engine_error_to_api
 
 DONE = b"data: [DONE]\n\n"
 T = TypeVar("T")
@@ -27,6 +30,29 @@ def sse_response(chunks: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+def sse_error(exc: EngineError) -> bytes:
+    """The event that tells a client the engine failed after the stream began: the status
+    line (200) is gone by then, so the error travels as an event, in OpenAI's error shape."""
+    error = engine_error_to_api(exc)
+    return sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
+
+
+async def openai_stream(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """How every chat-style stream ends: ``chunks``, then the error event if the engine
+    failed midway (``sse_error``), then ``data: [DONE]``.
+
+    ``chunks`` is closed as soon as this generator is (the client left), so its own
+    cleanup (cancelling the generation) runs at once rather than when it is collected.
+    """
+    async with contextlib.aclosing(chunks):
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except EngineError as exc:
+            yield sse_error(exc)
+    yield DONE
+
+
 class _End:
     """Queue marker: the producer finished, with the error it raised (if any)."""
 
@@ -34,7 +60,7 @@ class _End:
         self.error = error
 
 
-async def ready_batches(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+async def ready_batches(items: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
     """Re-yield ``items`` in batches: everything that became ready since the last batch.
 
     Why: a turn's tokens often arrive in a burst (a fast engine, or a whole step right
@@ -64,9 +90,12 @@ async def ready_batches(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
             batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
-            end = batch.pop() if isinstance(batch[-1], _End) else None
+            last = batch[-1]
+            end = last if isinstance(last, _End) else None
+            if end is not None:
+                batch.pop()
             if batch:
-                yield batch  # type: ignore[misc] - only the last item can be _End
+                yield cast("list[T]", batch)  # only the last item can be an _End, and it is gone
             if end is not None:
                 if end.error is not None:
                     raise end.error
@@ -78,7 +107,7 @@ async def ready_batches(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
                 await producer
 
 
-async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """SSE chunks joined into one write per ready batch (see ``ready_batches``)."""
     async with contextlib.aclosing(ready_batches(chunks)) as batches:
         async for batch in batches:

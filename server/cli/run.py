@@ -10,16 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 import httpx
 
+from models.engine.sse import MalformedEventError, sse_json
 from server.agent.policy import FORCED_NOTES
 
 COLORS = {"thought": "", "code": "\033[36m", "answer": "\033[1;32m", "output": "\033[2m", "note": "\033[33m"}
@@ -87,10 +85,7 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
             r.read()
             message = r.json().get("error", {}).get("message", r.text) if r.text else str(r.status_code)
             raise RuntimeError(f"server answered {r.status_code}: {message}")
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
+        for chunk in sse_json(r.iter_lines()):
             if "error" in chunk:
                 raise RuntimeError(chunk["error"]["message"])
             agent = chunk.get("agent")
@@ -104,31 +99,15 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
 @contextmanager
 def in_process_server(model: str | None) -> Iterator[str]:
     """Load the model and serve the app on a private loopback port for the duration."""
-    import uvicorn
-
     from server.api.app import create_app
+    from server.api.loopback import LoopbackServer
     from server.cli.main import load_engine
     from server.settings import Settings
 
     settings = Settings(model=model) if model else Settings()
     engine = load_engine(settings)
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
-    # every small response waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the in-process server failed to start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with LoopbackServer(create_app(settings, engine), name="codeact-run-uvicorn") as server:
+        yield server.url
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             with in_process_server(args.model) as url:
                 done = stream_task(url, body, args.api_key, view)
-    except (httpx.HTTPError, RuntimeError) as exc:
+    except (httpx.HTTPError, MalformedEventError, RuntimeError) as exc:
         raise CLIError(str(exc)) from exc
     if args.json:
         print(json.dumps(done, indent=2))

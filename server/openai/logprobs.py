@@ -5,16 +5,17 @@ own distribution (``models.engine.api.TokenLogprob``); this module only shapes t
 costs nothing unless asked: the engine computes a log-softmax per token only for requests
 that set ``GenerationRequest.logprobs``.
 
-Streams carry the whole list once, on the chunk that ends the choice: a client that
-concatenates ``choices[0].logprobs.content`` over the chunks (as the openai SDK's stream
-helpers do) gets the same list as without streaming.
+Streams hand each text delta the tokens it completes, as OpenAI's do (``StreamedLogprobs``);
+the chunk that ends the choice carries the tokens no delta showed (those of tool calls,
+held text): a client that concatenates ``choices[0].logprobs.content`` over the chunks (as
+the openai SDK's stream helpers do) gets the same list as without streaming.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from models.engine.api import Engine, TokenLogprob
+from models.engine.api import Engine, GenerationHandle, TokenLogprob
 from server.api.errors import InvalidRequest
 from server.openai.unsupported import refuse
 
@@ -77,3 +78,36 @@ def completion_logprobs(entries: list[TokenLogprob] | None, offset: int = 0) -> 
         "top_logprobs": [{_text(p): lp for p, lp in e.top} for e in entries],
         "text_offset": offsets,
     }
+
+
+class StreamedLogprobs:
+    """Which tokens' logprobs go with each streamed text delta.
+
+    The engine records each token's logprob before it streams the token's text
+    (``GenerationHandle.token_logprobs``), but text can lag its tokens: a stop string's
+    prefix is held until it is decided, a UTF-8 character waits for its last byte, a
+    possible tool call is held by the route. So a delta gets the recorded tokens whose bytes
+    the text shown so far covers, never more; ``rest`` gives the final chunk the others,
+    from the exact final list (a stop string's tokens are not in it).
+    """
+
+    def __init__(self, handle: GenerationHandle) -> None:
+        self._live = handle.token_logprobs
+        self._sent = 0
+        self._covered = 0  # bytes of the tokens handed out
+        self._shown = 0  # bytes of the text shown
+        self.chars = 0  # characters of the tokens handed out (the next one's text_offset)
+
+    def take(self, text: str) -> list[TokenLogprob]:
+        """The tokens that ``text``, shown now after everything before it, completes."""
+        self._shown += len(text.encode())
+        start = self._sent
+        while self._sent < len(self._live) and self._covered + len(self._live[self._sent].piece) <= self._shown:
+            self._covered += len(self._live[self._sent].piece)
+            self.chars += len(_text(self._live[self._sent].piece))
+            self._sent += 1
+        return self._live[start : self._sent]
+
+    def rest(self, final: list[TokenLogprob] | None) -> list[TokenLogprob] | None:
+        """The final list's tokens not handed out yet (None when logprobs were not asked)."""
+        return None if final is None else final[self._sent :]

@@ -14,7 +14,8 @@ Mapping:
 - ``function_call`` items -> an assistant message's ``tool_calls``; ``function_call_output``
   -> a ``tool`` message;
 - function tools (``{"type": "function", "name": ...}``, flat) -> chat tools; other tool
-  types (web search, file search, code interpreter, ...) are refused, naming the tool;
+  types (web search, file search, ...) are refused, naming the tool; ``code_interpreter``
+  does not come here: it runs the agent loop (``server.openai.code_interpreter``);
 - ``text.format`` -> ``response_format``.
 
 Fields that would change the answer but are not implemented are refused with a 400 that
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -37,10 +38,13 @@ RESPONSES_RULES = (
     Rule("background", lambda v: not v, "(background mode) is not supported by this server"),
     Rule("conversation", lambda v: v is None, "(conversation objects) is not supported; use previous_response_id"),
     Rule("prompt", lambda v: v is None, "(stored prompt templates) is not supported by this server"),
-    Rule("include", lambda v: not v, "is not supported by this server"),
+    Rule(
+        "include",
+        lambda v: not v or (isinstance(v, list) and all(i == "code_interpreter_call.outputs" for i in v)),
+        "is not supported beyond 'code_interpreter_call.outputs' (always included)",
+    ),
     Rule("top_logprobs", lambda v: not v, "is not supported on /v1/responses yet"),
     Rule("truncation", lambda v: v in (None, "disabled"), "'auto' is not supported: prompts are never truncated"),
-    Rule("max_tool_calls", lambda v: v is None, "is not supported by this server"),
 )
 
 
@@ -50,7 +54,7 @@ class ResponsesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    input: str | list[dict[str, Any]] = Field(min_length=1)
+    input: Annotated[str, Field(min_length=1)] | Annotated[list[dict[str, Any]], Field(min_length=1)]
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -63,6 +67,7 @@ class ResponsesRequest(BaseModel):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     text: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
+    max_tool_calls: int | None = Field(None, ge=1, le=49, description="code_interpreter only: runs before the answer")
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponsesRequest:
@@ -163,6 +168,8 @@ def chat_response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def chat_request(body: ResponsesRequest, history: list[dict[str, Any]]) -> ChatCompletionRequest:
     """The equivalent chat-completions body (``history``: earlier turns, without instructions)."""
+    if body.max_tool_calls is not None:
+        raise refuse("max_tool_calls", "is supported with code_interpreter only (function calls are the client's)")
     messages = [*history, *input_messages(body.input)]
     if body.instructions:
         messages.insert(0, {"role": "system", "content": body.instructions})

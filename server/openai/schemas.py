@@ -110,8 +110,10 @@ def stop_list(value: str | list[str] | None) -> list[str] | None:
     return [s for s in stops if s]
 
 
-class ChatCompletionRequest(BaseModel):
-    """The chat-completions body.
+class ChatBody(BaseModel):
+    """The chat-completions body, all but ``tools``, which means one thing per route:
+    OpenAI's function declarations (``ChatCompletionRequest``) or, on ``/v1/agent``, Python
+    tools the sandbox defines (``server.api.agent_schemas.AgentRequest``).
 
     Unknown fields are kept (``extra="allow"``) so that the route can refuse those that
     would change the answer (``server.openai.unsupported``); the others are ignored.
@@ -129,8 +131,8 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
-    tools: list[FunctionTool] | None = None
+    # The schema says 1 at most; validation lets larger values through to a 400 naming 'n'.
+    n: int = Field(1, ge=1, json_schema_extra={"maximum": 1}, description="one choice per request (n > 1: 400)")
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = Field(
@@ -145,7 +147,7 @@ class ChatCompletionRequest(BaseModel):
         return stop_list(value)
 
     @model_validator(mode="after")
-    def _refuse_unsupported(self) -> ChatCompletionRequest:
+    def _refuse_unsupported(self) -> ChatBody:
         """A 400 naming a field that would change the answer but is not implemented.
 
         Raised as an APIError from inside validation (pydantic lets it through), so every
@@ -166,6 +168,12 @@ class ChatCompletionRequest(BaseModel):
 
     def stop_strings(self) -> tuple[str, ...]:
         return tuple(self.stop or ())  # type: ignore[arg-type]
+
+
+class ChatCompletionRequest(ChatBody):
+    """The body of ``/v1/chat/completions``: with OpenAI's function tools."""
+
+    tools: list[FunctionTool] | None = None
 
 
 def new_completion_id() -> str:

@@ -26,6 +26,16 @@ from server.tools.signature import python_name
 from server.tools.toolbox import HostTool
 
 
+@dataclass(frozen=True)
+class ClientFunction:
+    """A function tool the client declared (OpenAI's ``function`` object): the model's code may
+    call it, the client runs it. The API turns the request's declaration into this."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
 @dataclass
 class PendingCall:
     """A call of a client tool waiting for the client's ``tool`` message."""

@@ -3,34 +3,39 @@
 Called once, when a session is created: the stubs are defined in its sandbox (they come back
 after a worker restart, see ``Sandbox.define``), the toolbox becomes the sandbox's host-call
 handler, and the returned specs go into the system prompt under the tool heading. A request
-naming an MCP server that is not configured is a 400 naming ``mcp_servers``.
+naming an MCP server that is not configured is refused (``AgentRequestError`` on
+``mcp_servers``: a 400 naming it).
+
+No web framework here (the agent service calls this module): the MCP SDK, which loads
+Starlette, is only named for type checking; the manager itself comes from the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from server.agent.errors import AgentRequestError
 from server.agent.prompts import ToolSpec
-from server.api.errors import InvalidRequest
-from server.mcp.manager import McpManager, McpTool
-from server.openai.schemas import FunctionDef
-from server.tools.client_calls import ClientToolBridge
+from server.tools.client_calls import ClientFunction, ClientToolBridge
 from server.tools.toolbox import HostTool, Toolbox
+
+if TYPE_CHECKING:
+    from server.mcp.manager import McpManager, McpTool
 
 
 def mcp_host_tools(manager: McpManager | None, servers: Sequence[str] | None) -> list[HostTool]:
     """The tools of the chosen servers (all configured ones when `servers` is None)."""
     if manager is None:
         if servers:
-            raise InvalidRequest("mcp_servers: this server has no MCP servers configured (--mcp-config)",
-                                 param="mcp_servers")
+            raise AgentRequestError("mcp_servers: this server has no MCP servers configured (--mcp-config)",
+                                    param="mcp_servers")
         return []
     if servers is not None:
         unknown = [s for s in servers if s not in manager.connections]
         if unknown:
-            raise InvalidRequest(
+            raise AgentRequestError(
                 f"mcp_servers: no MCP server named {', '.join(unknown)}; configured: "
                 f"{', '.join(manager.connections) or '(none)'}", param="mcp_servers")
     return [_mcp_tool(manager, tool) for tool in manager.tools(servers)]
@@ -45,16 +50,23 @@ def _mcp_tool(manager: McpManager, tool: McpTool) -> HostTool:
 
 async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     """Define `tools` in the session's sandbox and add them to its host-call handler; their
-    specs for the prompt. A tool whose function the session already has is left out."""
+    specs for the prompt. A tool the session already has from the same origin is left out (a
+    client resends its tools with every request); two origins that would define the same
+    function are a 400 naming the field, never one silently shadowing the other."""
     executor = session.executor
     toolbox = executor.host_calls if isinstance(executor.host_calls, Toolbox) else Toolbox()
     if session.bridge is not None and session.bridge.cancel not in toolbox.cancel_callbacks:
         toolbox.on_cancel(session.bridge.cancel)
     fresh: list[HostTool] = []
     for tool in tools:
-        if tool.function in toolbox or any(t.function == tool.function for t in fresh):
-            continue
-        fresh.append(tool)
+        earlier = next((t for t in [*toolbox.tools, *fresh] if t.function == tool.function), None)
+        if earlier is None:
+            fresh.append(tool)
+        elif earlier.origin != tool.origin:
+            field = "tools" if "client" in (earlier.origin, tool.origin) else "mcp_servers"
+            raise AgentRequestError(
+                f"{field}: the function {tool.function} would be both the {_origin_words(earlier.origin)} and the "
+                f"{_origin_words(tool.origin)}; rename the client tool or leave one MCP server out", param=field)
     if not fresh:
         return []
     for tool in fresh:
@@ -64,7 +76,11 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     return Toolbox.specs(fresh)
 
 
-def client_host_tools(session: Any, functions: Sequence[FunctionDef]) -> list[HostTool]:
+def _origin_words(origin: str) -> str:
+    return "client's function tool" if origin == "client" else f"tool of MCP server {origin.removeprefix('mcp:')!r}"
+
+
+def client_host_tools(session: Any, functions: Sequence[ClientFunction]) -> list[HostTool]:
     """The client's function tools, answered through the session's bridge (made on first use)."""
     if not functions:
         return []

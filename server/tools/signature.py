@@ -112,7 +112,8 @@ class FunctionShape:
 def shape(name: str, description: str | None, input_schema: dict[str, Any] | None) -> FunctionShape:
     """The Python function for a tool named `name` (already a valid identifier)."""
     schema = input_schema if isinstance(input_schema, dict) else {}
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    found = schema.get("properties")
+    properties: dict[str, Any] = found if isinstance(found, dict) else {}
     required = set(schema.get("required") or []) if isinstance(schema.get("required"), list) else set()
     named = [key for key in properties if isinstance(key, str) and is_parameter_name(key)]
     has_extra = len(named) < len(properties) or schema.get("additionalProperties") not in (None, False)

@@ -15,8 +15,9 @@ The KV cache is unified: all sequences share the context's cells, and one reques
 use the whole context window. A request is admitted only when the cells reserved by the
 running ones (prompt plus ``max_tokens`` each) leave room for it; idle slots keep their
 conversation's cells until those are needed, then are saved to the state cache
-(``models.engine.llama.state_cache``) and cleared. Requests wait in a bounded FIFO, as before:
-a full queue is refused at submit time.
+(``models.engine.llama.state_cache``) and cleared. Requests wait in the bounded FIFO every
+engine shares (``models.engine.runner.OwnerThread``, whose ``Worker`` this scheduler is): a
+full queue is refused at submit time.
 
 Draft verification keeps greedy and sampled output exact: row ``j`` of a request's rows is
 sampled exactly as one-at-a-time decoding would sample it, and is used only while every
@@ -27,18 +28,16 @@ token, and the KV cells of unmatched drafts are removed.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import llama_cpp
 
-from models.engine.api import EngineClosedError, EngineError, QueueFullError
+from models.engine.api import EngineError
 from models.engine.llama.slots import ActiveGeneration, Slot, reserved_cells
 from models.engine.llama.state_cache import MIN_SAVED_TOKENS, ConversationStateCache, common_prefix, worth_saving
-from models.engine.runner import QueuedGeneration, cancelled_before_start
+from models.engine.runner import QueuedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -57,120 +56,72 @@ class _Feed:
 
 
 class BatchScheduler:
-    """The owner thread of one llama.cpp context, running up to ``n_slots`` requests at once."""
+    """The ``Worker`` of one llama.cpp context's owner thread: up to ``n_slots`` requests at once.
+
+    The queue in front of it, the thread and the refusals are ``models.engine.runner.OwnerThread``'s,
+    shared with every engine; this class decides when a waiting request may start (a free slot
+    and enough unreserved KV cells) and runs the decode steps.
+    """
 
     def __init__(
         self,
-        name: str,
         ctx: llama_cpp.llama_context_p,
         *,
         n_ctx: int,
         n_batch: int,
         n_slots: int,
-        max_queue: int,
         open_generation: OpenGeneration,
         states: ConversationStateCache | None = None,
         max_draft: int = 0,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
         if n_slots < 1:
             raise ValueError("n_slots must be at least 1")
         self._ctx = ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._n_ctx = n_ctx
         self._n_batch = n_batch
-        self._max_queue = max_queue
         self._open = open_generation
         self._states = states
         self._max_draft = max_draft
         self._slots = [Slot(seq_id) for seq_id in range(n_slots)]
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self._waiting: deque[QueuedGeneration] = deque()
         self._running = 0
-        self._cond = threading.Condition()
-        self._closed = False
         self.steps = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
-    # -- event-loop side ---------------------------------------------------------------------
-    def submit(self, job: QueuedGeneration) -> None:
-        with self._cond:
-            if self._closed:
-                raise EngineClosedError("the engine is shut down")
-            if len(self._waiting) >= self._max_queue:
-                raise QueueFullError(len(self._waiting))
-            self._waiting.append(job)
-            self._cond.notify()
+    def free(self) -> None:
+        """Free the batch buffer (once the owner thread has ended)."""
+        llama_cpp.llama_batch_free(self._batch)
 
-    def depth(self) -> int:
-        """Requests waiting plus those running."""
-        return len(self._waiting) + self._running
+    # -- Worker: what the queue asks --------------------------------------------------------
+    def running(self) -> int:
+        return self._running
 
-    def alive(self) -> bool:
-        """Whether the owner thread is still running (a decode step cannot be interrupted)."""
-        return self._thread.is_alive()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Fail everything queued, cancel what runs, and stop the thread."""
-        with self._cond:
-            self._closed = True
-            while self._waiting:
-                self._waiting.popleft().fail(EngineClosedError("the engine shut down before this request ran"))
-            for slot in self._slots:
-                if slot.generation is not None:
-                    slot.generation.job.cancel()
-            self._cond.notify()
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            llama_cpp.llama_batch_free(self._batch)
-
-    # -- owner thread ------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and not self._waiting and not self._running:
-                    self._cond.wait()
-                if self._closed and not self._running:
-                    return
-                admitted = self._admit()
-            for job, slot in admitted:
-                self._start(job, slot)
-            if self._running:
-                self._step()
-
-    def _admit(self) -> list[tuple[QueuedGeneration, Slot]]:
-        """Take waiting jobs, in order, while a slot and enough reserved KV room are free."""
-        admitted: list[tuple[QueuedGeneration, Slot]] = []
+    def can_start(self, job: QueuedGeneration) -> bool:
+        """A slot is idle and the running requests' reserved cells leave room for this one."""
         reserved = sum(s.generation.reserve() for s in self._slots if s.generation is not None)
-        taken: set[int] = set()
-        while self._waiting:
-            job = self._waiting[0]
-            if job.cancelled:
-                self._waiting.popleft()
-                job.finish(cancelled_before_start(job))
-                continue
-            need = reserved_cells(job)
-            if (self._running or admitted) and reserved + need > self._n_ctx:
-                break  # wait until running requests give their cells back
-            slot = self._pick_slot(job.prompt_tokens, taken)  # after the cheap check: runs every step
-            if slot is None:
-                break
-            self._waiting.popleft()
-            reserved += need
-            taken.add(slot.seq_id)
-            admitted.append((job, slot))
-        return admitted
+        if reserved + reserved_cells(job) > self._n_ctx:
+            return False  # wait until running requests give their cells back
+        return any(s.generation is None for s in self._slots)
 
-    def _pick_slot(self, prompt: list[int], taken: set[int]) -> Slot | None:
+    def cancel_running(self) -> None:
+        for slot in self._slots:
+            generation = slot.generation
+            if generation is not None:
+                generation.job.cancel()
+
+    def fail_running(self, error: EngineError) -> None:
+        for slot in self._slots:
+            self._fail(slot, error)
+
+    # -- Worker: starting and stepping (owner thread) ----------------------------------------
+    def _pick_slot(self, prompt: list[int]) -> Slot | None:
         """The idle slot this prompt continues or repeats (longest prefix); else an empty one; else the oldest.
 
         A slot whose conversation would mostly be thrown away is only taken when no slot is
         continued or empty: a shared system prompt must not pull two conversations into one
         slot while another stands empty.
         """
-        idle = [s for s in self._slots if s.generation is None and s.seq_id not in taken]
+        idle = [s for s in self._slots if s.generation is None]
         if not idle:
             return None
 
@@ -181,8 +132,13 @@ class BatchScheduler:
 
         return max(idle, key=preference)
 
-    def _start(self, job: QueuedGeneration, slot: Slot) -> None:
+    def start(self, job: QueuedGeneration) -> None:
+        """Put ``job`` in the idle slot that serves it best, restoring a saved state when that
+        reuses more of its prompt than the slot holds."""
         prompt = job.prompt_tokens
+        slot = self._pick_slot(prompt)
+        if slot is None:  # cannot happen: the owner thread asked can_start, or nothing runs
+            raise EngineError("no idle batch slot for an admitted request")
         reused = common_prefix(slot.tokens, prompt)
         if self._states is not None:
             if worth_saving(slot.tokens, reused):
@@ -206,7 +162,8 @@ class BatchScheduler:
             return
         self._running += 1
 
-    def _step(self) -> None:
+    def step(self) -> None:
+        """One ``llama_decode`` for every running request: drop the cancelled, feed, sample."""
         for slot in self._slots:
             generation = slot.generation
             if generation is not None and generation.job.cancelled:
@@ -239,7 +196,8 @@ class BatchScheduler:
                 slot.generation.job.flush()
 
     def _fill_batch(self) -> list[_Feed]:
-        batch, feeds = self._batch, []
+        batch = self._batch
+        feeds: list[_Feed] = []
         batch.n_tokens = 0
         busy = [s for s in self._slots if s.generation is not None]
         decoding = [s for s in busy if not s.generation.prefilling]  # type: ignore[union-attr]
@@ -361,4 +319,3 @@ class BatchScheduler:
     def _fail_all(self, feeds: list[_Feed], error: EngineError) -> None:
         for feed in feeds:
             self._fail(feed.slot, error)
-

@@ -1,7 +1,8 @@
-"""The llama.cpp engine: the only module (with its ``engine_*`` helpers) that imports ``llama_cpp``.
+"""The llama.cpp engine; this folder (``models.engine.llama``) holds all that decodes with ``llama_cpp``.
 
 One llama.cpp context per loaded model, touched only by its owner thread
-(``models.engine.llama.batch.BatchScheduler``), which decodes up to ``parallel`` requests together
+(``models.engine.runner.OwnerThread``, the queue every engine shares), whose worker
+``models.engine.llama.batch.BatchScheduler`` decodes up to ``parallel`` requests together
 in one batch, each in its own KV sequence. Tokens are sampled one at a time per request so
 that we control what the HTTP layer needs and llama-cpp-python's completion helper hides:
 exact token counts, cancellation at the next token, stop strings split across tokens, UTF-8
@@ -20,15 +21,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import llama_cpp
 from llama_cpp import _internals as llama_internals
 
+from models.engine.admission import fit_context
 from models.engine.api import (
-    ContextOverflowError,
     EngineClosedError,
     EngineError,
     EngineInfo,
@@ -42,7 +42,7 @@ from models.engine.llama.lookup import PromptLookup
 from models.engine.llama.sampler import TokenSampler
 from models.engine.llama.slots import ActiveGeneration
 from models.engine.llama.state_cache import ConversationStateCache
-from models.engine.runner import QueuedGeneration
+from models.engine.runner import OwnerThread, QueuedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class LlamaEngine:
         self.info = EngineInfo(
             model_id=model_id,
             model_path=str(model_path),
-            backend=backend if offloaded else "cpu",
+            backend=backend if backend and offloaded else "cpu",
             offloaded_layers=offloaded,
             total_layers=total_layers,
             context_length=self._context.n_ctx(),
@@ -162,17 +162,16 @@ class LlamaEngine:
         self._wake_interval_s = max(stream_interval_ms, 0.0) / 1000
         states = ConversationStateCache(state_cache_mb * 1024 * 1024) if state_cache_mb > 0 else None
         self._scheduler = BatchScheduler(
-            f"engine-{model_id}",
             self._context.ctx,
             n_ctx=self.info.context_length,
             n_batch=batch_size,
             n_slots=parallel,
-            max_queue=max_queue,
             open_generation=self._open_generation,
             states=states,
             max_draft=lookup_draft_tokens,
         )
         self._states = states
+        self._owner = OwnerThread(f"engine-{model_id}", max_queue, self._scheduler)
 
     @staticmethod
     def _load_model(model_path: str | Path, n_gpu_layers: int) -> llama_internals.LlamaModel:
@@ -251,32 +250,26 @@ class LlamaEngine:
         return b"".join(self.token_pieces(tokens)).decode("utf-8", errors="replace")
 
     def queue_depth(self) -> int:
-        return self._scheduler.depth()
+        return self._owner.depth()
 
     def submit(self, request: GenerationRequest) -> QueuedGeneration:
         tokens = self.tokenize_prompt(request.prompt)
-        n_ctx = self.info.context_length
-        room = n_ctx - len(tokens)
-        if request.max_tokens is None:
-            if room <= 0:
-                raise ContextOverflowError(len(tokens), 1, n_ctx)
-            request = replace(request, max_tokens=room)
-        elif request.max_tokens > room:
-            raise ContextOverflowError(len(tokens), request.max_tokens, n_ctx)
+        request = fit_context(request, len(tokens), self.info.context_length)
         job = QueuedGeneration(request, tokens, wake_interval_s=self._wake_interval_s)
-        self._scheduler.submit(job)
+        self._owner.submit(job)
         return job
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._scheduler.close()
-        if self._scheduler.alive():
+        self._owner.close()
+        if self._owner.alive():
             # Freeing the context under a decode still running on the owner thread would
             # crash the process; leave it to process exit instead.
             log.warning("the model is still decoding a prompt; not freeing it before exit")
             return
+        self._scheduler.free()
         self._grammars.close()
         self._context.close()
         self._model.close()

@@ -12,25 +12,25 @@ with a fast path, reproduced here:
 4. rejected: mask the full vocabulary with the grammar, run the chain again, return that.
 
 With greedy sampling the result is exactly the naive path's: if the unconstrained argmax is
-allowed it is also the argmax of the allowed tokens. With temperature > 0 the distribution
-is the same one the naive path samples from whenever the first draw is accepted; on a
-rejection we resample from the masked distribution, as llama.cpp does.
+allowed it is also the argmax of the allowed tokens. With temperature > 0 an accepted first
+draw comes from the unconstrained chain; on a rejection we resample from the masked
+distribution, as llama.cpp does.
 
-This module and ``models.engine.llama.engine`` are the only ones that import ``llama_cpp``.
+``GrammarCache`` parses each GBNF text once and hands every request a clone;
+``ConstrainedSampler`` is the fast path, used by each request's
+``models.engine.llama.sampler.TokenSampler``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import llama_cpp
 import numpy as np
 
 from models.engine.api import EngineError
-from models.engine.llama.state_cache import common_prefix
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
@@ -80,8 +80,8 @@ class ConstrainedSampler:
     """An unconstrained llama.cpp sampler chain plus a grammar checked lazily (see module doc).
 
     ``chain`` must not carry the grammar itself and must be stateless apart from the RNG of
-    ``dist`` (the engine's chain: neutral penalties, top-k/top-p/min-p/temperature/dist or
-    greedy), because on a rejection the chain has already seen the rejected draw.
+    ``dist`` (``models.engine.llama.sampler.sampler_chain``: greedy, or top-p/temperature/dist),
+    because on a rejection the chain has already seen the rejected draw.
     """
 
     def __init__(
@@ -90,14 +90,11 @@ class ConstrainedSampler:
         chain: llama_cpp.llama_sampler_p,
         grammar: llama_cpp.llama_sampler_p,
         n_vocab: int,
-        *,
-        lazy: bool = True,
     ) -> None:
         self._ctx = ctx
         self._chain = chain
         self._grammar = grammar
         self._n_vocab = n_vocab
-        self._lazy = lazy
         self.stats = GrammarStats()
         self._one = (llama_cpp.llama_token_data * 1)()
         self._one_array = llama_cpp.llama_token_data_array(
@@ -109,12 +106,11 @@ class ConstrainedSampler:
 
     def sample(self, row: int = -1) -> int:
         """Pick the next token from the logits of output ``row`` (-1: the last) and accept it."""
-        if self._lazy:
-            token = llama_cpp.llama_sampler_sample(self._chain, self._ctx, row)
-            if self._allowed(token):
-                llama_cpp.llama_sampler_accept(self._grammar, token)
-                self.stats.fast += 1
-                return token
+        token = llama_cpp.llama_sampler_sample(self._chain, self._ctx, row)
+        if self._allowed(token):
+            llama_cpp.llama_sampler_accept(self._grammar, token)
+            self.stats.fast += 1
+            return token
         token = self._sample_masked(row)
         llama_cpp.llama_sampler_accept(self._grammar, token)
         self.stats.slow += 1
@@ -122,7 +118,8 @@ class ConstrainedSampler:
 
     def _allowed(self, token: int) -> bool:
         one = self._one[0]
-        one.id, one.logit, one.p = token, 0.0, 0.0
+        # ctypes converts a Python int on assignment; llama_cpp annotates the field as c_int32.
+        one.id, one.logit, one.p = token, 0.0, 0.0  # type: ignore[assignment]
         self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
         llama_cpp.llama_sampler_apply(self._grammar, self._one_ref)
         return not math.isinf(self._one[0].logit)
@@ -143,60 +140,3 @@ class ConstrainedSampler:
         if not 0 <= array.selected < array.size:
             raise EngineError("the grammar allows no token here (every candidate was masked)")
         return int(array.data[array.selected].id)
-
-
-def constrained_tokens(
-    llama: llama_cpp.Llama,
-    prompt_tokens: Sequence[int],
-    grammar: llama_cpp.llama_sampler_p,
-    *,
-    temperature: float,
-    top_p: float,
-    lazy: bool = True,
-    stats: GrammarStats | None = None,
-) -> Generator[int, None, None]:
-    """Like ``Llama.generate`` (same prefix reuse, same sampler chain), grammar checked lazily.
-
-    Takes ownership of ``grammar`` (freed when the generator closes). ``stats``, when given,
-    is filled with how many tokens took the fast path.
-    """
-    chain = llama._init_sampler(  # noqa: SLF001 - the exact chain Llama.generate would build
-        top_k=0 if temperature > 0 else 1,
-        top_p=top_p,
-        min_p=0.0,
-        temp=temperature,
-        repeat_penalty=1.0,
-    )
-    sampler = ConstrainedSampler(llama.ctx, chain.sampler, grammar, llama.n_vocab(), lazy=lazy)
-    if stats is not None:
-        sampler.stats = stats
-    try:
-        pending = _reuse_prefix(llama, list(prompt_tokens))
-        while True:
-            llama.eval(pending)
-            token = sampler.sample()
-            yield token
-            pending = [token]
-    finally:
-        chain.close()
-        llama_cpp.llama_sampler_free(grammar)
-
-
-def _reuse_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> list[int]:
-    """Keep the KV cache's common prefix with ``tokens``; return what still needs decoding.
-
-    Mirrors ``Llama.generate`` (0.3.36): at least one token is re-decoded so that the
-    logits we sample from belong to this prompt.
-    """
-    if llama.n_tokens > 0:
-        longest = common_prefix(llama._input_ids, tokens)  # noqa: SLF001
-        consumed = longest == len(tokens)
-        if consumed and llama.n_tokens == len(tokens) and not llama._requires_eval:  # noqa: SLF001
-            return []
-        keep = longest - 1 if consumed else longest
-        if keep > 0 and llama._ctx.kv_cache_seq_rm(-1, keep, -1):  # noqa: SLF001
-            llama.n_tokens = keep
-            llama._requires_eval = True  # noqa: SLF001
-            return tokens[keep:]
-    llama.reset()
-    return tokens

@@ -15,7 +15,7 @@ import random
 import llama_cpp
 import numpy as np
 
-from models.engine.llama.grammar import ConstrainedSampler
+from models.engine.llama.grammar import ConstrainedSampler, GrammarStats
 
 
 def sampler_chain(temperature: float, top_p: float, seed: int | None) -> llama_cpp.llama_sampler_p:
@@ -51,9 +51,13 @@ class TokenSampler:
         self.last_logprobs: tuple[float, list[tuple[int, float]]] | None = None
         self._chain = sampler_chain(temperature, top_p, seed)
         self._grammar = grammar
-        self._constrained = (
-            ConstrainedSampler(ctx, self._chain, grammar, n_vocab) if grammar is not None else None
-        )
+        self._constrained = ConstrainedSampler(ctx, self._chain, grammar, n_vocab) if grammar is not None else None
+        self._closed = False
+
+    @property
+    def grammar_stats(self) -> GrammarStats | None:
+        """How often the grammar's one-token check held (None without a grammar)."""
+        return self._constrained.stats if self._constrained is not None else None
 
     def sample(self, row: int) -> int:
         """The next token from output ``row`` of the last decode, accepted into the state.
@@ -82,9 +86,10 @@ class TokenSampler:
         return float(logits[token]) - log_z, best
 
     def close(self) -> None:
-        if self._chain is not None:
-            llama_cpp.llama_sampler_free(self._chain)
-            self._chain = None
+        """Free the chain and the grammar (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        llama_cpp.llama_sampler_free(self._chain)
         if self._grammar is not None:
             llama_cpp.llama_sampler_free(self._grammar)
-            self._grammar = None

@@ -5,23 +5,23 @@ sequence's KV cells hold (positions ``0..len-1``), so a new request re-uses the 
 common prefix of whichever idle slot matches it best, as llama-server's slots do.
 
 ``ActiveGeneration`` is the per-request half: what is still to be fed to the model, the
-sampler, the stop-string matcher, the UTF-8 decoder, counts and timings. It turns sampled
-tokens into text deltas and decides when the request is finished; the scheduler in
+sampler, the UTF-8 decoder, counts, and the text with its stop strings and timings
+(``models.engine.generated_text``, shared with every engine). It turns sampled tokens into
+text deltas and decides when the request is finished; the scheduler in
 ``models.engine.llama.batch`` only moves tokens between it and ``llama_decode``.
 """
 
 from __future__ import annotations
 
 import codecs
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.engine.api import FinishReason, GenerationResult, TokenLogprob
+from models.engine.generated_text import GeneratedText
 from models.engine.llama.lookup import PromptLookup
 from models.engine.llama.sampler import TokenSampler
 from models.engine.runner import QueuedGeneration
-from models.engine.stop_strings import StopMatcher
 
 
 def reserved_cells(job: QueuedGeneration) -> int:
@@ -38,10 +38,6 @@ class Slot:
     prompt_len: int = 0  # how many of ``tokens`` the last request's prompt gave (the rest: generated)
     generation: ActiveGeneration | None = None
     last_used: float = 0.0
-
-    @property
-    def busy(self) -> bool:
-        return self.generation is not None
 
 
 class ActiveGeneration:
@@ -67,15 +63,13 @@ class ActiveGeneration:
         self.accepted = 0
         self._is_end_of_turn = is_end_of_turn
         self._piece = piece
-        self._matcher = StopMatcher(job.request.stop)
+        self.text = GeneratedText(job)
+        self.started = self.text.started  # when it left the queue: prompt chunks go oldest first
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._max_tokens = job.request.max_tokens or 0
         self.produced = 0
-        self.started = time.perf_counter()
-        self._first_token_at = 0.0
         self.finish_reason: FinishReason | None = None
-        self._stop_string: str | None = None
-        self._logprobs: list[TokenLogprob] | None = [] if job.request.logprobs is not None else None
+        self._logprobs: list[TokenLogprob] | None = job.token_logprobs if job.request.logprobs is not None else None
 
     @property
     def done(self) -> bool:
@@ -87,8 +81,6 @@ class ActiveGeneration:
 
     def take(self, token: int) -> None:
         """Turn one sampled token into text; sets ``finish_reason`` when the request ends."""
-        if not self._first_token_at:
-            self._first_token_at = time.perf_counter()
         if self._is_end_of_turn(token):
             self.finish_reason = "stop"
             return
@@ -99,10 +91,8 @@ class ActiveGeneration:
             logprob, top = self.sampler.last_logprobs
             alternatives = tuple((self._piece(t), lp) for t, lp in top)
             self._logprobs.append(TokenLogprob(self._piece(token), logprob, alternatives))
-        scan = self._matcher.feed(self._decoder.decode(self._piece(token)))
-        self.job.emit(scan.emit)
-        if scan.stopped:
-            self.finish_reason, self._stop_string = "stop", scan.stop_string
+        if self.text.feed(self._decoder.decode(self._piece(token))):
+            self.finish_reason = "stop"
         elif self.produced >= self._max_tokens:
             self.finish_reason = "length"
 
@@ -111,31 +101,23 @@ class ActiveGeneration:
 
     def result(self) -> GenerationResult:
         """Flush held text and build the result (call once, when ``done``)."""
-        if self._stop_string is None:
-            tail = self._matcher.feed(self._decoder.decode(b"", final=True)).emit + self._matcher.flush()
-            self.job.emit(tail)
-        now = time.perf_counter()
         assert self.finish_reason is not None
-        return GenerationResult(
-            text=self._matcher.text,
-            finish_reason=self.finish_reason,
+        text = self.text.close(self._decoder.decode(b"", final=True))
+        return self.text.result(
+            self.finish_reason,
             prompt_tokens=len(self.job.prompt_tokens),
             completion_tokens=self.produced,
-            stop_string=self._stop_string,
             cached_prompt_tokens=self.cached_tokens,
-            queued_s=self.started - self.job.submitted_at,
-            time_to_first_token_s=(self._first_token_at or now) - self.started,
-            total_s=now - self.started,
             draft_tokens=self.drafted,
             accepted_draft_tokens=self.accepted,
-            logprobs=self._text_logprobs(),
+            logprobs=self._text_logprobs(text),
         )
 
-    def _text_logprobs(self) -> list[TokenLogprob] | None:
-        """The recorded tokens that make up the returned text (a stop string's are dropped)."""
+    def _text_logprobs(self, text: str) -> list[TokenLogprob] | None:
+        """The recorded tokens that make up the returned ``text`` (a stop string's are dropped)."""
         if self._logprobs is None:
             return None
-        room, kept = len(self._matcher.text.encode()), []
+        room, kept = len(text.encode()), []
         for entry in self._logprobs:
             room -= len(entry.piece)
             if room < 0:

@@ -9,7 +9,11 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
     {"type": "session", "session_id": ...}                          first chunk
     {"type": "delta", "step": i, "channel": "thought"|"code"|"answer", "text": ...}
     {"type": "step", "step": {...step shape...}}                    a turn finished
-    {"type": "done", "session_id", "finish_reason", "turns", "forced_answer", "usage"}   last chunk
+    {"type": "done", "session_id", "finish_reason", "turns", "final_message",
+     "forced_answer", "usage", "error"}                           last chunk
+
+The ``agent`` field of a non-stream answer holds those same run fields (the run's
+``outcome``: one shape for both, and for the audit log) plus ``steps``.
 
 When agent code calls one of the client's function tools, the answer is instead a standard
 assistant message with ``tool_calls`` (finish_reason ``tool_calls``; streamed as tool-call
@@ -23,7 +27,7 @@ import contextlib
 import mimetypes
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -31,17 +35,16 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from models.engine.api import EngineError
 from sandbox import workspace
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
-from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, agent_summary, step_payload
+from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
 from server.api.disconnect import ClientDisconnected, unless_disconnected
-from server.api.errors import InvalidRequest, NotFound, engine_error_to_api
+from server.api.errors import InvalidRequest, NotFound
 from server.api.routes.chat import check_model
-from server.api.sse import DONE, ready_batches, sse_event, sse_response
+from server.api.sse import openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
 from server.openai.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
 from server.tools.client_calls import ToolCallsPending
@@ -65,11 +68,11 @@ async def agent_completion(
     body: AgentRequest, runtime: RuntimeDep, request: Request
 ) -> Response:
     check_model(runtime.engine, body.model)
-    run = await prepare_run(runtime, body)
+    run = await prepare_run(runtime, body.run_request(runtime.settings))
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream(runtime, run, completion_id, body.model, include_usage))
+        return sse_response(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
     try:
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:
@@ -84,7 +87,7 @@ async def agent_completion(
         done.message,
         OPENAI_FINISH_OF_AGENT[done.finish_reason],
         usage_dict(done.prompt_tokens, done.completion_tokens),
-        agent=agent_summary(run.session.id, done, run.session.steps[-done.turns :] if done.turns else []),
+        agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
     ))
 
 
@@ -99,8 +102,9 @@ async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolC
 
 async def _stream(
     runtime: AgentRuntime, run: PreparedRun, completion_id: str, model: str, include_usage: bool
-) -> AsyncIterator[bytes]:
-    """The agent's SSE stream: one write per batch of events that were ready together."""
+) -> AsyncGenerator[bytes, None]:
+    """The agent's SSE chunks: one write per batch of events that were ready together
+    (``openai_stream`` adds the error event and ``[DONE]``)."""
     created = int(time.time())
     session_id = run.session.id
     transcript = Transcript()
@@ -121,12 +125,7 @@ async def _stream(
         assert isinstance(event, AgentDone)
         usage = usage_dict(event.prompt_tokens, event.completion_tokens)
         out = [chunk(text, {"type": "transcript"})] if text else []
-        done = {"type": "done", "session_id": session_id, "finish_reason": event.finish_reason,
-                "turns": event.turns, "final_message": event.message, "forced_answer": event.forced_answer,
-                "usage": usage}
-        if event.error:
-            done["error"] = event.error
-        out.append(chunk(None, done, OPENAI_FINISH_OF_AGENT[event.finish_reason]))
+        out.append(chunk(None, {"type": "done", **run.outcome(event)}, OPENAI_FINISH_OF_AGENT[event.finish_reason]))
         if include_usage:
             out.append(sse_event(chat_chunk(completion_id, model, created, None, usage=usage)))  # type: ignore[arg-type]
         return out
@@ -137,14 +136,9 @@ async def _stream(
             agent={"type": "session", "session_id": session_id},
         )
     )
-    try:
-        async with contextlib.aclosing(ready_batches(drive(runtime, run))) as batches:
-            async for batch in batches:
-                yield b"".join(piece for event in merge_deltas(batch) for piece in render(event))
-    except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
-    yield DONE
+    async with contextlib.aclosing(ready_batches(drive(runtime, run))) as batches:
+        async for batch in batches:
+            yield b"".join(piece for event in merge_deltas(batch) for piece in render(event))
 
 
 def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
@@ -210,7 +204,7 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
 
 def _list_files(workspace: Path) -> list[dict[str, Any]]:
     root = Path(workspace)
-    files = []
+    files: list[dict[str, Any]] = []
     for path in sorted(root.rglob("*")):
         if len(files) >= MAX_LISTED_FILES:
             break

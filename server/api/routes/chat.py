@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from models.engine.api import Engine, EngineError, GenerationRequest
+from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from models.engine.chat_format import render_chatml
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.errors import ModelNotFound, engine_error_to_api
+from server.api.errors import ModelNotFound
 from server.api.openapi_errors import CHAT_RESPONSES, GUARDS, OPEN_RESPONSES, error_responses
-from server.api.sse import DONE, sse_event, sse_response
-from server.openai.logprobs import chat_logprobs, chat_logprobs_request
+from server.api.sse import openai_stream, sse_event, sse_response
+from server.openai.logprobs import StreamedLogprobs, chat_logprobs, chat_logprobs_request
 from server.openai.schemas import (
     OPENAI_FINISH,
     ChatCompletionRequest,
@@ -107,7 +107,8 @@ async def chat_completions(
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream_chunks(handle, completion_id, body.model, include_usage, plan))
+        stream = _stream_chunks(handle, completion_id, body.model, include_usage, plan, bool(body.logprobs))
+        return sse_response(openai_stream(stream))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
@@ -125,10 +126,17 @@ async def chat_completions(
 
 
 async def _stream_chunks(
-    handle: Any, completion_id: str, model: str, include_usage: bool, plan: ToolPlan | None = None
-) -> AsyncIterator[bytes]:
-    """Text deltas as they come; with tools, a call's id and name as soon as they are
-    written, then its arguments in pieces (``server.openai.tool_calls.AnswerSplitter``)."""
+    handle: GenerationHandle,
+    completion_id: str,
+    model: str,
+    include_usage: bool,
+    plan: ToolPlan | None = None,
+    logprobs: bool = False,
+) -> AsyncGenerator[bytes, None]:
+    """Text deltas as they come, each with its tokens' logprobs when asked; with tools, a
+    call's id and name as soon as they are written, then its arguments in pieces
+    (``server.openai.tool_calls.AnswerSplitter``). ``openai_stream`` adds the error event
+    and ``[DONE]``."""
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
@@ -136,13 +144,18 @@ async def _stream_chunks(
         body["choices"][0]["logprobs"] = logprobs
         return sse_event(body)
 
+    tokens = StreamedLogprobs(handle) if logprobs else None
+
+    def content(text: str) -> bytes:
+        return chunk({"content": text}, logprobs=chat_logprobs(tokens.take(text)) if tokens else None)
+
     try:
         yield chunk({"role": "assistant"})
         splitter = AnswerSplitter(plan)
         async for piece in handle.stream():
             text, events = splitter.feed(piece)
             if text:
-                yield chunk({"content": text})
+                yield content(text)
             for event in events:
                 delta = call_delta(event, splitter.calls.calls)
                 if delta is not None:
@@ -152,15 +165,11 @@ async def _stream_chunks(
         if splitter.calls.complete:
             finish = "tool_calls"
         if leftover := splitter.leftover():
-            yield chunk({"content": leftover})
-        yield chunk({}, finish, chat_logprobs(result.logprobs))
+            yield content(leftover)
+        yield chunk({}, finish, chat_logprobs(tokens.rest(result.logprobs)) if tokens else None)
         if include_usage:
             yield sse_event(
                 chat_chunk(completion_id, model, created, None, usage=usage_of(result))  # type: ignore[arg-type]
             )
-    except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
     finally:
         handle.cancel()  # no-op when finished; stops generation when the client went away
-    yield DONE

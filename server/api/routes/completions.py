@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.engine.api import Engine, EngineError, GenerationHandle, GenerationRequest
+from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.errors import engine_error_to_api
 from server.api.openapi_errors import CHAT_RESPONSES
 from server.api.routes.chat import check_model
-from server.api.sse import DONE, sse_event, sse_response
-from server.openai.logprobs import MAX_TOP_COMPLETIONS, completion_logprobs, completions_logprobs_request
+from server.api.sse import openai_stream, sse_event, sse_response
+from server.openai.logprobs import (
+    MAX_TOP_COMPLETIONS,
+    StreamedLogprobs,
+    completion_logprobs,
+    completions_logprobs_request,
+)
 from server.openai.schemas import OPENAI_FINISH, StreamOptions, stop_list, usage_of, wants_usage
 from server.openai.unsupported import COMPLETIONS, refuse_unsupported
 
@@ -57,7 +61,7 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     grammar: str | None = Field(None, description="GBNF text, as llama-server takes it")
-    n: int = Field(1, ge=1, description="only one choice per request is supported (n > 1: 400)")
+    n: int = Field(1, ge=1, json_schema_extra={"maximum": 1}, description="one choice per request (n > 1: 400)")
     logprobs: int | None = Field(
         None, ge=0, le=MAX_TOP_COMPLETIONS, description="log-probabilities of the chosen and this many top tokens"
     )
@@ -126,7 +130,9 @@ async def completions(
     created = int(time.time())
     if body.stream:
         include_usage = wants_usage(body.stream_options)
-        return sse_response(_stream_chunks(handle, completion_id, body.model, created, include_usage))
+        logprobs = body.logprobs is not None
+        stream = _stream_chunks(handle, completion_id, body.model, created, include_usage, logprobs)
+        return sse_response(openai_stream(stream))
 
     text = await collect_unless_disconnected(request, handle)
     if text is None:
@@ -139,20 +145,31 @@ async def completions(
 
 
 async def _stream_chunks(
-    handle: GenerationHandle, completion_id: str, model: str, created: int, include_usage: bool
-) -> AsyncIterator[bytes]:
+    handle: GenerationHandle,
+    completion_id: str,
+    model: str,
+    created: int,
+    include_usage: bool,
+    logprobs: bool = False,
+) -> AsyncGenerator[bytes, None]:
+    """Text deltas as they come, each with its tokens' logprobs when asked."""
+    tokens = StreamedLogprobs(handle) if logprobs else None
+
+    def piece_logprobs(piece: str) -> dict[str, Any] | None:
+        if tokens is None:
+            return None
+        offset = tokens.chars  # text_offset of the first token this piece completes
+        return completion_logprobs(tokens.take(piece), offset)
+
     try:
         async for piece in handle.stream():
-            yield sse_event(text_completion(completion_id, model, created, [_choice(piece, None, None)]))
+            choice = _choice(piece, None, None, piece_logprobs(piece))
+            yield sse_event(text_completion(completion_id, model, created, [choice]))
         result = handle.result
-        logprobs = completion_logprobs(result.logprobs)
-        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string, logprobs)
+        rest = completion_logprobs(tokens.rest(result.logprobs), tokens.chars) if tokens else None
+        last = _choice("", OPENAI_FINISH[result.finish_reason], result.stop_string, rest)
         yield sse_event(text_completion(completion_id, model, created, [last]))
         if include_usage:
             yield sse_event(text_completion(completion_id, model, created, [], usage_of(result)))
-    except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield sse_event({"error": {"message": error.message, "type": error.type, "code": error.code}})
     finally:
         handle.cancel()  # no-op when finished; stops generation when the client went away
-    yield DONE

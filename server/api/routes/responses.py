@@ -17,6 +17,9 @@ call is held back until it is decided; a call's arguments stream in pieces as ge
 ``instructions``, as OpenAI does) plus its output come before the new input. Responses are
 kept in memory only, at most ``ResponseStore.max_entries`` (oldest dropped first), and only
 when ``store`` is true (the default); a dropped or unstored id is a 404 naming it.
+
+A request whose tools hold ``code_interpreter`` runs the agent loop instead, in a sandbox
+session that is its container (``server.api.routes.responses_interpreter``).
 """
 
 from __future__ import annotations
@@ -30,15 +33,17 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 
 from models.engine.api import EngineError, GenerationHandle
 from server.api.deps import EngineDep, SettingsDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
-from server.api.openapi_errors import GENERATION, GUARDS, error_responses
+from server.api.openapi_errors import AGENT_RESPONSES, GUARDS, error_responses
+from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
-from server.api.sse import SSE_HEADERS
+from server.api.routes.responses_interpreter import interpret
+from server.api.sse import sse_response
+from server.openai.code_interpreter import interpreter_tool
 from server.openai.responses_items import (
     ResponsesRequest,
     chat_request,
@@ -63,6 +68,7 @@ class StoredResponse:
     response: dict[str, Any]
     history: list[dict[str, Any]]  # the conversation it ended, its output included (no instructions)
     input_items: list[dict[str, Any]]  # this request's own input, as items with ids
+    container_id: str | None = None  # the agent session a code_interpreter response ran in
 
 
 class ResponseStore:
@@ -91,9 +97,9 @@ def get_store(request: Request) -> ResponseStore:
 StoreDep = Annotated[ResponseStore, Depends(get_store)]
 
 
-def _previous(store: ResponseStore, response_id: str | None) -> list[dict[str, Any]]:
+def _previous(store: ResponseStore, response_id: str | None) -> StoredResponse | None:
     if response_id is None:
-        return []
+        return None
     previous = store.get(response_id)
     if previous is None:
         raise APIError(
@@ -103,7 +109,7 @@ def _previous(store: ResponseStore, response_id: str | None) -> list[dict[str, A
             code="not_found",
             param="previous_response_id",
         )
-    return previous.history
+    return previous
 
 
 def _check_limits(body: ResponsesRequest, settings: Settings) -> None:
@@ -141,13 +147,29 @@ def _output(
     return output, status, "max_output_tokens" if cut else None
 
 
-@router.post("/v1/responses", response_model=None, responses=error_responses(*GUARDS, *GENERATION))
+# With code_interpreter it runs the agent loop: sessions add 409 (busy) and 429 (all in use).
+@router.post("/v1/responses", response_model=None, responses=AGENT_RESPONSES)
 async def create_response(
-    body: ResponsesRequest, engine: EngineDep, store: StoreDep, settings: SettingsDep, request: Request
+    body: ResponsesRequest,
+    engine: EngineDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     _check_limits(body, settings)
-    history = _previous(store, body.previous_response_id)
+    previous = _previous(store, body.previous_response_id)
+    history = previous.history if previous is not None else []
+    tool = interpreter_tool(body)
+    if tool is not None:
+        turn = [*history, *input_messages(body.input)]
+
+        def remember(answer: dict[str, Any], container: str) -> None:
+            _remember(store, body, answer, turn, container)
+
+        container = previous.container_id if previous is not None else None
+        return await interpret(body, tool, runtime, request, history, container, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
@@ -155,7 +177,7 @@ async def create_response(
     response_id = new_id("resp")
     if body.stream:
         events = _events(handle, response_id, body, plan, store, turn)
-        return _event_stream(events)
+        return sse_response(events)
     text = await collect_unless_disconnected(request, handle)
     if text is None:
         return Response(status_code=499)  # the client left; nobody reads this
@@ -169,9 +191,16 @@ async def create_response(
     return answer
 
 
-def _remember(store: ResponseStore, body: ResponsesRequest, answer: dict[str, Any], turn: list[dict[str, Any]]) -> None:
+def _remember(
+    store: ResponseStore,
+    body: ResponsesRequest,
+    answer: dict[str, Any],
+    turn: list[dict[str, Any]],
+    container_id: str | None = None,
+) -> None:
     if body.store:
-        store.put(StoredResponse(answer, [*turn, *output_messages(answer["output"])], input_item_list(body.input)))
+        history = [*turn, *output_messages(answer["output"])]
+        store.put(StoredResponse(answer, history, input_item_list(body.input), container_id))
 
 
 @router.get("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
@@ -208,10 +237,6 @@ async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 # --- streaming --------------------------------------------------------------------------------
-
-
-def _event_stream(events: AsyncIterator[bytes]) -> Response:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _events(

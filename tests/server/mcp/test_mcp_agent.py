@@ -137,6 +137,16 @@ def test_a_request_narrows_the_servers(server: LiveServer, engine: ScriptedEngin
     assert "no MCP server named nope; configured: demo, web, broken" in refused.json()["error"]["message"]
 
 
+def test_a_client_tool_named_like_an_mcp_tool_is_refused_not_shadowed(server: LiveServer) -> None:
+    tool = {"type": "function", "function": {"name": "demo_add", "parameters": {"type": "object"}}}
+    refused = httpx.post(server.url + "/v1/agent", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": [tool]}, timeout=60)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "tools"
+    assert "demo_add would be both the tool of MCP server 'demo' and the client's function tool" in error["message"]
+
+
 def test_tools_listing_and_health(server: LiveServer) -> None:
     listing = httpx.get(server.url + "/v1/mcp/tools").json()
     functions = {t["function"]: t for t in listing["data"]}

@@ -1,13 +1,10 @@
-"""Serve an app on a loopback port for the length of a benchmark.
+"""Serve an app on a private loopback port, in a thread of this process, for a while.
 
-Benchmarks measure the server as users meet it: real uvicorn, real sockets, real HTTP,
-so that request parsing, JSON encoding and the event loop are part of every figure. The
-app runs on a background thread of this process (its engine and sandbox pool live here),
-and the benchmark talks to ``url`` with an ordinary HTTP client. The port is picked by the
-OS at bind time, so concurrent benchmarks and tests never collide.
-
-This mirrors ``tests/live_server.py`` on purpose rather than importing it: scripts in
-``benchmarks/`` must not depend on the test tree.
+Three callers want the server exactly as users meet it (real uvicorn, real sockets, real
+HTTP) while they keep the app's engine and sandbox pool in their own process: the CLI's
+in-process ``codeact-server run``, the end-to-end tests and the benchmarks. The port is
+picked by the OS when the socket is bound, so concurrent runs never collide, and ``url``
+is known before uvicorn starts.
 """
 
 from __future__ import annotations
@@ -25,9 +22,14 @@ STOP_TIMEOUT_S = 60.0
 
 
 class LoopbackServer:
-    """``with LoopbackServer(app) as server:`` serves ``app`` at ``server.url`` until exit."""
+    """``with LoopbackServer(app) as server:`` serves ``app`` at ``server.url`` until exit.
 
-    def __init__(self, app: FastAPI, *, log_level: str = "warning") -> None:
+    Start-up runs the app's lifespan (a failing one is an error here, not a half-started
+    server); exit asks uvicorn to stop, which runs the lifespan's shutdown (closing the
+    sandbox pool, and the engine when the app owns it), then closes the socket.
+    """
+
+    def __init__(self, app: FastAPI, *, log_level: str = "warning", name: str = "loopback-uvicorn") -> None:
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
         # every small response waits ~40 ms for the client's delayed ACK.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -35,13 +37,9 @@ class LoopbackServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on")
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._sock]},
-            name="benchmark-uvicorn",
-            daemon=True,
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name=name, daemon=True
         )
 
     def __enter__(self) -> LoopbackServer:
@@ -63,7 +61,6 @@ class LoopbackServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # The lifespan's shutdown closes the sandbox pool (and the engine, if the app owns it).
         self._server.should_exit = True
         self._thread.join(timeout=STOP_TIMEOUT_S)
         self._sock.close()

@@ -1,0 +1,141 @@
+"""``POST /v1/responses`` with the ``code_interpreter`` tool: the agent loop behind the
+Responses shapes (what maps to what: ``server.openai.code_interpreter``).
+
+Not a router of its own: ``server.api.routes.responses`` hands such a request here, with
+the conversation so far and the session (container) its previous response used, and gets
+the finished response back through ``remember`` to store it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+
+from models.engine.api import EngineError
+from server.agent.errors import SessionNotFound
+from server.agent.runtime import AgentRuntime
+from server.agent.service import PreparedRun, drive, prepare_run
+from server.agent.steps import AgentDone
+from server.api.disconnect import ClientDisconnected, unless_disconnected
+from server.api.errors import APIError, engine_error_to_api
+from server.api.sse import sse_response
+from server.openai.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
+from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
+from server.openai.schemas import usage_dict
+
+Remember = Callable[[dict[str, Any], str], None]  # (the finished response, its container id)
+
+
+def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_container: str | None) -> str | None:
+    """The live session this request continues: the named container, else the previous
+    response's if it still lives (an expired one starts afresh), else None (a new one)."""
+    if tool.container is not None:
+        try:
+            runtime.sessions.get(tool.container)
+        except SessionNotFound as exc:
+            raise APIError(
+                404,
+                f"no container '{tool.container}' (it expired, was deleted, or never existed)",
+                code="not_found",
+                param="tools[0].container",
+            ) from exc
+        return tool.container
+    if previous_container is not None:
+        with contextlib.suppress(SessionNotFound):
+            runtime.sessions.get(previous_container)
+            return previous_container
+    return None
+
+
+async def interpret(
+    body: ResponsesRequest,
+    tool: InterpreterTool,
+    runtime: AgentRuntime,
+    request: Request,
+    history: list[dict[str, Any]],
+    previous_container: str | None,
+    remember: Remember,
+) -> Response | dict[str, Any]:
+    session_id = _session_to_continue(runtime, tool, previous_container)
+    new = input_messages(body.input)
+    if session_id is None:  # a fresh interpreter: the model reads the conversation so far
+        instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
+        messages = [*instructions, *history, *new]
+    else:  # the session holds the conversation already
+        messages = new
+    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(runtime.settings))
+    base = str(request.base_url).rstrip("/")
+    container = run.session.id
+
+    def file_url(path: str) -> str:
+        return f"{base}/v1/agent/sessions/{container}/files/{quote(path)}"
+
+    output = InterpreterOutput(container, file_url)
+    response_id = new_id("resp")
+    created = int(time.time())
+
+    def snapshot(done: AgentDone | None) -> dict[str, Any]:
+        usage = usage_dict(done.prompt_tokens, done.completion_tokens) if done is not None else None
+        items = output.output if done is not None else []
+        return response_object(
+            response_id, body, status=output.status, output=items, usage=usage,
+            incomplete=output.incomplete, created_at=created,
+        )
+
+    if body.stream:
+        return sse_response(_events(runtime, run, output, snapshot, remember))
+    try:
+        done = await unless_disconnected(request, _collect(runtime, run, output))
+    except ClientDisconnected:
+        return Response(status_code=499)  # the client left; nobody reads this
+    answer = snapshot(done)
+    remember(answer, container)
+    return answer
+
+
+async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone:
+    done: AgentDone | None = None
+    async for event in drive(runtime, run):
+        output.feed(event)
+        if isinstance(event, AgentDone):
+            done = event
+    assert done is not None, "the agent loop ended without a final event"
+    return done
+
+
+async def _events(
+    runtime: AgentRuntime,
+    run: PreparedRun,
+    output: InterpreterOutput,
+    snapshot: Callable[[AgentDone | None], dict[str, Any]],
+    remember: Remember,
+) -> AsyncIterator[bytes]:
+    numbers = itertools.count()
+
+    def event(kind: str, fields: dict[str, Any]) -> bytes:
+        payload = {"type": kind, "sequence_number": next(numbers), **fields}
+        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    yield event("response.created", {"response": snapshot(None)})
+    yield event("response.in_progress", {"response": snapshot(None)})
+    try:
+        events = drive(runtime, run)
+        try:
+            async for agent_event in events:
+                yield b"".join(event(kind, fields) for kind, fields in output.feed(agent_event))
+                if isinstance(agent_event, AgentDone):
+                    answer = snapshot(agent_event)
+                    remember(answer, run.session.id)
+                    yield event(f"response.{answer['status']}", {"response": answer})
+        finally:  # the client left: stop the generation and any running execution now
+            await events.aclose()  # type: ignore[attr-defined]  # drive is an async generator
+    except EngineError as exc:
+        error = engine_error_to_api(exc)
+        yield event("error", {"code": error.code, "message": error.message, "param": None})
