@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
 from server.agent.policy import (
@@ -123,6 +123,14 @@ class AgentRequest(ChatBody):
     tool_choice: Any = Field(None, json_schema_extra=_only({"type": "null"}))
     parallel_tool_calls: bool | None = Field(None, json_schema_extra=_only({"type": "null"}))
     stop: Any = Field(None, json_schema_extra=_only({"type": "null"}))
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        """Replaces ChatBody's validator of the same name: any stop value but null or [] is
+        refused below by name, so it must reach that check as sent (ChatBody's would call
+        ``len`` on ``false`` and answer a 500)."""
+        return value
 
     @model_validator(mode="after")
     def _refuse_chat_only_fields(self) -> AgentRequest:

@@ -69,3 +69,12 @@ TOKENIZE_RESPONSES = error_responses(*GUARDS, 400, 500, 501)
 
 OPEN_RESPONSES = error_responses(403, 413)
 """Routes open without an API key (``/health``) still pass the Host guard and body limit."""
+
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer as JSON or, with stream=true, as Server-Sent Events ending in 'data: [DONE]'",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+}
+"""The 200 of a route that streams when asked: its JSON answer, and ``text/event-stream``
+beside it (clients and conformance checks read the content type off the document)."""

@@ -43,6 +43,7 @@ from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
+from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.sse import openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
@@ -62,8 +63,8 @@ def get_runtime(request: Request) -> AgentRuntime:
 RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 
 
-@router.post("", response_model=None)
-@router.post("/chat/completions", response_model=None)
+@router.post("", response_model=None, responses=EVENT_STREAM)
+@router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
 async def agent_completion(
     body: AgentRequest, runtime: RuntimeDep, request: Request
 ) -> Response:

@@ -13,7 +13,7 @@ from models.engine.chat_format import render_chatml
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import ModelNotFound
-from server.api.openapi_errors import CHAT_RESPONSES, GUARDS, OPEN_RESPONSES, error_responses
+from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM, GUARDS, OPEN_RESPONSES, error_responses
 from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import StreamedLogprobs, chat_logprobs, chat_logprobs_request
 from server.openai.schemas import (
@@ -97,7 +97,7 @@ def generation_request(
     )
 
 
-@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
+@router.post("/v1/chat/completions", response_model=None, responses={**CHAT_RESPONSES, **EVENT_STREAM})
 async def chat_completions(
     body: ChatCompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:

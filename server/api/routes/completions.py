@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.openapi_errors import CHAT_RESPONSES
+from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import (
@@ -120,7 +120,7 @@ def text_completion(
     return body
 
 
-@router.post("/v1/completions", response_model=None, responses=CHAT_RESPONSES)
+@router.post("/v1/completions", response_model=None, responses={**CHAT_RESPONSES, **EVENT_STREAM})
 async def completions(
     body: CompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:

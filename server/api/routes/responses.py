@@ -38,7 +38,7 @@ from models.engine.api import EngineError, GenerationHandle
 from server.api.deps import EngineDep, SettingsDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
-from server.api.openapi_errors import AGENT_RESPONSES, GUARDS, error_responses
+from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.responses_interpreter import interpret
@@ -148,7 +148,7 @@ def _output(
 
 
 # With code_interpreter it runs the agent loop: sessions add 409 (busy) and 429 (all in use).
-@router.post("/v1/responses", response_model=None, responses=AGENT_RESPONSES)
+@router.post("/v1/responses", response_model=None, responses={**AGENT_RESPONSES, **EVENT_STREAM})
 async def create_response(
     body: ResponsesRequest,
     engine: EngineDep,
