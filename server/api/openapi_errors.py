@@ -8,8 +8,8 @@ Where each code comes from: 400 (bad JSON, refused or unsupported field, context
 overflow), 401 (``server.api.auth``, with API keys), 403 (``server.api.host_guard``, foreign Host
 or Origin), 404 (unknown model, session or file), 409 (a busy agent session), 413
 (``server.api.request_limits``), 422 (wrong types), 429 (all agent sessions in use), 500 (the
-engine failed), 501 (the engine has no tokenizer: ``/tokenize`` on a scripted or remote
-engine), 503 (queue full, or cut off by shutdown; both with Retry-After).
+engine failed), 501 (the engine has no tokenizer: ``/tokenize`` on a scripted engine or a
+remote backend without one), 503 (queue full, or cut off by shutdown; both with Retry-After).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _WHY = {
     422: "A field has the wrong type or value",
     429: "Every agent session slot is in use (Retry-After)",
     500: "The engine failed while generating",
-    501: "This engine cannot tokenize (a scripted or remote engine)",
+    501: "This engine cannot tokenize (a scripted engine, or a remote backend without /tokenize)",
     503: "Generation queue full or server shutting down (Retry-After)",
 }
 
