@@ -1,6 +1,6 @@
 """What the scripted-model agent tests share: a live server around a ScriptedEngine and a
-one-call ``POST /v1/agent`` helper (the fixtures themselves live in each test module, which
-imports ``scripted_server`` and ``agent`` from here)."""
+one-call ``POST /v1/agent`` helper (tests/server/agent/conftest.py makes the fixtures from
+``scripted_server``; other folders' modules use it directly)."""
 
 from __future__ import annotations
 

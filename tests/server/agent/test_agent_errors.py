@@ -8,27 +8,14 @@ the agent imports no web framework is tests/test_layout.py's check).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from models.engine.scripted import ScriptedEngine
 from server.agent import errors as agent_errors
 from server.api.errors import agent_error_to_api
 from tests.live_server import LiveServer
-from tests.scripted_agent import MODEL, agent, scripted_server
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine()
-
-
-@pytest.fixture
-def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    with scripted_server(engine) as live:
-        yield live
+from tests.scripted_agent import MODEL, agent
 
 
 def _post(server: LiveServer, content: str | None = "hi", **extra: object) -> httpx.Response:

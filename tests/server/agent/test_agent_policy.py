@@ -9,7 +9,6 @@ flagged in the JSON answer, the stream, the transcript and the terminal view.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -22,18 +21,7 @@ from server.agent.prompts import REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView
 from tests.live_server import LiveServer
-from tests.scripted_agent import MODEL, agent, scripted_server
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine()
-
-
-@pytest.fixture
-def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    with scripted_server(engine) as live:
-        yield live
+from tests.scripted_agent import MODEL, agent
 
 
 def session(server: LiveServer, session_id: str) -> dict:

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
-import pytest
 
 from models.engine.scripted import ScriptedEngine
 from tests.live_server import LiveServer
-from tests.scripted_agent import MODEL, agent, scripted_server
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine()
-
-
-@pytest.fixture
-def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    with scripted_server(engine) as live:
-        yield live
+from tests.scripted_agent import MODEL, agent
 
 
 def test_solution_on_the_first_turn(server: LiveServer, engine: ScriptedEngine) -> None:
