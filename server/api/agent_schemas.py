@@ -92,8 +92,7 @@ class AgentRequest(ChatBody):
     )
     final_answer: bool | None = Field(
         None,
-        description="the last turn may only be a <solution> (budgets of two turns or more; "
-        "default: the server's)",
+        description="the last turn may only be a <solution> (budgets of two turns or more; default: the server's)",
     )
     fenced_code: FencePolicy | None = Field(
         None,
@@ -107,8 +106,7 @@ class AgentRequest(ChatBody):
     )
     unverified_answer: UnverifiedPolicy | None = Field(
         None,
-        description="'check' (a first solution no code backed is questioned once) or 'accept'; "
-        "default: the server's",
+        description="'check' (a first solution no code backed is questioned once) or 'accept'; default: the server's",
     )
     prompt_style: PromptStyle | None = Field(
         None,
@@ -141,12 +139,19 @@ class AgentRequest(ChatBody):
             raise refuse("response_format", "is not supported by /v1/agent: the answer is the <solution> text")
         for tool in self.tools or []:
             if isinstance(tool, FunctionTool) and (tool.type != "function" or tool.function is None):
-                raise refuse("tools", f"of type {tool.type!r} are not supported by /v1/agent: only function "
-                             "tools and Python tools ({name, source})")
+                raise refuse(
+                    "tools",
+                    f"of type {tool.type!r} are not supported by /v1/agent: only function "
+                    "tools and Python tools ({name, source})",
+                )
         # The agent decides in code when to call a client tool: only the default choice fits.
         tool_choice = None if self.tool_choice == "auto" else self.tool_choice
-        for name, value in (("tool_choice", tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
-                            ("top_logprobs", self.top_logprobs), ("stop", self.stop)):
+        for name, value in (
+            ("tool_choice", tool_choice),
+            ("parallel_tool_calls", self.parallel_tool_calls),
+            ("top_logprobs", self.top_logprobs),
+            ("stop", self.stop),
+        ):
             if value is not None and value != []:
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
@@ -238,4 +243,3 @@ def step_payload(step: Step) -> dict[str, Any]:
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
-

@@ -31,8 +31,7 @@ def _too_large(limit: int, size: int | None) -> Any:
     said = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     return error_response(
         413,
-        f"the request body is {said}; this server accepts at most {limit} bytes "
-        "(setting max_request_bytes)",
+        f"the request body is {said}; this server accepts at most {limit} bytes (setting max_request_bytes)",
         code="request_too_large",
     )
 

@@ -65,9 +65,7 @@ RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 
 @router.post("", response_model=None, responses=EVENT_STREAM)
 @router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
-async def agent_completion(
-    body: AgentRequest, runtime: RuntimeDep, request: Request
-) -> Response:
+async def agent_completion(body: AgentRequest, runtime: RuntimeDep, request: Request) -> Response:
     check_model(runtime.engine, body.model)
     run = await prepare_run(runtime, body.run_request(runtime.settings))
     completion_id = new_completion_id()
@@ -82,14 +80,16 @@ async def agent_completion(
         return JSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
     # jsonable_encoder (1-3 ms for a ten-step answer on the 2-core test machine).
-    return JSONResponse(chat_completion(
-        completion_id,
-        body.model,
-        done.message,
-        OPENAI_FINISH_OF_AGENT[done.finish_reason],
-        usage_dict(done.prompt_tokens, done.completion_tokens),
-        agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
-    ))
+    return JSONResponse(
+        chat_completion(
+            completion_id,
+            body.model,
+            done.message,
+            OPENAI_FINISH_OF_AGENT[done.finish_reason],
+            usage_dict(done.prompt_tokens, done.completion_tokens),
+            agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
+        )
+    )
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:
@@ -133,7 +133,10 @@ async def _stream(
 
     yield sse_event(
         chat_chunk(
-            completion_id, model, created, {"role": "assistant", "content": ""},
+            completion_id,
+            model,
+            created,
+            {"role": "assistant", "content": ""},
             agent={"type": "session", "session_id": session_id},
         )
     )
@@ -151,8 +154,11 @@ def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
     merged: list[AgentEvent] = []
     for event in events:
         last = merged[-1] if merged else None
-        if (isinstance(event, TurnDelta) and isinstance(last, TurnDelta)
-                and (last.step_index, last.channel) == (event.step_index, event.channel)):
+        if (
+            isinstance(event, TurnDelta)
+            and isinstance(last, TurnDelta)
+            and (last.step_index, last.channel) == (event.step_index, event.channel)
+        ):
             merged[-1] = TurnDelta(last.step_index, last.channel, last.text + event.text)
         else:
             merged.append(event)
@@ -185,8 +191,9 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
     try:
         fd, info = workspace.open_file(Path(session.workspace), file_path)
     except workspace.UnsafePath as exc:
-        raise InvalidRequest(f"file path is not a plain path inside the session workspace: {exc}",
-                             param="file_path") from exc
+        raise InvalidRequest(
+            f"file path is not a plain path inside the session workspace: {exc}", param="file_path"
+        ) from exc
     except FileNotFoundError as exc:
         raise NotFound(f"no file '{file_path}' in session {session_id}") from exc
     handle = os.fdopen(fd, "rb")
@@ -198,8 +205,10 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
 
     name = PurePosixPath(file_path).name
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    headers = {"Content-Length": str(info.st_size),
-               "Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}"}
+    headers = {
+        "Content-Length": str(info.st_size),
+        "Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}",
+    }
     return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 

@@ -77,9 +77,7 @@ async def list_models(engine: EngineDep) -> dict[str, Any]:
     }
 
 
-def generation_request(
-    body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None
-) -> GenerationRequest:
+def generation_request(body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None) -> GenerationRequest:
     prompt = render_chatml(prompt_messages(body.messages, plan))
     grammar = plan.grammar if plan is not None else response_format_grammar(body.response_format)
     if grammar is not None and engine.info.grammar_support == "none":

@@ -121,9 +121,7 @@ def text_completion(
 
 
 @router.post("/v1/completions", response_model=None, responses={**CHAT_RESPONSES, **EVENT_STREAM})
-async def completions(
-    body: CompletionRequest, engine: EngineDep, request: Request
-) -> Response | dict[str, Any]:
+async def completions(body: CompletionRequest, engine: EngineDep, request: Request) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     handle = engine.submit(body.generation_request(engine))  # 503/400 raised here, at once
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"

@@ -212,9 +212,7 @@ async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))
-async def list_input_items(
-    response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc"
-) -> dict[str, Any]:
+async def list_input_items(response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
     """The request's own input items (not those of earlier responses), newest first by default."""
     stored = store.get(response_id)
     if stored is None:

@@ -205,8 +205,12 @@ TOKEN_TEXT = "héllo <|im_end|> wörld 🌊"
 def test_tokenizer_routes_forward_to_the_backend(front: LiveServer, backend: LiveServer) -> None:
     """The front's /tokenize and /detokenize answer what the backend's own answer (ids,
     pieces, BOS/EOS, special tokens, bytes of a split character), not a 501."""
-    for body in ({"content": TOKEN_TEXT}, {"content": TOKEN_TEXT, "with_pieces": True},
-                 {"content": TOKEN_TEXT, "add_special": True}, {"content": ""}):
+    for body in (
+        {"content": TOKEN_TEXT},
+        {"content": TOKEN_TEXT, "with_pieces": True},
+        {"content": TOKEN_TEXT, "add_special": True},
+        {"content": ""},
+    ):
         mine = httpx.post(front.url + "/tokenize", json=body, timeout=GEN_S)
         assert mine.status_code == 200, mine.text
         assert mine.json() == httpx.post(backend.url + "/tokenize", json=body, timeout=GEN_S).json(), body

@@ -72,8 +72,13 @@ def test_405_allow_lists_every_method_of_the_path(server: LiveServer, path: str,
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
-STREAMING = [("/v1/chat/completions", "post"), ("/v1/completions", "post"), ("/v1/responses", "post"),
-             ("/v1/agent", "post"), ("/v1/agent/chat/completions", "post")]
+STREAMING = [
+    ("/v1/chat/completions", "post"),
+    ("/v1/completions", "post"),
+    ("/v1/responses", "post"),
+    ("/v1/agent", "post"),
+    ("/v1/agent/chat/completions", "post"),
+]
 
 
 @pytest.mark.parametrize(("path", "method"), STREAMING)

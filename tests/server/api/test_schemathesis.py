@@ -50,11 +50,16 @@ def test_every_route_passes_all_checks(server: LiveServer, tmp_path: Path) -> No
     assert httpx.post(server.url + "/tokenize", json={"content": "a"}).status_code == 501  # why the exception
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
-        "--config-file", str(tmp_path / "schemathesis.toml"),
-        "run", server.url + "/openapi.json",
-        "--checks", "all",
-        "--max-examples", "10",
-        "--seed", "1",
+        "--config-file",
+        str(tmp_path / "schemathesis.toml"),
+        "run",
+        server.url + "/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        "10",
+        "--seed",
+        "1",
         "--no-color",
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=280, cwd=tmp_path)
