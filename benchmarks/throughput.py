@@ -89,8 +89,9 @@ class Runner:
     """Holds the raw model, the tokenizer used to count streamed text, and the HTTP client."""
 
     def __init__(self, model: Path, threads: int, ctx: int, max_tokens: int) -> None:
-        self.llama = llama_cpp.Llama(str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
-                                     n_gpu_layers=0, verbose=False)
+        self.llama = llama_cpp.Llama(
+            str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0, verbose=False
+        )
         self.max_tokens = max_tokens
         self.client = httpx.Client(timeout=600)
         self.im_end = self.llama.tokenize(b"<|im_end|>", add_bos=False, special=True)[0]
