@@ -79,15 +79,19 @@ def wait_for_pool(client: httpx.Client, size: int) -> float:
 
 def one_request(client: httpx.Client, turns: int, stream: bool) -> dict[str, Any]:
     """One timed agent request (new session, ``turns`` turns); the session is deleted after."""
-    body = {"model": "scripted", "messages": [{"role": "user", "content": "count"}],
-            "max_turns": turns, "stream": stream}
+    body = {
+        "model": "scripted",
+        "messages": [{"role": "user", "content": "count"}],
+        "max_turns": turns,
+        "stream": stream,
+    }
     session_id = None
     started = time.perf_counter()
     if stream:
         with client.stream("POST", "/v1/agent", json=body) as response:
             for line in response.iter_lines():
                 if session_id is None and line.startswith("data: {"):
-                    session_id = json.loads(line[len("data: "):])["agent"]["session_id"]
+                    session_id = json.loads(line[len("data: ") :])["agent"]["session_id"]
     else:
         reply = client.post("/v1/agent", json=body).json()
         session_id = reply["agent"]["session_id"]
@@ -136,15 +140,18 @@ def main() -> None:
         per_turn = [r["wall_s"] / args.turns * 1000 for r in mode_runs]
         sandbox = [r["sandbox_s"] / (args.turns - 1) * 1000 for r in mode_runs]
         results[name] = {"per_turn_ms": per_turn, "sandbox_ms_per_execution": sandbox}
-        rows.append({"mode": name, "median ms/turn": round(median(per_turn), 2),
-                     "p90 ms/turn": round(statistics.quantiles(per_turn, n=10)[-1], 2),
-                     "sandbox ms/exec (median)": round(median(sandbox), 2)})
+        rows.append(
+            {
+                "mode": name,
+                "median ms/turn": round(median(per_turn), 2),
+                "p90 ms/turn": round(statistics.quantiles(per_turn, n=10)[-1], 2),
+                "sandbox ms/exec (median)": round(median(sandbox), 2),
+            }
+        )
     columns = ["mode", "median ms/turn", "p90 ms/turn", "sandbox ms/exec (median)"]
-    title = (f"agent_overhead: {args.turns} turns per request, scripted model, real sandbox, "
-             f"client in a {args.client}")
+    title = f"agent_overhead: {args.turns} turns per request, scripted model, real sandbox, client in a {args.client}"
     print_table(rows, columns, title=title)
-    path = write_result("agent_overhead", {"results": results, "settings": vars(args),
-                                            "target_ms_per_turn": 5.0})
+    path = write_result("agent_overhead", {"results": results, "settings": vars(args), "target_ms_per_turn": 5.0})
     print(f"wrote {path}")
 
 

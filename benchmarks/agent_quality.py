@@ -60,8 +60,13 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},
     "no-code-answer": {"code_answer": "off"},
-    "all-off": {"on_repeat": "off", "final_answer": False, "prompt_style": "chat", "fenced_code": "off",
-                "code_answer": "off"},
+    "all-off": {
+        "on_repeat": "off",
+        "final_answer": False,
+        "prompt_style": "chat",
+        "fenced_code": "off",
+        "code_answer": "off",
+    },
 }
 NO_ANSWER = {"max_turns", "length", "error"}
 
@@ -102,8 +107,7 @@ def judge(task: Task, answer: str | None, read_file: Any) -> bool:
     return check_answer(task, answer)
 
 
-def run_server_arm(client: httpx.Client, task: Task, arm: str, extras: dict[str, Any], args: Any,
-                   model: str) -> Run:
+def run_server_arm(client: httpx.Client, task: Task, arm: str, extras: dict[str, Any], args: Any, model: str) -> Run:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": task.prompt}],
@@ -185,7 +189,8 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
             "solved_pct": round(100 * len(solved) / len(mine), 1) if mine else 0.0,
             "no_answer": sum(r.finish_reason in NO_ANSWER for r in mine),
             "no_answer_pct": round(100 * sum(r.finish_reason in NO_ANSWER for r in mine) / len(mine), 1)
-            if mine else 0.0,
+            if mine
+            else 0.0,
             "repeated_actions": sum(r.repeats for r in mine),
             "forced_answers": sum(r.forced is not None for r in mine),
             "mean_turns": round(sum(r.turns for r in mine) / len(mine), 2) if mine else 0.0,
@@ -221,19 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
         "CodeAct loop on the same model, in one run.",
     )
     parser.add_argument("--model", default=None, help="GGUF path or catalog name (default: the embedded SmolLM2)")
-    parser.add_argument("--arms", default="server,plain",
-                        help=f"comma-separated arms, from: {', '.join(ARMS)} (default: server,plain)")
-    parser.add_argument("--server-arm", action="append", default=[], metavar="NAME=URL",
-                        help="an extra /v1/agent arm served at URL (repeatable)")
+    parser.add_argument(
+        "--arms", default="server,plain", help=f"comma-separated arms, from: {', '.join(ARMS)} (default: server,plain)"
+    )
+    parser.add_argument(
+        "--server-arm",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="an extra /v1/agent arm served at URL (repeatable)",
+    )
     parser.add_argument("--tasks", default=None, help="comma-separated task names or categories (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     parser.add_argument("--max-turns", type=int, default=5, help="turn budget per task (default 5, the server's)")
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per turn (default 384)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--ctx-size", type=int, default=8192, help="context window (default 8192)")
-    parser.add_argument("--rescore", type=Path, metavar="JSON",
-                        help="judge the answers of a results file again with this checker (file tasks keep "
-                        "their verdicts: the workspace is gone) and rewrite its summary; runs nothing")
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        metavar="JSON",
+        help="judge the answers of a results file again with this checker (file tasks keep "
+        "their verdicts: the workspace is gone) and rewrite its summary; runs nothing",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default: {DEFAULT_OUT})")
     return parser
 
@@ -297,20 +312,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs.append(run)
                     _write(args.out, {"partial": True, "runs": [asdict(r) for r in runs]})
                     mark = "ok " if run.solved else "-- "
-                    print(f"[{number}/{len(tasks)}] {arm:12s} {mark}{task.name:22s} {run.finish_reason:10s} "
-                          f"turns={run.turns} repeats={run.repeats} answer={(run.answer or '')[:40]!r}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[{number}/{len(tasks)}] {arm:12s} {mark}{task.name:22s} {run.finish_reason:10s} "
+                        f"turns={run.turns} repeats={run.repeats} answer={(run.answer or '')[:40]!r}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             for c in clients.values():
                 c.close()
     summary = summarize(runs, [*arms, *clients])
     table = render_table(summary)
     print(table)
-    meta = run_metadata({
-        "model": model, "arms": arms, "server_arms": extra, "max_turns": args.max_turns,
-        "max_tokens": args.max_tokens, "threads": args.threads, "ctx_size": args.ctx_size,
-        "tasks": [t.name for t in tasks], "wall_s": round(time.perf_counter() - started, 1),
-    })
+    meta = run_metadata(
+        {
+            "model": model,
+            "arms": arms,
+            "server_arms": extra,
+            "max_turns": args.max_turns,
+            "max_tokens": args.max_tokens,
+            "threads": args.threads,
+            "ctx_size": args.ctx_size,
+            "tasks": [t.name for t in tasks],
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+    )
     _write(args.out, {"meta": meta, "summary": summary, "runs": [asdict(r) for r in runs]})
     print(f"wrote {args.out}")
     return 0

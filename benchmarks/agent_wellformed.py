@@ -236,11 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per turn (default: 384)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for generation (default: 1)")
     parser.add_argument(
-        "--engine-url", metavar="URL",
+        "--engine-url",
+        metavar="URL",
         help="generate on this OpenAI-compatible backend (serve --engine openai) instead of a local GGUF",
     )
     parser.add_argument(
-        "--engine-grammar", choices=("llama-server", "vllm", "none"), default="llama-server",
+        "--engine-grammar",
+        choices=("llama-server", "vllm", "none"),
+        default="llama-server",
         help="with --engine-url: how the grammar travels (default: llama-server)",
     )
     parser.add_argument("--gbnf", action="store_true", help='add the arm "grammar": "gbnf" (whole-turn GBNF)')

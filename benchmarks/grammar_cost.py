@@ -94,8 +94,9 @@ class Bench:
     """The model loaded twice (raw ``Llama`` and ``LlamaEngine``), with the same settings."""
 
     def __init__(self, model: Path, threads: int, ctx: int) -> None:
-        self.llama = llama_cpp.Llama(str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
-                                     n_gpu_layers=0, verbose=False)
+        self.llama = llama_cpp.Llama(
+            str(model), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0, verbose=False
+        )
         self.engine = LlamaEngine(model, model_id="bench", ctx_size=ctx, threads=threads, n_gpu_layers=0)
         im_end = self.llama.tokenize(b"<|im_end|>", add_bos=False, special=True)
         vocab = self.llama._model.vocab  # noqa: SLF001

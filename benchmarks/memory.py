@@ -39,8 +39,12 @@ from models.store.gguf_file import read_gguf_metadata  # noqa: E402
 from sandbox import SandboxPool  # noqa: E402
 
 MB = 1024 * 1024
-TOOL = {"name": "add", "signature": "add(a: int, b: int) -> int", "description": "a + b",
-        "source": "def add(a, b):\n    return a + b\n"}
+TOOL = {
+    "name": "add",
+    "signature": "add(a: int, b: int) -> int",
+    "description": "a + b",
+    "source": "def add(a, b):\n    return a + b\n",
+}
 TASK = [{"role": "user", "content": "Use Python to compute add(2, 3)."}]
 
 
@@ -106,8 +110,20 @@ class ServedModel:
 
     def __init__(self, model: Path, ctx_size: int | None, pool_size: int) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "server.cli.main", "serve", "--model", str(model), "--port", str(self.port),
-                "--log-level", "warning", "--sandbox-pool-size", str(pool_size)]
+        argv = [
+            sys.executable,
+            "-m",
+            "server.cli.main",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--sandbox-pool-size",
+            str(pool_size),
+        ]
         if ctx_size:
             argv += ["--ctx-size", str(ctx_size)]
         self.pool_size = pool_size
@@ -163,8 +179,9 @@ class ServedModel:
             self.popen.wait()
 
 
-def measure_server(model: Path, ctx_size: int | None, counts: list[int], pool_size: int,
-                   interleaved: int = 0) -> tuple[list, list]:
+def measure_server(
+    model: Path, ctx_size: int | None, counts: list[int], pool_size: int, interleaved: int = 0
+) -> tuple[list, list]:
     """Server rows per phase (two cycles of sessions, to tell a leak from warm-up), and worker trees."""
     server = ServedModel(model, ctx_size, pool_size)
     rows: list[dict[str, Any]] = []
@@ -198,10 +215,20 @@ def measure_server(model: Path, ctx_size: int | None, counts: list[int], pool_si
                 children = snap(f"cycle {cycle}: {target} agent sessions", target)
             if cycle == 1:  # the pool's refills are the newest children; the rest serve sessions
                 split = len(children) - server.pool_size
-                trees.append({"source": "server", "state": "session worker after 1 agent request",
-                              **_median_tree([worker_tree(c) for c in children[:split]])})
-                trees.append({"source": "server", "state": "pooled worker, never used",
-                              **_median_tree([worker_tree(c) for c in children[split:]])})
+                trees.append(
+                    {
+                        "source": "server",
+                        "state": "session worker after 1 agent request",
+                        **_median_tree([worker_tree(c) for c in children[:split]]),
+                    }
+                )
+                trees.append(
+                    {
+                        "source": "server",
+                        "state": "pooled worker, never used",
+                        **_median_tree([worker_tree(c) for c in children[split:]]),
+                    }
+                )
             delete(sessions)
             snap(f"cycle {cycle}: sessions deleted", 0)
         # Cycle 3: distinct conversations, two turns each, interleaved, so the engine's
@@ -239,8 +266,7 @@ def measure_sandbox_api(level: str, pool_size: int = 2) -> list[dict[str, Any]]:
             rows.append({"source": source, "state": "warm after `x = 1 + 1`", **_median_tree([worker_tree(root)])})
             result = sandbox.run("import numpy as np\na = np.arange(10)")
             if result.ok:
-                rows.append({"source": source, "state": "after `import numpy`",
-                             **_median_tree([worker_tree(root)])})
+                rows.append({"source": source, "state": "after `import numpy`", **_median_tree([worker_tree(root)])})
         finally:
             sandbox.close()
     return rows
@@ -262,10 +288,17 @@ def _tree_root(parent: psutil.Process, pid: int | None) -> psutil.Process:
 
 def imports_baseline() -> dict[str, Any]:
     """A Python that imported what the server imports, with no model: the runtime's own share."""
-    code = ("import server.api.app, server.cli.main, models.engine.llama.engine, sandbox.pool; "
-            "print('ready', flush=True); input()")
-    popen = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             cwd=Path(__file__).resolve().parent.parent, text=True)
+    code = (
+        "import server.api.app, server.cli.main, models.engine.llama.engine, sandbox.pool; "
+        "print('ready', flush=True); input()"
+    )
+    popen = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
     try:
         assert popen.stdout and popen.stdout.readline().strip() == "ready"
         mem = process_memory(psutil.Process(popen.pid))
@@ -312,23 +345,58 @@ def main() -> None:
     contexts = sorted({int(row["server"].split()[1]) for row in server_rows if row["server"].startswith("ctx")})
     kv = {str(ctx): _mb(kv_cache_bytes(model, ctx)) for ctx in contexts}
     print(f"model file: {model.name}, {size / MB:.1f} MB; f16 KV cache by context: {kv} MB")
-    print_table(server_rows, ["server", "phase", "worker_trees", "rss", "model_mapped", "beyond_model",
-                              "anonymous", "uss_beyond_model", "pss_beyond_model", "beyond/model_file",
-                              "workers_uss_sum"],
-                title="Server process (MB); workers_uss_sum = all sandbox worker trees, outside the server")
-    print_table(trees, ["source", "state", "n", "processes", "rss_sum", "uss_sum", "pss_sum", "python_rss",
-                        "python_uss", "wrappers_rss", "wrappers_uss"],
-                title="One sandbox worker tree (MB; median over n trees)")
-    target = write_result("memory", {
-        "settings": {"sessions": counts, "pool_size": args.pool_size, "small_ctx": args.small_ctx,
-                     "interleaved": args.interleaved,
-                     "agent_request": {"messages": TASK, "tools": [TOOL], "max_turns": 1, "max_tokens": 48}},
-        "units": "MiB",
-        "model_file_mb": _mb(size),
-        "kv_cache_f16_mb": kv,
-        "server": server_rows,
-        "worker_trees": trees,
-    }, model=model)
+    print_table(
+        server_rows,
+        [
+            "server",
+            "phase",
+            "worker_trees",
+            "rss",
+            "model_mapped",
+            "beyond_model",
+            "anonymous",
+            "uss_beyond_model",
+            "pss_beyond_model",
+            "beyond/model_file",
+            "workers_uss_sum",
+        ],
+        title="Server process (MB); workers_uss_sum = all sandbox worker trees, outside the server",
+    )
+    print_table(
+        trees,
+        [
+            "source",
+            "state",
+            "n",
+            "processes",
+            "rss_sum",
+            "uss_sum",
+            "pss_sum",
+            "python_rss",
+            "python_uss",
+            "wrappers_rss",
+            "wrappers_uss",
+        ],
+        title="One sandbox worker tree (MB; median over n trees)",
+    )
+    target = write_result(
+        "memory",
+        {
+            "settings": {
+                "sessions": counts,
+                "pool_size": args.pool_size,
+                "small_ctx": args.small_ctx,
+                "interleaved": args.interleaved,
+                "agent_request": {"messages": TASK, "tools": [TOOL], "max_turns": 1, "max_tokens": 48},
+            },
+            "units": "MiB",
+            "model_file_mb": _mb(size),
+            "kv_cache_f16_mb": kv,
+            "server": server_rows,
+            "worker_trees": trees,
+        },
+        model=model,
+    )
     print(f"\nwrote {target}")
 
 

@@ -49,10 +49,13 @@ def trajectory(topic: str) -> list[tuple[str, str]]:
             f"scores before deciding what to compute next.\n<execute>\n{code}\n"
             f"print(len({topic}_rows_{k}_0))\n</execute>"
         )
-        observation = "Execution Output:\n" + "\n".join(
-            f"{topic} table {i}: {k * 13 + i * 5} rows kept, mean score {50 + k + i * 0.5:.2f}"
-            for i in range(6)
-        ) + f"\nYou have {TURNS - k - 1} turns left."
+        observation = (
+            "Execution Output:\n"
+            + "\n".join(
+                f"{topic} table {i}: {k * 13 + i * 5} rows kept, mean score {50 + k + i * 0.5:.2f}" for i in range(6)
+            )
+            + f"\nYou have {TURNS - k - 1} turns left."
+        )
         pairs.append((turn, observation))
     return pairs
 
@@ -60,9 +63,13 @@ def trajectory(topic: str) -> list[tuple[str, str]]:
 def prompts(topic: str) -> tuple[list[str], list[str]]:
     """Each turn's prompt, and the same prompt plus the turn's text (what the KV holds after)."""
     tools = [
-        ToolSpec(f"{topic}_tool_{i}", f"{topic}_tool_{i}(table: str, limit: int = 10) -> list[dict]",
-                 f"Return up to `limit` rows of the named {topic} table as dictionaries with "
-                 "id, name, score and updated fields.", "")
+        ToolSpec(
+            f"{topic}_tool_{i}",
+            f"{topic}_tool_{i}(table: str, limit: int = 10) -> list[dict]",
+            f"Return up to `limit` rows of the named {topic} table as dictionaries with "
+            "id, name, score and updated fields.",
+            "",
+        )
         for i in range(3)
     ]
     messages = [
@@ -119,8 +126,13 @@ async def run_interleaved(engine: LlamaEngine, tag: str) -> list[float]:
 
 
 async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]:
-    runs: dict[str, list[list[float]]] = {"warm": [], "cold": [], "interleaved, slots": [],
-                                          "interleaved, 1 slot+cache": [], "interleaved, 1 slot": []}
+    runs: dict[str, list[list[float]]] = {
+        "warm": [],
+        "cold": [],
+        "interleaved, slots": [],
+        "interleaved, 1 slot+cache": [],
+        "interleaved, 1 slot": [],
+    }
     slots = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=4)
     one_slot = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1)
     plain = LlamaEngine(model, model_id="bench", ctx_size=4096, threads=threads, parallel=1, state_cache_mb=0)
@@ -135,8 +147,10 @@ async def measure(model: Path, threads: int | None, reps: int) -> dict[str, Any]
                 ("interleaved, 1 slot", plain, lambda e, r=rep: run_interleaved(e, f"n{r}")),
             ):
                 runs[name].append(await run(engine))
-                print(f"rep {rep + 1}/{reps} {name}: " + ", ".join(f"{t * 1000:.0f} ms" for t in runs[name][-1]),
-                      flush=True)
+                print(
+                    f"rep {rep + 1}/{reps} {name}: " + ", ".join(f"{t * 1000:.0f} ms" for t in runs[name][-1]),
+                    flush=True,
+                )
     finally:
         slots.close()
         one_slot.close()
@@ -155,26 +169,34 @@ def main() -> None:
     result = asyncio.run(measure(model, args.threads, args.reps))
     t = result["per_turn_ttft_s"]
     rows = [
-        {"turn": k + 1, "prompt tokens": result["prompt_tokens"][k],
-         **{f"{name} ms": round(t[name][k] * 1000, 1) for name in t},
-         "cold/warm": round(t["cold"][k] / t["warm"][k], 1),
-         "interleaved slots / warm": round(t["interleaved, slots"][k] / t["warm"][k], 2)}
+        {
+            "turn": k + 1,
+            "prompt tokens": result["prompt_tokens"][k],
+            **{f"{name} ms": round(t[name][k] * 1000, 1) for name in t},
+            "cold/warm": round(t["cold"][k] / t["warm"][k], 1),
+            "interleaved slots / warm": round(t["interleaved, slots"][k] / t["warm"][k], 2),
+        }
         for k in range(TURNS)
     ]
     print_table(rows, list(rows[0]), title="multiturn: time to first token per turn (median of reps)")
     summary = {
         "turn5_cold_over_warm": t["cold"][-1] / t["warm"][-1],
         "interleaved_slots_over_alone_turns2to5": median(
-            t["interleaved, slots"][k] / t["warm"][k] for k in range(1, TURNS)),
+            t["interleaved, slots"][k] / t["warm"][k] for k in range(1, TURNS)
+        ),
         "interleaved_1slot_cache_over_alone_turns2to5": median(
-            t["interleaved, 1 slot+cache"][k] / t["warm"][k] for k in range(1, TURNS)),
+            t["interleaved, 1 slot+cache"][k] / t["warm"][k] for k in range(1, TURNS)
+        ),
         "interleaved_1slot_nocache_over_alone_turns2to5": median(
-            t["interleaved, 1 slot"][k] / t["warm"][k] for k in range(1, TURNS)),
+            t["interleaved, 1 slot"][k] / t["warm"][k] for k in range(1, TURNS)
+        ),
     }
     print({k: round(v, 2) for k, v in summary.items()})
-    path = write_result("multiturn", {**result, "summary": summary,
-                                      "settings": {"threads": args.threads, "reps": args.reps,
-                                                   "ctx_size": 4096}}, model=model)
+    path = write_result(
+        "multiturn",
+        {**result, "summary": summary, "settings": {"threads": args.threads, "reps": args.reps, "ctx_size": 4096}},
+        model=model,
+    )
     print(f"wrote {path}")
 
 

@@ -74,13 +74,16 @@ class PlainLoop:
 
     def _generate(self, messages: list[dict[str, str]], outcome: Outcome) -> str:
         started = time.perf_counter()
-        reply = self.client.post("/v1/completions", json={
-            "model": self.model,
-            "prompt": render_chatml(messages),
-            "max_tokens": self.max_tokens,
-            "temperature": 0,
-            "stop": ["</execute>", IM_END],
-        })
+        reply = self.client.post(
+            "/v1/completions",
+            json={
+                "model": self.model,
+                "prompt": render_chatml(messages),
+                "max_tokens": self.max_tokens,
+                "temperature": 0,
+                "stop": ["</execute>", IM_END],
+            },
+        )
         reply.raise_for_status()
         body = reply.json()
         outcome.generation_s += time.perf_counter() - started

@@ -74,8 +74,21 @@ def _collatz_steps(n: int) -> int:
 
 def _roman(n: int) -> str:
     out = ""
-    for value, letters in ((1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
-                           (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
+    for value, letters in (
+        (1000, "M"),
+        (900, "CM"),
+        (500, "D"),
+        (400, "CD"),
+        (100, "C"),
+        (90, "XC"),
+        (50, "L"),
+        (40, "XL"),
+        (10, "X"),
+        (9, "IX"),
+        (5, "V"),
+        (4, "IV"),
+        (1, "I"),
+    ):
         while n >= value:
             out += letters
             n -= value
@@ -83,9 +96,7 @@ def _roman(n: int) -> str:
 
 
 def _caesar(text: str, shift: int) -> str:
-    return "".join(
-        chr((ord(c) - 97 + shift) % 26 + 97) if c.islower() else c for c in text
-    )
+    return "".join(chr((ord(c) - 97 + shift) % 26 + 97) if c.islower() else c for c in text)
 
 
 SALES_CSV = """region,product,units,price
@@ -97,18 +108,19 @@ South,gadget,5,9.50
 East,gadget,1,11.00
 North,widget,8,2.75"""
 
-PEOPLE_JSON = json.dumps([
-    {"name": "Ada", "age": 36, "city": "London"},
-    {"name": "Grace", "age": 45, "city": "New York"},
-    {"name": "Alan", "age": 41, "city": "London"},
-    {"name": "Edsger", "age": 52, "city": "Austin"},
-    {"name": "Barbara", "age": 29, "city": "New York"},
-])
+PEOPLE_JSON = json.dumps(
+    [
+        {"name": "Ada", "age": 36, "city": "London"},
+        {"name": "Grace", "age": 45, "city": "New York"},
+        {"name": "Alan", "age": 41, "city": "London"},
+        {"name": "Edsger", "age": 52, "city": "Austin"},
+        {"name": "Barbara", "age": 29, "city": "New York"},
+    ]
+)
 
 SCORES = [88, 92, 79, 65, 95, 73, 84, 91, 70, 86, 77]
 TEXT = (
-    "the cat sat on the mat and the dog sat on the log while the bird sang on the branch "
-    "and the cat watched the bird"
+    "the cat sat on the mat and the dog sat on the log while the bird sang on the branch and the cat watched the bird"
 )
 WORDS = ["pear", "apple", "fig", "banana", "cherry", "date"]
 
@@ -118,9 +130,7 @@ def _sales_rows() -> list[dict[str, str]]:
 
 
 def _revenue(rows: list[dict[str, str]], **match: str) -> float:
-    return sum(
-        int(r["units"]) * float(r["price"]) for r in rows if all(r[k] == v for k, v in match.items())
-    )
+    return sum(int(r["units"]) * float(r["price"]) for r in rows if all(r[k] == v for k, v in match.items()))
 
 
 def _first_of_month_sundays(year: int) -> int:
@@ -161,105 +171,301 @@ def build_tasks() -> list[Task]:
     tasks = [
         # arithmetic and number theory
         Task("pow_mod", "number theory", "What is 2**100 modulo 997?", "number", pow(2, 100, 997)),
-        Task("fib_30", "number theory", "What is the 30th Fibonacci number, with F(1) = F(2) = 1?", "number",
-             _fibonacci(30)),
-        Task("primes_below_10000", "number theory", "How many prime numbers are there below 10000?", "number",
-             len(primes_10k)),
-        Task("sum_primes_below_1000", "number theory", "What is the sum of all prime numbers below 1000?",
-             "number", sum(_primes_below(1000))),
+        Task(
+            "fib_30",
+            "number theory",
+            "What is the 30th Fibonacci number, with F(1) = F(2) = 1?",
+            "number",
+            _fibonacci(30),
+        ),
+        Task(
+            "primes_below_10000",
+            "number theory",
+            "How many prime numbers are there below 10000?",
+            "number",
+            len(primes_10k),
+        ),
+        Task(
+            "sum_primes_below_1000",
+            "number theory",
+            "What is the sum of all prime numbers below 1000?",
+            "number",
+            sum(_primes_below(1000)),
+        ),
         Task("prime_1000th", "number theory", "What is the 1000th prime number?", "number", primes_10k[999]),
-        Task("gcd", "number theory", "What is the greatest common divisor of 123456 and 7890?", "number",
-             math.gcd(123456, 7890)),
-        Task("lcm_1_20", "number theory", "What is the least common multiple of all integers from 1 to 20?",
-             "number", math.lcm(*range(1, 21))),
-        Task("factorial_zeros", "number theory", "How many trailing zeros does 125 factorial (125!) have?",
-             "number", len(str(math.factorial(125))) - len(str(math.factorial(125)).rstrip("0"))),
-        Task("digit_sum_2_50", "arithmetic", "What is the sum of the decimal digits of 2**50?", "number",
-             sum(int(d) for d in str(2**50))),
-        Task("collatz_27", "number theory",
-             "How many steps does the Collatz sequence starting at 27 take to reach 1? (n -> n/2 if even, "
-             "3n+1 if odd)", "number", _collatz_steps(27)),
-        Task("popcount", "arithmetic", "How many 1 bits are in the binary representation of 2024?", "number",
-             bin(2024).count("1")),
-        Task("palindromes_3digit", "arithmetic",
-             "How many three-digit numbers divisible by 7 are palindromes (read the same backwards)?", "number",
-             sum(1 for n in range(100, 1000) if str(n) == str(n)[::-1] and n % 7 == 0)),
-        Task("sum_squares", "arithmetic", "What is the sum of the squares of the integers from 1 to 250?",
-             "number", sum(n * n for n in range(1, 251))),
-        Task("digit_product", "arithmetic", "What is the product of the digits of 987654321?", "number",
-             math.prod(int(d) for d in "987654321")),
-        Task("compound_interest", "arithmetic",
-             "An account starts with 1000 dollars and earns 5% interest compounded yearly. How many dollars "
-             "does it hold after 10 years? Round to 2 decimals.", "number", round(1000 * 1.05**10, 2), 1e-4),
+        Task(
+            "gcd",
+            "number theory",
+            "What is the greatest common divisor of 123456 and 7890?",
+            "number",
+            math.gcd(123456, 7890),
+        ),
+        Task(
+            "lcm_1_20",
+            "number theory",
+            "What is the least common multiple of all integers from 1 to 20?",
+            "number",
+            math.lcm(*range(1, 21)),
+        ),
+        Task(
+            "factorial_zeros",
+            "number theory",
+            "How many trailing zeros does 125 factorial (125!) have?",
+            "number",
+            len(str(math.factorial(125))) - len(str(math.factorial(125)).rstrip("0")),
+        ),
+        Task(
+            "digit_sum_2_50",
+            "arithmetic",
+            "What is the sum of the decimal digits of 2**50?",
+            "number",
+            sum(int(d) for d in str(2**50)),
+        ),
+        Task(
+            "collatz_27",
+            "number theory",
+            "How many steps does the Collatz sequence starting at 27 take to reach 1? (n -> n/2 if even, 3n+1 if odd)",
+            "number",
+            _collatz_steps(27),
+        ),
+        Task(
+            "popcount",
+            "arithmetic",
+            "How many 1 bits are in the binary representation of 2024?",
+            "number",
+            bin(2024).count("1"),
+        ),
+        Task(
+            "palindromes_3digit",
+            "arithmetic",
+            "How many three-digit numbers divisible by 7 are palindromes (read the same backwards)?",
+            "number",
+            sum(1 for n in range(100, 1000) if str(n) == str(n)[::-1] and n % 7 == 0),
+        ),
+        Task(
+            "sum_squares",
+            "arithmetic",
+            "What is the sum of the squares of the integers from 1 to 250?",
+            "number",
+            sum(n * n for n in range(1, 251)),
+        ),
+        Task(
+            "digit_product",
+            "arithmetic",
+            "What is the product of the digits of 987654321?",
+            "number",
+            math.prod(int(d) for d in "987654321"),
+        ),
+        Task(
+            "compound_interest",
+            "arithmetic",
+            "An account starts with 1000 dollars and earns 5% interest compounded yearly. How many dollars "
+            "does it hold after 10 years? Round to 2 decimals.",
+            "number",
+            round(1000 * 1.05**10, 2),
+            1e-4,
+        ),
         # dates
-        Task("days_between", "dates", "How many days are there from 2024-01-15 to 2025-03-01?", "number",
-             (dt.date(2025, 3, 1) - dt.date(2024, 1, 15)).days),
-        Task("weekday_leap", "dates", "On what day of the week was 29 February 2000? Answer with the day name.",
-             "text", dt.date(2000, 2, 29).strftime("%A")),
-        Task("date_plus_1000", "dates", "What date is 1000 days after 2023-05-17? Answer as YYYY-MM-DD.", "text",
-             (dt.date(2023, 5, 17) + dt.timedelta(days=1000)).isoformat()),
-        Task("iso_week", "dates", "What is the ISO week number of 2027-01-01?", "number",
-             dt.date(2027, 1, 1).isocalendar()[1]),
-        Task("first_sundays", "dates", "In the year 1990, how many months began on a Sunday?", "number",
-             _first_of_month_sundays(1990)),
+        Task(
+            "days_between",
+            "dates",
+            "How many days are there from 2024-01-15 to 2025-03-01?",
+            "number",
+            (dt.date(2025, 3, 1) - dt.date(2024, 1, 15)).days,
+        ),
+        Task(
+            "weekday_leap",
+            "dates",
+            "On what day of the week was 29 February 2000? Answer with the day name.",
+            "text",
+            dt.date(2000, 2, 29).strftime("%A"),
+        ),
+        Task(
+            "date_plus_1000",
+            "dates",
+            "What date is 1000 days after 2023-05-17? Answer as YYYY-MM-DD.",
+            "text",
+            (dt.date(2023, 5, 17) + dt.timedelta(days=1000)).isoformat(),
+        ),
+        Task(
+            "iso_week",
+            "dates",
+            "What is the ISO week number of 2027-01-01?",
+            "number",
+            dt.date(2027, 1, 1).isocalendar()[1],
+        ),
+        Task(
+            "first_sundays",
+            "dates",
+            "In the year 1990, how many months began on a Sunday?",
+            "number",
+            _first_of_month_sundays(1990),
+        ),
         # strings
-        Task("reverse", "strings", "Reverse the string 'interpreter'. Answer with the reversed string.", "text",
-             "interpreter"[::-1]),
-        Task("vowels", "strings", "How many vowels (a, e, i, o, u) are in 'The quick brown fox jumps over the "
-             "lazy dog'?", "number", sum(c in "aeiou" for c in "the quick brown fox jumps over the lazy dog")),
-        Task("distinct_chars", "strings", "How many distinct characters are in the word 'mississippi'?", "number",
-             len(set("mississippi"))),
-        Task("caesar", "strings", "Encode 'hello world' with a Caesar shift of 3 (a -> d). Answer with the "
-             "encoded text.", "text", _caesar("hello world", 3)),
+        Task(
+            "reverse",
+            "strings",
+            "Reverse the string 'interpreter'. Answer with the reversed string.",
+            "text",
+            "interpreter"[::-1],
+        ),
+        Task(
+            "vowels",
+            "strings",
+            "How many vowels (a, e, i, o, u) are in 'The quick brown fox jumps over the lazy dog'?",
+            "number",
+            sum(c in "aeiou" for c in "the quick brown fox jumps over the lazy dog"),
+        ),
+        Task(
+            "distinct_chars",
+            "strings",
+            "How many distinct characters are in the word 'mississippi'?",
+            "number",
+            len(set("mississippi")),
+        ),
+        Task(
+            "caesar",
+            "strings",
+            "Encode 'hello world' with a Caesar shift of 3 (a -> d). Answer with the encoded text.",
+            "text",
+            _caesar("hello world", 3),
+        ),
         Task("roman", "strings", "Write 1994 in Roman numerals.", "text", _roman(1994)),
-        Task("sort_words", "strings", f"Sort these words alphabetically: {', '.join(WORDS)}. Answer with the "
-             "sorted words separated by commas.", "list", sorted(WORDS)),
-        Task("most_common_word", "strings", f"Which word appears most often in this text: '{TEXT}'?", "text",
-             Counter(TEXT.split()).most_common(1)[0][0]),
+        Task(
+            "sort_words",
+            "strings",
+            f"Sort these words alphabetically: {', '.join(WORDS)}. Answer with the sorted words separated by commas.",
+            "list",
+            sorted(WORDS),
+        ),
+        Task(
+            "most_common_word",
+            "strings",
+            f"Which word appears most often in this text: '{TEXT}'?",
+            "text",
+            Counter(TEXT.split()).most_common(1)[0][0],
+        ),
         Task("hex", "strings", "What is 48879 in hexadecimal (lowercase, without 0x)?", "text", format(48879, "x")),
         Task("binary", "strings", "What is 300 written in binary (without 0b)?", "text", format(300, "b")),
         # hashing
-        Task("md5", "hashing", "What is the MD5 hex digest of the string 'codeact'?", "text",
-             hashlib.md5(b"codeact").hexdigest()),
-        Task("sha256_prefix", "hashing", "What are the first 12 hex characters of the SHA-256 digest of "
-             "'hello world'?", "text", hashlib.sha256(b"hello world").hexdigest()[:12]),
+        Task(
+            "md5",
+            "hashing",
+            "What is the MD5 hex digest of the string 'codeact'?",
+            "text",
+            hashlib.md5(b"codeact").hexdigest(),
+        ),
+        Task(
+            "sha256_prefix",
+            "hashing",
+            "What are the first 12 hex characters of the SHA-256 digest of 'hello world'?",
+            "text",
+            hashlib.sha256(b"hello world").hexdigest()[:12],
+        ),
         # tables
-        Task("csv_north_revenue", "tables", table + "What is the total revenue (units * price) of region North?",
-             "number", _revenue(rows, region="North")),
-        Task("csv_widget_units", "tables", table + "How many widget units were sold in total?", "number",
-             sum(int(r["units"]) for r in rows if r["product"] == "widget")),
-        Task("csv_top_region", "tables", table + "Which region has the highest total revenue (units * price)?",
-             "text", max(("North", "South", "East"), key=lambda g: _revenue(rows, region=g))),
-        Task("json_mean_age", "tables", people_text + "What is the average age? Round to 1 decimal.", "number",
-             round(statistics.mean(p["age"] for p in people), 1), 1e-4),
-        Task("json_oldest_london", "tables", people_text + "What is the name of the oldest person living in "
-             "London?", "text", max((p for p in people if p["city"] == "London"), key=lambda p: p["age"])["name"]),
+        Task(
+            "csv_north_revenue",
+            "tables",
+            table + "What is the total revenue (units * price) of region North?",
+            "number",
+            _revenue(rows, region="North"),
+        ),
+        Task(
+            "csv_widget_units",
+            "tables",
+            table + "How many widget units were sold in total?",
+            "number",
+            sum(int(r["units"]) for r in rows if r["product"] == "widget"),
+        ),
+        Task(
+            "csv_top_region",
+            "tables",
+            table + "Which region has the highest total revenue (units * price)?",
+            "text",
+            max(("North", "South", "East"), key=lambda g: _revenue(rows, region=g)),
+        ),
+        Task(
+            "json_mean_age",
+            "tables",
+            people_text + "What is the average age? Round to 1 decimal.",
+            "number",
+            round(statistics.mean(p["age"] for p in people), 1),
+            1e-4,
+        ),
+        Task(
+            "json_oldest_london",
+            "tables",
+            people_text + "What is the name of the oldest person living in London?",
+            "text",
+            max((p for p in people if p["city"] == "London"), key=lambda p: p["age"])["name"],
+        ),
         # statistics
         Task("median", "statistics", f"What is the median of {SCORES}?", "number", statistics.median(SCORES)),
-        Task("stdev", "statistics", f"What is the population standard deviation of {SCORES}? Round to 3 decimals.",
-             "number", round(statistics.pstdev(SCORES), 3), 1e-4),
-        Task("mean_above", "statistics", f"How many values in {SCORES} are above their mean?", "number",
-             sum(s > statistics.mean(SCORES) for s in SCORES)),
+        Task(
+            "stdev",
+            "statistics",
+            f"What is the population standard deviation of {SCORES}? Round to 3 decimals.",
+            "number",
+            round(statistics.pstdev(SCORES), 3),
+            1e-4,
+        ),
+        Task(
+            "mean_above",
+            "statistics",
+            f"How many values in {SCORES} are above their mean?",
+            "number",
+            sum(s > statistics.mean(SCORES) for s in SCORES),
+        ),
         # unit conversions
-        Task("fahrenheit", "units", "Convert 98.6 degrees Fahrenheit to Celsius.", "number", (98.6 - 32) * 5 / 9,
-             1e-3),
-        Task("marathon_km", "units", "A marathon is 26.2188 miles. How many kilometres is that, to 2 decimals? "
-             "(1 mile = 1.609344 km)", "number", round(26.2188 * 1.609344, 2), 1e-3),
+        Task("fahrenheit", "units", "Convert 98.6 degrees Fahrenheit to Celsius.", "number", (98.6 - 32) * 5 / 9, 1e-3),
+        Task(
+            "marathon_km",
+            "units",
+            "A marathon is 26.2188 miles. How many kilometres is that, to 2 decimals? (1 mile = 1.609344 km)",
+            "number",
+            round(26.2188 * 1.609344, 2),
+            1e-3,
+        ),
         Task("kmh_to_ms", "units", "Convert 90 km/h to metres per second.", "number", 90 * 1000 / 3600),
         Task("weeks_seconds", "units", "How many seconds are there in 3 weeks?", "number", 3 * 7 * 24 * 3600),
         # files
-        Task("file_squares", "files", "Write the squares of the integers 1 to 20, one per line, to a file named "
-             "squares.txt. Then give the file name as your answer.", "file", file="squares.txt",
-             check_file=_squares_file_ok),
-        Task("file_primes_json", "files", "Save the list of all primes below 50 as a JSON array in a file named "
-             "primes.json. Then give the file name as your answer.", "file", file="primes.json",
-             check_file=_primes_json_ok),
-        Task("file_totals_csv", "files", table + "Write a CSV file named totals.csv with the header "
-             "region,revenue and one row per region with its total revenue (units * price). Then give the "
-             "file name as your answer.", "file", file="totals.csv", check_file=_totals_csv_ok),
-        Task("file_reverse_lines", "files", "Create a file lines.txt containing the lines alpha, beta, gamma in "
-             "reverse order (gamma first), one per line. Then give the file name as your answer.", "file",
-             file="lines.txt", check_file=_reversed_lines_ok),
+        Task(
+            "file_squares",
+            "files",
+            "Write the squares of the integers 1 to 20, one per line, to a file named "
+            "squares.txt. Then give the file name as your answer.",
+            "file",
+            file="squares.txt",
+            check_file=_squares_file_ok,
+        ),
+        Task(
+            "file_primes_json",
+            "files",
+            "Save the list of all primes below 50 as a JSON array in a file named "
+            "primes.json. Then give the file name as your answer.",
+            "file",
+            file="primes.json",
+            check_file=_primes_json_ok,
+        ),
+        Task(
+            "file_totals_csv",
+            "files",
+            table + "Write a CSV file named totals.csv with the header "
+            "region,revenue and one row per region with its total revenue (units * price). Then give the "
+            "file name as your answer.",
+            "file",
+            file="totals.csv",
+            check_file=_totals_csv_ok,
+        ),
+        Task(
+            "file_reverse_lines",
+            "files",
+            "Create a file lines.txt containing the lines alpha, beta, gamma in "
+            "reverse order (gamma first), one per line. Then give the file name as your answer.",
+            "file",
+            file="lines.txt",
+            check_file=_reversed_lines_ok,
+        ),
     ]
     names = [t.name for t in tasks]
     assert len(names) == len(set(names)), "task names must be unique"

@@ -68,8 +68,13 @@ def warm_round_trip(rounds: int, level: isolation.Requested) -> tuple[str, list[
         return sb.isolation, _time(lambda: sb.run(TRIVIAL), rounds)
 
 
-def pool_first_result(sessions: int, level: isolation.Requested, code: str = TRIVIAL,
-                      preimport: tuple[str, ...] = (), python: str | None = None) -> list[float]:
+def pool_first_result(
+    sessions: int,
+    level: isolation.Requested,
+    code: str = TRIVIAL,
+    preimport: tuple[str, ...] = (),
+    python: str | None = None,
+) -> list[float]:
     """acquire -> first result of `code`, each session from a full pool (refills not timed)."""
     samples = []
     with SandboxPool(size=2, isolation_level=level, python=python or PYTHON, preimport=preimport) as pool:
@@ -164,13 +169,23 @@ def main() -> None:
     preimport = environment.DEFAULT_PREIMPORT
     for what, code in (("`import matplotlib.pyplot`", IMPORT_PYPLOT), ("first plot saved", FIRST_PLOT)):
         if importlib.util.find_spec("matplotlib"):  # the server's venv has it with the dev extras
-            add(f"sandbox ({level})", f"server's interpreter, no pre-import: acquire -> {what}",
+            add(
+                f"sandbox ({level})",
+                f"server's interpreter, no pre-import: acquire -> {what}",
                 pool_first_result(args.plot_sessions, "auto", code, python=sys.executable),
-                "as before issue 14")
-        add(f"sandbox ({level})", f"pool, no pre-import: acquire -> {what}",
-            pool_first_result(args.plot_sessions, "auto", code))
-        add(f"sandbox ({level})", f"pool, pre-imported: acquire -> {what}",
-            pool_first_result(args.plot_sessions, "auto", code, preimport), ", ".join(preimport))
+                "as before issue 14",
+            )
+        add(
+            f"sandbox ({level})",
+            f"pool, no pre-import: acquire -> {what}",
+            pool_first_result(args.plot_sessions, "auto", code),
+        )
+        add(
+            f"sandbox ({level})",
+            f"pool, pre-imported: acquire -> {what}",
+            pool_first_result(args.plot_sessions, "auto", code, preimport),
+            ", ".join(preimport),
+        )
     fallback, warm_fallback = warm_round_trip(args.rounds, "rlimits")
     add(f"sandbox ({fallback})", "warm round trip", warm_fallback)
     add(f"sandbox ({fallback})", "pool: acquire -> first result", pool_first_result(args.sessions, "rlimits"))
@@ -188,13 +203,24 @@ def main() -> None:
 
     columns = ["executor", "measure", "median_ms", "p90_ms", "n", "note"]
     print_table(rows, columns, title="Sandbox latency (ms)")
-    target = write_result("sandbox_latency", {
-        "settings": {"rounds": args.rounds, "sessions": args.sessions, "code": TRIVIAL,
-                     "isolation": level, "fallback_isolation": fallback, "python": PYTHON,
-                     "plot_sessions": args.plot_sessions, "plot_code": FIRST_PLOT, "preimport": preimport},
-        "targets_ms": {"warm_round_trip_median": 1.0, "pool_first_result_median": 30.0},
-        "rows": rows,
-    })
+    target = write_result(
+        "sandbox_latency",
+        {
+            "settings": {
+                "rounds": args.rounds,
+                "sessions": args.sessions,
+                "code": TRIVIAL,
+                "isolation": level,
+                "fallback_isolation": fallback,
+                "python": PYTHON,
+                "plot_sessions": args.plot_sessions,
+                "plot_code": FIRST_PLOT,
+                "preimport": preimport,
+            },
+            "targets_ms": {"warm_round_trip_median": 1.0, "pool_first_result_median": 30.0},
+            "rows": rows,
+        },
+    )
     print(f"\nwrote {target}")
 
 

@@ -115,7 +115,11 @@ def inspect(python: Path, *, managed: bool, names: Sequence[str] | None = None) 
     try:
         done = subprocess.run(
             [str(python), "-I", "-c", _INSPECT, json.dumps(names), json.dumps(SERVER_ONLY)],
-            capture_output=True, text=True, timeout=INSPECT_TIMEOUT_S, cwd="/", check=False,
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT_S,
+            cwd="/",
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SandboxEnvError(f"cannot run the sandbox interpreter {python}: {exc}") from exc
@@ -126,9 +130,15 @@ def inspect(python: Path, *, managed: bool, names: Sequence[str] | None = None) 
         raw = json.loads(done.stdout)
     except ValueError as exc:
         raise SandboxEnvError(f"the sandbox interpreter {python} gave no answer: {done.stdout[:200]!r}") from exc
-    return EnvInfo(python=str(python), version=raw["version"], prefix=raw["prefix"],
-                   base_prefix=raw["base_prefix"], managed=managed, packages=raw["packages"],
-                   server_importable=raw["server_importable"])
+    return EnvInfo(
+        python=str(python),
+        version=raw["version"],
+        prefix=raw["prefix"],
+        base_prefix=raw["base_prefix"],
+        managed=managed,
+        packages=raw["packages"],
+        server_importable=raw["server_importable"],
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -227,8 +237,10 @@ def setup(
             # does not take away a working environment.
             (env_dir / STAMP_NAME).unlink(missing_ok=True)
             say(f"creating the sandbox environment in {env_dir}")
-            _run([base_python or sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(env_dir)],
-                 "create the sandbox venv")
+            _run(
+                [base_python or sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(env_dir)],
+                "create the sandbox venv",
+            )
             installed = {}
         source = f"the wheels in {wheels_dir}" if wheels_dir else "the package index"
         say(f"installing the sandbox packages from {source} ({', '.join(str(f) for f in files)})")

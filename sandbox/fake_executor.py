@@ -27,8 +27,7 @@ class ScriptedExecutor:
     one, running more cells than scripted is a test bug and raises.
     """
 
-    def __init__(self, outcomes: Iterable[Outcome] = (),
-                 default: Callable[[str], ExecResult] | None = None) -> None:
+    def __init__(self, outcomes: Iterable[Outcome] = (), default: Callable[[str], ExecResult] | None = None) -> None:
         self._outcomes = collections.deque(outcomes)
         self._default = default
         self._workspace: tempfile.TemporaryDirectory[str] | None = None  # made when first asked for

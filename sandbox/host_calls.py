@@ -141,8 +141,10 @@ def answer(
         return done(f"the arguments of {tool} must be a JSON object", recorded=None)
     size = _json_size(arguments)
     if size > limits.host_argument_bytes:
-        return done(f"the arguments of {tool} are {size} bytes; the limit is {limits.host_argument_bytes}",
-                    recorded=f"<{size} bytes, not kept>")
+        return done(
+            f"the arguments of {tool} are {size} bytes; the limit is {limits.host_argument_bytes}",
+            recorded=f"<{size} bytes, not kept>",
+        )
     timeout = handler.timeout_for(tool)
     if timeout is None:
         timeout = limits.host_call_seconds

@@ -38,7 +38,7 @@ PREIMPORT_TIMEOUT_S = 120.0
 #: limit pre-importing would leave the session's own code too little, so it is skipped.
 PREIMPORT_MIN_MEMORY_MB = 768
 
-_Slot = tuple[workspace.SessionDirs, "int | None", WorkerProcess, str]
+_Slot = tuple[workspace.SessionDirs, "int | None", WorkerProcess, isolation.Level]
 
 
 class SandboxPool:
@@ -61,11 +61,14 @@ class SandboxPool:
         self.python = python
         self.preimport = list(preimport)
         if self.preimport and self.limits.memory_mb < PREIMPORT_MIN_MEMORY_MB:
-            log.info("sandbox pre-import off: a %d MiB memory limit leaves no room for %s",
-                     self.limits.memory_mb, ", ".join(self.preimport))
+            log.info(
+                "sandbox pre-import off: a %d MiB memory limit leaves no room for %s",
+                self.limits.memory_mb,
+                ", ".join(self.preimport),
+            )
             self.preimport = []
         self._reported_failures = False
-        self.isolation: str = isolation.detect(isolation_level, python)
+        self.isolation: isolation.Level = isolation.detect(isolation_level, python)
         self._workspace_root = workspace_root
         self._idle: deque[_Slot] = deque()
         self._lock = threading.Lock()
@@ -80,8 +83,14 @@ class SandboxPool:
         dirs = workspace.SessionDirs.create(self._workspace_root, uid)
         proc: WorkerProcess | None = None
         try:
-            plan = isolation.plan(self.isolation, dirs.workspace, dirs.tmp, network, uid,  # type: ignore[arg-type]
-                                  python=self.python)
+            plan = isolation.plan(
+                self.isolation,
+                dirs.workspace,
+                dirs.tmp,
+                network,
+                uid,
+                python=self.python,
+            )
             proc = WorkerProcess(plan)
             if preimport and self.preimport:
                 self._preimport(proc)
@@ -102,8 +111,10 @@ class SandboxPool:
         failed = reply.get("failed") or {}
         if failed and not self._reported_failures:
             self._reported_failures = True
-            log.warning("sandbox pre-import failed (sessions import these themselves): %s",
-                        "; ".join(f"{name}: {why}" for name, why in failed.items()))
+            log.warning(
+                "sandbox pre-import failed (sessions import these themselves): %s",
+                "; ".join(f"{name}: {why}" for name, why in failed.items()),
+            )
 
     def _refill_forever(self) -> None:
         while True:
@@ -125,8 +136,7 @@ class SandboxPool:
                     return
                 self._idle.append(slot)
 
-    def acquire(self, limits: Limits | None = None, network: bool | None = None,
-                policy: Policy = "default") -> Sandbox:
+    def acquire(self, limits: Limits | None = None, network: bool | None = None, policy: Policy = "default") -> Sandbox:
         """A new session: a pre-started worker when one is idle, else one started now."""
         network = self.network if network is None else network
         with self._lock:

@@ -80,10 +80,19 @@ class WorkerProcess:
             argv[-1] = json.dumps(config)
             pass_fds = (read_end,)
         try:
-            self.popen = SPAWNER.spawn(lambda: subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=plan.env, cwd=plan.cwd, close_fds=True, process_group=0, pass_fds=pass_fds,
-            ))
+            self.popen = SPAWNER.spawn(
+                lambda: subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=plan.env,
+                    cwd=plan.cwd,
+                    close_fds=True,
+                    process_group=0,
+                    pass_fds=pass_fds,
+                )
+            )
         except OSError as exc:
             raise SandboxStartError(f"could not start the sandbox worker: {exc}") from exc
         finally:
@@ -226,8 +235,9 @@ class WorkerProcess:
         with contextlib.suppress(OSError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         if self.plan.uid is not None:  # the uid is ours alone: catch escaped daemons too
-            procs += [p for p in psutil.process_iter(["uids"])
-                      if p.info["uids"] and p.info["uids"].real == self.plan.uid]
+            procs += [
+                p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.plan.uid
+            ]
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.kill()

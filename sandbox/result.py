@@ -58,7 +58,8 @@ class ExecResult:
         parts: list[str] = []
         if self.killed_reason == "output":
             parts.append(
-                "The run was stopped because " + _REASON_WORDS["output"]
+                "The run was stopped because "
+                + _REASON_WORDS["output"]
                 + "; print summaries (counts, head/tail) instead of everything."
             )
         elif self.killed_reason is not None:

@@ -51,7 +51,7 @@ class Sandbox:
         isolation_level: isolation.Requested = "auto",
         workspace_root: Path | None = None,
         python: str | None = None,
-        _prestarted: tuple[workspace.SessionDirs, int | None, WorkerProcess, str] | None = None,
+        _prestarted: tuple[workspace.SessionDirs, int | None, WorkerProcess, isolation.Level] | None = None,
     ) -> None:
         if policy not in ("default", "restricted"):
             raise ValueError(f"unknown policy {policy!r}")
@@ -71,10 +71,10 @@ class Sandbox:
         self._definitions: list[str] = []
         if _prestarted is not None:
             self._dirs, self._uid, self._proc, level = _prestarted
-            self.isolation: str = level
+            self.isolation: isolation.Level = level
         else:
             self.isolation = isolation.detect(isolation_level, python)
-            wants_uid = isolation.wants_uid(self.isolation, python)  # type: ignore[arg-type]
+            wants_uid = isolation.wants_uid(self.isolation, python)
             self._uid = isolation.UIDS.acquire() if wants_uid else None
             self._dirs = workspace.SessionDirs.create(workspace_root, self._uid)
             self._proc = None  # type: ignore[assignment]
@@ -108,8 +108,14 @@ class Sandbox:
 
     # -- lifecycle -----------------------------------------------------------------
     def _start(self) -> WorkerProcess:
-        plan = isolation.plan(self.isolation, self._dirs.workspace, self._dirs.tmp,  # type: ignore[arg-type]
-                              self.network, self._uid, python=self.python)
+        plan = isolation.plan(
+            self.isolation,
+            self._dirs.workspace,
+            self._dirs.tmp,
+            self.network,
+            self._uid,
+            python=self.python,
+        )
         proc = WorkerProcess(plan)
         self._configure(proc)
         return proc
@@ -230,11 +236,13 @@ class Sandbox:
         if reason is not None or reply is None:
             proc.kill()
             self._pending_state_lost = True
-            result = ExecResult(killed_reason=reason or "crashed", timed_out=reason == "timeout",
-                                state_lost=True, detail=detail)
+            result = ExecResult(
+                killed_reason=reason or "crashed", timed_out=reason == "timeout", state_lost=True, detail=detail
+            )
         else:
             result = ExecResult(
-                stdout=str(reply.get("stdout", "")), stderr=str(reply.get("stderr", "")),
+                stdout=str(reply.get("stdout", "")),
+                stderr=str(reply.get("stderr", "")),
                 error=reply.get("error") if isinstance(reply.get("error"), str) else None,
                 truncated=bool(reply.get("truncated")),
             )
@@ -323,9 +331,18 @@ class Sandbox:
         if used > self.limits.max_workspace_mb * 1024 * 1024:
             for relative in result.files:
                 (self._dirs.workspace / relative).unlink(missing_ok=True)
-            result.detail = " ".join(filter(None, [result.detail, (
-                f"The workspace went over its {self.limits.max_workspace_mb} MB limit, so the "
-                f"files this run wrote were deleted: {', '.join(result.files) or '(none)'}.")]))
+            result.detail = " ".join(
+                filter(
+                    None,
+                    [
+                        result.detail,
+                        (
+                            f"The workspace went over its {self.limits.max_workspace_mb} MB limit, so the "
+                            f"files this run wrote were deleted: {', '.join(result.files) or '(none)'}."
+                        ),
+                    ],
+                )
+            )
             if result.killed_reason is None:
                 result.killed_reason = "disk"
             result.files = []

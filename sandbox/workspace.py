@@ -130,8 +130,7 @@ def open_file(workspace: Path, relative: str) -> tuple[int, os.stat_result]:
             os.close(fd)
             fd = next_fd
         try:
-            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                              dir_fd=fd)
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
         except OSError as exc:
             raise _refusal(exc, relative) from exc
     finally:

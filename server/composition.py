@@ -118,8 +118,9 @@ def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | No
     python, managed = environment.resolve(settings.sandbox_python, settings.sandbox_env)
     env = environment.inspect_once(python, managed=managed)
     if env.missing:
-        log.warning("the sandbox interpreter %s lacks %s: agent code cannot import them",
-                    python, ", ".join(env.missing))
+        log.warning(
+            "the sandbox interpreter %s lacks %s: agent code cannot import them", python, ", ".join(env.missing)
+        )
     pool = SandboxPool(
         size=settings.sandbox_pool_size,
         network=settings.sandbox_network,

@@ -41,17 +41,25 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
-            "codeact_http_requests", "HTTP requests by route template, method and status",
-            ["route", "method", "status"], registry=r,
+            "codeact_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.request_seconds = Histogram(
-            "codeact_http_request_duration_seconds", "Time from request to the end of the response",
-            ["route"], buckets=DURATION_BUCKETS, registry=r,
+            "codeact_http_request_duration_seconds",
+            "Time from request to the end of the response",
+            ["route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
         self.refused = Counter(
-            "codeact_http_refused_requests", "Requests refused before routing by server.api.host_guard: "
+            "codeact_http_refused_requests",
+            "Requests refused before routing by server.api.host_guard: "
             "reason host (a Host name not allowed, as in DNS rebinding) or origin (a foreign web "
-            "page's state-changing request)", ["reason"], registry=r,
+            "page's state-changing request)",
+            ["reason"],
+            registry=r,
         )
         for reason in ("host", "origin"):
             self.refused.labels(reason)  # exported as 0 from the start, so alerts can watch it
@@ -61,8 +69,10 @@ class Metrics:
         )
         self.active_sessions = Gauge("codeact_active_sessions", "Live agent sessions", registry=r)
         self.generations = Counter(
-            "codeact_generations", "Finished generations by finish reason (an agent turn is one to "
-            "three generations)", ["finish_reason"], registry=r,
+            "codeact_generations",
+            "Finished generations by finish reason (an agent turn is one to three generations)",
+            ["finish_reason"],
+            registry=r,
         )
         self.prompt_tokens = Counter("codeact_prompt_tokens", "Prompt tokens of finished generations", registry=r)
         self.cached_prompt_tokens = Counter(
@@ -74,15 +84,20 @@ class Metrics:
         self.ttft = Histogram(
             "codeact_time_to_first_token_seconds",
             "From submission (queue wait included) to the first generated token",
-            buckets=TTFT_BUCKETS, registry=r,
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "codeact_queue_wait_seconds", "Time a generation waited for the model",
-            buckets=TTFT_BUCKETS, registry=r,
+            "codeact_queue_wait_seconds",
+            "Time a generation waited for the model",
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.decode_rate = Histogram(
-            "codeact_decode_tokens_per_second", "Decode speed of each generation of two or more tokens",
-            buckets=RATE_BUCKETS, registry=r,
+            "codeact_decode_tokens_per_second",
+            "Decode speed of each generation of two or more tokens",
+            buckets=RATE_BUCKETS,
+            registry=r,
         )
         self.last_decode_rate = Gauge(
             "codeact_last_decode_tokens_per_second", "Decode speed of the latest such generation", registry=r
@@ -95,18 +110,26 @@ class Metrics:
             "codeact_sandbox_timeouts", "Executions stopped by the wall-clock or CPU limit", registry=r
         )
         self.sandbox_kills = Counter(
-            "codeact_sandbox_kills", "Executions whose worker was killed, by reason "
-            "(timeout, memory, output, processes, disk, crashed, cancelled)", ["reason"], registry=r,
+            "codeact_sandbox_kills",
+            "Executions whose worker was killed, by reason "
+            "(timeout, memory, output, processes, disk, crashed, cancelled)",
+            ["reason"],
+            registry=r,
         )
         self.host_calls = Counter(
-            "codeact_host_calls", "Calls from sandboxed code to tools outside the sandbox (MCP servers, "
-            "the client's function tools) by outcome: ok or error", ["outcome"], registry=r,
+            "codeact_host_calls",
+            "Calls from sandboxed code to tools outside the sandbox (MCP servers, "
+            "the client's function tools) by outcome: ok or error",
+            ["outcome"],
+            registry=r,
         )
         for outcome in ("ok", "error"):
             self.host_calls.labels(outcome)
         self.host_call_seconds = Histogram(
-            "codeact_host_call_duration_seconds", "Time a host call took, the wait for a client included",
-            buckets=DURATION_BUCKETS, registry=r,
+            "codeact_host_call_duration_seconds",
+            "Time a host call took, the wait for a client included",
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
 
     def count_refusal(self, reason: str) -> None:

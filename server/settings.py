@@ -31,9 +31,7 @@ class Settings(BaseSettings):
         description="model to serve: a catalog name (see `codeact-server models`), a path to a "
         ".gguf file, or `auto` (the CodeActAgent 7B when pulled, else the embedded SmolLM2-135M)",
     )
-    quant: str | None = Field(
-        None, description="quantization of a catalog model, e.g. Q4_K_M (default: the catalog's)"
-    )
+    quant: str | None = Field(None, description="quantization of a catalog model, e.g. Q4_K_M (default: the catalog's)")
     n_gpu_layers: int | None = Field(
         None,
         description="layers to offload to the GPU; -1 = all (default: all when the llama.cpp "
@@ -42,12 +40,9 @@ class Settings(BaseSettings):
     ctx_size: int | None = Field(
         None,
         ge=256,
-        description="context window in tokens (default: the model's, capped at 8192 to bound "
-        "KV-cache memory)",
+        description="context window in tokens (default: the model's, capped at 8192 to bound KV-cache memory)",
     )
-    threads: int | None = Field(
-        None, ge=1, description="CPU threads for generation (default: physical cores)"
-    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for generation (default: physical cores)")
     batch_size: int = Field(512, ge=8, description="prompt-processing batch size in tokens")
     parallel: int | None = Field(
         None,
@@ -118,16 +113,13 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         8,
         ge=1,
-        description="generation requests allowed to wait behind the running ones; more get "
-        "503 with Retry-After",
+        description="generation requests allowed to wait behind the running ones; more get 503 with Retry-After",
     )
     log_level: str = Field("info", description="log level: debug, info, warning, error")
 
     # -- agent ---------------------------------------------------------------------------
     max_turns: int = Field(5, ge=1, le=50, description="default agent turns per request")
-    execution_timeout: float = Field(
-        60.0, gt=0, le=600, description="default wall-clock seconds per code execution"
-    )
+    execution_timeout: float = Field(60.0, gt=0, le=600, description="default wall-clock seconds per code execution")
     agent_on_repeat: Literal["answer", "note", "off"] = Field(
         "answer",
         description="when the model runs code that already printed the same output in this "
@@ -160,15 +152,9 @@ class Settings(BaseSettings):
         "left, as in CodeActAgent's training data) or `chat` (Execution Output:, as in its "
         "chat demo)",
     )
-    max_sessions: int = Field(
-        32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429"
-    )
-    session_ttl: float = Field(
-        1800.0, gt=0, description="seconds an idle agent session is kept before it is closed"
-    )
-    sandbox_memory_mb: int = Field(
-        1024, ge=64, description="address-space limit of each sandbox worker in MiB"
-    )
+    max_sessions: int = Field(32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429")
+    session_ttl: float = Field(1800.0, gt=0, description="seconds an idle agent session is kept before it is closed")
+    sandbox_memory_mb: int = Field(1024, ge=64, description="address-space limit of each sandbox worker in MiB")
     sandbox_pool_size: int = Field(
         2, ge=0, description="sandbox workers started ahead of time so new sessions start fast"
     )
@@ -201,7 +187,9 @@ class Settings(BaseSettings):
     )
 
     tool_timeout: float = Field(
-        60.0, gt=0, le=3600,
+        60.0,
+        gt=0,
+        le=3600,
         description="seconds a call from agent code to an MCP tool may take (the execution's own "
         "time limit pauses while it waits); a client's function tool waits for the client instead",
     )
@@ -244,17 +232,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         8 * MiB,
         ge=1024,
-        description="largest request body in bytes; bigger gets 413 (M3ToolEval tool sources "
-        "need ~70 KB)",
+        description="largest request body in bytes; bigger gets 413 (M3ToolEval tool sources need ~70 KB)",
     )
-    max_messages: int = Field(
-        1000, ge=1, description="most messages one request may carry; more get 400"
-    )
+    max_messages: int = Field(1000, ge=1, description="most messages one request may carry; more get 400")
     max_tokens_limit: int = Field(
         32768,
         ge=1,
-        description="largest max_tokens a request may ask for (per turn for /v1/agent); "
-        "more get 400",
+        description="largest max_tokens a request may ask for (per turn for /v1/agent); more get 400",
     )
     shutdown_grace: float = Field(
         30.0,
@@ -264,8 +248,7 @@ class Settings(BaseSettings):
     )
     audit_log: Path | None = Field(
         None,
-        description="append one JSON line per agent run (request, steps, observations) to "
-        "this file (default: off)",
+        description="append one JSON line per agent run (request, steps, observations) to this file (default: off)",
     )
 
     @field_validator("api_key", "cors_origin", "allowed_host", mode="before")

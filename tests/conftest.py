@@ -20,9 +20,7 @@ def real_engine() -> Iterator[object]:
     """The embedded SmolLM2-135M on real llama.cpp, shared by every model test."""
     from models.engine.llama.engine import LlamaEngine
 
-    engine = LlamaEngine(
-        embedded_model_path(), model_id="smollm2-135m", ctx_size=2048, max_queue=4
-    )
+    engine = LlamaEngine(embedded_model_path(), model_id="smollm2-135m", ctx_size=2048, max_queue=4)
     yield engine
     engine.close()
 

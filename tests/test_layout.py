@@ -43,8 +43,13 @@ def rel(path: Path) -> str:
 
 
 def offenders(where: str, forbidden: set[str]) -> list[str]:
-    return [f"{rel(p)} imports {name}" for p in modules() if rel(p).startswith(where)
-            for name in sorted(imported(p)) if top(name) in forbidden]
+    return [
+        f"{rel(p)} imports {name}"
+        for p in modules()
+        if rel(p).startswith(where)
+        for name in sorted(imported(p))
+        if top(name) in forbidden
+    ]
 
 
 def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
@@ -55,8 +60,12 @@ def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
 
 def test_the_agent_imports_no_web_framework() -> None:
     assert offenders("server/agent/", {"fastapi", "starlette", "uvicorn"}) == []
-    upward = [f"{rel(p)} imports {n}" for p in (ROOT / "server" / "agent").rglob("*.py")
-              for n in sorted(imported(p)) if n.startswith(("server.api", "server.cli", "server.openai"))]
+    upward = [
+        f"{rel(p)} imports {n}"
+        for p in (ROOT / "server" / "agent").rglob("*.py")
+        for n in sorted(imported(p))
+        if n.startswith(("server.api", "server.cli", "server.openai"))
+    ]
     assert upward == []
 
 
@@ -64,8 +73,10 @@ def test_loading_the_agent_loads_no_web_framework() -> None:
     """Transitively too: every agent module imported in a fresh interpreter."""
     agent = (ROOT / "server" / "agent").rglob("*.py")
     names = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts) for p in agent)
-    code = (f"import importlib, sys; [importlib.import_module(n) for n in {names!r}]; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'uvicorn'}))")
+    code = (
+        f"import importlib, sys; [importlib.import_module(n) for n in {names!r}]; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'uvicorn'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -76,10 +87,13 @@ def test_only_the_engine_imports_llama_cpp() -> None:
     assert outside == []
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("models/", {"server", "sandbox"}),
-    ("sandbox/", {"server", "models"}),
-])
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("models/", {"server", "sandbox"}),
+        ("sandbox/", {"server", "models"}),
+    ],
+)
 def test_lower_packages_do_not_import_upward(package: str, forbidden: set[str]) -> None:
     assert offenders(package, forbidden) == []
 

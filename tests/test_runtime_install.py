@@ -201,8 +201,11 @@ def runtime_venv(workdir: Path) -> Path:
     """
     venv = workdir / "venv"
     run_logged(
-        ["make", "--no-print-directory", "serve-setup", f"VENV={venv}"], workdir / "make-serve-setup.log",
-        cwd=ROOT, env=clean_env(workdir / "hf"), timeout=INSTALL_TIMEOUT_S,
+        ["make", "--no-print-directory", "serve-setup", f"VENV={venv}"],
+        workdir / "make-serve-setup.log",
+        cwd=ROOT,
+        env=clean_env(workdir / "hf"),
+        timeout=INSTALL_TIMEOUT_S,
     )
     return venv
 
@@ -227,13 +230,23 @@ def image_venv(runtime_venv: Path) -> Path:
         else:
             shutil.copy(ROOT / copied, src / target)
     python = str(runtime_venv / "bin" / "python")
-    run_logged([python, "-m", "pip", "install", f"llama-cpp-python=={steps['pin']}"], log, cwd=workdir, env=env,
-               timeout=INSTALL_TIMEOUT_S)
+    run_logged(
+        [python, "-m", "pip", "install", f"llama-cpp-python=={steps['pin']}"],
+        log,
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
     argv = [python, *(a.replace("/src/", f"{src}/") for a in steps["requirements_argv"][1:])]
     requirements = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=workdir, env=env).stdout
     (workdir / "requirements.txt").write_text(requirements)
-    run_logged([python, "-m", "pip", "install", "-r", str(workdir / "requirements.txt")], log, cwd=workdir, env=env,
-               timeout=600)
+    run_logged(
+        [python, "-m", "pip", "install", "-r", str(workdir / "requirements.txt")],
+        log,
+        cwd=workdir,
+        env=env,
+        timeout=600,
+    )
     run_logged([python, "-m", "pip", "install", "--no-deps", str(src)], log, cwd=workdir, env=env, timeout=600)
     return runtime_venv
 
@@ -243,7 +256,11 @@ def check_imports(venv: Path, which: str) -> dict:
     workdir = venv.parent
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", VENV_CHECK, json.dumps(PACKAGES), json.dumps(AGENT_ENV_IMPORTS)],
-        capture_output=True, text=True, cwd=workdir, env=clean_env(workdir / "hf"), timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=clean_env(workdir / "hf"),
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -264,8 +281,13 @@ def check_imports(venv: Path, which: str) -> dict:
         f"imported by our code but not in [project].dependencies; it is in {which} only as a "
         f"requirement of another package (dev extras: {sorted(dev_only)}); {advice}: " + "; ".join(report["undeclared"])
     )
-    expected = {"server.cli.main", "server.api.app", "models.engine.llama.engine", "models.store.pull",
-                "sandbox.worker.main"}
+    expected = {
+        "server.cli.main",
+        "server.api.app",
+        "models.engine.llama.engine",
+        "models.store.pull",
+        "sandbox.worker.main",
+    }
     assert expected <= set(report["imported"])
     return report
 
@@ -289,7 +311,10 @@ class Served:
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen(
                 [str(venv / "bin" / "codeact-server"), "serve", "--port", str(self.port), "--ctx-size", "1024"],
-                cwd=cwd, env=env, stdout=out, stderr=err,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
             )
 
     def output(self) -> str:
@@ -324,8 +349,9 @@ def test_make_serve_is_serve_setup_then_serve(tmp_path: Path) -> None:
 
     def dry_run(target: str) -> list[str]:
         argv = ["make", "--no-print-directory", "--dry-run", target, f"VENV={venv}"]
-        return subprocess.run(argv, cwd=ROOT, env=clean_env(tmp_path), capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+        return subprocess.run(
+            argv, cwd=ROOT, env=clean_env(tmp_path), capture_output=True, text=True, check=True
+        ).stdout.splitlines()
 
     assert dry_run("serve") == [*dry_run("serve-setup"), f"{venv}/bin/codeact-server serve"]
 
@@ -339,8 +365,10 @@ def test_images_take_their_dependencies_from_pyproject() -> None:
         # The ARG keeps the 15-minute GPU build in its own cached layer; a different pin would
         # make the requirements step below replace that build with a CPU one.
         assert f"llama-cpp-python=={steps['pin']}" == pin, f"{name} builds {steps['pin']}, pyproject pins {pin}"
-        argv = [sys.executable, *(a.replace("/src/pyproject.toml", str(ROOT / "pyproject.toml"))
-                                  for a in steps["requirements_argv"][1:])]
+        argv = [
+            sys.executable,
+            *(a.replace("/src/pyproject.toml", str(ROOT / "pyproject.toml")) for a in steps["requirements_argv"][1:]),
+        ]
         printed = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
         assert printed == dependencies, name
         copied = {target for _, target in steps["copies"]}
@@ -359,8 +387,15 @@ def test_pull_models_and_bundle_run_in_the_runtime_venv(runtime_venv: Path, tmp_
     here, there = tmp_path / "here", tmp_path / "there"
     with FakeHub() as hub:
         hub.add(quant.repo_id, quant.filename, content)
-        pulled = cli(runtime_venv, "pull", "codeact-mistral-7b", "--quant", "Q4_K_S", cwd=cwd,
-                     env=clean_env(here, HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0"))
+        pulled = cli(
+            runtime_venv,
+            "pull",
+            "codeact-mistral-7b",
+            "--quant",
+            "Q4_K_S",
+            cwd=cwd,
+            env=clean_env(here, HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0"),
+        )
     assert pulled.returncode == 0 and "ready: " in pulled.stdout, pulled.stdout + pulled.stderr
 
     listed = cli(runtime_venv, "models", cwd=cwd, env=clean_env(here))
@@ -370,11 +405,29 @@ def test_pull_models_and_bundle_run_in_the_runtime_venv(runtime_venv: Path, tmp_
     assert any(r.startswith("smollm2-135m") and " yes " in r for r in rows), listed.stdout
 
     archive = tmp_path / "7b.bundle.tar"
-    exported = cli(runtime_venv, "bundle", "export", "codeact-mistral-7b", "--quant", "Q4_K_S", "-o", str(archive),
-                   "--no-progress", cwd=cwd, env=clean_env(here))
+    exported = cli(
+        runtime_venv,
+        "bundle",
+        "export",
+        "codeact-mistral-7b",
+        "--quant",
+        "Q4_K_S",
+        "-o",
+        str(archive),
+        "--no-progress",
+        cwd=cwd,
+        env=clean_env(here),
+    )
     assert exported.returncode == 0 and f"wrote {archive}" in exported.stdout, exported.stderr
-    imported = cli(runtime_venv, "bundle", "import", str(archive), "--no-progress", cwd=cwd,
-                   env=clean_env(there, HF_HUB_OFFLINE="1"))
+    imported = cli(
+        runtime_venv,
+        "bundle",
+        "import",
+        str(archive),
+        "--no-progress",
+        cwd=cwd,
+        env=clean_env(there, HF_HUB_OFFLINE="1"),
+    )
     assert imported.returncode == 0, imported.stderr
     assert "serve --model codeact-mistral-7b --quant Q4_K_S" in imported.stdout, imported.stdout
 
@@ -388,20 +441,30 @@ def test_serve_in_the_runtime_venv_answers_openai_and_the_agent(runtime_venv: Pa
         assert health["model_path"].startswith(str(runtime_venv)), health["model_path"]
 
         with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120) as client:
-            chunks = list(client.chat.completions.create(
-                model="smollm2-135m", messages=[{"role": "user", "content": "Say hello in five words."}],
-                max_tokens=16, stream=True,
-            ))
+            chunks = list(
+                client.chat.completions.create(
+                    model="smollm2-135m",
+                    messages=[{"role": "user", "content": "Say hello in five words."}],
+                    max_tokens=16,
+                    stream=True,
+                )
+            )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip(), chunks
 
         # The tool's source runs in the sandbox before the first turn, whatever the model writes:
         # its file proves that code really ran under this server.
-        tool = {"name": "ready", "signature": "ready() -> bool", "description": "Says the tools are ready.",
-                "source": "open('ready.txt', 'w').write('ran')\ndef ready():\n    return True\n"}
+        tool = {
+            "name": "ready",
+            "signature": "ready() -> bool",
+            "description": "Says the tools are ready.",
+            "source": "open('ready.txt', 'w').write('ran')\ndef ready():\n    return True\n",
+        }
         with openai.OpenAI(base_url=server.url + "/v1/agent", api_key="unused", max_retries=0, timeout=180) as agent:
             reply = agent.chat.completions.create(
-                model="smollm2-135m", messages=[{"role": "user", "content": "Print 2 + 2 with Python."}],
-                max_tokens=16, extra_body={"max_turns": 1, "tools": [tool]},
+                model="smollm2-135m",
+                messages=[{"role": "user", "content": "Print 2 + 2 with Python."}],
+                max_tokens=16,
+                extra_body={"max_turns": 1, "tools": [tool]},
             )
         run = reply.model_extra["agent"]
         assert run["turns"] == 1 == len(run["steps"]), run
@@ -414,8 +477,18 @@ def test_serve_in_the_runtime_venv_answers_openai_and_the_agent(runtime_venv: Pa
         # posts a streamed agent request. A session that does not exist makes the answer a 404
         # at once; a successful run costs up to 1024 tokens a turn (`run` sets no max_tokens),
         # minutes on a busy 2-core CI machine, for no import that the rest here has not made.
-        terminal = cli(runtime_venv, "run", "--server", server.url, "--session", "sess_missing", "Print 2 + 2.",
-                       cwd=cwd, env=env, timeout=120)
+        terminal = cli(
+            runtime_venv,
+            "run",
+            "--server",
+            server.url,
+            "--session",
+            "sess_missing",
+            "Print 2 + 2.",
+            cwd=cwd,
+            env=env,
+            timeout=120,
+        )
         errors = [line for line in terminal.stderr.splitlines() if line.startswith("codeact-server: error:")]
         assert terminal.returncode == 1 and len(errors) == 1 and "answered 404" in errors[0], terminal.stderr
 

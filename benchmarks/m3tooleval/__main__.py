@@ -104,14 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.oracle and args.server:
         raise SystemExit("--oracle needs the in-process server (its scripted model lives here); drop --server")
     tasks = select_tasks(args.tasks, args.limit)
-    model = "oracle" if args.oracle else args.model or (
-        SERVER_DEFAULT_MODEL if args.server else IN_PROCESS_DEFAULT_MODEL
+    model = (
+        "oracle" if args.oracle else args.model or (SERVER_DEFAULT_MODEL if args.server else IN_PROCESS_DEFAULT_MODEL)
     )
     loaded: dict[str, str] = {}
 
     def note_engine(engine: Engine) -> None:
-        loaded.update(model_id=engine.info.model_id, model_path=engine.info.model_path,
-                      backend=engine.info.backend)
+        loaded.update(model_id=engine.info.model_id, model_path=engine.info.model_path, backend=engine.info.backend)
         print(f"serving {engine.info.model_id} ({engine.info.model_path}) on {engine.info.backend}", flush=True)
 
     started = time.perf_counter()

@@ -68,12 +68,13 @@ class TokenizerUnavailableError(EngineError):
 
 
 class InvalidTokenError(ValueError):
-    """A token id the model's vocabulary does not have; the caller's mistake, not ours."""
+    """A token id the model's vocabulary does not have; the caller's mistake, not ours.
 
-    def __init__(self, token: int, n_vocab: int) -> None:
-        super().__init__(f"token {token} is not in the vocabulary (ids 0..{n_vocab - 1})")
-        self.token = token
-        self.n_vocab = n_vocab
+    Only a message: a remote backend refuses the ids without saying which one."""
+
+    @classmethod
+    def outside(cls, token: int, n_vocab: int) -> InvalidTokenError:
+        return cls(f"token {token} is not in the vocabulary (ids 0..{n_vocab - 1})")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ choose phase came back as ``"\n"``, the tag gone). So the backend streams the ta
 text, the matcher sees it, and closing the stream stops the backend a token or so later.
 A ``stop_reason`` in the final choice (vLLM, codeact-server) is still read when present.
 
+Token ids: ``tokenize``, ``token_pieces`` and ``detokenize`` (the server's ``/tokenize`` and
+``/detokenize``) are the backend's own, forwarded to its ``POST /tokenize`` and ``POST
+/detokenize`` at its root (llama-server's shapes, which codeact-server also serves; vLLM's
+``prompt`` is read too). A backend without them gives ``TokenizerUnavailableError`` (501).
+
 Token counts: ``count_tokens`` uses the backend's ``POST /tokenize`` (llama-server, vLLM)
 when it answers, else ``len(text) // 4`` and ``info.token_counts == "estimate"``. Results
 take prompt/completion tokens from the streamed ``usage`` (``stream_options.include_usage``)
@@ -49,6 +54,7 @@ from models.engine.api import (
     EngineInfo,
     FinishReason,
     GenerationRequest,
+    InvalidTokenError,
     QueueFullError,
     TokenizerUnavailableError,
 )
@@ -68,6 +74,10 @@ GRAMMAR_FIELD: dict[str, str | None] = {
 DEFAULT_CONTEXT = 8192
 CHARS_PER_TOKEN = 4
 METADATA_TIMEOUT_S = 10.0
+MAX_CACHED_PIECES = 300_000
+"""Token id -> bytes remembered from the backend's ``/tokenize`` answers: a piece never
+changes for a model, and the largest vocabularies hold ~260k tokens, so this bounds the
+memory without ever evicting what a real vocabulary needs."""
 
 
 class RemoteEngine:
@@ -102,6 +112,7 @@ class RemoteEngine:
         self._meta_client = httpx.Client(
             base_url=self.url, headers=headers, timeout=METADATA_TIMEOUT_S, transport=transport
         )
+        self._pieces: dict[int, bytes] = {}
         try:
             served, backend_context = self._discover_model()
             self.model = model_id or served
@@ -197,13 +208,58 @@ class RemoteEngine:
         return max(1, len(text) // CHARS_PER_TOKEN)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
-        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
+        """The backend's token ids (its ``/tokenize``, pieces asked for and remembered)."""
+        answer = self._tokenizer_call("/tokenize", {"content": text, "add_special": add_special, "with_pieces": True})
+        tokens = answer.get("tokens")
+        if not isinstance(tokens, list):
+            raise EngineError(f"POST {self.url}/tokenize answered without tokens")
+        ids: list[int] = []
+        for token in tokens:
+            if isinstance(token, dict) and isinstance(token.get("id"), int):  # with_pieces honoured
+                ids.append(token["id"])
+                piece = token.get("piece")
+                if isinstance(piece, str | list) and len(self._pieces) < MAX_CACHED_PIECES:
+                    self._pieces[token["id"]] = piece.encode() if isinstance(piece, str) else bytes(piece)
+            elif isinstance(token, int):
+                ids.append(token)
+            else:
+                raise EngineError(f"POST {self.url}/tokenize answered a token that is not an id: {token!r}")
+        return ids
 
     def token_pieces(self, tokens: list[int]) -> list[bytes]:
-        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
+        """Each token's bytes: remembered from ``tokenize`` (the route asks for the pieces of
+        ids it just made), else the backend's ``/detokenize`` of that one token."""
+        return [self._pieces[t] if t in self._pieces else self.detokenize([t]).encode() for t in tokens]
 
     def detokenize(self, tokens: list[int]) -> str:
-        raise TokenizerUnavailableError("token ids are not exposed for a remote backend; ask it directly")
+        answer = self._tokenizer_call("/detokenize", {"tokens": tokens})
+        content = answer.get("content", answer.get("prompt"))  # llama-server / vLLM
+        if not isinstance(content, str):
+            raise EngineError(f"POST {self.url}/detokenize answered without content")
+        return content
+
+    def _tokenizer_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST`` to the backend's tokenizer at its root, where llama-server and
+        codeact-server serve it. A backend without one (the start-up probe failed, or it
+        answers 404, 405 or 501) is ``TokenizerUnavailableError``; its 400 is the caller's bad
+        id (``InvalidTokenError``); anything else went wrong on our side or its (EngineError)."""
+        if not self._tokenize_works:
+            raise TokenizerUnavailableError(f"the backend at {self.url} has no usable /tokenize")
+        try:
+            response = self._meta_client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"POST {self.url}{path} failed: {exc}") from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code in (404, 405, 501):
+            raise TokenizerUnavailableError(f"the backend at {self.url} answered {path} with {response.status_code}")
+        if response.status_code == 400:
+            raise InvalidTokenError(f"the backend at {self.url} refused it: {_message(answer)}")
+        if response.status_code != 200 or not isinstance(answer, dict):
+            raise EngineError(f"POST {self.url}{path} answered {response.status_code}: {_message(answer)}")
+        return answer
 
     def queue_depth(self) -> int:
         return self._owner.depth()

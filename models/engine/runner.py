@@ -52,9 +52,7 @@ class QueuedGeneration:
     and the owner thread stops at its next token.
     """
 
-    def __init__(
-        self, request: GenerationRequest, prompt_tokens: list[int], *, wake_interval_s: float = 0.0
-    ) -> None:
+    def __init__(self, request: GenerationRequest, prompt_tokens: list[int], *, wake_interval_s: float = 0.0) -> None:
         self.request = request
         self.prompt_tokens = prompt_tokens
         self.submitted_at = time.perf_counter()

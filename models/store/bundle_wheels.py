@@ -86,8 +86,13 @@ def platform_tags(tag: str) -> list[str]:
     if linux and int(linux[1]) >= 17:
         arch = linux[2]
         newer = [f"manylinux_2_{minor}_{arch}" for minor in range(int(linux[1]), 16, -1)]
-        return [*newer, *(f"{legacy}_{arch}" for legacy in ("manylinux2014", "manylinux_2_12", "manylinux2010",
-                                                              "manylinux_2_5", "manylinux1"))]
+        return [
+            *newer,
+            *(
+                f"{legacy}_{arch}"
+                for legacy in ("manylinux2014", "manylinux_2_12", "manylinux2010", "manylinux_2_5", "manylinux1")
+            ),
+        ]
     mac = re.fullmatch(r"macosx_(\d+)_(\d+)_arm64", tag)
     if mac and int(mac[1]) >= 11:
         versions = [f"{major}_0" for major in range(int(mac[1]), 10, -1)]

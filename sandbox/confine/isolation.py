@@ -65,9 +65,21 @@ PROBE_TIMEOUT_S = 20
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = (
-    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/ld.so.cache", "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d", "/etc/localtime", "/etc/timezone", "/etc/ssl", "/etc/ca-certificates",
-    "/etc/alternatives", "/etc/fonts", "/etc/mime.types", "/etc/os-release", "/etc/hosts",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/fonts",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/etc/hosts",
     "/etc/matplotlibrc",
 )
 #: Landlock only: what else an interpreter reads (CPU topology for BLAS and glibc). Not
@@ -77,12 +89,24 @@ _LANDLOCK_READ_EXTRA = ("/sys/devices/system/cpu", "/dev/urandom", "/dev/random"
 _LANDLOCK_WRITE_EXTRA = ("/dev/null",)
 
 _GUARANTEES: dict[Level, frozenset[str]] = {
-    "namespaces": frozenset({"network", "filesystem", "other-sessions", "server-signals",
-                             "server-proc", "nproc", "unprivileged", "no-capabilities"}),
-    "landlock": frozenset({"network", "filesystem", "other-sessions", "server-signals",
-                           "server-proc", "no-capabilities"}),
-    "rlimits+uid": frozenset({"other-sessions", "server-signals", "server-proc", "nproc",
-                              "unprivileged", "no-capabilities"}),
+    "namespaces": frozenset(
+        {
+            "network",
+            "filesystem",
+            "other-sessions",
+            "server-signals",
+            "server-proc",
+            "nproc",
+            "unprivileged",
+            "no-capabilities",
+        }
+    ),
+    "landlock": frozenset(
+        {"network", "filesystem", "other-sessions", "server-signals", "server-proc", "no-capabilities"}
+    ),
+    "rlimits+uid": frozenset(
+        {"other-sessions", "server-signals", "server-proc", "nproc", "unprivileged", "no-capabilities"}
+    ),
     "rlimits-only": frozenset(),
 }
 
@@ -131,10 +155,18 @@ def interpreter_dirs(python: str | None = None) -> tuple[str, ...]:
     else:
         try:
             out = subprocess.run(
-                [python, "-I", "-c", "import json, sys; print(json.dumps([sys.prefix, "
-                 "sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"],
-                capture_output=True, timeout=PROBE_TIMEOUT_S, env={"PATH": "/usr/bin:/bin"},
-                check=True)
+                [
+                    python,
+                    "-I",
+                    "-c",
+                    "import json, sys; print(json.dumps([sys.prefix, "
+                    "sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))",
+                ],
+                capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+                env={"PATH": "/usr/bin:/bin"},
+                check=True,
+            )
             facts = json.loads(out.stdout)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             raise SandboxError(f"cannot ask interpreter {python} for its prefixes: {exc}") from exc
@@ -188,10 +220,18 @@ def uid_can_reach(paths: list[str] | tuple[str, ...]) -> bool:
     return True
 
 
-def _bwrap_argv(bwrap: str, workspace: str, tmp: str, network: bool, as_root: bool,
-                dirs: tuple[str, ...]) -> list[str]:
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+def _bwrap_argv(bwrap: str, workspace: str, tmp: str, network: bool, as_root: bool, dirs: tuple[str, ...]) -> list[str]:
+    argv = [
+        bwrap,
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+    ]
     if not network:
         argv.append("--unshare-net")
     if as_root:
@@ -223,8 +263,7 @@ def _bwrap_argv(bwrap: str, workspace: str, tmp: str, network: bool, as_root: bo
     return argv + ["--"]
 
 
-def landlock_rules(workspace: str, tmp: str, network: bool,
-                   dirs: tuple[str, ...]) -> dict[str, object]:
+def landlock_rules(workspace: str, tmp: str, network: bool, dirs: tuple[str, ...]) -> dict[str, object]:
     """What the worker's Landlock ruleset allows (see `sandbox/confine/landlock.py`)."""
     read = [d for d in (*_SYSTEM_DIRS, *_ETC_FILES, *_LANDLOCK_READ_EXTRA) if os.path.exists(d)]
     write = [workspace, tmp, *(p for p in _LANDLOCK_WRITE_EXTRA if os.path.exists(p))]
@@ -244,18 +283,24 @@ def _bwrap_problem(python: str) -> str | None:
     uid = UIDS.acquire() if as_root else None
     dirs = SessionDirs.create(None, uid)
     try:
-        argv = _bwrap_argv(bwrap, str(dirs.workspace), str(dirs.tmp), network=False,
-                           as_root=as_root, dirs=interpreter_dirs(python))
-        probe = subprocess.run(argv + [python, "-I", "-c", "pass"], capture_output=True,
-                               timeout=PROBE_TIMEOUT_S, env={"PATH": "/usr/bin:/bin"})
+        argv = _bwrap_argv(
+            bwrap, str(dirs.workspace), str(dirs.tmp), network=False, as_root=as_root, dirs=interpreter_dirs(python)
+        )
+        probe = subprocess.run(
+            argv + [python, "-I", "-c", "pass"],
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            env={"PATH": "/usr/bin:/bin"},
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap found at {bwrap} but could not run: {exc}"
     finally:
         dirs.remove()
         UIDS.release(uid)
     if probe.returncode != 0:
-        return (f"bubblewrap found at {bwrap} but refused to sandbox here: "
-                f"{probe.stderr.decode(errors='replace').strip()}")
+        return (
+            f"bubblewrap found at {bwrap} but refused to sandbox here: {probe.stderr.decode(errors='replace').strip()}"
+        )
     return None
 
 
@@ -280,16 +325,17 @@ def _landlock_problem(python: str) -> str | None:
 
     abi = landlock.abi_version()
     if abi < landlock.MIN_ABI:
-        return (f"the kernel offers Landlock ABI {abi}; {landlock.MIN_ABI}+ is needed (Linux 6.12+ "
-                "with landlock among the LSMs, and its system calls allowed by any seccomp profile)")
+        return (
+            f"the kernel offers Landlock ABI {abi}; {landlock.MIN_ABI}+ is needed (Linux 6.12+ "
+            "with landlock among the LSMs, and its system calls allowed by any seccomp profile)"
+        )
     uid = UIDS.acquire() if wants_uid("landlock") else None
     dirs = SessionDirs.create(None, uid)
     try:
         proc = WorkerProcess(plan("landlock", dirs.workspace, dirs.tmp, False, uid, python))
         try:
             code = _LANDLOCK_PROBE_CODE.format(outside=str(dirs.root / "escaped"))
-            reply = proc.request({"op": "run", "id": 0, "code": code, "hard_cap": 10_000},
-                                 timeout=PROBE_TIMEOUT_S)
+            reply = proc.request({"op": "run", "id": 0, "code": code, "hard_cap": 10_000}, timeout=PROBE_TIMEOUT_S)
         finally:
             proc.close()
     except (SandboxError, OSError, TimeoutError) as exc:
@@ -345,12 +391,17 @@ def detect(requested: Requested = "auto", python: str | None = None) -> Level:
             skipped.append(f"{level}: {reason}")
     reason = problem("rlimits+uid", python)
     if reason is None:
-        log.warning("sandbox: falling back to 'rlimits+uid': no network or file system "
-                    "isolation (%s)", "; ".join(skipped) or "requested")
+        log.warning(
+            "sandbox: falling back to 'rlimits+uid': no network or file system isolation (%s)",
+            "; ".join(skipped) or "requested",
+        )
         return "rlimits+uid"
-    log.warning("sandbox: falling back to 'rlimits-only': the code runs as the server's user "
-                "(%s); fork bombs, signals and file access are only partly contained (%s)",
-                os.getuid(), "; ".join([*skipped, f"rlimits+uid: {reason}"]))
+    log.warning(
+        "sandbox: falling back to 'rlimits-only': the code runs as the server's user "
+        "(%s); fork bombs, signals and file access are only partly contained (%s)",
+        os.getuid(),
+        "; ".join([*skipped, f"rlimits+uid: {reason}"]),
+    )
     return "rlimits-only"
 
 
@@ -386,8 +437,7 @@ def wants_uid(level: Level, python: str | None = None) -> bool:
     return os.getuid() == 0 and level in ("namespaces", "landlock", "rlimits+uid")
 
 
-def plan(level: Level, workspace: Path, tmp: Path, network: bool, uid: int | None,
-         python: str | None = None) -> Plan:
+def plan(level: Level, workspace: Path, tmp: Path, network: bool, uid: int | None, python: str | None = None) -> Plan:
     """The command line, environment and uid for one worker at `level`, run by `python`."""
     python = _default(python)
     dirs = interpreter_dirs(python)
@@ -395,8 +445,7 @@ def plan(level: Level, workspace: Path, tmp: Path, network: bool, uid: int | Non
     if level == "namespaces":
         bwrap = bwrap_usable(python)
         assert bwrap is not None
-        prefix = _bwrap_argv(bwrap, str(workspace), str(tmp), network,
-                             as_root=os.getuid() == 0, dirs=dirs)
+        prefix = _bwrap_argv(bwrap, str(workspace), str(tmp), network, as_root=os.getuid() == 0, dirs=dirs)
         env = scrubbed_env(INNER_WORKSPACE, "/tmp")
         config["cwd"] = INNER_WORKSPACE
     else:

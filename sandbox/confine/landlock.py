@@ -47,8 +47,19 @@ _FS_ALL_LATEST = (1 << 16) - 1
 #: Rights that make sense on a file (a rule on a file with directory rights is EINVAL).
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 _READ = EXECUTE | READ_FILE | READ_DIR
-_WRITE = _READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SOCK \
-    | MAKE_FIFO | MAKE_SYM | REFER | TRUNCATE
+_WRITE = (
+    _READ
+    | WRITE_FILE
+    | REMOVE_DIR
+    | REMOVE_FILE
+    | MAKE_DIR
+    | MAKE_REG
+    | MAKE_SOCK
+    | MAKE_FIFO
+    | MAKE_SYM
+    | REFER
+    | TRUNCATE
+)
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 
@@ -58,8 +69,11 @@ class LandlockError(OSError):
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -78,8 +92,7 @@ def abi_version() -> int:
     if platform.system() != "Linux":
         return 0
     libc = _libc()
-    version = libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0),
-                           ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    version = libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(int(version), 0)
 
 
@@ -91,15 +104,20 @@ def restrict(read: list[str], write: list[str], network: bool) -> int:
     """Confine this process and its future children for good; returns the ABI used."""
     abi = abi_version()
     if abi < MIN_ABI:
-        raise LandlockError(errno.ENOSYS, f"Landlock ABI {abi} here; at least {MIN_ABI} needed "
-                            "(Linux 6.12+, with landlock in the lsm= boot list)")
+        raise LandlockError(
+            errno.ENOSYS,
+            f"Landlock ABI {abi} here; at least {MIN_ABI} needed (Linux 6.12+, with landlock in the lsm= boot list)",
+        )
     libc = _libc()
     handled = _fs_rights(abi)
-    attr = _RulesetAttr(handled_access_fs=handled,
-                        handled_access_net=0 if network else NET_BIND_TCP | NET_CONNECT_TCP,
-                        scoped=SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL)
-    ruleset = libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-                           ctypes.c_uint32(0))
+    attr = _RulesetAttr(
+        handled_access_fs=handled,
+        handled_access_net=0 if network else NET_BIND_TCP | NET_CONNECT_TCP,
+        scoped=SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL,
+    )
+    ruleset = libc.syscall(
+        _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)
+    )
     if ruleset < 0:
         raise LandlockError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
@@ -124,8 +142,16 @@ def _add_path(libc: Any, ruleset: int, path: str, rights: int) -> None:
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             rights &= _FILE_RIGHTS
         rule = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
-        if libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                        ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+        if (
+            libc.syscall(
+                _SYS_ADD_RULE,
+                ctypes.c_int(ruleset),
+                ctypes.c_int(_RULE_PATH_BENEATH),
+                ctypes.byref(rule),
+                ctypes.c_uint32(0),
+            )
+            != 0
+        ):
             raise LandlockError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
     finally:
         os.close(fd)

@@ -30,22 +30,51 @@ _X32_BIT = 0x40000000
 
 # (audit arch, socket, {denied syscall: number}) per machine.
 _ARCHES: dict[str, tuple[int, int, dict[str, int]]] = {
-    "x86_64": (0xC000003E, 41, {
-        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "bpf": 321,
-        "perf_event_open": 298, "userfaultfd": 323, "add_key": 248, "request_key": 249,
-        "keyctl": 250, "name_to_handle_at": 303, "open_by_handle_at": 304}),
-    "aarch64": (0xC00000B7, 198, {
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "bpf": 280,
-        "perf_event_open": 241, "userfaultfd": 282, "add_key": 217, "request_key": 218,
-        "keyctl": 219, "name_to_handle_at": 264, "open_by_handle_at": 265}),
+    "x86_64": (
+        0xC000003E,
+        41,
+        {
+            "ptrace": 101,
+            "process_vm_readv": 310,
+            "process_vm_writev": 311,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 321,
+            "perf_event_open": 298,
+            "userfaultfd": 323,
+            "add_key": 248,
+            "request_key": 249,
+            "keyctl": 250,
+            "name_to_handle_at": 303,
+            "open_by_handle_at": 304,
+        },
+    ),
+    "aarch64": (
+        0xC00000B7,
+        198,
+        {
+            "ptrace": 117,
+            "process_vm_readv": 270,
+            "process_vm_writev": 271,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 280,
+            "perf_event_open": 241,
+            "userfaultfd": 282,
+            "add_key": 217,
+            "request_key": 218,
+            "keyctl": 219,
+            "name_to_handle_at": 264,
+            "open_by_handle_at": 265,
+        },
+    ),
 }
 
 
 class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
 
 
 class _SockFprog(ctypes.Structure):
@@ -63,10 +92,19 @@ def program(machine: str, network: bool) -> list[tuple[int, int, int, int]]:
     code += [("jeq", number, "deny") for number in denied.values()]
     if not network:
         code.append(("jeq", socket_nr, "socket"))
-    code += [("ret", _RET_ALLOW), ("label", "socket"), ("ld", _OFF_ARG0),
-             ("jeq", _AF_UNIX, "allow"), ("ret", _RET_ERRNO | errno.EACCES),
-             ("label", "allow"), ("ret", _RET_ALLOW), ("label", "deny"), ("ret", deny),
-             ("label", "kill"), ("ret", _RET_KILL_PROCESS)]
+    code += [
+        ("ret", _RET_ALLOW),
+        ("label", "socket"),
+        ("ld", _OFF_ARG0),
+        ("jeq", _AF_UNIX, "allow"),
+        ("ret", _RET_ERRNO | errno.EACCES),
+        ("label", "allow"),
+        ("ret", _RET_ALLOW),
+        ("label", "deny"),
+        ("ret", deny),
+        ("label", "kill"),
+        ("ret", _RET_KILL_PROCESS),
+    ]
     labels: dict[str, int] = {}
     for op in code:
         if op[0] == "label":
@@ -95,8 +133,7 @@ def install(network: bool) -> bool:
     filters = (_SockFilter * len(instructions))(*(_SockFilter(*op) for op in instructions))
     prog = _SockFprog(len(instructions), filters)
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
-                           ctypes.c_ulong]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp filter refused: {errno.errorcode.get(err, err)}")

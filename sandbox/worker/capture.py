@@ -162,9 +162,7 @@ class CaptureWriter(io.TextIOBase):
             return len(text)
         self._capture.append(self._stream, data)
         if self._capture.over_hard_cap:
-            raise OutputLimitExceeded(
-                f"output exceeded {self._capture.hard_cap} bytes; the run was stopped"
-            )
+            raise OutputLimitExceeded(f"output exceeded {self._capture.hard_cap} bytes; the run was stopped")
         return len(text)
 
     def flush(self) -> None:

@@ -21,10 +21,7 @@ from typing import Any
 _BANG_LINE = re.compile(r"^(?P<indent>[ \t]*)(?P<sigil>!|%{1,2})(?P<command>.*)$")
 _OWN_DIR = __file__.rsplit("/", 2)[0]  # the sandbox package
 
-INSTALLED_HINT = (
-    "import importlib.metadata as md; "
-    "print(sorted(d.metadata['Name'] for d in md.distributions()))"
-)
+INSTALLED_HINT = "import importlib.metadata as md; print(sorted(d.metadata['Name'] for d in md.distributions()))"
 
 
 def shell_notice(command: str) -> str:
@@ -35,8 +32,10 @@ def shell_notice(command: str) -> str:
     except ValueError:
         words = command.split()
     program = words[0] if words else ""
-    if program.startswith("pip") or words[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"]) or (
-        program in {"conda", "mamba", "uv", "apt", "apt-get"}
+    if (
+        program.startswith("pip")
+        or words[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"])
+        or (program in {"conda", "mamba", "uv", "apt", "apt-get"})
     ):
         return (
             f"[sandbox] `{command}` was not run: installing packages is disabled here "

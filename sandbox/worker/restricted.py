@@ -25,8 +25,24 @@ from RestrictedPython.Guards import (
 
 #: Modules restricted code may import; pure computation, no I/O or introspection.
 ALLOWED_IMPORTS = frozenset(
-    {"math", "cmath", "json", "re", "datetime", "statistics", "collections", "itertools",
-     "functools", "random", "string", "decimal", "fractions", "heapq", "bisect", "textwrap"}
+    {
+        "math",
+        "cmath",
+        "json",
+        "re",
+        "datetime",
+        "statistics",
+        "collections",
+        "itertools",
+        "functools",
+        "random",
+        "string",
+        "decimal",
+        "fractions",
+        "heapq",
+        "bisect",
+        "textwrap",
+    }
 )
 
 
@@ -65,10 +81,25 @@ def _guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist
 def _inplace(op: str, x: Any, y: Any) -> Any:
     import operator
 
-    return getattr(operator, "i" + {"+=": "add", "-=": "sub", "*=": "mul", "/=": "truediv",
-                                    "//=": "floordiv", "%=": "mod", "**=": "pow", "|=": "or",
-                                    "&=": "and", "^=": "xor", "<<=": "lshift", ">>=": "rshift",
-                                    "@=": "matmul"}[op])(x, y)
+    return getattr(
+        operator,
+        "i"
+        + {
+            "+=": "add",
+            "-=": "sub",
+            "*=": "mul",
+            "/=": "truediv",
+            "//=": "floordiv",
+            "%=": "mod",
+            "**=": "pow",
+            "|=": "or",
+            "&=": "and",
+            "^=": "xor",
+            "<<=": "lshift",
+            ">>=": "rshift",
+            "@=": "matmul",
+        }[op],
+    )(x, y)
 
 
 def restricted_namespace() -> dict[str, Any]:

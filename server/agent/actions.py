@@ -53,9 +53,7 @@ def parse_turn(text: str) -> ParsedTurn:
     """Find the first action block; a turn with none is a chat answer (ends the loop)."""
     execute = _EXECUTE.search(text)
     solution = _SOLUTION.search(text)
-    first = min(
-        (m for m in (execute, solution) if m is not None), key=lambda m: m.start(), default=None
-    )
+    first = min((m for m in (execute, solution) if m is not None), key=lambda m: m.start(), default=None)
     if first is None:
         return ParsedTurn(thought=text.strip(), type="none")
     thought = text[: first.start()].strip()

@@ -83,9 +83,7 @@ async def run_agent(
         forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
         # A forced answer opens <solution> at once: thinking first lets small models talk
         # themselves back into running code.
-        turn_gen = _turn_generator(
-            engine, messages, options, turn, solution_only=forced is not None
-        )
+        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None)
         try:
             async for delta in _stream_turn(turn_gen, index):
                 yield delta
@@ -139,7 +137,11 @@ async def run_agent(
         if step.action.type == "solution":
             yield StepDone(step)
             yield AgentDone(
-                "solution", step.action.answer or "", turn + 1, usage.prompt, usage.completion,
+                "solution",
+                step.action.answer or "",
+                turn + 1,
+                usage.prompt,
+                usage.completion,
                 forced_answer=step.forced,
             )
             return
@@ -211,9 +213,7 @@ def _answers_by_repeat(observation: Observation, policy: LoopPolicy) -> bool:
 
 
 def _code_as_answer(step: Step, policy: LoopPolicy) -> bool:
-    return step.action.type == "solution" and policy.code_answer == "run" and looks_like_code(
-        step.action.answer or ""
-    )
+    return step.action.type == "solution" and policy.code_answer == "run" and looks_like_code(step.action.answer or "")
 
 
 def _solution_as_execute(step: Step) -> Step:

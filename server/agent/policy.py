@@ -110,8 +110,19 @@ class RepeatTracker:
         return repeated
 
 
-_CODE_NODES = (ast.Call, ast.Import, ast.ImportFrom, ast.For, ast.While, ast.With, ast.FunctionDef,
-               ast.ClassDef, ast.Lambda, ast.ListComp, ast.GeneratorExp)
+_CODE_NODES = (
+    ast.Call,
+    ast.Import,
+    ast.ImportFrom,
+    ast.For,
+    ast.While,
+    ast.With,
+    ast.FunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.GeneratorExp,
+)
 
 
 def looks_like_code(answer: str) -> bool:

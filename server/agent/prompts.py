@@ -24,8 +24,7 @@ OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" st
 MINT_OBSERVATION_PREFIX = "Observation:"  # the training trajectories' ("mint" style)
 TASK_PREFIX = "Task:"
 REPEAT_NOTE = (
-    "You already ran this code and saw this same output. If it answers the task, give the "
-    "answer now as your solution."
+    "You already ran this code and saw this same output. If it answers the task, give the answer now as your solution."
 )
 UNVERIFIED_NOTE = (
     "You proposed a solution without running any code. If the task needs computing, data or "
@@ -75,9 +74,7 @@ def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "
     if tools:
         lines = [TOOLS_HEADING]
         for number, tool in enumerate(tools, start=1):
-            signature = tool.signature if tool.signature.startswith(tool.name) else (
-                f"{tool.name}{tool.signature}"
-            )
+            signature = tool.signature if tool.signature.startswith(tool.name) else (f"{tool.name}{tool.signature}")
             lines.append(f"[{number}] {signature}")
             lines.append(tool.description.strip())
         text += "\n\n" + "\n".join(lines)
@@ -116,10 +113,7 @@ def turns_left_note(turns_left: int, style: PromptStyle, final_answer: bool) -> 
         return f"You have {turns_left} turn{'s' if turns_left != 1 else ''} left."
     if turns_left <= 0:
         return "You have no steps left; propose your solution now."
-    note = (
-        f"You have {turns_left} step{'s' if turns_left != 1 else ''} left and 1 chance to "
-        "propose a solution left."
-    )
+    note = f"You have {turns_left} step{'s' if turns_left != 1 else ''} left and 1 chance to propose a solution left."
     if turns_left == 1:
         note += " This is your last step: use it to propose your solution."
     return note

@@ -35,8 +35,14 @@ def sandbox_limits(settings: Settings) -> Limits:
 class AgentRuntime:
     """The sandbox pool, the session store and the idle-session reaper."""
 
-    def __init__(self, settings: Settings, engine: Engine, pool: SandboxPool,
-                 sandbox_env: environment.EnvInfo | None = None, mcp: McpManager | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        pool: SandboxPool,
+        sandbox_env: environment.EnvInfo | None = None,
+        mcp: McpManager | None = None,
+    ) -> None:
         self.settings = settings
         #: The configured MCP servers (None without --mcp-config); started and stopped by the app.
         self.mcp = mcp

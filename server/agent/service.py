@@ -85,9 +85,7 @@ class PreparedRun:
 def _new_messages(messages: list[dict[str, str]], continuing: bool) -> list[dict[str, str]]:
     if not continuing:
         return messages
-    last_assistant = max(
-        (i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1
-    )
+    last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
     return messages[last_assistant + 1 :]
 
 
@@ -107,9 +105,7 @@ async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
         result = await asyncio.to_thread(session.executor.run, tool.source)
         if not result.ok:
             detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
-            raise AgentRequestError(
-                f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools"
-            )
+            raise AgentRequestError(f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools")
         session.tools.append(tool)
 
 
@@ -128,7 +124,9 @@ async def resume_run(runtime: AgentRuntime, request: RunRequest, results: list[d
     if session is None:
         raise AgentRequestError(
             f"no agent run is waiting for tool_call_id '{call_id}' (it was answered already, or its "
-            "session expired or was deleted)", param="messages")
+            "session expired or was deleted)",
+            param="messages",
+        )
     if request.session_id is not None and request.session_id != session.id:
         raise AgentRequestError(f"tool_call_id '{call_id}' belongs to another session", param="session_id")
     if session.lock.locked():
@@ -163,13 +161,16 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
         if session.run is not None:
             raise AgentRequestError(
                 f"session {session.id} is waiting for the result of a tool call: send the tool message "
-                "with its tool_call_id", param="messages")
+                "with its tool_call_id",
+                param="messages",
+            )
         host_tools = session_tools.client_host_tools(session, request.functions)
         if created:
             host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
         elif request.mcp_servers is not None:
-            raise AgentRequestError("mcp_servers: a session's MCP servers are chosen when it is created",
-                                    param="mcp_servers")
+            raise AgentRequestError(
+                "mcp_servers: a session's MCP servers are chosen when it is created", param="mcp_servers"
+            )
         host_specs = await session_tools.install(session, host_tools)
         if created:
             session.tools.extend(host_specs)

@@ -26,6 +26,7 @@ from server.agent.steps import Step
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Session:
     """One conversation with its own interpreter state."""
@@ -92,9 +93,7 @@ class SessionStore:
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise SessionNotFound(
-                session_id, f"no agent session '{session_id}' (it may have expired or been deleted)"
-            )
+            raise SessionNotFound(session_id, f"no agent session '{session_id}' (it may have expired or been deleted)")
         session.last_used = time.monotonic()
         return session
 
@@ -119,10 +118,7 @@ class SessionStore:
     def expire_idle(self) -> int:
         """Close sessions idle longer than the TTL (never one that is running)."""
         now = time.monotonic()
-        expired = [
-            s for s in self._sessions.values()
-            if not s.lock.locked() and now - s.last_used > self.ttl_s
-        ]
+        expired = [s for s in self._sessions.values() if not s.lock.locked() and now - s.last_used > self.ttl_s]
         for session in expired:
             del self._sessions[session.id]
             self._close(session)

@@ -66,6 +66,7 @@ def body_grammar(closer: str) -> str:
     """
     return f'''root ::= [ \\t\\n]* [^ \\t\\n<] [^\\x00]* "{closer}"'''
 
+
 CLOSER = {EXECUTE_OPEN: EXECUTE_CLOSE, SOLUTION_OPEN: SOLUTION_CLOSE}
 #: Markdown fences that open code in the thinking: taken as ``<execute>`` with ``fenced_code``.
 FENCE_OPENS = ("```python\n", "```py\n", "```Python\n")
@@ -200,8 +201,7 @@ class TurnGenerator:
             if budget <= 0:
                 self._finish(text, "length")
                 return
-            async for piece in self._phase("choose", text, tuple(CLOSER), min(CHOOSE_TOKENS, budget),
-                                           CHOOSE_GRAMMAR):
+            async for piece in self._phase("choose", text, tuple(CLOSER), min(CHOOSE_TOKENS, budget), CHOOSE_GRAMMAR):
                 yield piece
             chosen = self._last.text
             budget -= self._last.completion_tokens

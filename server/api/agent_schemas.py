@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
 from server.agent.policy import (
@@ -92,8 +92,7 @@ class AgentRequest(ChatBody):
     )
     final_answer: bool | None = Field(
         None,
-        description="the last turn may only be a <solution> (budgets of two turns or more; "
-        "default: the server's)",
+        description="the last turn may only be a <solution> (budgets of two turns or more; default: the server's)",
     )
     fenced_code: FencePolicy | None = Field(
         None,
@@ -107,8 +106,7 @@ class AgentRequest(ChatBody):
     )
     unverified_answer: UnverifiedPolicy | None = Field(
         None,
-        description="'check' (a first solution no code backed is questioned once) or 'accept'; "
-        "default: the server's",
+        description="'check' (a first solution no code backed is questioned once) or 'accept'; default: the server's",
     )
     prompt_style: PromptStyle | None = Field(
         None,
@@ -124,6 +122,14 @@ class AgentRequest(ChatBody):
     parallel_tool_calls: bool | None = Field(None, json_schema_extra=_only({"type": "null"}))
     stop: Any = Field(None, json_schema_extra=_only({"type": "null"}))
 
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        """Replaces ChatBody's validator of the same name: any stop value but null or [] is
+        refused below by name, so it must reach that check as sent (ChatBody's would call
+        ``len`` on ``false`` and answer a 500)."""
+        return value
+
     @model_validator(mode="after")
     def _refuse_chat_only_fields(self) -> AgentRequest:
         """Fields of the chat body that the agent loop cannot honour are a 400, not ignored:
@@ -133,12 +139,19 @@ class AgentRequest(ChatBody):
             raise refuse("response_format", "is not supported by /v1/agent: the answer is the <solution> text")
         for tool in self.tools or []:
             if isinstance(tool, FunctionTool) and (tool.type != "function" or tool.function is None):
-                raise refuse("tools", f"of type {tool.type!r} are not supported by /v1/agent: only function "
-                             "tools and Python tools ({name, source})")
+                raise refuse(
+                    "tools",
+                    f"of type {tool.type!r} are not supported by /v1/agent: only function "
+                    "tools and Python tools ({name, source})",
+                )
         # The agent decides in code when to call a client tool: only the default choice fits.
         tool_choice = None if self.tool_choice == "auto" else self.tool_choice
-        for name, value in (("tool_choice", tool_choice), ("parallel_tool_calls", self.parallel_tool_calls),
-                            ("top_logprobs", self.top_logprobs), ("stop", self.stop)):
+        for name, value in (
+            ("tool_choice", tool_choice),
+            ("parallel_tool_calls", self.parallel_tool_calls),
+            ("top_logprobs", self.top_logprobs),
+            ("stop", self.stop),
+        ):
             if value is not None and value != []:
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
@@ -230,4 +243,3 @@ def step_payload(step: Step) -> dict[str, Any]:
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
-

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,7 +30,7 @@ from server.api.auth import BearerAuth, load_api_keys
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
 from server.api.openapi_errors import AGENT_RESPONSES
-from server.api.request_limits import BodySizeLimit, enforce_request_limits
+from server.api.request_limits import BodySizeLimit, enforce_request_limits, publish_limits
 from server.api.routes.agent import router as agent_router
 from server.api.routes.chat import router as openai_router
 from server.api.routes.completions import router as completions_router
@@ -122,7 +123,20 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.include_router(metrics_router)
     app.include_router(ui_router)
     _add_middleware(app, settings, keys, metrics)
+    _publish_limits(app, settings)
     return app
+
+
+def _publish_limits(app: FastAPI, settings: Settings) -> None:
+    """The document FastAPI builds, with this server's request caps in it (built once)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = publish_limits(build(), settings.max_tokens_limit, settings.max_messages)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_middleware(app: FastAPI, settings: Settings, keys: tuple[str, ...], metrics: Metrics) -> None:

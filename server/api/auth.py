@@ -41,9 +41,7 @@ def load_api_keys(settings: Settings) -> tuple[str, ...]:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise AuthConfigError(f"cannot read the API key file {path}: {reason}") from exc
-        from_file = [
-            line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-        ]
+        from_file = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         if not from_file:
             raise AuthConfigError(f"the API key file {path} holds no key (one key per line)")
         keys += from_file
@@ -112,7 +110,5 @@ class BearerAuth:
         else:
             message = "invalid API key"
             challenge = 'Bearer realm="codeact-server", error="invalid_token"'
-        response = error_response(
-            401, message, code="invalid_api_key", headers={"WWW-Authenticate": challenge}
-        )
+        response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": challenge})
         await response(scope, receive, send)

@@ -60,9 +60,7 @@ class APIError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
-        return error_response(
-            self.status, self.message, self.type, self.code, self.param, self.headers
-        )
+        return error_response(self.status, self.message, self.type, self.code, self.param, self.headers)
 
 
 class InvalidRequest(APIError):

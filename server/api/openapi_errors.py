@@ -8,8 +8,8 @@ Where each code comes from: 400 (bad JSON, refused or unsupported field, context
 overflow), 401 (``server.api.auth``, with API keys), 403 (``server.api.host_guard``, foreign Host
 or Origin), 404 (unknown model, session or file), 409 (a busy agent session), 413
 (``server.api.request_limits``), 422 (wrong types), 429 (all agent sessions in use), 500 (the
-engine failed), 501 (the engine has no tokenizer: ``/tokenize`` on a scripted or remote
-engine), 503 (queue full, or cut off by shutdown; both with Retry-After).
+engine failed), 501 (the engine has no tokenizer: ``/tokenize`` on a scripted engine or a
+remote backend without one), 503 (queue full, or cut off by shutdown; both with Retry-After).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _WHY = {
     422: "A field has the wrong type or value",
     429: "Every agent session slot is in use (Retry-After)",
     500: "The engine failed while generating",
-    501: "This engine cannot tokenize (a scripted or remote engine)",
+    501: "This engine cannot tokenize (a scripted engine, or a remote backend without /tokenize)",
     503: "Generation queue full or server shutting down (Retry-After)",
 }
 
@@ -69,3 +69,12 @@ TOKENIZE_RESPONSES = error_responses(*GUARDS, 400, 500, 501)
 
 OPEN_RESPONSES = error_responses(403, 413)
 """Routes open without an API key (``/health``) still pass the Host guard and body limit."""
+
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer as JSON or, with stream=true, as Server-Sent Events ending in 'data: [DONE]'",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+}
+"""The 200 of a route that streams when asked: its JSON answer, and ``text/event-stream``
+beside it (clients and conformance checks read the content type off the document)."""

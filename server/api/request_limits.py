@@ -9,6 +9,8 @@ setting and each refusal is a 4xx in OpenAI's error shape that names the setting
 - ``enforce_request_limits`` (a route dependency): 400 for too many ``messages`` or a
   ``max_tokens`` / ``max_completion_tokens`` over the cap. It reads the JSON FastAPI
   already parsed (Starlette caches it on the request), so nothing is parsed twice.
+- ``publish_limits``: the same caps in the OpenAPI document (``maximum``, ``maxItems``),
+  so that what the document calls valid is what this server, with these settings, accepts.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ def _too_large(limit: int, size: int | None) -> Any:
     said = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     return error_response(
         413,
-        f"the request body is {said}; this server accepts at most {limit} bytes "
-        "(setting max_request_bytes)",
+        f"the request body is {said}; this server accepts at most {limit} bytes (setting max_request_bytes)",
         code="request_too_large",
     )
 
@@ -126,3 +127,24 @@ async def enforce_request_limits(request: Request) -> None:
                 code="max_tokens_too_large",
                 param=field,
             )
+
+
+TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+"""Request fields capped by ``max_tokens_limit`` (``max_output_tokens`` is /v1/responses')."""
+
+
+def publish_limits(document: dict[str, Any], max_tokens: int, max_messages: int) -> dict[str, Any]:
+    """Write the configured caps into an OpenAPI document's schemas, in place.
+
+    Why at run time: the caps are settings, so the pydantic models cannot carry them; a
+    document without them promises that ``max_tokens: 100000`` is fine, and a client
+    generated from it (or schemathesis) meets a 400 the document did not foresee.
+    """
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        for name, prop in schema.get("properties", {}).items():
+            for branch in [prop, *prop.get("anyOf", ())]:
+                if name in TOKEN_FIELDS and branch.get("type") == "integer":
+                    branch["maximum"] = min(branch.get("maximum", max_tokens), max_tokens)
+                elif name == "messages" and branch.get("type") == "array":
+                    branch["maxItems"] = min(branch.get("maxItems", max_messages), max_messages)
+    return document

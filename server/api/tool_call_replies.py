@@ -19,8 +19,12 @@ FINISH = "tool_calls"
 
 
 def _agent(session_id: str, pending: ToolCallsPending) -> dict[str, Any]:
-    return {"type": "tool_calls", "session_id": session_id, "finish_reason": FINISH,
-            "tool_call_ids": [call.id for call in pending.calls]}
+    return {
+        "type": "tool_calls",
+        "session_id": session_id,
+        "finish_reason": FINISH,
+        "tool_call_ids": [call.id for call in pending.calls],
+    }
 
 
 def tool_calls_completion(
@@ -29,14 +33,18 @@ def tool_calls_completion(
     body = chat_completion(completion_id, model, "", FINISH, usage_dict(0, 0), agent=_agent(run.session.id, pending))
     message = body["choices"][0]["message"]
     message["content"] = None
-    message["tool_calls"] = [{k: v for k, v in call.as_openai(i).items() if k != "index"}
-                             for i, call in enumerate(pending.calls)]
+    message["tool_calls"] = [
+        {k: v for k, v in call.as_openai(i).items() if k != "index"} for i, call in enumerate(pending.calls)
+    ]
     return body
 
 
-def tool_call_chunks(completion_id: str, model: str, created: int, session_id: str,
-                     pending: ToolCallsPending) -> list[bytes]:
-    deltas = [sse_event(chat_chunk(completion_id, model, created, {"tool_calls": [call.as_openai(i)]}))
-              for i, call in enumerate(pending.calls)]
+def tool_call_chunks(
+    completion_id: str, model: str, created: int, session_id: str, pending: ToolCallsPending
+) -> list[bytes]:
+    deltas = [
+        sse_event(chat_chunk(completion_id, model, created, {"tool_calls": [call.as_openai(i)]}))
+        for i, call in enumerate(pending.calls)
+    ]
     finish = chat_chunk(completion_id, model, created, {}, FINISH, agent=_agent(session_id, pending))
     return [*deltas, sse_event(finish)]

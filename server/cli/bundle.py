@@ -91,8 +91,12 @@ def _export(args: argparse.Namespace) -> int:
         if args.with_wheels:
             print(f"fetching wheels for {args.with_wheels} with pip (needs the network)...")
             wheels_dir = Path(tmp)
-            wheels_info = collect_wheels(args.with_wheels, wheels_dir, python_version=args.python_version,
-                                         extra_requirements=[SANDBOX_REQUIREMENTS])
+            wheels_info = collect_wheels(
+                args.with_wheels,
+                wheels_dir,
+                python_version=args.python_version,
+                extra_requirements=[SANDBOX_REQUIREMENTS],
+            )
         export_bundle(
             args.name,
             out,

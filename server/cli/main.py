@@ -28,6 +28,7 @@ from server.settings import SERVE_FLAGS, Settings
 
 log = logging.getLogger("codeact_server")
 
+
 def _is_bool(annotation: Any) -> bool:
     if annotation is bool:
         return True
@@ -52,9 +53,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, names: Sequence[str]) ->
         default = field.get_default(call_default_factory=True)
         help_text = f"{field.description} [env {env}; default: {default}]"
         if _is_bool(field.annotation):
-            parser.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif _is_list(field.annotation):
             parser.add_argument(flag, dest=name, action="append", default=None, metavar="VALUE", help=help_text)
         else:
@@ -102,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "models",
         help="list catalog models, whether each is present locally, sizes and paths",
-        description="List the model catalog: every quant, whether it is on disk, its size "
-        "and path, and how to get it.",
+        description="List the model catalog: every quant, whether it is on disk, its size and path, and how to get it.",
     )
     add_run_parser(sub)
     add_bundle_parser(sub)
@@ -243,8 +241,14 @@ def _human_size(size: int, *, exact: bool) -> str:
     return str(size)
 
 
-COMMANDS = {"serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "run": cmd_run, "bundle": cmd_bundle,
-            "sandbox": cmd_sandbox}
+COMMANDS = {
+    "serve": cmd_serve,
+    "pull": cmd_pull,
+    "models": cmd_models,
+    "run": cmd_run,
+    "bundle": cmd_bundle,
+    "sandbox": cmd_sandbox,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,8 +72,9 @@ class TerminalView:
             forced = agent.get("forced_answer")
             if forced:
                 self._write(f"\n[{FORCED_NOTES.get(forced, 'answer forced: ' + forced)}]", "note")
-            self._write(f"\n[{agent['finish_reason']} after {agent['turns']} turn(s); "
-                        f"session {agent['session_id']}]\n", "note")
+            self._write(
+                f"\n[{agent['finish_reason']} after {agent['turns']} turn(s); session {agent['session_id']}]\n", "note"
+            )
 
 
 def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: TerminalView) -> dict[str, Any]:

@@ -46,19 +46,38 @@ def add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
         "added this way stay until --clear.",
     )
     setup.add_argument("--sandbox-env", type=Path, metavar="DIR", help=env_help)
-    setup.add_argument("--requirements", "-r", type=Path, action="append", default=[], metavar="FILE",
-                       help="also install this pip requirements file (repeatable)")
-    setup.add_argument("--wheels-dir", type=Path, metavar="DIR",
-                       help="install offline from these wheels only (e.g. a bundle's), never the network")
-    setup.add_argument("--python", metavar="PATH",
-                       help="base interpreter to create the venv with (default: the server's)")
+    setup.add_argument(
+        "--requirements",
+        "-r",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also install this pip requirements file (repeatable)",
+    )
+    setup.add_argument(
+        "--wheels-dir",
+        type=Path,
+        metavar="DIR",
+        help="install offline from these wheels only (e.g. a bundle's), never the network",
+    )
+    setup.add_argument(
+        "--python", metavar="PATH", help="base interpreter to create the venv with (default: the server's)"
+    )
     setup.add_argument("--clear", action="store_true", help="delete the environment's packages and start over")
 
-    info = actions.add_parser("info", help="show the interpreter, its version and its packages",
-                              description="Show the interpreter agent code would run in, as /health does.")
+    info = actions.add_parser(
+        "info",
+        help="show the interpreter, its version and its packages",
+        description="Show the interpreter agent code would run in, as /health does.",
+    )
     info.add_argument("--sandbox-env", type=Path, metavar="DIR", help=env_help)
-    info.add_argument("--sandbox-python", type=Path, metavar="PATH",
-                      help="inspect this interpreter instead [env CODEACT_SANDBOX_PYTHON]")
+    info.add_argument(
+        "--sandbox-python",
+        type=Path,
+        metavar="PATH",
+        help="inspect this interpreter instead [env CODEACT_SANDBOX_PYTHON]",
+    )
     info.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -72,8 +91,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     env_dir = args.sandbox_env or settings.sandbox_env
     try:
         if args.sandbox_command == "setup":
-            environment.setup(env_dir, requirements=args.requirements, wheels_dir=args.wheels_dir,
-                              base_python=args.python, clear=args.clear)
+            environment.setup(
+                env_dir,
+                requirements=args.requirements,
+                wheels_dir=args.wheels_dir,
+                base_python=args.python,
+                clear=args.clear,
+            )
             return 0
         python, managed = environment.resolve(args.sandbox_python or settings.sandbox_python, env_dir)
         info = environment.inspect(python, managed=managed)
@@ -107,5 +131,4 @@ def check_sandbox_env(settings: Settings) -> None:
     try:
         isolation.detect(settings.sandbox_isolation, str(python))  # probed once, cached
     except isolation.IsolationUnavailable as exc:
-        raise CLIError(f"{exc}; --sandbox-isolation auto accepts the strongest level available",
-                       EXIT_USAGE) from exc
+        raise CLIError(f"{exc}; --sandbox-isolation auto accepts the strongest level available", EXIT_USAGE) from exc

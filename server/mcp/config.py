@@ -64,8 +64,10 @@ def parse(data: Any) -> list[ServerConfig]:
     for name, entry in servers.items():
         where = f"mcpServers.{name}"
         if not NAME.match(name):
-            raise McpConfigError(f"{where}: a server name must start with a letter and hold only letters, "
-                                 "digits, '_' and '-' (at most 64)")
+            raise McpConfigError(
+                f"{where}: a server name must start with a letter and hold only letters, "
+                "digits, '_' and '-' (at most 64)"
+            )
         if not isinstance(entry, dict):
             raise McpConfigError(f"{where} must be an object")
         if ("command" in entry) == ("url" in entry):

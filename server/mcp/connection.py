@@ -56,8 +56,13 @@ def describe(exc: BaseException) -> str:
 class McpConnection:
     """A supervised connection to one configured server (create and use on one event loop)."""
 
-    def __init__(self, config: ServerConfig, *, startup_timeout: float = STARTUP_TIMEOUT_S,
-                 ping_interval: float = PING_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+        ping_interval: float = PING_INTERVAL_S,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.state: State = "starting"
@@ -165,8 +170,9 @@ class McpConnection:
     async def _transport(self) -> AsyncIterator[Any]:
         config = self.config
         if isinstance(config, StdioServer):
-            params = StdioServerParameters(command=config.command, args=list(config.args),
-                                           env=config.env or None, cwd=config.cwd)
+            params = StdioServerParameters(
+                command=config.command, args=list(config.args), env=config.env or None, cwd=config.cwd
+            )
             async with stdio_client(params) as streams:
                 yield streams
         else:

@@ -61,8 +61,11 @@ class McpManager:
         await asyncio.gather(*(c.wait_settled(wait) for c in self.connections.values()))
         for name, connection in self.connections.items():
             if connection.state != "running":
-                log.error("MCP server %s did not start (%s); its tools are unavailable until it does",
-                          name, connection.error or connection.state)
+                log.error(
+                    "MCP server %s did not start (%s); its tools are unavailable until it does",
+                    name,
+                    connection.error or connection.state,
+                )
 
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.connections.values()))
@@ -74,8 +77,14 @@ class McpManager:
         """The tools of the named servers (all when None), in config then listing order."""
         chosen = self.connections if servers is None else {s: self.connections[s] for s in servers}
         return [
-            McpTool(name, tool.name, python_name(name, tool.name), tool.description or "",
-                    dict(tool.input_schema or {}), dict(tool.output_schema) if tool.output_schema else None)
+            McpTool(
+                name,
+                tool.name,
+                python_name(name, tool.name),
+                tool.description or "",
+                dict(tool.input_schema or {}),
+                dict(tool.output_schema) if tool.output_schema else None,
+            )
             for name, connection in chosen.items()
             for tool in connection.tools
         ]
@@ -107,9 +116,12 @@ def result_value(result: mcp_types.CallToolResult, tool: McpTool) -> Any:
     structured = result.structured_content
     if structured is not None:
         properties = (tool.output_schema or {}).get("properties")
-        if isinstance(structured, dict) and list(structured) == ["result"] and isinstance(properties, dict) and list(
-            properties
-        ) == ["result"]:
+        if (
+            isinstance(structured, dict)
+            and list(structured) == ["result"]
+            and isinstance(properties, dict)
+            and list(properties) == ["result"]
+        ):
             return structured["result"]
         return structured
     return text

@@ -81,7 +81,7 @@ def interpreter_tool(body: ResponsesRequest) -> InterpreterTool | None:
         return InterpreterTool(container)
     if not isinstance(container, dict) or container.get("type") != "auto":
         raise InvalidRequest(
-            "'tools[0].container' must be a container id or {\"type\": \"auto\"}", param="tools[0].container"
+            '\'tools[0].container\' must be a container id or {"type": "auto"}', param="tools[0].container"
         )
     if container.get("file_ids"):
         raise refuse("tools[0].container.file_ids", "(uploaded files) is not supported: this server has no file store")
@@ -313,4 +313,3 @@ def _ran_code(step: Step) -> str | None:
     if step.action.code is not None and step.observation is not None:
         return step.action.code
     return None
-

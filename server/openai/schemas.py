@@ -20,11 +20,16 @@ OPENAI_FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
 class ContentPart(BaseModel):
-    """A content part; only ``text`` parts can be rendered (the route refuses the others)."""
+    """A content part; only ``text`` parts can be rendered.
+
+    Validation takes any ``type`` so that ChatBody can refuse the others with a 400 naming
+    the part (``messages[i].content[j]``) rather than a 422 listing union branches; the
+    published schema says ``text`` only, which is what the server reads.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["text"]}, description="only 'text' (others: 400)")
     text: str | None = None
 
 
@@ -75,12 +80,26 @@ class FunctionDef(BaseModel):
     strict: bool | None = None
 
 
+def _document_function_required(schema: dict[str, Any]) -> None:
+    """FunctionTool's published schema: ``function`` is required and not null (the routes
+    answer a tool without one with a 400 naming it)."""
+    schema["required"] = [*schema.get("required", []), "function"]
+    function = schema["properties"]["function"]
+    function.pop("default", None)
+    function["anyOf"] = [branch for branch in function.get("anyOf", ()) if branch.get("type") != "null"]
+
+
 class FunctionTool(BaseModel):
-    """``{"type": "function", "function": {...}}``; other tool types are refused by the route."""
+    """``{"type": "function", "function": {...}}``.
 
-    model_config = ConfigDict(extra="ignore")
+    Validation takes any ``type`` and a missing ``function`` so that the route can refuse
+    them with a 400 naming the field (``tools[i].type``) rather than a 422 listing union
+    branches; the published schema says what is accepted: a function tool with its function.
+    """
 
-    type: str
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_document_function_required)
+
+    type: str = Field(json_schema_extra={"enum": ["function"]}, description="only 'function' (others: 400)")
     function: FunctionDef | None = None
 
 

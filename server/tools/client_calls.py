@@ -47,8 +47,12 @@ class PendingCall:
 
     def as_openai(self, index: int) -> dict[str, Any]:
         """The call as ``message.tool_calls[index]`` (streaming adds ``index``)."""
-        return {"index": index, "id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)}}
+        return {
+            "index": index,
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)},
+        }
 
 
 @dataclass
@@ -82,8 +86,7 @@ class ClientToolBridge:
         def call(arguments: dict[str, Any], timeout: float | None) -> Any:
             return self._call(name, arguments)
 
-        return HostTool(python_name(name), description or "", parameters or {}, call, origin="client",
-                        timeout=NO_LIMIT)
+        return HostTool(python_name(name), description or "", parameters or {}, call, origin="client", timeout=NO_LIMIT)
 
     def _call(self, name: str, arguments: dict[str, Any]) -> Any:
         """On a sandbox thread: announce the call and wait for the client's answer."""

@@ -29,15 +29,18 @@ def mcp_host_tools(manager: McpManager | None, servers: Sequence[str] | None) ->
     """The tools of the chosen servers (all configured ones when `servers` is None)."""
     if manager is None:
         if servers:
-            raise AgentRequestError("mcp_servers: this server has no MCP servers configured (--mcp-config)",
-                                    param="mcp_servers")
+            raise AgentRequestError(
+                "mcp_servers: this server has no MCP servers configured (--mcp-config)", param="mcp_servers"
+            )
         return []
     if servers is not None:
         unknown = [s for s in servers if s not in manager.connections]
         if unknown:
             raise AgentRequestError(
                 f"mcp_servers: no MCP server named {', '.join(unknown)}; configured: "
-                f"{', '.join(manager.connections) or '(none)'}", param="mcp_servers")
+                f"{', '.join(manager.connections) or '(none)'}",
+                param="mcp_servers",
+            )
     return [_mcp_tool(manager, tool) for tool in manager.tools(servers)]
 
 
@@ -66,7 +69,9 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
             field = "tools" if "client" in (earlier.origin, tool.origin) else "mcp_servers"
             raise AgentRequestError(
                 f"{field}: the function {tool.function} would be both the {_origin_words(earlier.origin)} and the "
-                f"{_origin_words(tool.origin)}; rename the client tool or leave one MCP server out", param=field)
+                f"{_origin_words(tool.origin)}; rename the client tool or leave one MCP server out",
+                param=field,
+            )
     if not fresh:
         return []
     for tool in fresh:

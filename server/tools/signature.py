@@ -23,8 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 _NOT_IDENT = re.compile(r"[^0-9A-Za-z_]")
-_JSON_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool",
-               "array": "list", "object": "dict", "null": "None"}
+_JSON_TYPES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+    "null": "None",
+}
 EXTRA = "extra"
 STUB_CALL = "__codeact_call__"
 
@@ -124,7 +131,8 @@ def shape(name: str, description: str | None, input_schema: dict[str, Any] | Non
             hint=type_hint(properties[key]),
             required=key in required,
             description=" ".join(str((properties[key] or {}).get("description", "")).split())
-            if isinstance(properties[key], dict) else "",
+            if isinstance(properties[key], dict)
+            else "",
         )
         for key in ordered
     )

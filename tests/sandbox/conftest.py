@@ -23,8 +23,15 @@ from sandbox.confine import isolation, landlock
 
 EXPECT_ENV = "CODEACT_TEST_EXPECT_ISOLATION"
 
-FAST = Limits(wall_seconds=5, cpu_seconds=5, memory_mb=512, max_output_bytes=4000,
-              max_processes=32, max_file_mb=10, max_workspace_mb=40)
+FAST = Limits(
+    wall_seconds=5,
+    cpu_seconds=5,
+    memory_mb=512,
+    max_output_bytes=4000,
+    max_processes=32,
+    max_file_mb=10,
+    max_workspace_mb=40,
+)
 
 
 def _prerequisite(level: isolation.Level) -> bool:
@@ -64,8 +71,10 @@ def need_level(requested: isolation.Requested, python: str | None = None) -> Non
     if reason is None:
         return
     if required(requested):
-        pytest.fail(f"isolation level {requested!r} is expected on this machine "
-                    f"({EXPECT_ENV}={os.environ.get(EXPECT_ENV, 'strongest')}) but: {reason}")
+        pytest.fail(
+            f"isolation level {requested!r} is expected on this machine "
+            f"({EXPECT_ENV}={os.environ.get(EXPECT_ENV, 'strongest')}) but: {reason}"
+        )
     pytest.skip(f"this machine does not offer {requested!r}: {reason}")
 
 

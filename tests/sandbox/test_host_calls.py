@@ -61,8 +61,9 @@ def tooled(make_sandbox: Callable[..., Sandbox]) -> Callable[..., tuple[Sandbox,
 
 def test_a_loop_of_calls_in_one_run_with_positional_and_keyword_arguments(tooled: Callable[..., Any]) -> None:
     sb, handler = tooled()
-    result = sb.run("total = 0\nfor i in range(20):\n    total = add(total, b=i)\n"
-                    "print(total, add(5), echo({'k': [1, 2.5, None]}))")
+    result = sb.run(
+        "total = 0\nfor i in range(20):\n    total = add(total, b=i)\nprint(total, add(5), echo({'k': [1, 2.5, None]}))"
+    )
     assert result.ok, result
     assert result.stdout == "190 6 {'k': [1, 2.5, None]}\n"
     assert len(result.host_calls) == len(handler.reached) == 22
@@ -74,8 +75,10 @@ def test_a_loop_of_calls_in_one_run_with_positional_and_keyword_arguments(tooled
 
 def test_a_tool_error_is_an_exception_the_code_can_catch(tooled: Callable[..., Any]) -> None:
     sb, _ = tooled()
-    caught = sb.run("try:\n    __codeact_call__('fail', {'message': 'no such city'})\n"
-                    "except Exception as e:\n    print(type(e).__name__, e)")
+    caught = sb.run(
+        "try:\n    __codeact_call__('fail', {'message': 'no such city'})\n"
+        "except Exception as e:\n    print(type(e).__name__, e)"
+    )
     assert caught.stdout == "ToolCallError no such city\n"
     assert caught.host_calls[0].error == "no such city"
     uncaught = sb.run("__codeact_call__('fail', {'message': 'quota exceeded'})")
@@ -90,8 +93,9 @@ def test_unknown_tools_reach_nothing(tooled: Callable[..., Any]) -> None:
         "    try:\n        __codeact_call__(name, {})\n    except Exception as e:\n        print(type(e).__name__, e)"
     )
     lines = result.stdout.splitlines()
-    assert lines[:4] == [f"ToolCallError no tool named {n} is available in this session"
-                         for n in ["open", "__init__", "../add", "add "]]
+    assert lines[:4] == [
+        f"ToolCallError no tool named {n} is available in this session" for n in ["open", "__init__", "../add", "add "]
+    ]
     assert lines[4:] == ["TypeError the tool name must be a str"] * 2
     assert handler.reached == []
 
@@ -142,8 +146,9 @@ def test_a_frame_that_is_not_a_call_kills_the_worker(tooled: Callable[..., Any])
     result = sb.run(_pipe_writer("{'op': 'configure', 'limits': {}}"))
     assert result.killed_reason == "crashed" and result.state_lost
     assert "does not accept" in (result.detail or "")
-    garbage = sb.run("import os\nos.write(__codeact_call__.__self__._out, b'\\x00\\x00\\x00\\x05{{{{{')\n"
-                     "import time\ntime.sleep(5)")
+    garbage = sb.run(
+        "import os\nos.write(__codeact_call__.__self__._out, b'\\x00\\x00\\x00\\x05{{{{{')\nimport time\ntime.sleep(5)"
+    )
     assert garbage.killed_reason == "crashed"
     assert handler.reached == []
     # The tools the session was given come back with the fresh worker.
@@ -203,12 +208,17 @@ def test_the_wall_clock_limit_pauses_while_a_call_waits(tooled: Callable[..., An
 
 
 def test_results_must_be_json_and_within_the_limit(tooled: Callable[..., Any]) -> None:
-    sb, _ = tooled(tools(big=lambda: "y" * 5000, odd=lambda: {1, 2}), limits=Limits(wall_seconds=5,
-                                                                                      host_result_bytes=1000))
-    result = sb.run("for name in ['big', 'odd']:\n    try:\n        __codeact_call__(name, {})\n"
-                    "    except Exception as e:\n        print(e)")
-    assert result.stdout.splitlines() == ["the result of big is 5002 bytes; the limit is 1000",
-                                          "odd returned a value that is not JSON data (set)"]
+    sb, _ = tooled(
+        tools(big=lambda: "y" * 5000, odd=lambda: {1, 2}), limits=Limits(wall_seconds=5, host_result_bytes=1000)
+    )
+    result = sb.run(
+        "for name in ['big', 'odd']:\n    try:\n        __codeact_call__(name, {})\n"
+        "    except Exception as e:\n        print(e)"
+    )
+    assert result.stdout.splitlines() == [
+        "the result of big is 5002 bytes; the limit is 1000",
+        "odd returned a value that is not JSON data (set)",
+    ]
 
 
 def test_killing_the_run_during_a_call_cancels_the_call(tooled: Callable[..., Any]) -> None:

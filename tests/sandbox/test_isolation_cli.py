@@ -10,11 +10,16 @@ from pathlib import Path
 def test_serve_refuses_a_demanded_level_in_one_line_before_loading_a_model(tmp_path: Path) -> None:
     """The real CLI, with bubblewrap off PATH and namespaces demanded."""
     cli = Path(sys.executable).parent / "codeact-server"
-    done = subprocess.run([str(cli), "serve", "--sandbox-isolation", "namespaces", "--sandbox-python",
-                           sys.executable, "--port", "1"], capture_output=True, text=True, timeout=60,
-                          env={"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [str(cli), "serve", "--sandbox-isolation", "namespaces", "--sandbox-python", sys.executable, "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )
     assert done.returncode == 2, done
     assert done.stderr.strip().splitlines() == [
         "codeact-server: error: namespaces isolation requested but unavailable: bubblewrap is not "
         "installed (Debian/Ubuntu: apt-get install bubblewrap); --sandbox-isolation auto accepts "
-        "the strongest level available"]
+        "the strongest level available"
+    ]

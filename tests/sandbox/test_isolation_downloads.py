@@ -63,12 +63,14 @@ def test_no_race_with_code_swapping_a_file_for_a_link(make_sandbox: Callable[...
     sb = make_sandbox()
     # Each state is held for a moment (else, on a busy machine, one may never be caught),
     # and the swaps are atomic renames: the opener can meet either at any instant.
-    swap = ("import os, time\nend = time.monotonic() + 1.5\n"
-            "while time.monotonic() < end:\n"
-            "    open('tmp.txt', 'w').write('mine')\n    os.replace('tmp.txt', 'race.txt')\n"
-            "    time.sleep(0.0005)\n"
-            "    os.symlink('/etc/passwd', 'link.tmp')\n    os.replace('link.tmp', 'race.txt')\n"
-            "    time.sleep(0.0005)\n")
+    swap = (
+        "import os, time\nend = time.monotonic() + 1.5\n"
+        "while time.monotonic() < end:\n"
+        "    open('tmp.txt', 'w').write('mine')\n    os.replace('tmp.txt', 'race.txt')\n"
+        "    time.sleep(0.0005)\n"
+        "    os.symlink('/etc/passwd', 'link.tmp')\n    os.replace('link.tmp', 'race.txt')\n"
+        "    time.sleep(0.0005)\n"
+    )
     runner = threading.Thread(target=sb.run, args=(swap,))
     runner.start()
     served, refused = [], 0
@@ -88,8 +90,11 @@ def test_download_route_refuses_a_link_to_etc_passwd() -> None:
     engine = ScriptedEngine()
     settings = Settings(sandbox_pool_size=0, sandbox_python=Path(sys.executable))
     with LiveServer(create_app(settings, engine)) as live:
-        engine.enqueue("<execute>import os\nos.symlink('/etc/passwd', 'passwd.txt')\n"
-                       "open('real.txt', 'w').write('real')</execute>", "<solution>done</solution>")
+        engine.enqueue(
+            "<execute>import os\nos.symlink('/etc/passwd', 'passwd.txt')\n"
+            "open('real.txt', 'w').write('real')</execute>",
+            "<solution>done</solution>",
+        )
         body = {"model": "scripted", "messages": [{"role": "user", "content": "make files"}]}
         reply = httpx.post(live.url + "/v1/agent", json=body, timeout=60).json()["agent"]
         files = f"{live.url}/v1/agent/sessions/{reply['session_id']}/files"

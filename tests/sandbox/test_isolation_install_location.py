@@ -35,8 +35,9 @@ def tmp_venv_python() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="codeact-venv-", dir="/tmp"))
     base = getattr(sys, "_base_executable", sys.executable)
     try:
-        subprocess.run([base, "-m", "venv", "--without-pip", "--system-site-packages",
-                        str(root / "venv")], check=True, timeout=120)
+        subprocess.run(
+            [base, "-m", "venv", "--without-pip", "--system-site-packages", str(root / "venv")], check=True, timeout=120
+        )
         python = root / "venv" / "bin" / "python"
         root.chmod(0o755)  # a uid-dropped worker must be able to reach it
         yield str(python)
@@ -49,8 +50,14 @@ def run_in_worker(level: isolation.Level, python: str, code: str) -> dict[str, o
     dirs = workspace.SessionDirs.create(None, uid)
     proc = WorkerProcess(isolation.plan(level, dirs.workspace, dirs.tmp, False, uid, python=python))
     try:
-        limits = {"memory_mb": 512, "max_file_mb": 5, "max_open_files": 64, "max_processes": 16,
-                  "cpu_seconds": 5, "max_output_bytes": 4000}
+        limits = {
+            "memory_mb": 512,
+            "max_file_mb": 5,
+            "max_open_files": 64,
+            "max_processes": 16,
+            "cpu_seconds": 5,
+            "max_output_bytes": 4000,
+        }
         assert proc.request({"op": "configure", "limits": limits})["op"] == "configured"
         proc.send({"op": "run", "id": 1, "code": code, "hard_cap": 100_000})
         reply = proc.receive(time.monotonic() + 20)
@@ -80,8 +87,11 @@ def test_venv_under_tmp_gets_the_expected_level(tmp_venv_python: str) -> None:
 def test_real_worker_runs_in_the_tmp_venv(tmp_venv_python: str, level: isolation.Level) -> None:
     need_level(level, tmp_venv_python)
     venv = str(Path(tmp_venv_python).parent.parent)
-    reply = run_in_worker(level, tmp_venv_python, "import sys, os\nprint(sys.prefix)\n"
-                          "open('made-here', 'w').write('ok')\nprint(os.listdir('.'))")
+    reply = run_in_worker(
+        level,
+        tmp_venv_python,
+        "import sys, os\nprint(sys.prefix)\nopen('made-here', 'w').write('ok')\nprint(os.listdir('.'))",
+    )
     assert reply["error"] is None, reply
     assert reply["stdout"] == f"{venv}\n['made-here']\n"
 

@@ -32,16 +32,18 @@ def _landlock_here() -> None:
 def confined(code: str, tmp_path: Path, *, landlock: bool, seccomp_filter: bool) -> str:
     """Run `code` in a fresh interpreter after applying the chosen layer(s); its stdout."""
     rules = isolation.landlock_rules(str(tmp_path), str(tmp_path), False, isolation.interpreter_dirs())
-    prelude = (f"import json, sys\nsys.path.insert(0, {REPO!r})\n"
-               "from sandbox.confine import landlock, seccomp\n"
-               f"rules = json.loads({json.dumps(rules)!r})\n")
+    prelude = (
+        f"import json, sys\nsys.path.insert(0, {REPO!r})\n"
+        "from sandbox.confine import landlock, seccomp\n"
+        f"rules = json.loads({json.dumps(rules)!r})\n"
+    )
     if landlock:
         prelude += "landlock.restrict(rules['read'], rules['write'], False)\n"
     if seccomp_filter:
-        prelude += ("import ctypes\nctypes.CDLL(None).prctl(38, 1, 0, 0, 0)\n"
-                    "assert seccomp.install(False)\n")
-    done = subprocess.run([sys.executable, "-I", "-c", prelude + code], capture_output=True,
-                          text=True, timeout=30, cwd=tmp_path)
+        prelude += "import ctypes\nctypes.CDLL(None).prctl(38, 1, 0, 0, 0)\nassert seccomp.install(False)\n"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", prelude + code], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -59,7 +61,10 @@ def test_landlock_alone_refuses_tcp_connect_and_bind(tmp_path: Path) -> None:
             "        print(action, 'allowed')\n"
             "    except OSError as e:\n"
             "        print(action, type(e).__name__)\n",
-            tmp_path, landlock=True, seccomp_filter=False)
+            tmp_path,
+            landlock=True,
+            seccomp_filter=False,
+        )
         with pytest.raises(TimeoutError):
             server.accept()
     assert out == "connect PermissionError\nbind PermissionError\n"
@@ -77,7 +82,10 @@ def test_landlock_alone_confines_files(tmp_path: Path) -> None:
         " lambda: os.listdir('/root'), lambda: open('/etc/shadow')):\n"
         "    try:\n        op()\n        print('allowed')\n"
         "    except OSError as e:\n        print(type(e).__name__)\n",
-        inside, landlock=True, seccomp_filter=False)
+        inside,
+        landlock=True,
+        seccomp_filter=False,
+    )
     assert out == "ok\n" + "PermissionError\n" * 4
     assert not (outside / "new").exists()
 
@@ -92,7 +100,10 @@ def test_seccomp_alone_refuses_inet_sockets_and_ptrace(tmp_path: Path) -> None:
         "a, b = socket.socketpair()\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())\n",
-        tmp_path, landlock=False, seccomp_filter=True)
+        tmp_path,
+        landlock=False,
+        seccomp_filter=True,
+    )
     assert out == "PermissionError\n" * 3 + "-1 1\n"
 
 
@@ -107,11 +118,12 @@ def test_seccomp_program_is_well_formed() -> None:
 
 
 def test_network_setting_lifts_both_layers(tmp_path: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server, \
-            Sandbox(limits=FAST, network=True, isolation_level="landlock") as sb:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        Sandbox(limits=FAST, network=True, isolation_level="landlock") as sb,
+    ):
         port = server.getsockname()[1]
-        result = sb.run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-                        "print('ok')")
+        result = sb.run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('ok')")
         assert result.stdout == "ok\n", result
         assert sb.run("open('/etc/passwd', 'a')").error is not None  # files still confined
 
@@ -135,16 +147,23 @@ def test_a_worker_left_at_uid_0_holds_no_capability() -> None:
     dirs = workspace.SessionDirs.create(None, None)
     proc = WorkerProcess(isolation.plan("landlock", dirs.workspace, dirs.tmp, False, None))
     try:
-        limits = {"memory_mb": 512, "max_file_mb": 5, "max_open_files": 64, "max_processes": 16,
-                  "cpu_seconds": 5, "max_output_bytes": 4000}
+        limits = {
+            "memory_mb": 512,
+            "max_file_mb": 5,
+            "max_open_files": 64,
+            "max_processes": 16,
+            "cpu_seconds": 5,
+            "max_output_bytes": 4000,
+        }
         proc.request({"op": "configure", "limits": limits})
-        code = ("import os\nopen('f', 'w').close()\nprint(os.getuid())\n"
-                "for op in (lambda: os.chown('f', 4321, 4321), lambda: os.nice(-5)):\n"
-                "    try:\n        op()\n        print('allowed')\n"
-                "    except OSError as e:\n        print(type(e).__name__)")
+        code = (
+            "import os\nopen('f', 'w').close()\nprint(os.getuid())\n"
+            "for op in (lambda: os.chown('f', 4321, 4321), lambda: os.nice(-5)):\n"
+            "    try:\n        op()\n        print('allowed')\n"
+            "    except OSError as e:\n        print(type(e).__name__)"
+        )
         reply = proc.request({"op": "run", "id": 1, "code": code, "hard_cap": 100_000}, timeout=20)
         assert reply["stdout"] == "0\nPermissionError\nPermissionError\n", reply
     finally:
         proc.close()
         dirs.remove()
-

@@ -20,8 +20,15 @@ from conftest import assert_fresh_run_works, require
 
 from sandbox import Limits, Sandbox
 
-QUICK = Limits(wall_seconds=2, cpu_seconds=1, memory_mb=512, max_output_bytes=4000,
-               max_processes=32, max_file_mb=5, max_workspace_mb=20)
+QUICK = Limits(
+    wall_seconds=2,
+    cpu_seconds=1,
+    memory_mb=512,
+    max_output_bytes=4000,
+    max_processes=32,
+    max_file_mb=5,
+    max_workspace_mb=20,
+)
 
 
 def test_fork_bomb_is_contained(sb: Sandbox) -> None:
@@ -51,10 +58,12 @@ def test_memory_bomb(sb: Sandbox) -> None:
 @pytest.mark.slow
 def test_memory_bomb_across_child_processes_is_killed(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(Limits(wall_seconds=8, memory_mb=300, max_processes=32))
-    code = ("import subprocess, sys\n"
-            "hog = 'x = bytearray(200 * 1024**2); x[::4096] = b\"1\" * len(x[::4096]); import time; time.sleep(60)'\n"
-            "ps = [subprocess.Popen([sys.executable, '-c', hog]) for _ in range(3)]\n"
-            "[p.wait() for p in ps]")
+    code = (
+        "import subprocess, sys\n"
+        "hog = 'x = bytearray(200 * 1024**2); x[::4096] = b\"1\" * len(x[::4096]); import time; time.sleep(60)'\n"
+        "ps = [subprocess.Popen([sys.executable, '-c', hog]) for _ in range(3)]\n"
+        "[p.wait() for p in ps]"
+    )
     result = sb.run(code)
     assert result.killed_reason == "memory" and result.state_lost
     assert "Memory limit" in (result.notice or "")
@@ -74,14 +83,15 @@ def test_infinite_loop_times_out(make_sandbox: Callable[..., Sandbox]) -> None:
 
 def test_busy_child_process_is_killed_with_the_tree(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(QUICK)
-    code = ("import subprocess, sys\n"
-            "p = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
-            "p.wait()")
+    code = "import subprocess, sys\np = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\np.wait()"
     before = {p.pid for p in psutil.process_iter()}
     result = sb.run(code)
     assert result.timed_out and result.state_lost
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-                 and p.info["cmdline"] and "while True: pass" in " ".join(p.info["cmdline"])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before and p.info["cmdline"] and "while True: pass" in " ".join(p.info["cmdline"])
+    ]
     assert leftovers == []
     assert_fresh_run_works(sb)
 
@@ -134,8 +144,10 @@ def test_no_udp_to_a_loopback_listener(sb: Sandbox) -> None:
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
-    result = sb.run("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                    f"print(s.sendto(b'leak', ('127.0.0.1', {port})))")
+    result = sb.run(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"print(s.sendto(b'leak', ('127.0.0.1', {port})))"
+    )
     with pytest.raises(TimeoutError):
         listener.recvfrom(16)
     listener.close()
@@ -163,12 +175,14 @@ def test_server_environment_is_invisible(sb: Sandbox, monkeypatch: pytest.Monkey
 
 def test_cannot_write_outside_workspace(sb: Sandbox, tmp_path: Path) -> None:
     target = tmp_path / "pwned"
-    code = ("import os\nfails = []\n"
-            f"for path in ['/etc/pwned', '/usr/pwned', {str(target)!r}, "
-            f"{str(Path.cwd() / 'pwned')!r}]:\n"
-            "    try:\n        open(path, 'w').write('x')\n"
-            "    except OSError as e:\n        fails.append(type(e).__name__)\n"
-            "print(len(fails))")
+    code = (
+        "import os\nfails = []\n"
+        f"for path in ['/etc/pwned', '/usr/pwned', {str(target)!r}, "
+        f"{str(Path.cwd() / 'pwned')!r}]:\n"
+        "    try:\n        open(path, 'w').write('x')\n"
+        "    except OSError as e:\n        fails.append(type(e).__name__)\n"
+        "print(len(fails))"
+    )
     require(sb, "filesystem")
     result = sb.run(code)
     assert result.stdout == "4\n", result
@@ -189,9 +203,11 @@ def test_other_sessions_workspace_is_unreadable(make_sandbox: Callable[..., Sand
 
 def test_cannot_kill_the_server(sb: Sandbox) -> None:
     require(sb, "server-signals")
-    result = sb.run(f"import os, signal\nfor pid in (os.getppid(), {os.getpid()}):\n"
-                    "    try:\n        os.kill(pid, signal.SIGKILL)\n"
-                    "    except OSError as e:\n        print(type(e).__name__)")
+    result = sb.run(
+        f"import os, signal\nfor pid in (os.getppid(), {os.getpid()}):\n"
+        "    try:\n        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError as e:\n        print(type(e).__name__)"
+    )
     assert "PermissionError" in result.stdout or "ProcessLookupError" in result.stdout
     assert_fresh_run_works(sb)
 
@@ -210,11 +226,13 @@ def test_ctypes_tricks(sb: Sandbox) -> None:
 def test_privileged_operations_fail(sb: Sandbox) -> None:
     """Even where the code keeps uid 0 (landlock as root), no capability is left to use."""
     require(sb, "no-capabilities")
-    result = sb.run("import os\nopen('mine', 'w').close()\n"
-                    "for op in (lambda: os.chown('mine', 4321, 4321), lambda: os.nice(-5),\n"
-                    "           lambda: os.chroot('.')):\n"
-                    "    try:\n        op()\n        print('allowed')\n"
-                    "    except OSError as e:\n        print(type(e).__name__)")
+    result = sb.run(
+        "import os\nopen('mine', 'w').close()\n"
+        "for op in (lambda: os.chown('mine', 4321, 4321), lambda: os.nice(-5),\n"
+        "           lambda: os.chroot('.')):\n"
+        "    try:\n        op()\n        print('allowed')\n"
+        "    except OSError as e:\n        print(type(e).__name__)"
+    )
     assert "allowed" not in result.stdout and result.stdout.count("Error") == 3, result
     assert os.stat(sb.workspace / "mine").st_uid != 4321
     assert_fresh_run_works(sb)

@@ -66,8 +66,9 @@ def test_bang_lines_answer_in_words(sb: Sandbox) -> None:
 
 
 def test_files_created_or_changed_are_listed(sb: Sandbox) -> None:
-    result = sb.run("open('a.txt', 'w').write('1')\nimport os\nos.makedirs('d', exist_ok=True)\n"
-                    "open('d/b.txt', 'w').write('2')")
+    result = sb.run(
+        "open('a.txt', 'w').write('1')\nimport os\nos.makedirs('d', exist_ok=True)\nopen('d/b.txt', 'w').write('2')"
+    )
     assert result.files == ["a.txt", "d/b.txt"]
     assert (sb.workspace / "a.txt").read_text() == "1"
     assert sb.run("print(open('a.txt').read())").files == []

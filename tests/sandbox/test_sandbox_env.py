@@ -71,8 +71,7 @@ def env_python() -> str:
 
 @pytest.fixture(scope="module")
 def pool(env_python: str) -> Iterator[SandboxPool]:
-    with SandboxPool(size=1, limits=LIMITS, python=env_python,
-                     preimport=environment.DEFAULT_PREIMPORT) as pool:
+    with SandboxPool(size=1, limits=LIMITS, python=env_python, preimport=environment.DEFAULT_PREIMPORT) as pool:
         yield pool
 
 

@@ -30,8 +30,11 @@ def test_every_agent_run_is_one_json_line(tmp_path: Path) -> None:
         first = ask(live.url, "What is 6 * 7?")
         session_id = first["agent"]["session_id"]
         ask(live.url, "And now?", session_id=session_id)
-        httpx.post(live.url + "/v1/chat/completions", json={"model": "scripted", "messages": [
-            {"role": "user", "content": "plain chat is not an agent run"}]}, timeout=30)
+        httpx.post(
+            live.url + "/v1/chat/completions",
+            json={"model": "scripted", "messages": [{"role": "user", "content": "plain chat is not an agent run"}]},
+            timeout=30,
+        )
     lines = log_path.read_text().splitlines()
     assert len(lines) == 2
     run, follow_up = (json.loads(line) for line in lines)

@@ -116,8 +116,10 @@ def test_real_model_tokens_match_usage(real_engine) -> None:
         openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0) as client,
     ):
         usage = client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "Name three colours."}],
-            max_tokens=16, temperature=0,
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Name three colours."}],
+            max_tokens=16,
+            temperature=0,
         ).usage
         httpx.get(live.url + "/nowhere")
         m = scrape(live.url)

@@ -57,9 +57,11 @@ def workers_of(server_pid: int, tmp: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or ())
-        if (str(WORKER_PATH) in cmdline or "bwrap" in cmdline) and (
-            f'"parent_pid": {server_pid}' in cmdline or str(tmp) in cmdline
-        ) and alive(proc):
+        if (
+            (str(WORKER_PATH) in cmdline or "bwrap" in cmdline)
+            and (f'"parent_pid": {server_pid}' in cmdline or str(tmp) in cmdline)
+            and alive(proc)
+        ):
             found.append(proc)
     return found
 
@@ -73,10 +75,28 @@ def test_sigterm_drains_then_leaves_no_sandbox_process(tmp_path: Path) -> None:
     env["PYTHONFAULTHANDLER"] = "1"
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "server.cli.main", "serve", "--model", str(embedded_model_path()),
-         "--port", str(port), "--ctx-size", "2048", "--sandbox-pool-size", "1",
-         "--shutdown-grace", str(GRACE_S), "--execution-timeout", "120"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "server.cli.main",
+            "serve",
+            "--model",
+            str(embedded_model_path()),
+            "--port",
+            str(port),
+            "--ctx-size",
+            "2048",
+            "--sandbox-pool-size",
+            "1",
+            "--shutdown-grace",
+            str(GRACE_S),
+            "--execution-timeout",
+            "120",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -94,8 +114,14 @@ def test_sigterm_drains_then_leaves_no_sandbox_process(tmp_path: Path) -> None:
         answered: dict[str, float] = {}
 
         def agent(name: str, sleep_s: float) -> None:
-            body = {"model": "default", "messages": [{"role": "user", "content": "Say hi."}],
-                    "tools": [sleeping_tool(sleep_s)], "max_turns": 1, "max_tokens": 8, "temperature": 0}
+            body = {
+                "model": "default",
+                "messages": [{"role": "user", "content": "Say hi."}],
+                "tools": [sleeping_tool(sleep_s)],
+                "max_turns": 1,
+                "max_tokens": 8,
+                "temperature": 0,
+            }
             try:
                 response = httpx.post(url + "/v1/agent", json=body, timeout=60)
                 results[name] = (response.status_code, response.text)
@@ -103,8 +129,10 @@ def test_sigterm_drains_then_leaves_no_sandbox_process(tmp_path: Path) -> None:
                 results[name] = (None, repr(exc))
             answered[name] = time.monotonic()
 
-        threads = [threading.Thread(target=agent, args=("short", 4)),
-                   threading.Thread(target=agent, args=("long", 300))]
+        threads = [
+            threading.Thread(target=agent, args=("short", 4)),
+            threading.Thread(target=agent, args=("long", 300)),
+        ]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 30

@@ -235,7 +235,7 @@ class LlamaEngine:
             raise EngineClosedError("the engine is closed")
         for token in tokens:  # llama.cpp aborts the process on an id outside the vocabulary
             if not 0 <= token < self._n_vocab:
-                raise InvalidTokenError(token, self._n_vocab)
+                raise InvalidTokenError.outside(token, self._n_vocab)
         buffer = ctypes.create_string_buffer(64)
         pieces = []
         for token in tokens:

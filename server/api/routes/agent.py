@@ -43,6 +43,7 @@ from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
+from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.sse import openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
@@ -62,11 +63,9 @@ def get_runtime(request: Request) -> AgentRuntime:
 RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 
 
-@router.post("", response_model=None)
-@router.post("/chat/completions", response_model=None)
-async def agent_completion(
-    body: AgentRequest, runtime: RuntimeDep, request: Request
-) -> Response:
+@router.post("", response_model=None, responses=EVENT_STREAM)
+@router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
+async def agent_completion(body: AgentRequest, runtime: RuntimeDep, request: Request) -> Response:
     check_model(runtime.engine, body.model)
     run = await prepare_run(runtime, body.run_request(runtime.settings))
     completion_id = new_completion_id()
@@ -81,14 +80,16 @@ async def agent_completion(
         return JSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
     # jsonable_encoder (1-3 ms for a ten-step answer on the 2-core test machine).
-    return JSONResponse(chat_completion(
-        completion_id,
-        body.model,
-        done.message,
-        OPENAI_FINISH_OF_AGENT[done.finish_reason],
-        usage_dict(done.prompt_tokens, done.completion_tokens),
-        agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
-    ))
+    return JSONResponse(
+        chat_completion(
+            completion_id,
+            body.model,
+            done.message,
+            OPENAI_FINISH_OF_AGENT[done.finish_reason],
+            usage_dict(done.prompt_tokens, done.completion_tokens),
+            agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
+        )
+    )
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:
@@ -132,7 +133,10 @@ async def _stream(
 
     yield sse_event(
         chat_chunk(
-            completion_id, model, created, {"role": "assistant", "content": ""},
+            completion_id,
+            model,
+            created,
+            {"role": "assistant", "content": ""},
             agent={"type": "session", "session_id": session_id},
         )
     )
@@ -150,8 +154,11 @@ def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
     merged: list[AgentEvent] = []
     for event in events:
         last = merged[-1] if merged else None
-        if (isinstance(event, TurnDelta) and isinstance(last, TurnDelta)
-                and (last.step_index, last.channel) == (event.step_index, event.channel)):
+        if (
+            isinstance(event, TurnDelta)
+            and isinstance(last, TurnDelta)
+            and (last.step_index, last.channel) == (event.step_index, event.channel)
+        ):
             merged[-1] = TurnDelta(last.step_index, last.channel, last.text + event.text)
         else:
             merged.append(event)
@@ -184,8 +191,9 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
     try:
         fd, info = workspace.open_file(Path(session.workspace), file_path)
     except workspace.UnsafePath as exc:
-        raise InvalidRequest(f"file path is not a plain path inside the session workspace: {exc}",
-                             param="file_path") from exc
+        raise InvalidRequest(
+            f"file path is not a plain path inside the session workspace: {exc}", param="file_path"
+        ) from exc
     except FileNotFoundError as exc:
         raise NotFound(f"no file '{file_path}' in session {session_id}") from exc
     handle = os.fdopen(fd, "rb")
@@ -197,8 +205,10 @@ async def get_session_file(session_id: str, file_path: str, runtime: RuntimeDep)
 
     name = PurePosixPath(file_path).name
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    headers = {"Content-Length": str(info.st_size),
-               "Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}"}
+    headers = {
+        "Content-Length": str(info.st_size),
+        "Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}",
+    }
     return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 

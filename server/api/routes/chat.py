@@ -13,7 +13,7 @@ from models.engine.chat_format import render_chatml
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import ModelNotFound
-from server.api.openapi_errors import CHAT_RESPONSES, GUARDS, OPEN_RESPONSES, error_responses
+from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM, GUARDS, OPEN_RESPONSES, error_responses
 from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import StreamedLogprobs, chat_logprobs, chat_logprobs_request
 from server.openai.schemas import (
@@ -77,9 +77,7 @@ async def list_models(engine: EngineDep) -> dict[str, Any]:
     }
 
 
-def generation_request(
-    body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None
-) -> GenerationRequest:
+def generation_request(body: ChatCompletionRequest, engine: Engine, plan: ToolPlan | None = None) -> GenerationRequest:
     prompt = render_chatml(prompt_messages(body.messages, plan))
     grammar = plan.grammar if plan is not None else response_format_grammar(body.response_format)
     if grammar is not None and engine.info.grammar_support == "none":
@@ -97,7 +95,7 @@ def generation_request(
     )
 
 
-@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
+@router.post("/v1/chat/completions", response_model=None, responses={**CHAT_RESPONSES, **EVENT_STREAM})
 async def chat_completions(
     body: ChatCompletionRequest, engine: EngineDep, request: Request
 ) -> Response | dict[str, Any]:

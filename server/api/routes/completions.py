@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
 from server.api.disconnect import collect_unless_disconnected
-from server.api.openapi_errors import CHAT_RESPONSES
+from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import (
@@ -120,10 +120,8 @@ def text_completion(
     return body
 
 
-@router.post("/v1/completions", response_model=None, responses=CHAT_RESPONSES)
-async def completions(
-    body: CompletionRequest, engine: EngineDep, request: Request
-) -> Response | dict[str, Any]:
+@router.post("/v1/completions", response_model=None, responses={**CHAT_RESPONSES, **EVENT_STREAM})
+async def completions(body: CompletionRequest, engine: EngineDep, request: Request) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     handle = engine.submit(body.generation_request(engine))  # 503/400 raised here, at once
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"

@@ -25,13 +25,15 @@ async def list_mcp_tools(request: Request) -> dict[str, Any]:
     data = []
     for tool in manager.tools():
         function = shape(tool.function, tool.description, tool.input_schema)
-        data.append({
-            "object": "mcp.tool",
-            "server": tool.server,
-            "name": tool.name,
-            "function": tool.function,
-            "signature": function.signature,
-            "docstring": function.docstring,
-            "input_schema": tool.input_schema,
-        })
+        data.append(
+            {
+                "object": "mcp.tool",
+                "server": tool.server,
+                "name": tool.name,
+                "function": tool.function,
+                "signature": function.signature,
+                "docstring": function.docstring,
+                "input_schema": tool.input_schema,
+            }
+        )
     return {"object": "list", "data": data, "servers": manager.health()}

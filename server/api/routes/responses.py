@@ -38,7 +38,7 @@ from models.engine.api import EngineError, GenerationHandle
 from server.api.deps import EngineDep, SettingsDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
-from server.api.openapi_errors import AGENT_RESPONSES, GUARDS, error_responses
+from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.responses_interpreter import interpret
@@ -148,7 +148,7 @@ def _output(
 
 
 # With code_interpreter it runs the agent loop: sessions add 409 (busy) and 429 (all in use).
-@router.post("/v1/responses", response_model=None, responses=AGENT_RESPONSES)
+@router.post("/v1/responses", response_model=None, responses={**AGENT_RESPONSES, **EVENT_STREAM})
 async def create_response(
     body: ResponsesRequest,
     engine: EngineDep,
@@ -212,9 +212,7 @@ async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))
-async def list_input_items(
-    response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc"
-) -> dict[str, Any]:
+async def list_input_items(response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
     """The request's own input items (not those of earlier responses), newest first by default."""
     stored = store.get(response_id)
     if stored is None:

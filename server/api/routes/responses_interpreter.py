@@ -85,8 +85,13 @@ async def interpret(
         usage = usage_dict(done.prompt_tokens, done.completion_tokens) if done is not None else None
         items = output.output if done is not None else []
         return response_object(
-            response_id, body, status=output.status, output=items, usage=usage,
-            incomplete=output.incomplete, created_at=created,
+            response_id,
+            body,
+            status=output.status,
+            output=items,
+            usage=usage,
+            incomplete=output.incomplete,
+            created_at=created,
         )
 
     if body.stream:

@@ -8,7 +8,7 @@
 - ``/detokenize`` takes ``tokens`` and answers ``{"content": "text"}`` (special tokens
   rendered).
 
-An engine without a tokenizer (scripted, remote) answers 501; an id outside the
+An engine without a tokenizer (scripted, or remote on a backend without one) answers 501; an id outside the
 vocabulary is a 400 naming ``tokens``.
 """
 

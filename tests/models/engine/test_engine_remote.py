@@ -17,6 +17,7 @@ import pytest
 from models.engine.api import GenerationRequest
 from models.engine.chat_format import render_chatml
 from models.engine.remote import RemoteEngine
+from models.engine.scripted import ScriptedEngine
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
@@ -196,3 +197,50 @@ def test_serve_builds_a_remote_engine_without_a_local_model(backend: LiveServer,
         assert engine.info.grammar_support == "none"
     finally:
         engine.close()
+
+
+TOKEN_TEXT = "héllo <|im_end|> wörld 🌊"
+
+
+def test_tokenizer_routes_forward_to_the_backend(front: LiveServer, backend: LiveServer) -> None:
+    """The front's /tokenize and /detokenize answer what the backend's own answer (ids,
+    pieces, BOS/EOS, special tokens, bytes of a split character), not a 501."""
+    for body in (
+        {"content": TOKEN_TEXT},
+        {"content": TOKEN_TEXT, "with_pieces": True},
+        {"content": TOKEN_TEXT, "add_special": True},
+        {"content": ""},
+    ):
+        mine = httpx.post(front.url + "/tokenize", json=body, timeout=GEN_S)
+        assert mine.status_code == 200, mine.text
+        assert mine.json() == httpx.post(backend.url + "/tokenize", json=body, timeout=GEN_S).json(), body
+    tokens = httpx.post(backend.url + "/tokenize", json={"content": TOKEN_TEXT}).json()["tokens"]
+    assert len(tokens) > 5
+    back = httpx.post(front.url + "/detokenize", json={"tokens": tokens}, timeout=GEN_S)
+    assert back.status_code == 200 and back.json() == {"content": TOKEN_TEXT}
+    refused = httpx.post(front.url + "/detokenize", json={"tokens": [10**9]}, timeout=GEN_S)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tokens"
+    assert "10000" in refused.json()["error"]["message"]  # the backend's reason travels
+
+
+def test_token_pieces_not_seen_in_tokenize_come_from_detokenize(backend: LiveServer) -> None:
+    engine = RemoteEngine(backend.url, max_queue=1)
+    try:
+        ids = engine.tokenize("sea")
+        assert engine.token_pieces(ids) == [engine.detokenize([t]).encode() for t in ids]
+        engine._pieces.clear()  # as for ids no tokenize answer listed
+        assert b"".join(engine.token_pieces(ids)) == b"sea"
+    finally:
+        engine.close()
+
+
+def test_a_backend_without_a_tokenizer_still_gives_501() -> None:
+    """A codeact-server on the scripted engine answers 501 itself: the front says the same."""
+    scripted = create_app(Settings(sandbox_pool_size=0), ScriptedEngine(), close_engine=True)
+    with LiveServer(scripted) as bare:
+        engine = RemoteEngine(bare.url, max_queue=1)
+        with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as front:
+            for path, body in (("/tokenize", {"content": "a"}), ("/detokenize", {"tokens": [1]})):
+                answer = httpx.post(front.url + path, json=body, timeout=GEN_S)
+                assert answer.status_code == 501, answer.text
+                assert "no usable /tokenize" in answer.json()["error"]["message"]

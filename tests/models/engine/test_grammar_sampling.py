@@ -126,9 +126,7 @@ def test_engine_greedy_with_grammar_matches_naive_path(llama: llama_cpp.Llama) -
 
     # Flash attention off, as ``Llama`` runs: the two attention kernels round differently, and
     # the engine's default (``auto``, as llama-server) may flip a near-tie against ``Llama``.
-    engine = LlamaEngine(
-        embedded_model_path(), model_id="m", ctx_size=2048, threads=1, parallel=1, flash_attn="off"
-    )
+    engine = LlamaEngine(embedded_model_path(), model_id="m", ctx_size=2048, threads=1, parallel=1, flash_attn="off")
     prompt = _prompt(TASKS[0])
     request = GenerationRequest(prompt=prompt, max_tokens=MAX_TOKENS, temperature=0.0, grammar=ACTION_GRAMMAR)
     try:

@@ -185,6 +185,19 @@ def test_binary_and_health(llama_server_binary: Path, front: LiveServer, upstrea
     assert health["context_length"] == 2048  # from llama-server's /props
 
 
+def test_tokenizer_routes_forward_to_llama_server(front: LiveServer, upstream: str) -> None:
+    """The front's /tokenize and /detokenize are llama-server's own, in its shapes."""
+    text = "héllo <|im_end|> wörld"
+    for body in ({"content": text}, {"content": text, "with_pieces": True}, {"content": text, "add_special": True}):
+        mine = httpx.post(front.url + "/tokenize", json=body, timeout=10)
+        assert mine.status_code == 200, mine.text
+        assert mine.json() == httpx.post(upstream + "/tokenize", json=body, timeout=10).json(), body
+    tokens = httpx.post(upstream + "/tokenize", json={"content": text}, timeout=10).json()["tokens"]
+    assert len(tokens) > 3
+    back = httpx.post(front.url + "/detokenize", json={"tokens": tokens}, timeout=10)
+    assert back.status_code == 200 and back.json() == {"content": text}
+
+
 def test_choose_phase_yields_a_whole_tag(settings: Settings) -> None:
     """The issue's case: thinking cut by its budget, then the two-way grammar on llama-server.
 

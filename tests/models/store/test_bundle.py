@@ -336,11 +336,20 @@ def test_import_sets_up_the_sandbox_env_from_the_bundles_wheels(
     from sandbox import environment
 
     wheels = tmp_path / "wheels"
-    out = export_bundle("tiny", tmp_path / "b.tar", config=source, wheels_dir=wheels, progress=False,
-                        wheels_info=collect_wheels("linux-x86_64", wheels, run=_fake_pip))
+    out = export_bundle(
+        "tiny",
+        tmp_path / "b.tar",
+        config=source,
+        wheels_dir=wheels,
+        progress=False,
+        wheels_info=collect_wheels("linux-x86_64", wheels, run=_fake_pip),
+    )
     calls: list[tuple[Path, list[str]]] = []
-    monkeypatch.setattr(environment, "setup", lambda env_dir, *, wheels_dir, **_: calls.append(
-        (env_dir, sorted(p.name for p in wheels_dir.iterdir()))))
+    monkeypatch.setattr(
+        environment,
+        "setup",
+        lambda env_dir, *, wheels_dir, **_: calls.append((env_dir, sorted(p.name for p in wheels_dir.iterdir()))),
+    )
     monkeypatch.setenv("HF_HOME", str(tmp_path / "there"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -351,16 +360,23 @@ def test_import_sets_up_the_sandbox_env_from_the_bundles_wheels(
     assert len(calls) == 1
 
     other = tmp_path / "other-wheels"
-    old = export_bundle("tiny", tmp_path / "old.tar", config=source, wheels_dir=other, progress=False,
-                        wheels_info=collect_wheels("linux-x86_64", other, python_version="3.9", run=_fake_pip))
+    old = export_bundle(
+        "tiny",
+        tmp_path / "old.tar",
+        config=source,
+        wheels_dir=other,
+        progress=False,
+        wheels_info=collect_wheels("linux-x86_64", other, python_version="3.9", run=_fake_pip),
+    )
     monkeypatch.setenv("HF_HOME", str(tmp_path / "third"))
     assert cli.main(["bundle", "import", str(old), "--no-progress"]) == cli.EXIT_USAGE
     assert len(calls) == 1 and _files(tmp_path / "third") == []
 
 
 def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
-    commands = wheel_commands("macos-arm64", Path("/w"), python_version="3.12",
-                              extra_requirements=[SANDBOX_REQUIREMENTS])
+    commands = wheel_commands(
+        "macos-arm64", Path("/w"), python_version="3.12", extra_requirements=[SANDBOX_REQUIREMENTS]
+    )
     assert commands[0][3:5] == ["wheel", "--quiet"] and commands[0][-1] == str(ROOT)
     binary = [c for c in commands[1:] if "--only-binary=:all:" in c]
     assert all("macosx_14_0_arm64" in c and "3.12" in c for c in binary)
@@ -374,13 +390,15 @@ def test_wheel_commands_fetch_llama_cpp_as_source_only() -> None:
 
 def test_wheel_commands_accept_older_compatible_platform_tags() -> None:
     """pip takes --platform literally; matplotlib ships manylinux_2_17 wheels, numpy 2_28 ones."""
-    command = wheel_commands("linux-x86_64", Path("/w"), python_version="3.11",
-                             extra_requirements=[SANDBOX_REQUIREMENTS])[-1]
+    command = wheel_commands(
+        "linux-x86_64", Path("/w"), python_version="3.11", extra_requirements=[SANDBOX_REQUIREMENTS]
+    )[-1]
     platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
     assert platforms[0] == "manylinux_2_28_x86_64"
     assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
-    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12",
-                         extra_requirements=[SANDBOX_REQUIREMENTS])[-1]
+    mac = wheel_commands("macos-arm64", Path("/w"), python_version="3.12", extra_requirements=[SANDBOX_REQUIREMENTS])[
+        -1
+    ]
     assert {"macosx_14_0_arm64", "macosx_11_0_arm64", "macosx_10_9_universal2"} <= set(mac)
 
 

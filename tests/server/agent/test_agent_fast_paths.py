@@ -134,7 +134,7 @@ def test_leaving_an_agent_stream_stops_the_run_and_frees_the_session(
         for line in response.iter_lines():
             if not line.startswith("data: {"):
                 continue
-            agent = json.loads(line[len("data: "):])["agent"]
+            agent = json.loads(line[len("data: ") :])["agent"]
             session_id = session_id or agent.get("session_id")
             if agent.get("channel") == "code" and "sleep" in agent["text"]:
                 break  # the code is running now: leave
@@ -151,9 +151,13 @@ def test_leaving_an_agent_stream_stops_the_run_and_frees_the_session(
 
 def test_merged_deltas_render_as_the_pieces_did() -> None:
     events = [
-        TurnDelta(0, "thought", "Let "), TurnDelta(0, "thought", "me "), TurnDelta(0, "code", "x = 1"),
-        TurnDelta(0, "code", "\nx"), StepDone(Step(0, "Let me", Action("execute", "x = 1\nx"), "")),
-        TurnDelta(1, "thought", "Done"), TurnDelta(1, "answer", "1"),
+        TurnDelta(0, "thought", "Let "),
+        TurnDelta(0, "thought", "me "),
+        TurnDelta(0, "code", "x = 1"),
+        TurnDelta(0, "code", "\nx"),
+        StepDone(Step(0, "Let me", Action("execute", "x = 1\nx"), "")),
+        TurnDelta(1, "thought", "Done"),
+        TurnDelta(1, "answer", "1"),
     ]
     merged = merge_deltas(events)
     assert [type(e).__name__ for e in merged] == ["TurnDelta", "TurnDelta", "StepDone", "TurnDelta", "TurnDelta"]

@@ -132,9 +132,7 @@ def test_the_last_turn_can_only_be_a_solution(server: LiveServer, engine: Script
     assert len(engine.requests) == 3  # thought + body, then the answer alone
 
 
-def test_code_written_as_the_forced_answer_is_run_for_its_output(
-    server: LiveServer, engine: ScriptedEngine
-) -> None:
+def test_code_written_as_the_forced_answer_is_run_for_its_output(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>x = 6 * 7</execute>", "print(x)</solution>")
     run = agent(server, max_turns=2)["agent"]
     last = run["steps"][1]
@@ -242,8 +240,9 @@ def test_forced_answer_in_the_stream_and_the_transcript(server: LiveServer, engi
 def test_terminal_view_shows_a_forced_answer() -> None:
     out = io.StringIO()
     view = TerminalView(out)  # not a terminal: no colour codes
-    view.event({"type": "done", "finish_reason": "solution", "turns": 2, "session_id": "sess_x",
-                "forced_answer": "last_turn"})
+    view.event(
+        {"type": "done", "finish_reason": "solution", "turns": 2, "session_id": "sess_x", "forced_answer": "last_turn"}
+    )
     assert "answer forced: the turn limit was reached" in out.getvalue()
 
 

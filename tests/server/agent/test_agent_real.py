@@ -107,8 +107,7 @@ def test_stream_turns_are_well_formed_and_code_really_ran(client, server) -> Non
     assert_well_formed(steps)
     for step in steps:
         code = "".join(
-            e["text"] for e in events
-            if e["type"] == "delta" and e["step"] == step["index"] and e["channel"] == "code"
+            e["text"] for e in events if e["type"] == "delta" and e["step"] == step["index"] and e["channel"] == "code"
         )
         if step["action"]["type"] == "execute":
             assert code.strip() == step["action"]["code"].strip() or step["action"]["code"] in code

@@ -37,8 +37,7 @@ def turn_prompts(engine: ScriptedEngine) -> list[str]:
     """Prompts at which an assistant turn began (the thinking phase of each turn)."""
     closers = {"</execute>", "</solution>"}
     return [
-        r.prompt for r in engine.requests
-        if "<execute>" in r.stop and not closers & set(r.stop) and r.grammar is None
+        r.prompt for r in engine.requests if "<execute>" in r.stop and not closers & set(r.stop) and r.grammar is None
     ]
 
 
@@ -99,9 +98,7 @@ def test_turn_without_action_ends_the_loop(server: LiveServer, engine: ScriptedE
     assert reply["agent"]["steps"][0]["action"] == {"type": "none"}
 
 
-def test_max_turns_stops_the_loop_without_the_final_answer_policy(
-    server: LiveServer, engine: ScriptedEngine
-) -> None:
+def test_max_turns_stops_the_loop_without_the_final_answer_policy(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>a = 1</execute>", "<execute>a += 1</execute>", "<solution>x</solution>")
     reply = agent(server, max_turns=2, final_answer=False, prompt_style="chat")
     assert reply["agent"]["finish_reason"] == "max_turns"
@@ -128,8 +125,9 @@ def test_code_error_becomes_a_traceback_observation(server: LiveServer, engine: 
 
 
 def test_timeout_is_reported_in_plain_words(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<execute>while True:\n    pass</execute>", "<execute>print('alive')</execute>",
-                   "<solution>done</solution>")
+    engine.enqueue(
+        "<execute>while True:\n    pass</execute>", "<execute>print('alive')</execute>", "<solution>done</solution>"
+    )
     reply = agent(server, execution_timeout=1)
     first, second = reply["agent"]["steps"][:2]
     assert first["observation"]["timed_out"] is True
@@ -182,12 +180,7 @@ def test_broken_tool_source_is_a_400(server: LiveServer) -> None:
 
 
 def test_plot_is_listed_and_downloadable(server: LiveServer, engine: ScriptedEngine) -> None:
-    code = (
-        "import matplotlib.pyplot as plt\n"
-        "plt.plot([1, 2, 3], [1, 4, 9])\n"
-        "plt.savefig('squares.png')\n"
-        "print('saved')"
-    )
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.savefig('squares.png')\nprint('saved')"
     engine.enqueue(f"<execute>\n{code}\n</execute>", "<solution>see squares.png</solution>")
     reply = agent(server, "plot squares")
     observation = reply["agent"]["steps"][0]["observation"]
@@ -242,9 +235,7 @@ def test_stream_through_the_openai_sdk(server: LiveServer, engine: ScriptedEngin
     engine.enqueue("Compute it.\n<execute>\nprint(6 * 7)\n</execute>", "Done.\n<solution>42</solution>")
     with openai.OpenAI(base_url=server.url + "/v1/agent", api_key="x", max_retries=0) as client:
         chunks = list(
-            client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "6*7?"}], stream=True
-            )
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "6*7?"}], stream=True)
         )
     events = [c.model_extra["agent"] for c in chunks]
     assert events[0]["type"] == "session"

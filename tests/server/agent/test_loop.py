@@ -97,8 +97,9 @@ def test_a_repeat_becomes_the_answer_in_the_same_turn(engine: ScriptedEngine) ->
 
 
 def test_a_repeat_with_new_output_is_not_forced(engine: ScriptedEngine) -> None:
-    engine.enqueue("<execute>n += 1; print(n)</execute>", "<execute>n += 1; print(n)</execute>",
-                   "<solution>2</solution>")
+    engine.enqueue(
+        "<execute>n += 1; print(n)</execute>", "<execute>n += 1; print(n)</execute>", "<solution>2</solution>"
+    )
     events, _ = drive(engine, ScriptedExecutor(["1", "2"]))
     assert [s.forced for s in steps(events)] == [None, None, None] and done(events).message == "2"
 

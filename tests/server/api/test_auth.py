@@ -126,8 +126,17 @@ def test_cors_is_off_by_default_and_on_for_listed_origins() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True), ("localhost", True),
-     ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("my-host.lan", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("my-host.lan", False),
+    ],
 )
 def test_only_loopback_addresses_may_go_without_a_key(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
@@ -144,8 +153,12 @@ def test_only_loopback_addresses_may_go_without_a_key(host: str, loopback: bool)
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEACT_")}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli.main", "serve", *args], capture_output=True, text=True,
-        timeout=60, cwd=ROOT, env={**clean, **(env or {})},
+        [sys.executable, "-m", "server.cli.main", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
     )
 
 

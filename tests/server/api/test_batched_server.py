@@ -49,8 +49,12 @@ def test_concurrent_streams_finish_with_real_usage_and_share_decode_steps(
 
     async def one(client: openai.AsyncOpenAI, topic: str) -> tuple[str, int]:
         stream = await client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": f"Write about {topic}."}],
-            max_tokens=tokens, temperature=0, stream=True, stream_options={"include_usage": True},
+            model=MODEL,
+            messages=[{"role": "user", "content": f"Write about {topic}."}],
+            max_tokens=tokens,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         text, completion = "", 0
         async for chunk in stream:

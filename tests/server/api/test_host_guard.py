@@ -177,8 +177,14 @@ def test_a_request_without_host_is_refused(served) -> None:
 
 def test_loopback_names_are_accepted_on_any_port(served) -> None:
     live, _, _ = served
-    for host in (f"127.0.0.1:{live.port}", f"localhost:{live.port}", f"LOCALHOST:{live.port}",
-                 f"[::1]:{live.port}", "localhost", "127.0.0.1:1"):
+    for host in (
+        f"127.0.0.1:{live.port}",
+        f"localhost:{live.port}",
+        f"LOCALHOST:{live.port}",
+        f"[::1]:{live.port}",
+        "localhost",
+        "127.0.0.1:1",
+    ):
         assert httpx.get(live.url + "/v1/models", headers={"Host": host}).status_code == 200, host
         assert httpx.get(live.url + "/", headers={"Host": host}).status_code == 200, host
 
@@ -258,8 +264,11 @@ def test_configured_hosts_and_origins_are_accepted() -> None:
         listed = {"Origin": "https://ui.example"}
         ok = httpx.post(live.url + "/v1/chat/completions", json=CHAT_BODY, headers=listed)
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://ui.example"
-        preflight = {**listed, "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "content-type"}
+        preflight = {
+            **listed,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
         assert httpx.options(live.url + "/v1/chat/completions", headers=preflight).status_code == 200
         other = {"Origin": "https://evil.example"}
         refused = httpx.post(live.url + "/v1/chat/completions", json=CHAT_BODY, headers=other)
@@ -313,10 +322,15 @@ def test_a_rebinding_page_in_chromium_reads_nothing(served) -> None:
     attacker_page = f"http://{EVIL}:{live.port}/"
     # Chromium's own Private/Local Network Access checks are turned off: Firefox and Safari
     # have none, and this test is about what the server refuses, not what Chromium blocks.
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            f"--host-resolver-rules=MAP {EVIL} 127.0.0.1",
-            "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
-            "LocalNetworkAccessChecks"]
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--host-resolver-rules=MAP {EVIL} 127.0.0.1",
+        "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+        "LocalNetworkAccessChecks",
+    ]
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
@@ -329,9 +343,12 @@ def test_a_rebinding_page_in_chromium_reads_nothing(served) -> None:
             results = page.evaluate(ATTACK % json.dumps(AGENT_BODY))
             # The server's own page at its own address keeps working in the same browser.
             page.goto(live.url + "/")
-            own = page.evaluate("async () => (await fetch('/v1/chat/completions', {method: 'POST', "
-                                "headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
-                                + json.dumps(CHAT_BODY) + ")})).status")
+            own = page.evaluate(
+                "async () => (await fetch('/v1/chat/completions', {method: 'POST', "
+                "headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
+                + json.dumps(CHAT_BODY)
+                + ")})).status"
+            )
         finally:
             browser.close()
     assert results == {name: [403, "host_not_allowed"] for name in ("models", "health", "agent", "remove")}

@@ -57,7 +57,8 @@ def test_oversized_chunked_body_is_413_too(server: LiveServer) -> None:
     assert_error(response, 413, "request_too_large")
     small = json.dumps(chat_body("fits")).encode()
     response = httpx.post(
-        server.url + "/v1/chat/completions", content=iter([small[:10], small[10:]]),
+        server.url + "/v1/chat/completions",
+        content=iter([small[:10], small[10:]]),
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
@@ -122,3 +123,27 @@ def test_defaults_admit_an_m3tooleval_sized_agent_request() -> None:
         response = httpx.post(live.url + "/v1/agent", json=body, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["agent"]["steps"][0]["observation"]["stdout"] == "OK\n"
+
+
+def test_the_document_publishes_the_configured_limits(server: LiveServer) -> None:
+    """The caps are settings: the OpenAPI document carries this server's values, so a body
+    the document calls valid is not then refused for its max_tokens or message count."""
+    schemas = httpx.get(server.url + "/openapi.json").json()["components"]["schemas"]
+    fields = [
+        ("ChatCompletionRequest", "max_tokens"),
+        ("ChatCompletionRequest", "max_completion_tokens"),
+        ("AgentRequest", "max_tokens"),
+        ("CompletionRequest", "max_tokens"),
+        ("ResponsesRequest", "max_output_tokens"),
+    ]
+    for model, field in fields:
+        (integer,) = [b for b in schemas[model]["properties"][field]["anyOf"] if b.get("type") == "integer"]
+        assert integer["maximum"] == 100, (model, field)
+    for model in ("ChatCompletionRequest", "AgentRequest"):
+        assert schemas[model]["properties"]["messages"]["maxItems"] == 3, model
+    body = {"model": "scripted", "prompt": "hi"}
+    assert httpx.post(server.url + "/v1/completions", json={**body, "max_tokens": 100}, timeout=60).status_code == 200
+    error = assert_error(
+        httpx.post(server.url + "/v1/completions", json={**body, "max_tokens": 101}), 400, "max_tokens_too_large"
+    )
+    assert error["param"] == "max_tokens"

@@ -37,9 +37,10 @@ def first_words(lines: Iterator[str]) -> None:
 
 def test_full_queue_answers_503_at_once_and_never_interrupts_the_running_request() -> None:
     engine = ScriptedEngine([LONG_TURN] * 3 + ["short answer"], max_queue=1, token_delay_s=0.01)
-    with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as server, httpx.Client(
-        base_url=server.url, timeout=30
-    ) as client:
+    with (
+        LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         url = "/v1/chat/completions"
         with client.stream("POST", url, json=chat_body(True)) as running:
             lines = running.iter_lines()
@@ -56,9 +57,7 @@ def test_full_queue_answers_503_at_once_and_never_interrupts_the_running_request
                 assert refused.headers["retry-after"] == "1"
                 assert refused.json()["error"]["code"] == "queue_full"
                 # The running request was not interrupted: it streams to its end.
-                text = "".join(
-                    line for line in lines if line.startswith("data: ") and "content" in line
-                )
+                text = "".join(line for line in lines if line.startswith("data: ") and "content" in line)
                 assert "word399" in text
         deadline = time.monotonic() + 10
         while client.get("/health").json()["queue_depth"] and time.monotonic() < deadline:
@@ -70,9 +69,10 @@ def test_full_queue_answers_503_at_once_and_never_interrupts_the_running_request
 
 def test_a_cancelled_waiting_request_is_dropped_from_the_queue() -> None:
     engine = ScriptedEngine([LONG_TURN, "never played", "next"], max_queue=2, token_delay_s=0.005)
-    with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as server, httpx.Client(
-        base_url=server.url, timeout=30
-    ) as client:
+    with (
+        LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         url = "/v1/chat/completions"
         with client.stream("POST", url, json=chat_body(True)) as running:
             lines = running.iter_lines()

@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -125,7 +129,11 @@ def test_serve_starts_on_the_embedded_model_and_stops_on_sigterm(tmp_path: Path)
     env = {**os.environ, "HF_HOME": str(tmp_path), "CODEACT_SANDBOX_POOL_SIZE": "0"}
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--ctx-size", "1024"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"

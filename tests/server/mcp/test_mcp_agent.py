@@ -46,13 +46,20 @@ def server(
     engine: ScriptedEngine, web_mcp: LiveServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     config = tmp_path_factory.mktemp("mcp") / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "demo": {"command": sys.executable, "args": [str(DEMO)], "env": {"DEMO_FLAG": "1"}},
-        "web": {"url": web_mcp.url + "/mcp", "headers": {"X-Test": "yes"}},
-        "broken": {"command": str(config.parent / "no-such-mcp-server")},
-    }}))
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=16, mcp_config=config,
-                        tool_timeout=TOOL_TIMEOUT_S)
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "demo": {"command": sys.executable, "args": [str(DEMO)], "env": {"DEMO_FLAG": "1"}},
+                    "web": {"url": web_mcp.url + "/mcp", "headers": {"X-Test": "yes"}},
+                    "broken": {"command": str(config.parent / "no-such-mcp-server")},
+                }
+            }
+        )
+    )
+    settings = Settings(
+        sandbox_pool_size=1, execution_timeout=20, max_sessions=16, mcp_config=config, tool_timeout=TOOL_TIMEOUT_S
+    )
     with LiveServer(create_app(settings, engine)) as live:
         yield live
 
@@ -84,8 +91,14 @@ def test_a_loop_of_calls_in_one_action_over_stdio_and_streamable_http(
     assert seen["error"] is None, seen
     assert seen["stdout"] == "Oslo 4.0\nLima 4.0\n42 2 HI 39.2\n"
     calls = seen["host_calls"]
-    assert [c["tool"] for c in calls] == ["demo_weather", "demo_weather", "demo_add", "demo_add", "web_shout",
-                                          "demo_weather"]
+    assert [c["tool"] for c in calls] == [
+        "demo_weather",
+        "demo_weather",
+        "demo_add",
+        "demo_add",
+        "web_shout",
+        "demo_weather",
+    ]
     assert calls[2]["arguments"] == {"a": 2, "b": 40} and calls[3]["arguments"] == {"a": 1}
     assert all(c["error"] is None and c["duration_s"] > 0 for c in calls)
     prompt = engine.requests[0].prompt
@@ -107,8 +120,10 @@ def test_a_tool_error_raises_in_the_code(server: LiveServer, engine: ScriptedEng
     # The message is the MCP server's own text (this SDK prefixes the tool's name).
     assert seen["stdout"] == "ToolCallError Error executing tool refuse: refused: no quota\n"
     assert seen["error"].endswith("ToolCallError: Error executing tool refuse: refused: twice\n")
-    assert [c["error"] for c in seen["host_calls"]] == ["Error executing tool refuse: refused: no quota",
-                                                        "Error executing tool refuse: refused: twice"]
+    assert [c["error"] for c in seen["host_calls"]] == [
+        "Error executing tool refuse: refused: no quota",
+        "Error executing tool refuse: refused: twice",
+    ]
 
 
 def test_a_slow_tool_times_out_and_the_server_keeps_serving(server: LiveServer, engine: ScriptedEngine) -> None:
@@ -129,9 +144,12 @@ def test_a_request_narrows_the_servers(server: LiveServer, engine: ScriptedEngin
     assert "demo_" not in engine.requests[0].prompt
     engine.enqueue("<solution>x</solution>")
     assert "Tool function available" not in agent(server, mcp_servers=[])["agent"]["steps"][0]["thought"] + (
-        engine.requests[-1].prompt)
-    refused = httpx.post(server.url + "/v1/agent", json={
-        "model": MODEL, "messages": [{"role": "user", "content": "x"}], "mcp_servers": ["web", "nope"]})
+        engine.requests[-1].prompt
+    )
+    refused = httpx.post(
+        server.url + "/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "mcp_servers": ["web", "nope"]},
+    )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "mcp_servers"
     assert "no MCP server named nope; configured: demo, web, broken" in refused.json()["error"]["message"]
@@ -139,8 +157,11 @@ def test_a_request_narrows_the_servers(server: LiveServer, engine: ScriptedEngin
 
 def test_a_client_tool_named_like_an_mcp_tool_is_refused_not_shadowed(server: LiveServer) -> None:
     tool = {"type": "function", "function": {"name": "demo_add", "parameters": {"type": "object"}}}
-    refused = httpx.post(server.url + "/v1/agent", json={
-        "model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": [tool]}, timeout=60)
+    refused = httpx.post(
+        server.url + "/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": [tool]},
+        timeout=60,
+    )
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
     assert error["param"] == "tools"
@@ -183,7 +204,13 @@ def test_a_server_that_dies_mid_session_is_restarted(server: LiveServer, engine:
     assert seen["stdout"].startswith("died: demo_die: MCP error"), seen
     _wait_running(server, "demo", before + 1)
     engine.enqueue("<execute>\nprint(demo_pid() != first, demo_add(1))\n</execute>", "<solution>x</solution>")
-    again = httpx.post(server.url + "/v1/agent", json={
-        "model": MODEL, "session_id": reply["agent"]["session_id"],
-        "messages": [{"role": "user", "content": "again"}]}, timeout=60).json()
+    again = httpx.post(
+        server.url + "/v1/agent",
+        json={
+            "model": MODEL,
+            "session_id": reply["agent"]["session_id"],
+            "messages": [{"role": "user", "content": "again"}],
+        },
+        timeout=60,
+    ).json()
     assert observation(again)["stdout"] == "True 2\n"

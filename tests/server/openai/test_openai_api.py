@@ -33,9 +33,7 @@ def test_models_list_has_openai_shape(client: openai.OpenAI) -> None:
 
 
 def test_non_stream_completion_with_real_usage(client: openai.OpenAI, real_engine) -> None:
-    reply = client.chat.completions.create(
-        model=MODEL, messages=HELLO, max_tokens=24, temperature=0, seed=1
-    )
+    reply = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=24, temperature=0, seed=1)
     assert reply.object == "chat.completion"
     text = reply.choices[0].message.content
     assert text and text.strip()

@@ -50,15 +50,18 @@ def output_for_test() -> InterpreterOutput:
 
 def test_a_run_becomes_reasoning_a_call_with_logs_and_images_and_a_cited_answer() -> None:
     out = output_for_test()
-    events = feed_all(out, [
-        TurnDelta(0, "thought", "Let me plot."),
-        TurnDelta(0, "code", "import x\n"),
-        TurnDelta(0, "code", "plot()"),
-        step(0, Action("execute", code="import x\nplot()"), observation("drawn\n", ("plot.png", "data/t.csv"))),
-        TurnDelta(1, "answer", "Done"),
-        step(1, Action("solution", answer="Done")),
-        AgentDone("solution", "Done", 2, 10, 5),
-    ])
+    events = feed_all(
+        out,
+        [
+            TurnDelta(0, "thought", "Let me plot."),
+            TurnDelta(0, "code", "import x\n"),
+            TurnDelta(0, "code", "plot()"),
+            step(0, Action("execute", code="import x\nplot()"), observation("drawn\n", ("plot.png", "data/t.csv"))),
+            TurnDelta(1, "answer", "Done"),
+            step(1, Action("solution", answer="Done")),
+            AgentDone("solution", "Done", 2, 10, 5),
+        ],
+    )
     assert [item["type"] for item in out.output] == ["reasoning", "code_interpreter_call", "message"]
     reasoning, call, message = out.output
     assert reasoning["content"] == [{"type": "reasoning_text", "text": "Let me plot."}]
@@ -76,14 +79,24 @@ def test_a_run_becomes_reasoning_a_call_with_logs_and_images_and_a_cited_answer(
     ]
     kinds = [kind for kind, _ in events]
     assert kinds == [
-        "response.output_item.added", "response.reasoning_text.delta",
-        "response.reasoning_text.done", "response.output_item.done",
-        "response.output_item.added", "response.code_interpreter_call.in_progress",
-        "response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.delta",
-        "response.code_interpreter_call_code.done", "response.code_interpreter_call.interpreting",
-        "response.code_interpreter_call.completed", "response.output_item.done",
-        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.code_interpreter_call.in_progress",
+        "response.code_interpreter_call_code.delta",
+        "response.code_interpreter_call_code.delta",
+        "response.code_interpreter_call_code.done",
+        "response.code_interpreter_call.interpreting",
+        "response.code_interpreter_call.completed",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
     ]
     # Every event names the item it belongs to by its place in the output.
     for kind, fields in events:
@@ -93,13 +106,16 @@ def test_a_run_becomes_reasoning_a_call_with_logs_and_images_and_a_cited_answer(
 
 def test_a_killed_run_fails_a_cut_block_is_incomplete_and_a_cut_answer_too() -> None:
     out = output_for_test()
-    feed_all(out, [
-        TurnDelta(0, "code", "while True: pass"),
-        step(0, Action("execute", code="while True: pass"), observation(timed_out=True)),
-        TurnDelta(1, "code", "print(1"),  # max_tokens ends the turn inside its block
-        step(1, Action("none")),
-        AgentDone("length", "", 2, 10, 5),
-    ])
+    feed_all(
+        out,
+        [
+            TurnDelta(0, "code", "while True: pass"),
+            step(0, Action("execute", code="while True: pass"), observation(timed_out=True)),
+            TurnDelta(1, "code", "print(1"),  # max_tokens ends the turn inside its block
+            step(1, Action("none")),
+            AgentDone("length", "", 2, 10, 5),
+        ],
+    )
     failed, cut, message = out.output
     assert failed["status"] == "failed" and "timed out" in failed["outputs"][0]["logs"]
     assert cut["status"] == "incomplete" and cut["code"] == "print(1" and cut["outputs"] is None
@@ -110,27 +126,35 @@ def test_a_killed_run_fails_a_cut_block_is_incomplete_and_a_cut_answer_too() -> 
 def test_code_that_streamed_as_an_answer_and_ran_is_a_call_too() -> None:
     """A ``<solution>`` holding code on a last turn is run; what it prints is the answer."""
     out = output_for_test()
-    events = feed_all(out, [
-        TurnDelta(0, "answer", "print(6 * 7)"),
-        step(0, Action("solution", code="print(6 * 7)", answer="42"), observation("42\n")),
-        AgentDone("solution", "42", 1, 10, 5),
-    ])
+    events = feed_all(
+        out,
+        [
+            TurnDelta(0, "answer", "print(6 * 7)"),
+            step(0, Action("solution", code="print(6 * 7)", answer="42"), observation("42\n")),
+            AgentDone("solution", "42", 1, 10, 5),
+        ],
+    )
     call, message = out.output
     assert call["code"] == "print(6 * 7)" and call["outputs"] == [{"type": "logs", "logs": "42\n"}]
     assert message["content"][0]["text"] == "42"
-    assert ("response.code_interpreter_call_code.delta", {"item_id": call["id"], "output_index": 0,
-                                                         "delta": "print(6 * 7)"}) in events
+    assert (
+        "response.code_interpreter_call_code.delta",
+        {"item_id": call["id"], "output_index": 0, "delta": "print(6 * 7)"},
+    ) in events
 
 
 def test_a_questioned_answer_is_no_call_and_the_repeat_answer_keeps_its_call() -> None:
     out = output_for_test()
-    feed_all(out, [
-        TurnDelta(0, "answer", "12"),
-        step(0, Action("solution", answer="12"), observation()),  # the server's note, no code
-        TurnDelta(1, "code", "print(12)"),
-        step(1, Action("solution", answer="12"), None, repeated_code="print(12)", forced="repeat"),
-        AgentDone("solution", "12", 2, 10, 5),
-    ])
+    feed_all(
+        out,
+        [
+            TurnDelta(0, "answer", "12"),
+            step(0, Action("solution", answer="12"), observation()),  # the server's note, no code
+            TurnDelta(1, "code", "print(12)"),
+            step(1, Action("solution", answer="12"), None, repeated_code="print(12)", forced="repeat"),
+            AgentDone("solution", "12", 2, 10, 5),
+        ],
+    )
     assert [item["type"] for item in out.output] == ["code_interpreter_call", "message"]
     assert out.output[0]["code"] == "print(12)" and out.output[0]["status"] == "completed"
 
@@ -166,7 +190,12 @@ def ran_as_shown(call) -> None:
 @pytest.mark.model
 def test_responses_create_runs_code_in_the_sandbox(client: openai.OpenAI) -> None:
     response = client.responses.create(
-        model=MODEL, input=TASK, tools=TOOLS, temperature=0, max_output_tokens=160, max_tool_calls=1,
+        model=MODEL,
+        input=TASK,
+        tools=TOOLS,
+        temperature=0,
+        max_output_tokens=160,
+        max_tool_calls=1,
         include=["code_interpreter_call.outputs"],
     )
     calls = [item for item in response.output if item.type == "code_interpreter_call"]
@@ -212,14 +241,23 @@ def test_a_follow_up_continues_the_same_container(client: openai.OpenAI, server:
     container = next(item.container_id for item in first.output if item.type == "code_interpreter_call")
     session = httpx.get(f"{server.url}/v1/agent/sessions/{container}").json()
     second = client.responses.create(
-        model=MODEL, input="Now run: print(1 + 1)", previous_response_id=first.id, tools=TOOLS,
-        temperature=0, max_output_tokens=120, max_tool_calls=1,
+        model=MODEL,
+        input="Now run: print(1 + 1)",
+        previous_response_id=first.id,
+        tools=TOOLS,
+        temperature=0,
+        max_output_tokens=120,
+        max_tool_calls=1,
     )
     grown = httpx.get(f"{server.url}/v1/agent/sessions/{container}").json()
     assert grown["turns"] > session["turns"]  # the same session took the follow-up's turns
     assert all(item.container_id == container for item in second.output if item.type == "code_interpreter_call")
     named = client.responses.create(
-        model=MODEL, input="Run: print(2)", temperature=0, max_output_tokens=80, max_tool_calls=1,
+        model=MODEL,
+        input="Run: print(2)",
+        temperature=0,
+        max_output_tokens=80,
+        max_tool_calls=1,
         tools=[{"type": "code_interpreter", "container": container}],
     )
     assert httpx.get(f"{server.url}/v1/agent/sessions/{container}").json()["turns"] > grown["turns"]
@@ -232,8 +270,11 @@ def test_a_follow_up_continues_the_same_container(client: openai.OpenAI, server:
     [
         ({"tools": [*TOOLS, {"type": "function", "name": "f", "parameters": {}}]}, 400, "tools"),
         ({"tool_choice": "required"}, 400, "tool_choice"),
-        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["f"]}}]}, 400,
-         "tools[0].container.file_ids"),
+        (
+            {"tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["f"]}}]},
+            400,
+            "tools[0].container.file_ids",
+        ),
         ({"tools": [{"type": "code_interpreter", "container": "sess_gone"}]}, 404, "tools[0].container"),
         ({"tools": [{"type": "code_interpreter"}]}, 400, "tools[0].container"),
         ({"text": {"format": {"type": "json_object"}}}, 400, "text.format"),

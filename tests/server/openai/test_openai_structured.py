@@ -117,9 +117,7 @@ def test_json_schema_streamed_is_the_same_json(client: openai.OpenAI) -> None:
 
 def _bad_request(client: openai.OpenAI, **fields) -> dict:
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(
-            **{"model": MODEL, "messages": PERSON_PROMPT, "max_tokens": 4, **fields}
-        )
+        client.chat.completions.create(**{"model": MODEL, "messages": PERSON_PROMPT, "max_tokens": 4, **fields})
     assert info.value.status_code == 400
     return info.value.body
 
@@ -127,9 +125,7 @@ def _bad_request(client: openai.OpenAI, **fields) -> dict:
 @pytest.mark.model
 def test_a_schema_keyword_the_grammar_cannot_enforce_is_a_400_naming_it(client: openai.OpenAI) -> None:
     schema = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 18}}}
-    body = _bad_request(
-        client, response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}
-    )
+    body = _bad_request(client, response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}})
     assert body["param"] == "response_format.json_schema.schema.properties.age.minimum"
     assert body["code"] == "unsupported_schema"
     body = _bad_request(client, response_format={"type": "json_schema", "json_schema": {"name": "p"}})
@@ -198,7 +194,5 @@ def test_neutral_values_and_labels_are_accepted(client: openai.OpenAI) -> None:
 
 @pytest.mark.model
 def test_agent_route_refuses_n_above_one_too(server: LiveServer) -> None:
-    r = httpx.post(
-        server.url + "/v1/agent", json={"model": MODEL, "messages": PERSON_PROMPT, "n": 3}
-    )
+    r = httpx.post(server.url + "/v1/agent", json={"model": MODEL, "messages": PERSON_PROMPT, "n": 3})
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"

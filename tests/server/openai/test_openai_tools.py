@@ -91,7 +91,10 @@ def test_calls_fed_piece_by_piece_give_the_same_calls_and_events_in_order() -> N
         events += changes
     assert splitter.calls.complete and splitter.leftover() == ""
     assert [(e.kind, e.index) for e in events if e.kind != "arguments"] == [
-        ("start", 0), ("end", 0), ("start", 1), ("end", 1)
+        ("start", 0),
+        ("end", 0),
+        ("start", 1),
+        ("end", 1),
     ]
     assert "".join(e.text for e in events if e.index == 0) == '{"a": [1, 2]}'
     text_splitter = AnswerSplitter(plan=object())  # type: ignore[arg-type]
@@ -219,9 +222,7 @@ def test_a_call_cut_by_max_tokens_is_length_with_its_arguments_so_far(client: op
 
 @pytest.mark.model
 def test_auto_answers_either_text_or_a_valid_call(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=[WEATHER], max_tokens=40, temperature=0
-    )
+    reply = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER], max_tokens=40, temperature=0)
     message = reply.choices[0].message
     if message.tool_calls:
         assert reply.choices[0].finish_reason == "tool_calls"

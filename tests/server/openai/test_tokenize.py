@@ -36,9 +36,7 @@ def test_pieces_join_to_the_text(server: LiveServer) -> None:
     plain = post(server, "/tokenize", {"content": TEXT}).json()["tokens"]
     pieces = post(server, "/tokenize", {"content": TEXT, "with_pieces": True}).json()["tokens"]
     assert [p["id"] for p in pieces] == plain
-    raw = b"".join(
-        p["piece"].encode() if isinstance(p["piece"], str) else bytes(p["piece"]) for p in pieces
-    )
+    raw = b"".join(p["piece"].encode() if isinstance(p["piece"], str) else bytes(p["piece"]) for p in pieces)
     assert raw.decode() == TEXT
     assert any(isinstance(p["piece"], list) for p in pieces)  # the emoji's bytes split up
 

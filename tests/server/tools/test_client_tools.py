@@ -20,12 +20,18 @@ from models.engine.scripted import ScriptedEngine
 from tests.live_server import LiveServer
 from tests.scripted_agent import MODEL, scripted_server
 
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get-weather",
-    "description": "Current temperature of a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "city name"}},
-                   "required": ["city"]},
-}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get-weather",
+        "description": "Current temperature of a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "city name"}},
+            "required": ["city"],
+        },
+    },
+}
 TWO_CALLS = (
     "<execute>\nfirst = get_weather('Oslo')\nsecond = get_weather(city='Lima')\n"
     "print(first['temp'] + second['temp'], type(first).__name__)\n</execute>"
@@ -78,7 +84,7 @@ def test_the_openai_tool_loop(server: LiveServer, engine: ScriptedEngine) -> Non
     assert all(c["error"] is None for c in seen["host_calls"])
     prompt = engine.requests[0].prompt
     assert "] get_weather(city: str)\nCurrent temperature of a city.\n\nArgs:\n    city: city name" in prompt
-    assert "codeact_host_calls_total{outcome=\"ok\"} 2.0" in httpx.get(server.url + "/metrics").text
+    assert 'codeact_host_calls_total{outcome="ok"} 2.0' in httpx.get(server.url + "/metrics").text
 
 
 def test_the_openai_tool_loop_streaming(server: LiveServer) -> None:
@@ -86,7 +92,8 @@ def test_the_openai_tool_loop_streaming(server: LiveServer) -> None:
     answered = 0
     for _ in range(5):
         stream = client(server).chat.completions.create(
-            model=MODEL, messages=messages, tools=[WEATHER_TOOL], stream=True)
+            model=MODEL, messages=messages, tools=[WEATHER_TOOL], stream=True
+        )
         tool_calls: dict[int, dict[str, Any]] = {}
         content, finish = "", None
         for chunk in stream:
@@ -95,8 +102,9 @@ def test_the_openai_tool_loop_streaming(server: LiveServer) -> None:
             delta = chunk.choices[0].delta
             content += delta.content or ""
             for piece in delta.tool_calls or []:
-                slot = tool_calls.setdefault(piece.index, {"id": "", "type": "function",
-                                                           "function": {"name": "", "arguments": ""}})
+                slot = tool_calls.setdefault(
+                    piece.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
                 slot["id"] += piece.id or ""
                 slot["function"]["name"] += piece.function.name or ""
                 slot["function"]["arguments"] += piece.function.arguments or ""
@@ -143,15 +151,20 @@ def test_a_result_that_is_not_json_arrives_as_text_and_unknown_ids_are_refused(
     engine._turns.clear()  # noqa: SLF001 - this test scripts its own turns
     engine.enqueue("<execute>\nprint(repr(get_weather('Rome')))\n</execute>", "<solution>ok</solution>")
     first = client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Rome?"}], tools=[WEATHER_TOOL])
+        model=MODEL, messages=[{"role": "user", "content": "Rome?"}], tools=[WEATHER_TOOL]
+    )
     call = first.choices[0].message.tool_calls[0]
     history = [{"role": "user", "content": "Rome?"}, first.choices[0].message]
     with pytest.raises(openai.BadRequestError) as refused:
         client(server).chat.completions.create(
-            model=MODEL, messages=[*history, {"role": "tool", "tool_call_id": "call_unknown", "content": "x"}],
-            tools=[WEATHER_TOOL])
+            model=MODEL,
+            messages=[*history, {"role": "tool", "tool_call_id": "call_unknown", "content": "x"}],
+            tools=[WEATHER_TOOL],
+        )
     assert refused.value.body["param"] == "messages" and "call_unknown" in refused.value.body["message"]
     done = client(server).chat.completions.create(
-        model=MODEL, messages=[*history, {"role": "tool", "tool_call_id": call.id, "content": "warm, 24 C"}],
-        tools=[WEATHER_TOOL])
+        model=MODEL,
+        messages=[*history, {"role": "tool", "tool_call_id": call.id, "content": "warm, 24 C"}],
+        tools=[WEATHER_TOOL],
+    )
     assert done.model_extra["agent"]["steps"][0]["observation"]["stdout"] == "'warm, 24 C'\n"

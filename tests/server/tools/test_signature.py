@@ -28,8 +28,10 @@ def test_names_are_identifiers() -> None:
 def test_signature_puts_required_first_and_shows_extra_for_other_names() -> None:
     function = shape("search_find", "Find things.", SCHEMA)
     assert function.signature == "search_find(query: str, limit: int = None, tags: list[str] = None, **extra)"
-    assert function.docstring == ("Find things.\n\nArgs:\n    query: what to find\n    limit: most results\n"
-                                  "    **extra: arguments whose names are not Python identifiers")
+    assert function.docstring == (
+        "Find things.\n\nArgs:\n    query: what to find\n    limit: most results\n"
+        "    **extra: arguments whose names are not Python identifiers"
+    )
 
 
 def run_stub(source: str, name: str) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
@@ -45,9 +47,11 @@ def test_the_stub_sends_what_was_given_by_position_or_keyword() -> None:
     assert find("cats", 3) == "ok"
     find(query="dogs", tags=["a"], **{"max-age": 2, "class": "x"})
     find("owls", limit=None)
-    assert sent == [("search_find", {"query": "cats", "limit": 3}),
-                    ("search_find", {"query": "dogs", "tags": ["a"], "max-age": 2, "class": "x"}),
-                    ("search_find", {"query": "owls"})]
+    assert sent == [
+        ("search_find", {"query": "cats", "limit": 3}),
+        ("search_find", {"query": "dogs", "tags": ["a"], "max-age": 2, "class": "x"}),
+        ("search_find", {"query": "owls"}),
+    ]
     assert find.__doc__ == function.docstring
 
 
