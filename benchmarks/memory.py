@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import embedded_model_path, print_table, write_result  # noqa: E402
+from benchmarks.servers import free_port  # noqa: E402
 from models.store.gguf_file import read_gguf_metadata  # noqa: E402
 from sandbox import SandboxPool  # noqa: E402
 
@@ -97,12 +97,6 @@ def _median_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in trees[0] if k != "processes"]
     row = {k: _mb(sorted(t[k] for t in trees)[len(trees) // 2]) for k in keys}
     return {**row, "processes": trees[0]["processes"], "n": len(trees)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServedModel:

@@ -29,9 +29,20 @@ START_TIMEOUT_S = 180.0
 
 
 def free_port() -> int:
+    """A loopback port free right now, for a child server to bind (the one copy: tests use it too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``; always reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager
@@ -58,12 +69,7 @@ def child_server(name: str, command: Sequence[str], port: int, ready_path: str) 
             time.sleep(0.25)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=20)
         log.unlink(missing_ok=True)
 
 

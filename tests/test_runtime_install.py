@@ -39,7 +39,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ import httpx
 import openai
 import pytest
 
+from benchmarks.servers import free_port
 from models.store.catalog import CATALOG
 from tests.models.conftest import FakeHub, write_tiny_gguf
 
@@ -170,12 +170,6 @@ def dockerfile_steps(name: str) -> dict[str, object]:
     copies = re.findall(r"^COPY (?!--)(\S+) /src/(\S+)$", text, re.MULTILINE)
     assert pin and command and copies, f"{name}: install steps not found where this test expects them"
     return {"pin": pin.group(1), "requirements_argv": shlex.split(command.group(1)), "copies": copies}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

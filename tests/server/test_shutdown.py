@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,17 +22,12 @@ import httpx
 import psutil
 import pytest
 
+from benchmarks.servers import free_port
 from sandbox.confine.isolation import WORKER_PATH
 from tests.conftest import embedded_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sleeping_tool(seconds: float) -> dict[str, str]:

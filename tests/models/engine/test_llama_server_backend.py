@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import openai
 import pytest
 
 from benchmarks.llama_server_build import BuildError, binary_version, ensure_llama_server
+from benchmarks.servers import free_port, stop_process
 from models.engine.chat_format import render_chatml
 from server.agent.turns import CHOOSE_GRAMMAR, CHOOSE_TOKENS, TurnGenerator, TurnSettings
 from server.api.app import create_app
@@ -52,19 +52,8 @@ TAG_PAIR = re.compile(r"<(execute|solution)>.*?</\1>", re.DOTALL)
 START_TIMEOUT_S = 60
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, grace_s=10)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from benchmarks.servers import free_port
 from models.store.catalog import CATALOG
 from tests.conftest import embedded_model_path
 from tests.models.conftest import FakeHub, write_tiny_gguf
@@ -117,15 +117,9 @@ def test_pull_offline_says_how_to_proceed(tmp_path: Path) -> None:
     assert_one_line_error(result, "offline")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.model
 def test_serve_starts_on_the_embedded_model_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HOME": str(tmp_path), "CODEACT_SANDBOX_POOL_SIZE": "0"}
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--ctx-size", "1024"],
