@@ -13,7 +13,8 @@ shared machine hits every arm alike:
   code run in the same kind of sandbox. It ends at a ``<solution>``, at a turn without
   ``<execute>`` (that reply is its answer), or at the turn limit.
 * policy variants, each ``/v1/agent`` with one named option changed (``--arms``):
-  ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``no-final``
+  ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
+  (``on_failed_repeat: note``), ``no-restate`` (``restate_task: false``), ``no-final``
   (``final_answer: false``), ``chat-style`` (``prompt_style: chat``), ``all-off`` (all
   three off), so each mechanism's effect is measured on and off in the same run.
 * ``--server-arm NAME=URL`` adds an arm served elsewhere (e.g. an older commit of ours).
@@ -56,6 +57,8 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "plain": None,
     "no-repeat": {"on_repeat": "off"},
     "note-repeat": {"on_repeat": "note"},
+    "note-failed": {"on_failed_repeat": "note"},
+    "no-restate": {"restate_task": False},
     "no-final": {"final_answer": False},
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},
@@ -66,6 +69,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "prompt_style": "chat",
         "fenced_code": "off",
         "code_answer": "off",
+        "restate_task": False,
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -126,10 +126,21 @@ class Settings(BaseSettings):
         "request: `answer` (that turn becomes a solution-only turn), `note` (say so in the "
         "observation), `off`",
     )
+    agent_on_failed_repeat: Literal["resample", "note"] = Field(
+        "resample",
+        description="with `answer`, a repeat that answers nothing (the same error again, or only "
+        "the code's own literal text): `resample` (drop it from what the model reads and sample "
+        "its next turn) or `note` (say so in the observation)",
+    )
     agent_final_answer: bool = Field(
         True,
         description="the last turn of a budget of two or more may only be a <solution>, so a "
         "run does not end at max_turns without an answer (the response flags forced answers)",
+    )
+    agent_restate_task: bool = Field(
+        True,
+        description="end every observation with the task restated (`Task: ...`), so that small "
+        "models read the output beside the question it should answer",
     )
     agent_fenced_code: Literal["execute", "off"] = Field(
         "execute",

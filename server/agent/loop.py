@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from models.engine.api import ContextOverflowError, Engine
 from models.engine.chat_format import render_chatml
 from sandbox.executor import CodeExecutor
+from sandbox.result import ExecResult
 from server.agent.actions import (
     EXECUTE_CLOSE,
     EXECUTE_OPEN,
@@ -31,7 +32,15 @@ from server.agent.actions import (
     ChannelSplitter,
     parse_turn,
 )
-from server.agent.policy import ForcedReason, LoopPolicy, RepeatTracker, looks_like_code
+from server.agent.policy import (
+    RESAMPLE_SEED,
+    RESAMPLE_TEMPERATURE,
+    ForcedReason,
+    LoopPolicy,
+    RepeatTracker,
+    looks_like_code,
+    prints_only_literals,
+)
 from server.agent.prompts import UNVERIFIED_NOTE, observation_body, render_note, render_observation
 from server.agent.steps import Action, AgentDone, AgentEvent, AgentFinish, Observation, Step, StepDone, TurnDelta
 from server.agent.turns import StructureMode, TurnGenerator, TurnResult, TurnSettings
@@ -78,12 +87,15 @@ async def run_agent(
     repeats = RepeatTracker()
     last_text = ""
     executed = checked = False  # has code run in this request; was an unverified answer questioned
+    resample = False  # the last turn repeated a failure: sample this one
+    task = current_task(messages) if policy.restate_task else None
     for turn in range(options.max_turns):
         index = first_step_index + turn
         forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
+        sampled = resample and forced is None
         # A forced answer opens <solution> at once: thinking first lets small models talk
         # themselves back into running code.
-        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None)
+        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None, sampled=sampled)
         try:
             async for delta in _stream_turn(turn_gen, index):
                 yield delta
@@ -94,6 +106,7 @@ async def run_agent(
             return
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
+        step.resampled, resample = sampled, False
         last_text = step.thought
         turns_left = options.max_turns - turn - 1
         code_answer = _code_as_answer(step, policy)
@@ -104,9 +117,9 @@ async def run_agent(
         if code_answer and forced is not None:
             await _answer_from_code(step, executor, options, turns_left, repeats)
         if step.action.type == "execute":
-            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats)
+            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats, task)
             step.timings["execution_s"] = step.observation.duration_s
-            if _answers_by_repeat(step.observation, policy):
+            if _answers_by_repeat(step, policy):
                 # The model asked again for what it has already seen: this turn becomes its
                 # answer, given right after the observation that showed it.
                 messages.pop()
@@ -127,10 +140,17 @@ async def run_agent(
                     await _answer_from_code(step, executor, options, turns_left, repeats)
         if step.action.type == "execute" or step.action.code is not None:
             executed = True
+        if _resamples(step, policy) and turn + 1 < options.max_turns:
+            # The model repeated a failure: the next turn is sampled from the history
+            # before the repeat, which the model therefore does not read.
+            messages.pop()
+            resample = True
+            yield StepDone(step)
+            continue
         if step.action.type == "solution" and _checks_unverified(step, policy, executed, checked):
             # An answer no code ever backed: ask once whether it needs computing.
             checked = True
-            step.observation = _note_observation(UNVERIFIED_NOTE, options, turn)
+            step.observation = _note_observation(UNVERIFIED_NOTE, options, turn, task)
             messages.append({"role": "user", "content": step.observation.text})
             yield StepDone(step)
             continue
@@ -163,15 +183,21 @@ def _turn_generator(
     turn: int,
     *,
     solution_only: bool = False,
+    sampled: bool = False,
 ) -> TurnGenerator:
+    """``sampled``: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
+    temperature, seed = options.temperature, options.seed
+    if sampled:
+        temperature = max(temperature, RESAMPLE_TEMPERATURE)
+        seed = RESAMPLE_SEED + turn if seed is None else seed + turn
     return TurnGenerator(
         engine,
         render_chatml(messages),
         TurnSettings(
             max_tokens=options.max_tokens or DEFAULT_TURN_TOKENS,
-            temperature=options.temperature,
+            temperature=temperature,
             top_p=options.top_p,
-            seed=options.seed,
+            seed=seed,
             mode=options.structure,
             fenced_code=options.policy.fenced_code == "execute",
         ),
@@ -197,19 +223,43 @@ def _checks_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: 
     return policy.unverified_answer == "check" and not executed and not checked and step.forced is None
 
 
-def _note_observation(note: str, options: AgentOptions, turn: int) -> Observation:
+def current_task(messages: list[dict[str, str]]) -> str | None:
+    """The task of this run: the newest user message (a session's follow-up is its task)."""
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message["content"]
+    return None
+
+
+def _note_observation(note: str, options: AgentOptions, turn: int, task: str | None) -> Observation:
     """An observation that is the server's word to the model, not an execution's output."""
     policy = options.policy
     text = render_note(
-        note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns)
+        note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns), task
     )
     return Observation(text=text)
 
 
-def _answers_by_repeat(observation: Observation, policy: LoopPolicy) -> bool:
-    """A repeat the policy answers: same code, same output, and the output is not a failure."""
-    failed = observation.error is not None or observation.timed_out or observation.killed_reason is not None
-    return observation.repeated and policy.on_repeat == "answer" and not failed
+def _answers_by_repeat(step: Step, policy: LoopPolicy) -> bool:
+    """A repeat the policy answers: same code, same output, and the output is an answer."""
+    observation = step.observation
+    assert observation is not None
+    return observation.repeated and policy.on_repeat == "answer" and not _shows_nothing(step.action.code, observation)
+
+
+def _resamples(step: Step, policy: LoopPolicy) -> bool:
+    """A repeat that is no answer, and the policy samples the next turn instead."""
+    observation = step.observation
+    if step.action.type != "execute" or observation is None or not observation.repeated:
+        return False
+    resampling = policy.on_repeat == "answer" and policy.on_failed_repeat == "resample"
+    return resampling and _shows_nothing(step.action.code, observation)
+
+
+def _shows_nothing(code: str | None, result: ExecResult) -> bool:
+    """Output that answers nothing: a failure, or only the code's own literal text."""
+    failed = result.error is not None or result.timed_out or result.killed_reason is not None
+    return failed or prints_only_literals(code or "")
 
 
 def _code_as_answer(step: Step, policy: LoopPolicy) -> bool:
@@ -270,7 +320,12 @@ def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earl
 
 
 async def _execute(
-    executor: CodeExecutor, code: str, options: AgentOptions, turns_left: int, repeats: RepeatTracker
+    executor: CodeExecutor,
+    code: str,
+    options: AgentOptions,
+    turns_left: int,
+    repeats: RepeatTracker,
+    task: str | None = None,
 ) -> Observation:
     """Run code off the event loop; if our task is cancelled, kill the execution too."""
     try:
@@ -280,13 +335,14 @@ async def _execute(
         raise
     policy = options.policy
     repeated = repeats.is_repeat(code, observation_body(result)[0])
-    failed = result.error is not None or result.timed_out or result.killed_reason is not None
-    note = repeated and (policy.on_repeat == "note" or (policy.on_repeat == "answer" and failed))
+    no_answer = policy.on_repeat == "answer" and policy.on_failed_repeat == "note" and _shows_nothing(code, result)
+    note = repeated and (policy.on_repeat == "note" or no_answer)
     text, cut = render_observation(
         result,
         turns_left,
         style=policy.prompt_style,
         final_answer=policy.forces_final_answer(options.max_turns),
         repeated=note,
+        task=task,
     )
     return Observation.of(result, text, cut=cut, repeated=repeated)

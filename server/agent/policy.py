@@ -15,6 +15,15 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   showed the output, so the repeat costs no further turn. A repeat whose output is an
   error is not an answer: the model is told it repeated itself instead, as with
   ``"note"``, which runs it and says so in the observation. ``"off"`` does nothing.
+  Nor is a repeat of code that only prints text written in it (``print("Median:")``): its
+  output shows nothing the model did not already write.
+* ``on_failed_repeat``: what ``on_repeat: "answer"`` does with a repeat that is no answer
+  (an error again, or only the code's own literal text). At temperature 0 the same history
+  gives the same turn, so a model that repeated a failure once repeats it to the end of
+  the budget. ``"resample"`` leaves the repeat out of the history the model reads and
+  samples the next turn (temperature ``RESAMPLE_TEMPERATURE``, a fixed seed unless the
+  request set one, so runs stay reproducible); the repeat is still reported as a step, and
+  the sampled one says ``resampled``. ``"note"`` keeps the repeat and tells the model it repeated itself.
 * ``final_answer``: the last turn of the budget may only be a ``<solution>`` (when the
   budget allows more than one turn), so no run ends at ``max_turns`` with nothing.
 * ``fenced_code``: small models often write their code in a Markdown fence (```python)
@@ -30,6 +39,10 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   not accept a solution that no code backed (none ran in this request) the first time: the
   model is asked to compute it, or to give the same solution again if it needs no code.
   ``"accept"`` takes it.
+* ``restate_task``: small models lose the question after a few turns: given ``362880`` as
+  the product of some digits, they go on to multiply the digits of ``362880``. With it,
+  every observation ends with the task restated (``Task: ...``) before the turns left, so
+  the output is read beside the question it should answer.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
@@ -46,12 +59,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 RepeatPolicy = Literal["answer", "note", "off"]
+FailedRepeatPolicy = Literal["resample", "note"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
 UnverifiedPolicy = Literal["check", "accept"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
+#: Sampling for the turn after a failed repeat: enough to leave a loop, little enough to
+#: stay on the task. The seed keeps a temperature-0 run reproducible.
+RESAMPLE_TEMPERATURE = 0.7
+RESAMPLE_SEED = 1
 
 #: How a forced answer is explained to people (transcript, terminal, web page).
 FORCED_NOTES: dict[str, str] = {
@@ -65,11 +83,13 @@ class LoopPolicy:
     """The policy of one request (defaults are what measured best; see the module doc)."""
 
     on_repeat: RepeatPolicy = "answer"
+    on_failed_repeat: FailedRepeatPolicy = "resample"
     final_answer: bool = True
     prompt_style: PromptStyle = "mint"
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
     unverified_answer: UnverifiedPolicy = "accept"
+    restate_task: bool = True
 
     def forces_final_answer(self, max_turns: int) -> bool:
         """Whether the last turn of this budget may only answer: a budget of two or more.
@@ -108,6 +128,34 @@ class RepeatTracker:
         repeated = self._outputs.get(key) == output
         self._outputs[key] = output
         return repeated
+
+
+def prints_only_literals(code: str) -> bool:
+    """Whether every statement is a ``print`` of constants (or a bare constant): code that
+    computes nothing, so its output only repeats what the model wrote into it."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    if not tree.body:
+        return False
+    for statement in tree.body:
+        if not isinstance(statement, ast.Expr):
+            return False
+        value = statement.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print":
+            arguments = [*value.args, *(keyword.value for keyword in value.keywords)]
+        else:
+            arguments = [value]
+        if not all(_is_literal(argument) for argument in arguments):
+            return False
+    return True
+
+
+def _is_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    return isinstance(node, ast.JoinedStr) and all(isinstance(part, ast.Constant) for part in node.values)
 
 
 _CODE_NODES = (

@@ -125,8 +125,13 @@ def render_observation(
     style: PromptStyle = "chat",
     final_answer: bool = False,
     repeated: bool = False,
+    task: str | None = None,
 ) -> tuple[str, bool]:
-    """The user message that reports an execution; returns it and whether it was cut."""
+    """The user message that reports an execution; returns it and whether it was cut.
+
+    ``task``: the task restated under the output (``restate_task``), so that a model reads
+    the output right beside the question it should answer.
+    """
     body, cut = observation_body(result)
     extras = []
     if result.notice:
@@ -135,14 +140,25 @@ def render_observation(
         extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
     if repeated:
         extras.append(REPEAT_NOTE)
+    if task:
+        extras.append(restated_task(task))
     if turns_left is not None:
         extras.append(turns_left_note(turns_left, style, final_answer))
     return _observation_message(body, extras, style), cut
 
 
-def render_note(note: str, turns_left: int, style: PromptStyle, final_answer: bool) -> str:
+def render_note(note: str, turns_left: int, style: PromptStyle, final_answer: bool, task: str | None = None) -> str:
     """An observation that is the server's word to the model, not an execution's output."""
-    return _observation_message(note, [turns_left_note(turns_left, style, final_answer)], style)
+    extras = [restated_task(task)] if task else []
+    return _observation_message(note, [*extras, turns_left_note(turns_left, style, final_answer)], style)
+
+
+def restated_task(task: str) -> str:
+    """The task once more, as the first user message framed it (without a second prefix)."""
+    text = task.strip()
+    if text.startswith(TASK_PREFIX):
+        text = text[len(TASK_PREFIX) :].strip()
+    return f"{TASK_PREFIX} {text}"
 
 
 def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -> str:

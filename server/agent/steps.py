@@ -81,6 +81,8 @@ class Step:
     forced: ForcedReason | None = None
     #: With ``forced == "repeat"``: the code the model asked to run again (not shown to it).
     repeated_code: str | None = None
+    #: Sampled (not greedy) because the turn before repeated a failure (``on_failed_repeat``).
+    resampled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

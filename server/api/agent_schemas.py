@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
 from server.agent.policy import (
     CodeAnswerPolicy,
+    FailedRepeatPolicy,
     FencePolicy,
     LoopPolicy,
     PromptStyle,
@@ -90,9 +91,20 @@ class AgentRequest(ChatBody):
         description="when the model runs code that already gave the same output: 'answer' (that "
         "turn becomes a solution-only turn), 'note' (tell the model), 'off' (default: the server's)",
     )
+    on_failed_repeat: FailedRepeatPolicy | None = Field(
+        None,
+        description="with on_repeat 'answer', a repeat that answers nothing (an error again, or "
+        "only the code's own literal text): 'resample' (the model does not read the repeat and its "
+        "next turn is sampled) or 'note' (tell the model; default: the server's)",
+    )
     final_answer: bool | None = Field(
         None,
         description="the last turn may only be a <solution> (budgets of two turns or more; default: the server's)",
+    )
+    restate_task: bool | None = Field(
+        None,
+        description="end every observation with the task restated, so that the output is read "
+        "beside its question (default: the server's)",
     )
     fenced_code: FencePolicy | None = Field(
         None,
@@ -189,11 +201,13 @@ class AgentRequest(ChatBody):
             structure=self.structure(),
             policy=LoopPolicy(
                 on_repeat=self.on_repeat or settings.agent_on_repeat,
+                on_failed_repeat=self.on_failed_repeat or settings.agent_on_failed_repeat,
                 final_answer=settings.agent_final_answer if self.final_answer is None else self.final_answer,
                 prompt_style=self.prompt_style or settings.agent_prompt_style,
                 fenced_code=self.fenced_code or settings.agent_fenced_code,
                 code_answer=self.code_answer or settings.agent_code_answer,
                 unverified_answer=self.unverified_answer or settings.agent_unverified_answer,
+                restate_task=settings.agent_restate_task if self.restate_task is None else self.restate_task,
             ),
         )
 
@@ -240,6 +254,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "generation_finish": step.generation_finish,
         "forced": step.forced,
         "repeated_code": step.repeated_code,
+        "resampled": step.resampled,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }

@@ -16,7 +16,7 @@ import pytest
 
 from models.engine.scripted import ScriptedEngine
 from server.agent.actions import SOLUTION_CLOSE
-from server.agent.policy import LoopPolicy, RepeatTracker, code_key
+from server.agent.policy import LoopPolicy, RepeatTracker, code_key, prints_only_literals
 from server.agent.prompts import REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView
@@ -78,9 +78,31 @@ def test_a_repeated_action_becomes_the_answer_in_the_same_turn(server: LiveServe
     assert sum(m["content"].startswith("Observation:") for m in history if m["role"] == "user") == 1
 
 
-def test_a_repeated_error_is_a_note_not_an_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+def test_code_that_prints_only_its_own_text_computes_nothing() -> None:
+    assert prints_only_literals('print("Median of [1, 2, 3]:")\nprint(f"step 2")\n"note"')
+    assert prints_only_literals("print('a', 1, sep=', ')")
+    for computes in ("print(6 * 7)", "print(f'{x}')", "print(hex(48879))", "x = 1", "print('a')\nprint(y)", ""):
+        assert not prints_only_literals(computes), computes
+    assert not prints_only_literals("print(")  # not Python: not a finding about its output
+
+
+def test_a_repeated_error_is_left_out_and_the_next_turn_sampled(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
     run = agent(server)["agent"]
+    first, second, third = run["steps"]
+    assert second["observation"]["repeated"] is True and REPEAT_NOTE not in second["observation"]["message"]
+    assert [s["resampled"] for s in run["steps"]] == [False, False, True]
+    history = session(server, run["session_id"])["messages"]
+    # The model reads its first attempt and error, then the sampled turn: not the repeat.
+    contents = [m["content"] for m in history[2:]]
+    assert contents == ["<execute>print(F)</execute>", first["observation"]["message"], "<solution>no idea</solution>"]
+    assert second["observation"]["message"] not in [m["content"] for m in history]
+    assert third["forced"] is None and run["forced_answer"] is None
+
+
+def test_a_repeated_error_is_a_note_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
+    run = agent(server, on_failed_repeat="note")["agent"]
     first, second, third = run["steps"]
     assert "NameError" in second["observation"]["error"]  # cell names differ, the error is the same
     assert second["observation"]["repeated"] is True

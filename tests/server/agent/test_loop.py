@@ -17,7 +17,7 @@ from models.engine.scripted import ScriptedEngine
 from sandbox.fake_executor import ScriptedExecutor
 from sandbox.result import ExecResult
 from server.agent.loop import AgentOptions, run_agent
-from server.agent.policy import LoopPolicy
+from server.agent.policy import RESAMPLE_SEED, RESAMPLE_TEMPERATURE, LoopPolicy
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 
 TASK = [{"role": "system", "content": "You are a CodeAct agent."}, {"role": "user", "content": "What is 6 * 7?"}]
@@ -110,6 +110,70 @@ def test_without_the_policy_the_loop_runs_out_of_turns(engine: ScriptedEngine) -
     events, _ = drive(engine, ScriptedExecutor(default=lambda code: ExecResult(stdout="42")), max_turns=3, policy=off)
     assert (done(events).finish_reason, done(events).turns) == ("max_turns", 3)
     assert all(s.forced is None for s in steps(events))
+
+
+def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
+    error = ExecResult(error="NameError: name 'F' is not defined")
+    events, messages = drive(engine, ScriptedExecutor(default=lambda code: error))
+    first, repeat, sampled = steps(events)
+    assert repeat.observation.repeated and repeat.forced is None and not repeat.resampled
+    assert sampled.resampled and not first.resampled and done(events).forced_answer is None
+    # The model reads its first attempt and its error once, then the sampled turn.
+    assert [m["content"] for m in messages[2:]] == [first.raw, first.observation.text, sampled.raw]
+    temperatures = [(r.temperature, r.seed) for r in engine.requests]
+    assert temperatures[0] == temperatures[1] == (0.0, None)
+    assert temperatures[-1] == (RESAMPLE_TEMPERATURE, RESAMPLE_SEED + 2)
+
+
+def test_a_request_seed_seeds_the_resampled_turn(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
+    error = ExecResult(error="NameError: name 'F' is not defined")
+    drive(engine, ScriptedExecutor(default=lambda code: error), seed=40, temperature=0.9)
+    assert (engine.requests[-1].temperature, engine.requests[-1].seed) == (0.9, 42)
+
+
+def test_a_repeat_of_its_own_literal_text_is_not_an_answer(engine: ScriptedEngine) -> None:
+    label = '<execute>print("The median of the list:")</execute>'
+    engine.enqueue(label, label, "<execute>print(sorted([3, 1, 2])[1])</execute>", "<solution>2</solution>")
+    executor = ScriptedExecutor(["The median of the list:\n", "The median of the list:\n", "2\n"])
+    events, _ = drive(engine, executor)
+    assert [s.forced for s in steps(events)] == [None, None, None, None]
+    assert [s.resampled for s in steps(events)] == [False, False, True, False]
+    assert (done(events).message, done(events).forced_answer) == ("2", None)
+
+
+def test_with_note_a_repeated_failure_stays_and_is_named(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(F)</execute>", "<execute>print(F)</execute>", "<solution>no idea</solution>")
+    error = ExecResult(error="NameError: name 'F' is not defined")
+    policy = LoopPolicy(on_failed_repeat="note")
+    events, messages = drive(engine, ScriptedExecutor(default=lambda code: error), policy=policy)
+    repeat = steps(events)[1]
+    assert repeat.observation.text in [m["content"] for m in messages] and "already ran" in repeat.observation.text
+    assert not any(s.resampled for s in steps(events)) and {r.temperature for r in engine.requests} == {0.0}
+
+
+def test_each_observation_restates_the_task_before_the_turns_left(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<solution>42</solution>")
+    events, _ = drive(engine, ScriptedExecutor(["42\n"]))
+    lines = steps(events)[0].observation.text.splitlines()
+    assert lines[:2] == ["Observation:", "42"] and lines[2] == "Task: What is 6 * 7?"
+    assert lines[3].startswith("You have 4 steps left")
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<solution>42</solution>")
+    events, _ = drive(engine, ScriptedExecutor(["42\n"]), policy=LoopPolicy(restate_task=False))
+    assert "Task:" not in steps(events)[0].observation.text
+
+
+def test_the_restated_task_is_the_newest_user_message() -> None:
+    from server.agent.loop import current_task
+    from server.agent.prompts import restated_task
+
+    follow_up = [
+        *TASK,
+        {"role": "assistant", "content": "<solution>42</solution>"},
+        {"role": "user", "content": "Task:\nAnd 6 * 8?"},
+    ]
+    assert restated_task(current_task(follow_up) or "") == "Task: And 6 * 8?"
 
 
 def test_the_last_turn_can_only_answer(engine: ScriptedEngine) -> None:
