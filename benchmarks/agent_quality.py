@@ -14,7 +14,7 @@ shared machine hits every arm alike:
   ``<execute>`` (that reply is its answer), or at the turn limit.
 * policy variants, each ``/v1/agent`` with one named option changed (``--arms``):
   ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
-  (``on_failed_repeat: note``), ``no-restate`` (``restate_task: false``), ``no-final``
+  (``on_failed_repeat: note``), ``restate`` (``restate_task: true``), ``no-final``
   (``final_answer: false``), ``chat-style`` (``prompt_style: chat``), ``all-off`` (all
   three off), so each mechanism's effect is measured on and off in the same run.
 * ``--server-arm NAME=URL`` adds an arm served elsewhere (e.g. an older commit of ours).
@@ -58,7 +58,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-repeat": {"on_repeat": "off"},
     "note-repeat": {"on_repeat": "note"},
     "note-failed": {"on_failed_repeat": "note"},
-    "no-restate": {"restate_task": False},
+    "restate": {"restate_task": True},
     "no-final": {"final_answer": False},
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         "run does not end at max_turns without an answer (the response flags forced answers)",
     )
     agent_restate_task: bool = Field(
-        True,
+        False,
         description="end every observation with the task restated (`Task: ...`), so that small "
         "models read the output beside the question it should answer",
     )

@@ -59,7 +59,7 @@ def parse_turn(text: str) -> ParsedTurn:
     thought = text[: first.start()].strip()
     body = first.group(1)
     if first is execute:
-        return ParsedTurn(thought=thought, type="execute", code=_dedent_code(body))
+        return ParsedTurn(thought=thought, type="execute", code=clean_code(body))
     return ParsedTurn(thought=thought, type="solution", answer=body.strip())
 
 
@@ -69,10 +69,10 @@ _FENCE_LINE = re.compile(r"^\s*```[A-Za-z0-9_+-]*\s*$")
 _LANGUAGE_LINE = re.compile(r"^\s*(?:```)?\s*(?:python3?|py)\s*$", re.IGNORECASE)
 
 
-def _dedent_code(code: str) -> str:
+def clean_code(code: str) -> str:
     """Strip the blank lines models put around code, a common indent, and Markdown fence
     lines around it (small models often write ```python inside <execute>, or just the
-    language name right after the tag)."""
+    language name right after the tag; inside a ``<solution>`` that holds code as well)."""
     import textwrap
 
     lines = code.strip("\n").splitlines()

@@ -30,6 +30,7 @@ from server.agent.actions import (
     SOLUTION_CLOSE,
     SOLUTION_OPEN,
     ChannelSplitter,
+    clean_code,
     parse_turn,
 )
 from server.agent.policy import (
@@ -263,12 +264,14 @@ def _shows_nothing(code: str | None, result: ExecResult) -> bool:
 
 
 def _code_as_answer(step: Step, policy: LoopPolicy) -> bool:
-    return step.action.type == "solution" and policy.code_answer == "run" and looks_like_code(step.action.answer or "")
+    if step.action.type != "solution" or policy.code_answer != "run":
+        return False
+    return looks_like_code(clean_code(step.action.answer or ""))
 
 
 def _solution_as_execute(step: Step) -> Step:
     """A ``<solution>`` holding code, as the ``<execute>`` it meant (the history shows that)."""
-    code = step.action.answer or ""
+    code = clean_code(step.action.answer or "")
     step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
     step.action = Action("execute", code=code)
     return step
@@ -278,7 +281,7 @@ async def _answer_from_code(
     step: Step, executor: CodeExecutor, options: AgentOptions, turns_left: int, repeats: RepeatTracker
 ) -> None:
     """On a solution-only turn the model wrote code: what it prints is the answer."""
-    code = step.action.answer or ""
+    code = clean_code(step.action.answer or "")
     observation = await _execute(executor, code, options, turns_left, repeats)
     step.observation = observation
     step.timings["execution_s"] = observation.duration_s

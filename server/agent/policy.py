@@ -89,7 +89,7 @@ class LoopPolicy:
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
     unverified_answer: UnverifiedPolicy = "accept"
-    restate_task: bool = True
+    restate_task: bool = False
 
     def forces_final_answer(self, max_turns: int) -> bool:
         """Whether the last turn of this budget may only answer: a budget of two or more.

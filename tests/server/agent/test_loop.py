@@ -155,13 +155,13 @@ def test_with_note_a_repeated_failure_stays_and_is_named(engine: ScriptedEngine)
 
 def test_each_observation_restates_the_task_before_the_turns_left(engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>print(6 * 7)</execute>", "<solution>42</solution>")
-    events, _ = drive(engine, ScriptedExecutor(["42\n"]))
+    events, _ = drive(engine, ScriptedExecutor(["42\n"]), policy=LoopPolicy(restate_task=True))
     lines = steps(events)[0].observation.text.splitlines()
     assert lines[:2] == ["Observation:", "42"] and lines[2] == "Task: What is 6 * 7?"
     assert lines[3].startswith("You have 4 steps left")
     engine.enqueue("<execute>print(6 * 7)</execute>", "<solution>42</solution>")
-    events, _ = drive(engine, ScriptedExecutor(["42\n"]), policy=LoopPolicy(restate_task=False))
-    assert "Task:" not in steps(events)[0].observation.text
+    events, _ = drive(engine, ScriptedExecutor(["42\n"]))
+    assert "Task:" not in steps(events)[0].observation.text  # off by default
 
 
 def test_the_restated_task_is_the_newest_user_message() -> None:
@@ -174,6 +174,13 @@ def test_the_restated_task_is_the_newest_user_message() -> None:
         {"role": "user", "content": "Task:\nAnd 6 * 8?"},
     ]
     assert restated_task(current_task(follow_up) or "") == "Task: And 6 * 8?"
+
+
+def test_code_answer_written_like_a_fence_runs_without_its_language_line(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>x = 6 * 7</execute>", "python\nprint(x)\n</solution>")
+    executor = ScriptedExecutor(["", "42\n"])
+    events, _ = drive(engine, executor, max_turns=2)
+    assert executor.ran == ["x = 6 * 7", "print(x)"] and done(events).message == "42"
 
 
 def test_the_last_turn_can_only_answer(engine: ScriptedEngine) -> None:
