@@ -152,10 +152,11 @@ class Settings(BaseSettings):
         description="a <solution> that holds code (calls or statements, not a value): `run` (run "
         "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
     )
-    agent_unverified_answer: Literal["check", "accept"] = Field(
-        "accept",
-        description="a first <solution> that no code backed (none ran in the request): `check` "
-        "(ask the model once to compute it or confirm it) or `accept`",
+    agent_unverified_answer: Literal["execute", "check", "accept"] = Field(
+        "execute",
+        description="a first <solution> that no code backed (none ran in the request): `execute` "
+        "(that turn keeps its thinking and gets an <execute> block instead), `check` (ask the "
+        "model once to compute it or confirm it) or `accept`",
     )
     agent_prompt_style: Literal["mint", "chat"] = Field(
         "mint",

@@ -108,6 +108,22 @@ async def run_agent(
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
         step.resampled, resample = sampled, False
+        if _executes_unverified(step, policy, executed, checked):
+            # A first answer no code backed: the same thinking, then code instead.
+            checked = True
+            guessed = step.action.answer
+            thinking = step.raw[: step.raw.index(SOLUTION_OPEN)]
+            turn_gen = _turn_generator(engine, messages, options, turn, execute_after=thinking)
+            try:
+                async for delta in _stream_turn(turn_gen, index):
+                    if delta.channel == "code":
+                        yield delta
+            except ContextOverflowError as exc:
+                yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
+                return
+            usage.add(turn_gen.result)
+            step = _step(index, turn_gen, None, earlier=step)
+            step.unverified_answer = guessed
         last_text = step.thought
         turns_left = options.max_turns - turn - 1
         code_answer = _code_as_answer(step, policy)
@@ -185,6 +201,7 @@ def _turn_generator(
     *,
     solution_only: bool = False,
     sampled: bool = False,
+    execute_after: str | None = None,
 ) -> TurnGenerator:
     """``sampled``: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
     temperature, seed = options.temperature, options.seed
@@ -204,6 +221,7 @@ def _turn_generator(
         ),
         first_turn=turn == 0,
         solution_only=solution_only,
+        execute_after=execute_after,
     )
 
 
@@ -217,6 +235,13 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     for channel, text in splitter.flush():
         yield TurnDelta(index, channel, text)
     turn_gen.generation_s = time.perf_counter() - started
+
+
+def _executes_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: bool) -> bool:
+    """A solution to replace by code: no code ran yet, not forced, not code itself."""
+    if policy.unverified_answer != "execute" or executed or checked or step.forced is not None:
+        return False
+    return step.action.type == "solution" and SOLUTION_OPEN in step.raw and not _code_as_answer(step, policy)
 
 
 def _checks_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: bool) -> bool:

@@ -38,7 +38,11 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   with a value copied from the task's text, before running anything. ``"check"`` does
   not accept a solution that no code backed (none ran in this request) the first time: the
   model is asked to compute it, or to give the same solution again if it needs no code.
-  ``"accept"`` takes it.
+  ``"execute"`` does not ask: that turn keeps its thinking (which often lists the very
+  calls to make) and gets an ``<execute>`` block in place of the solution, so a CodeAct
+  run answers from an output at least once; the step keeps the replaced answer
+  (``unverified_answer``). A task that needs no code costs one more turn. ``"accept"``
+  takes it.
 * ``restate_task``: small models lose the question after a few turns: given ``362880`` as
   the product of some digits, they go on to multiply the digits of ``362880``. With it,
   every observation ends with the task restated (``Task: ...``) before the turns left, so
@@ -62,7 +66,7 @@ RepeatPolicy = Literal["answer", "note", "off"]
 FailedRepeatPolicy = Literal["resample", "note"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
-UnverifiedPolicy = Literal["check", "accept"]
+UnverifiedPolicy = Literal["execute", "check", "accept"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
@@ -88,7 +92,7 @@ class LoopPolicy:
     prompt_style: PromptStyle = "mint"
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
-    unverified_answer: UnverifiedPolicy = "accept"
+    unverified_answer: UnverifiedPolicy = "execute"
     restate_task: bool = False
 
     def forces_final_answer(self, max_turns: int) -> bool:

@@ -118,7 +118,8 @@ class AgentRequest(ChatBody):
     )
     unverified_answer: UnverifiedPolicy | None = Field(
         None,
-        description="'check' (a first solution no code backed is questioned once) or 'accept'; default: the server's",
+        description="a first solution no code backed: 'execute' (that turn gets an <execute> block "
+        "instead), 'check' (questioned once) or 'accept'; default: the server's",
     )
     prompt_style: PromptStyle | None = Field(
         None,
@@ -255,6 +256,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "forced": step.forced,
         "repeated_code": step.repeated_code,
         "resampled": step.resampled,
+        "unverified_answer": step.unverified_answer,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }

@@ -183,6 +183,32 @@ def test_code_answer_written_like_a_fence_runs_without_its_language_line(engine:
     assert executor.ran == ["x = 6 * 7", "print(x)"] and done(events).message == "42"
 
 
+def test_a_first_answer_no_code_backed_becomes_code_after_the_same_thinking(engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        "I call double(21).\n<solution>42</solution>", "print(double(21))</execute>", "<solution>42</solution>"
+    )
+    executor = ScriptedExecutor(["42\n"])
+    events, messages = drive(engine, executor)
+    first, answer = steps(events)
+    assert (first.action.type, first.action.code, first.unverified_answer) == ("execute", "print(double(21))", "42")
+    assert first.raw == "I call double(21).\n<execute>print(double(21))</execute>" == messages[2]["content"]
+    # The thinking was not generated again: the code was asked for right after it.
+    assert sum(r.prompt.endswith("I call double(21).\n<execute>") for r in engine.requests) == 1
+    assert executor.ran == ["print(double(21))"] and answer.unverified_answer is None
+    assert (done(events).message, done(events).turns) == ("42", 2)
+    streamed_code = "".join(e.text for e in events if isinstance(e, TurnDelta) and e.channel == "code")
+    assert streamed_code == "print(double(21))"
+
+
+def test_an_answer_after_code_ran_or_with_accept_is_taken(engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>Paris</solution>")
+    events, _ = drive(engine, ScriptedExecutor([]), policy=LoopPolicy(unverified_answer="accept"))
+    assert (done(events).message, done(events).turns) == ("Paris", 1)
+    engine.enqueue("<execute>x = 1</execute>", "<solution>Paris</solution>")
+    events, _ = drive(engine, ScriptedExecutor([""]))
+    assert done(events).message == "Paris" and steps(events)[1].unverified_answer is None
+
+
 def test_the_last_turn_can_only_answer(engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>print(6 * 7)</execute>", "42</solution>")
     events, _ = drive(engine, ScriptedExecutor(["42"]), max_turns=2)
