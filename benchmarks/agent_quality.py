@@ -14,8 +14,8 @@ shared machine hits every arm alike:
   ``<execute>`` (that reply is its answer), or at the turn limit.
 * policy variants, each ``/v1/agent`` with one named option changed (``--arms``):
   ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
-  (``on_failed_repeat: note``), ``restate`` (``restate_task: true``), ``accept-unverified``
-  (``unverified_answer: accept``), ``no-final``
+  (``on_failed_repeat: note``), ``restate`` (``restate_task: true``), ``execute-unverified``
+  (``unverified_answer: execute``), ``no-final``
   (``final_answer: false``), ``chat-style`` (``prompt_style: chat``), ``all-off`` (all
   three off), so each mechanism's effect is measured on and off in the same run.
 * ``--server-arm NAME=URL`` adds an arm served elsewhere (e.g. an older commit of ours).
@@ -60,7 +60,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "note-repeat": {"on_repeat": "note"},
     "note-failed": {"on_failed_repeat": "note"},
     "restate": {"restate_task": True},
-    "accept-unverified": {"unverified_answer": "accept"},
+    "execute-unverified": {"unverified_answer": "execute"},
     "no-final": {"final_answer": False},
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},
@@ -72,7 +72,6 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "fenced_code": "off",
         "code_answer": "off",
         "restate_task": False,
-        "unverified_answer": "accept",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
     )
     agent_unverified_answer: Literal["execute", "check", "accept"] = Field(
-        "execute",
+        "accept",
         description="a first <solution> that no code backed (none ran in the request): `execute` "
         "(that turn keeps its thinking and gets an <execute> block instead), `check` (ask the "
         "model once to compute it or confirm it) or `accept`",

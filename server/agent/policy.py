@@ -42,11 +42,13 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   calls to make) and gets an ``<execute>`` block in place of the solution, so a CodeAct
   run answers from an output at least once; the step keeps the replaced answer
   (``unverified_answer``). A task that needs no code costs one more turn. ``"accept"``
-  takes it.
+  takes it, and is the default: neither other value measured better (the model's code
+  after a guess was no better than the guess).
 * ``restate_task``: small models lose the question after a few turns: given ``362880`` as
   the product of some digits, they go on to multiply the digits of ``362880``. With it,
   every observation ends with the task restated (``Task: ...``) before the turns left, so
-  the output is read beside the question it should answer.
+  the output is read beside the question it should answer. Off by default: measured a
+  loss, as the answer forced right after such an observation echoes the task.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
@@ -92,7 +94,7 @@ class LoopPolicy:
     prompt_style: PromptStyle = "mint"
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
-    unverified_answer: UnverifiedPolicy = "execute"
+    unverified_answer: UnverifiedPolicy = "accept"
     restate_task: bool = False
 
     def forces_final_answer(self, max_turns: int) -> bool:

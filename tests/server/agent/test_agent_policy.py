@@ -20,6 +20,7 @@ from server.agent.policy import LoopPolicy, RepeatTracker, code_key, prints_only
 from server.agent.prompts import REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView
+from server.settings import Settings
 from tests.live_server import LiveServer
 from tests.scripted_agent import MODEL, agent
 
@@ -316,9 +317,19 @@ def test_an_answer_that_needs_no_code_is_taken_the_second_time(server: LiveServe
     assert reply["agent"]["turns"] == 2
 
 
+def test_a_first_answer_no_code_backed_can_become_code(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("I print it.\n<solution>Paris</solution>", "print('Paris')</execute>", "<solution>Paris</solution>")
+    run = agent(server, "What is the capital of France?", unverified_answer="execute")["agent"]
+    first, second = run["steps"]
+    assert first["action"] == {"type": "execute", "code": "print('Paris')"} and first["unverified_answer"] == "Paris"
+    assert first["observation"]["stdout"] == "Paris\n" and second["unverified_answer"] is None
+    assert (run["turns"], run["final_message"]) == (2, "Paris")
+
+
 def test_unverified_answers_are_accepted_by_default(server: LiveServer, engine: ScriptedEngine) -> None:
+    assert Settings().agent_unverified_answer == "accept" and LoopPolicy().unverified_answer == "accept"
     engine.enqueue("<solution>Paris</solution>")
-    assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
+    assert agent(server, "What is the capital of France?", unverified_answer="accept")["agent"]["turns"] == 1
 
 
 @pytest.mark.parametrize(

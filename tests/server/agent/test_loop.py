@@ -188,7 +188,7 @@ def test_a_first_answer_no_code_backed_becomes_code_after_the_same_thinking(engi
         "I call double(21).\n<solution>42</solution>", "print(double(21))</execute>", "<solution>42</solution>"
     )
     executor = ScriptedExecutor(["42\n"])
-    events, messages = drive(engine, executor)
+    events, messages = drive(engine, executor, policy=LoopPolicy(unverified_answer="execute"))
     first, answer = steps(events)
     assert (first.action.type, first.action.code, first.unverified_answer) == ("execute", "print(double(21))", "42")
     assert first.raw == "I call double(21).\n<execute>print(double(21))</execute>" == messages[2]["content"]
@@ -202,10 +202,10 @@ def test_a_first_answer_no_code_backed_becomes_code_after_the_same_thinking(engi
 
 def test_an_answer_after_code_ran_or_with_accept_is_taken(engine: ScriptedEngine) -> None:
     engine.enqueue("<solution>Paris</solution>")
-    events, _ = drive(engine, ScriptedExecutor([]), policy=LoopPolicy(unverified_answer="accept"))
+    events, _ = drive(engine, ScriptedExecutor([]))  # accept is the default
     assert (done(events).message, done(events).turns) == ("Paris", 1)
     engine.enqueue("<execute>x = 1</execute>", "<solution>Paris</solution>")
-    events, _ = drive(engine, ScriptedExecutor([""]))
+    events, _ = drive(engine, ScriptedExecutor([""]), policy=LoopPolicy(unverified_answer="execute"))
     assert done(events).message == "Paris" and steps(events)[1].unverified_answer is None
 
 
