@@ -115,6 +115,7 @@ class TaskResult:
     generation_s: float = 0.0
     wall_s: float = 0.0
     error: str | None = None
+    left_out: int = 0  # steps the loop left out of the history (repeated failures)
 
     @property
     def malformed(self) -> int:
@@ -157,7 +158,11 @@ def run_one(client: httpx.Client, label: str, body: dict[str, Any], grammar: Arm
     session = client.get(f"/v1/agent/sessions/{agent['session_id']}").json()
     client.delete(f"/v1/agent/sessions/{agent['session_id']}")
     raws = [m["content"] for m in session["messages"] if m["role"] == "assistant"]
-    for raw, step in zip(raws, agent["steps"], strict=True):
+    # A repeated failure the loop left out of the history (on_failed_repeat: resample) has
+    # no message to judge; it is counted in the steps, not in the turns.
+    kept = [step for step in agent["steps"] if not step.get("left_out")]
+    result.left_out = len(agent["steps"]) - len(kept)
+    for raw, step in zip(raws, kept, strict=True):
         result.turns.append(
             {
                 "raw": raw,

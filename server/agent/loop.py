@@ -161,7 +161,7 @@ async def run_agent(
             # The model repeated a failure: the next turn is sampled from the history
             # before the repeat, which the model therefore does not read.
             messages.pop()
-            resample = True
+            resample = step.left_out = True
             yield StepDone(step)
             continue
         if step.action.type == "solution" and _checks_unverified(step, policy, executed, checked):

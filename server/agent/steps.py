@@ -83,6 +83,9 @@ class Step:
     repeated_code: str | None = None
     #: Sampled (not greedy) because the turn before repeated a failure (``on_failed_repeat``).
     resampled: bool = False
+    #: This turn repeated a failure and is not in the history the model reads (nor in the
+    #: session's messages): ``on_failed_repeat: resample``.
+    left_out: bool = False
     #: The solution this turn first gave before any code ran, replaced by an ``<execute>``
     #: block (``unverified_answer: "execute"``).
     unverified_answer: str | None = None

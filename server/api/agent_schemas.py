@@ -256,6 +256,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "forced": step.forced,
         "repeated_code": step.repeated_code,
         "resampled": step.resampled,
+        "left_out": step.left_out,
         "unverified_answer": step.unverified_answer,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},

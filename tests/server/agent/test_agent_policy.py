@@ -93,6 +93,7 @@ def test_a_repeated_error_is_left_out_and_the_next_turn_sampled(server: LiveServ
     first, second, third = run["steps"]
     assert second["observation"]["repeated"] is True and REPEAT_NOTE not in second["observation"]["message"]
     assert [s["resampled"] for s in run["steps"]] == [False, False, True]
+    assert [s["left_out"] for s in run["steps"]] == [False, True, False]
     history = session(server, run["session_id"])["messages"]
     # The model reads its first attempt and error, then the sampled turn: not the repeat.
     contents = [m["content"] for m in history[2:]]

@@ -118,6 +118,7 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(engine: Scr
     events, messages = drive(engine, ScriptedExecutor(default=lambda code: error))
     first, repeat, sampled = steps(events)
     assert repeat.observation.repeated and repeat.forced is None and not repeat.resampled
+    assert repeat.left_out and not first.left_out and not sampled.left_out
     assert sampled.resampled and not first.resampled and done(events).forced_answer is None
     # The model reads its first attempt and its error once, then the sampled turn.
     assert [m["content"] for m in messages[2:]] == [first.raw, first.observation.text, sampled.raw]
