@@ -29,6 +29,7 @@ from server.agent.actions import (
     EXECUTE_OPEN,
     SOLUTION_CLOSE,
     SOLUTION_OPEN,
+    Channel,
     ChannelSplitter,
     clean_code,
     parse_turn,
@@ -103,7 +104,7 @@ async def run_agent(
         except ContextOverflowError as exc:
             if turn == 0:
                 raise
-            yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
+            yield _context_full(exc, last_text, turn, usage)
             return
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
@@ -113,16 +114,13 @@ async def run_agent(
             checked = True
             guessed = step.action.answer
             thinking = step.raw[: step.raw.index(SOLUTION_OPEN)]
-            turn_gen = _turn_generator(engine, messages, options, turn, execute_after=thinking)
-            try:
-                async for delta in _stream_turn(turn_gen, index):
-                    if delta.channel == "code":
-                        yield delta
-            except ContextOverflowError as exc:
-                yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
+            retake = _Retake(_turn_generator(engine, messages, options, turn, execute_after=thinking), index, "code")
+            async for delta in retake.stream():
+                yield delta
+            if retake.overflow is not None:
+                yield _context_full(retake.overflow, last_text, turn, usage)
                 return
-            usage.add(turn_gen.result)
-            step = _step(index, turn_gen, None, earlier=step)
+            step = retake.step(usage, None, earlier=step)
             step.unverified_answer = guessed
         last_text = step.thought
         turns_left = options.max_turns - turn - 1
@@ -140,17 +138,14 @@ async def run_agent(
                 # The model asked again for what it has already seen: this turn becomes its
                 # answer, given right after the observation that showed it.
                 messages.pop()
-                turn_gen = _turn_generator(engine, messages, options, turn, solution_only=True)
-                try:
-                    async for delta in _stream_turn(turn_gen, index):
-                        if delta.channel == "answer":
-                            yield delta
-                except ContextOverflowError as exc:
-                    yield AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
+                retake = _Retake(_turn_generator(engine, messages, options, turn, solution_only=True), index, "answer")
+                async for delta in retake.stream():
+                    yield delta
+                if retake.overflow is not None:
+                    yield _context_full(retake.overflow, last_text, turn, usage)
                     return
-                usage.add(turn_gen.result)
                 repeated_code = step.action.code
-                step = _step(index, turn_gen, "repeat", earlier=step)
+                step = retake.step(usage, "repeat", earlier=step)
                 step.repeated_code = repeated_code
                 messages.append({"role": "assistant", "content": step.raw})
                 if _code_as_answer(step, policy):
@@ -191,6 +186,36 @@ async def run_agent(
         messages.append({"role": "user", "content": step.observation.text})
         yield StepDone(step)
     yield AgentDone("max_turns", last_text, options.max_turns, usage.prompt, usage.completion)
+
+
+class _Retake:
+    """A turn generated again in place of the one just streamed (an answer after a repeat,
+    code after an unverified answer): only its new ``channel`` streams, since the client
+    has seen the rest; a context that no longer fits is kept in ``overflow``, not raised."""
+
+    def __init__(self, turn_gen: TurnGenerator, index: int, channel: Channel) -> None:
+        self.turn_gen = turn_gen
+        self.index = index
+        self.channel = channel
+        self.overflow: ContextOverflowError | None = None
+
+    async def stream(self) -> AsyncIterator[TurnDelta]:
+        try:
+            async for delta in _stream_turn(self.turn_gen, self.index):
+                if delta.channel == self.channel:
+                    yield delta
+        except ContextOverflowError as exc:
+            self.overflow = exc
+
+    def step(self, usage: _Usage, forced: ForcedReason | None, earlier: Step) -> Step:
+        """The step of the turn taken again, carrying ``earlier``'s cost; usage counted."""
+        usage.add(self.turn_gen.result)
+        return _step(self.index, self.turn_gen, forced, earlier=earlier)
+
+
+def _context_full(exc: ContextOverflowError, last_text: str, turn: int, usage: _Usage) -> AgentDone:
+    """The end of a run whose next generation no longer fits the context window."""
+    return AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
 
 
 def _turn_generator(
