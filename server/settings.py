@@ -13,6 +13,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sandbox.environment import DEFAULT_PREIMPORT, default_env_dir
+from server.agent.policy import (
+    CodeAnswerPolicy,
+    FailedRepeatPolicy,
+    FencePolicy,
+    PromptStyle,
+    RepeatPolicy,
+    UnverifiedPolicy,
+)
 
 StrList = Annotated[list[str], NoDecode]
 """A list setting: repeat the flag, or give the env var as a comma-separated string."""
@@ -120,13 +128,13 @@ class Settings(BaseSettings):
     # -- agent ---------------------------------------------------------------------------
     max_turns: int = Field(5, ge=1, le=50, description="default agent turns per request")
     execution_timeout: float = Field(60.0, gt=0, le=600, description="default wall-clock seconds per code execution")
-    agent_on_repeat: Literal["answer", "note", "off"] = Field(
+    agent_on_repeat: RepeatPolicy = Field(
         "answer",
         description="when the model runs code that already printed the same output in this "
         "request: `answer` (that turn becomes a solution-only turn), `note` (say so in the "
         "observation), `off`",
     )
-    agent_on_failed_repeat: Literal["resample", "note"] = Field(
+    agent_on_failed_repeat: FailedRepeatPolicy = Field(
         "resample",
         description="with `answer`, a repeat that answers nothing (the same error again, or only "
         "the code's own literal text): `resample` (drop it from what the model reads and sample "
@@ -142,23 +150,23 @@ class Settings(BaseSettings):
         description="end every observation with the task restated (`Task: ...`), so that small "
         "models read the output beside the question it should answer",
     )
-    agent_fenced_code: Literal["execute", "off"] = Field(
+    agent_fenced_code: FencePolicy = Field(
         "execute",
         description="a Markdown ```python fence in the model's thinking: `execute` (opens an "
         "<execute> block, closed by the closing fence) or `off` (stays thinking)",
     )
-    agent_code_answer: Literal["run", "off"] = Field(
+    agent_code_answer: CodeAnswerPolicy = Field(
         "run",
         description="a <solution> that holds code (calls or statements, not a value): `run` (run "
         "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
     )
-    agent_unverified_answer: Literal["execute", "check", "accept"] = Field(
+    agent_unverified_answer: UnverifiedPolicy = Field(
         "accept",
         description="a first <solution> that no code backed (none ran in the request): `execute` "
         "(that turn keeps its thinking and gets an <execute> block instead), `check` (ask the "
         "model once to compute it or confirm it) or `accept`",
     )
-    agent_prompt_style: Literal["mint", "chat"] = Field(
+    agent_prompt_style: PromptStyle = Field(
         "mint",
         description="how tasks and observations are framed: `mint` (Task:/Observation:, steps "
         "left, as in CodeActAgent's training data) or `chat` (Execution Output:, as in its "
