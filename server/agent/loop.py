@@ -109,7 +109,11 @@ async def run_agent(
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
         step.resampled, resample = sampled, False
-        if _executes_unverified(step, policy, executed, checked):
+        if (
+            policy.unverified_answer == "execute"
+            and _unverified(step, executed, checked)
+            and not _code_as_answer(step, policy)  # code in the answer runs as it is (code_answer)
+        ):
             # A first answer no code backed: the same thinking, then code instead.
             checked = True
             guessed = step.action.answer
@@ -159,7 +163,7 @@ async def run_agent(
             resample = step.left_out = True
             yield StepDone(step)
             continue
-        if step.action.type == "solution" and _checks_unverified(step, policy, executed, checked):
+        if policy.unverified_answer == "check" and _unverified(step, executed, checked):
             # An answer no code ever backed: ask once whether it needs computing.
             checked = True
             step.observation = _note_observation(UNVERIFIED_NOTE, options, turn, task)
@@ -262,16 +266,9 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     turn_gen.generation_s = time.perf_counter() - started
 
 
-def _executes_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: bool) -> bool:
-    """A solution to replace by code: no code ran yet, not forced, not code itself."""
-    if policy.unverified_answer != "execute" or executed or checked or step.forced is not None:
-        return False
-    return step.action.type == "solution" and SOLUTION_OPEN in step.raw and not _code_as_answer(step, policy)
-
-
-def _checks_unverified(step: Step, policy: LoopPolicy, executed: bool, checked: bool) -> bool:
-    """A solution to question: no code ran yet, not forced, not questioned before."""
-    return policy.unverified_answer == "check" and not executed and not checked and step.forced is None
+def _unverified(step: Step, executed: bool, checked: bool) -> bool:
+    """A solution no code backed: none ran yet in this request, not forced, not handled before."""
+    return step.action.type == "solution" and not executed and not checked and step.forced is None
 
 
 def current_task(messages: list[dict[str, str]]) -> str | None:

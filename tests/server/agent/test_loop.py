@@ -201,6 +201,15 @@ def test_a_first_answer_no_code_backed_becomes_code_after_the_same_thinking(engi
     assert streamed_code == "print(double(21))"
 
 
+def test_code_in_a_first_answer_runs_as_it_is_and_is_not_replaced(engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>print(6 * 7)</solution>", "<solution>42</solution>")
+    executor = ScriptedExecutor(["42\n"])
+    events, _ = drive(engine, executor, policy=LoopPolicy(unverified_answer="execute"))
+    assert executor.ran == ["print(6 * 7)"] and steps(events)[0].unverified_answer is None
+    assert len(engine.requests) == 4  # two turns of two phases each: no turn taken again
+    assert done(events).message == "42"
+
+
 def test_an_answer_after_code_ran_or_with_accept_is_taken(engine: ScriptedEngine) -> None:
     engine.enqueue("<solution>Paris</solution>")
     events, _ = drive(engine, ScriptedExecutor([]))  # accept is the default
