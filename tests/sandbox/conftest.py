@@ -32,6 +32,10 @@ FAST = Limits(
     max_file_mb=10,
     max_workspace_mb=40,
 )
+#: What tests that drive a bare worker process (no Sandbox around it) configure it with.
+WORKER_LIMITS = Limits(
+    cpu_seconds=5, memory_mb=512, max_output_bytes=4000, max_processes=16, max_file_mb=5, max_open_files=64
+)
 
 
 def _prerequisite(level: isolation.Level) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import EXPECTED, need_level
+from conftest import EXPECTED, WORKER_LIMITS, need_level
 
 from models.engine.scripted import ScriptedEngine
 from sandbox import workspace
@@ -50,15 +50,7 @@ def run_in_worker(level: isolation.Level, python: str, code: str) -> dict[str, o
     dirs = workspace.SessionDirs.create(None, uid)
     proc = WorkerProcess(isolation.plan(level, dirs.workspace, dirs.tmp, False, uid, python=python))
     try:
-        limits = {
-            "memory_mb": 512,
-            "max_file_mb": 5,
-            "max_open_files": 64,
-            "max_processes": 16,
-            "cpu_seconds": 5,
-            "max_output_bytes": 4000,
-        }
-        assert proc.request({"op": "configure", "limits": limits})["op"] == "configured"
+        assert proc.request({"op": "configure", "limits": WORKER_LIMITS.to_json()})["op"] == "configured"
         proc.send({"op": "run", "id": 1, "code": code, "hard_cap": 100_000})
         reply = proc.receive(time.monotonic() + 20)
         assert reply is not None

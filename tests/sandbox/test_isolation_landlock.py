@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, need_level
+from conftest import FAST, WORKER_LIMITS, need_level
 
 from sandbox import Sandbox, workspace
 from sandbox.confine import isolation, seccomp
@@ -147,15 +147,7 @@ def test_a_worker_left_at_uid_0_holds_no_capability() -> None:
     dirs = workspace.SessionDirs.create(None, None)
     proc = WorkerProcess(isolation.plan("landlock", dirs.workspace, dirs.tmp, False, None))
     try:
-        limits = {
-            "memory_mb": 512,
-            "max_file_mb": 5,
-            "max_open_files": 64,
-            "max_processes": 16,
-            "cpu_seconds": 5,
-            "max_output_bytes": 4000,
-        }
-        proc.request({"op": "configure", "limits": limits})
+        proc.request({"op": "configure", "limits": WORKER_LIMITS.to_json()})
         code = (
             "import os\nopen('f', 'w').close()\nprint(os.getuid())\n"
             "for op in (lambda: os.chown('f', 4321, 4321), lambda: os.nice(-5)):\n"
