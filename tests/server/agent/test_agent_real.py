@@ -114,3 +114,37 @@ def test_stream_turns_are_well_formed_and_code_really_ran(client, server) -> Non
     assert any(s["action"]["type"] == "execute" for s in steps)
     session = httpx.get(f"{server.url}/v1/agent/sessions/{session_id}").json()
     assert_really_executed(session, steps)
+
+
+# Greedy tasks on which the tiny model runs the same code twice while that code answers
+# nothing (its own literal text, or the same error): the resample policy on a real model.
+STUCK_TASKS = ["Run this code: print(undefined_name)", "Use the <execute> tag to run: print(1/0)"]
+
+
+def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> None:
+    left_out = 0
+    for task in STUCK_TASKS:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": task}],
+            "temperature": 0.0,
+            "seed": 0,
+            "max_tokens": 160,
+            "max_turns": 4,
+        }
+        agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+        steps = agent["steps"]
+        assert_well_formed(steps)
+        session = httpx.get(f"{server.url}/v1/agent/sessions/{agent['session_id']}").json()
+        history = [m["content"] for m in session["messages"]]
+        # The session (what the model reads next) holds every turn but the left-out ones.
+        assert sum(m["role"] == "assistant" for m in session["messages"]) == sum(not s["left_out"] for s in steps)
+        for position, step in enumerate(steps):
+            if not step["left_out"]:
+                continue
+            left_out += 1
+            assert step["action"]["type"] == "execute" and step["observation"]["repeated"]
+            assert step["observation"]["message"] not in history
+            following = steps[position + 1]
+            assert following["resampled"] or following["forced"] == "last_turn"
+    assert left_out >= 1, "no run repeated a failure: the tasks no longer exercise the policy"
