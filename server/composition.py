@@ -40,23 +40,16 @@ def build_engine(settings: Settings) -> Engine:
     """Resolve and load the model (or connect the remote backend) that ``settings`` name."""
     if settings.engine == "openai":
         return _remote_engine(settings)
+    load_llama_first(settings)
     from models.errors import ModelError
-    from models.store.local import resolve_model
+    from models.store.local import resolve_model  # imports gguf, and so numpy: after libllama
 
     try:
         resolved = resolve_model(settings.model, settings.quant)
     except ModelError as exc:
         raise SetupError(str(exc), "model") from exc
     log.info("%s", resolved.log_line)
-    # Imported here: llama_cpp loads its shared library on import, which `--engine openai`,
-    # `pull` and `models` never need.
     from models.engine.api import EngineError
-    from models.engine.llama.library import use_library
-
-    try:
-        use_library(settings.llama_lib)
-    except EngineError as exc:
-        raise SetupError(str(exc), "usage") from exc
     from models.engine.llama.engine import LlamaEngine
 
     aliases = tuple(dict.fromkeys(a for a in (resolved.path.name, "default", settings.model) if a != resolved.name))
@@ -78,6 +71,26 @@ def build_engine(settings: Settings) -> Engine:
         )
     except EngineError as exc:
         raise SetupError(f"{exc}; check the file or run `codeact-server models`", "model") from exc
+
+
+def load_llama_first(settings: Settings) -> None:
+    """Load libllama before any C++ extension when ``settings`` run the local engine.
+
+    ``models.engine.llama.library.load_first`` says why (a CUDA build crashed at model load
+    when numpy came first). ``serve`` calls this before anything else it imports; building the
+    engine calls it again (a no-op) for every other caller. ``--engine openai`` loads nothing.
+    """
+    if settings.engine != "llama":
+        return
+    # Imported here: llama_cpp loads its shared library on import, which `--engine openai`,
+    # `pull` and `models` never need.
+    from models.engine.api import EngineError
+    from models.engine.llama.library import load_first
+
+    try:
+        load_first(settings.llama_lib)
+    except EngineError as exc:
+        raise SetupError(str(exc), "usage") from exc
 
 
 def _remote_engine(settings: Settings) -> Engine:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# isort: off
+import tests.llama_first  # noqa: F401 - libllama before numpy, in this process too
+
+# isort: on
 from collections.abc import Iterator
 
 import openai

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -63,7 +64,7 @@ class QueuedGeneration:
         self._backlog_lock = threading.Lock()
         self._wake_pending = False
         self._wake_interval_s = wake_interval_s
-        self._last_wake = 0.0
+        self._last_wake = -math.inf  # never woken: the first text goes at once, however young the clock
         self._held = False  # text in the backlog that waits for the wake interval
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None

@@ -143,6 +143,7 @@ def check_mcp_config(settings: Settings) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    load_llama_first(settings)  # before anything below imports numpy: see load_first's docstring
     check_security(settings)
     check_mcp_config(settings)
     check_sandbox_env(settings)
@@ -186,6 +187,16 @@ def _requested_stop_is_success() -> Iterator[None]:
     finally:
         for sig, handler in quiet.items():
             signal.signal(sig, handler)
+
+
+def load_llama_first(settings: Settings) -> None:
+    """``composition.load_llama_first`` with its failure as a one-line CLI error."""
+    from server.composition import SetupError, load_llama_first
+
+    try:
+        load_llama_first(settings)
+    except SetupError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
 
 
 def load_engine(settings: Settings) -> Engine:

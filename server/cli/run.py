@@ -100,13 +100,15 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
 @contextmanager
 def in_process_server(model: str | None) -> Iterator[str]:
     """Load the model and serve the app on a private loopback port for the duration."""
-    from server.api.app import create_app
-    from server.api.loopback import LoopbackServer
-    from server.cli.main import load_engine
+    from server.cli.main import load_engine, load_llama_first
     from server.settings import Settings
 
     settings = Settings(model=model) if model else Settings()
+    load_llama_first(settings)  # before the app's imports load numpy: see load_first's docstring
     engine = load_engine(settings)
+    from server.api.app import create_app
+    from server.api.loopback import LoopbackServer
+
     with LoopbackServer(create_app(settings, engine), name="codeact-run-uvicorn") as server:
         yield server.url
 

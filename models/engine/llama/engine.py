@@ -38,6 +38,7 @@ from models.engine.api import (
 from models.engine.chat_format import CHATML_STOP, looks_like_chatml
 from models.engine.llama.batch import BatchScheduler
 from models.engine.llama.grammar import GrammarCache
+from models.engine.llama.library import load_first
 from models.engine.llama.lookup import PromptLookup
 from models.engine.llama.sampler import TokenSampler
 from models.engine.llama.slots import ActiveGeneration
@@ -175,6 +176,7 @@ class LlamaEngine:
 
     @staticmethod
     def _load_model(model_path: str | Path, n_gpu_layers: int) -> llama_internals.LlamaModel:
+        load_first()  # a no-op when the process did it first; else at least the AMX defaults
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         try:
