@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from models.engine.api import EngineError
+from models.engine.llama import amx
+from models.engine.llama.amx import amx_kernels_built_in, keep_amx_out
 from models.engine.llama.library import loaded_library, use_library
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,3 +47,30 @@ def test_the_chosen_directory_is_the_one_loaded() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).parent.resolve() == vendored.resolve()
+
+
+def test_amx_kernels_keep_extra_buffers_out_of_the_defaults() -> None:
+    """Where ggml was built with AMX (it segfaults on decode), models load without extra
+    buffers; elsewhere the defaults are llama.cpp's own."""
+    import llama_cpp
+
+    vendored = Path(llama_cpp.__file__).parent / "lib"
+    assert llama_cpp.llama_model_default_params().use_extra_bufts is (not amx_kernels_built_in(vendored))
+
+
+def test_keep_amx_out_patches_every_namespace_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Params:
+        use_extra_bufts = True
+
+    class Bindings:
+        llama_model_default_params = staticmethod(Params)
+
+    first, second = Bindings(), Bindings()
+    assert not keep_amx_out([first, second], tmp_path / "libllama.so")  # no ggml CPU backend there
+    assert first.llama_model_default_params().use_extra_bufts
+    monkeypatch.setattr(amx, "amx_kernels_built_in", lambda directory: directory == tmp_path)
+    assert keep_amx_out([first, second], tmp_path / "libllama.so")
+    assert keep_amx_out([first, second], tmp_path / "libllama.so")  # idempotent: wrapped once
+    assert first.llama_model_default_params().use_extra_bufts is False
+    assert second.llama_model_default_params is first.llama_model_default_params
+    assert first.llama_model_default_params.__wrapped__ is Params  # not a wrapper of the wrapper
