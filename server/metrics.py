@@ -105,6 +105,12 @@ class Metrics:
         self.agent_runs = Counter(
             "codeact_agent_runs", "Finished agent runs by finish reason", ["finish_reason"], registry=r
         )
+        self.background_runs = Counter(
+            "codeact_background_runs", "Ended background runs by outcome", ["outcome"], registry=r
+        )
+        self.background_resumptions = Counter(
+            "codeact_background_resumptions", "Streams of a background run resumed with starting_after", registry=r
+        )
         self.sandbox_runs = Counter("codeact_sandbox_runs", "Code executions in sandbox workers", registry=r)
         self.sandbox_timeouts = Counter(
             "codeact_sandbox_timeouts", "Executions stopped by the wall-clock or CPU limit", registry=r

@@ -173,6 +173,14 @@ class Settings(BaseSettings):
         "chat demo)",
     )
     max_sessions: int = Field(32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429")
+    background_max_running: int = Field(
+        16, ge=1, description="background responses (`background: true`) running at once; more get 429"
+    )
+    background_max_events: int = Field(
+        10000,
+        ge=16,
+        description="events kept per background run for replay (`starting_after`); older ones are dropped",
+    )
     session_ttl: float = Field(1800.0, gt=0, description="seconds an idle agent session is kept before it is closed")
     sandbox_memory_mb: int = Field(1024, ge=64, description="address-space limit of each sandbox worker in MiB")
     sandbox_pool_size: int = Field(

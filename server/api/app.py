@@ -27,6 +27,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine.api import Engine
 from server.api.auth import BearerAuth, load_api_keys
+from server.api.background import BackgroundRuns
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
 from server.api.openapi_errors import AGENT_RESPONSES
@@ -93,6 +94,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
         try:
             yield
         finally:
+            await app.state.background.close()  # unfinished background runs fail, saying why
             runtime.close()
             if mcp is not None:
                 await mcp.stop()
@@ -111,6 +113,12 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.responses = ResponseStore()
+    app.state.background = BackgroundRuns(
+        settings.background_max_running,
+        settings.background_max_events,
+        on_outcome=lambda outcome: metrics.background_runs.labels(outcome).inc(),
+        on_resumption=metrics.background_resumptions.inc,
+    )
     metrics.watch(engine.queue_depth, lambda: _live_sessions(app))
     install_error_handlers(app)
     limits = [Depends(enforce_request_limits)]

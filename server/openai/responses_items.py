@@ -35,7 +35,6 @@ from server.openai.schemas import ChatCompletionRequest, ChatMessage
 from server.openai.unsupported import Rule, refuse, refuse_unsupported
 
 RESPONSES_RULES = (
-    Rule("background", lambda v: not v, "(background mode) is not supported by this server"),
     Rule("conversation", lambda v: v is None, "(conversation objects) is not supported; use previous_response_id"),
     Rule("prompt", lambda v: v is None, "(stored prompt templates) is not supported by this server"),
     Rule(
@@ -62,6 +61,7 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = None
     store: bool = True
     stream: bool = False
+    background: bool = Field(False, description="run detached from this connection; poll, stream or cancel it by id")
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -72,6 +72,8 @@ class ResponsesRequest(BaseModel):
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponsesRequest:
         refuse_unsupported(self.model_extra or {}, RESPONSES_RULES)
+        if self.background and not self.store:
+            raise InvalidRequest("background responses must be stored: send store: true", param="store")
         return self
 
 
@@ -270,6 +272,7 @@ def response_object(
         "parallel_tool_calls": body.parallel_tool_calls is not False,
         "previous_response_id": body.previous_response_id,
         "store": body.store,
+        "background": body.background,
         "temperature": body.temperature,
         "top_p": body.top_p,
         "tool_choice": body.tool_choice or "auto",

@@ -32,16 +32,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from models.engine.api import EngineError, GenerationHandle
+from server.api.background import BackgroundRuns
 from server.api.deps import EngineDep, SettingsDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
-from server.api.routes.responses_interpreter import interpret
+from server.api.routes.responses_interpreter import interpret, interpretation_events
 from server.api.sse import sse_response
 from server.openai.code_interpreter import interpreter_tool
 from server.openai.responses_items import (
@@ -95,6 +96,13 @@ def get_store(request: Request) -> ResponseStore:
 
 
 StoreDep = Annotated[ResponseStore, Depends(get_store)]
+
+
+def get_background(request: Request) -> BackgroundRuns:
+    return request.app.state.background
+
+
+BackgroundDep = Annotated[BackgroundRuns, Depends(get_background)]
 
 
 def _previous(store: ResponseStore, response_id: str | None) -> StoredResponse | None:
@@ -155,26 +163,35 @@ async def create_response(
     store: StoreDep,
     settings: SettingsDep,
     runtime: RuntimeDep,
+    background: BackgroundDep,
     request: Request,
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     _check_limits(body, settings)
     previous = _previous(store, body.previous_response_id)
     history = previous.history if previous is not None else []
+    turn = [*history, *input_messages(body.input)]
+    if body.background:
+        background.check_capacity()  # before a session or a generation is taken
     tool = interpreter_tool(body)
     if tool is not None:
-        turn = [*history, *input_messages(body.input)]
+        container = previous.container_id if previous is not None else None
+        containers: dict[str, str] = {}
 
         def remember(answer: dict[str, Any], container: str) -> None:
+            containers[answer["id"]] = container
             _remember(store, body, answer, turn, container)
 
-        container = previous.container_id if previous is not None else None
+        if body.background:
+            events = await interpretation_events(body, tool, runtime, request, history, container, remember)
+            return await _detach(background, events, body, store, turn, containers)
         return await interpret(body, tool, runtime, request, history, container, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
-    turn = [*history, *input_messages(body.input)]
     response_id = new_id("resp")
+    if body.background:
+        return await _detach(background, _events(handle, response_id, body, plan, store, turn), body, store, turn)
     if body.stream:
         events = _events(handle, response_id, body, plan, store, turn)
         return sse_response(events)
@@ -191,6 +208,28 @@ async def create_response(
     return answer
 
 
+async def _detach(
+    runs: BackgroundRuns,
+    events: AsyncIterator[bytes],
+    body: ResponsesRequest,
+    store: ResponseStore,
+    turn: list[dict[str, Any]],
+    containers: dict[str, str] | None = None,
+) -> Response | dict[str, Any]:
+    """Run ``events`` in the background: answer the response as it starts (or follow its
+    stream, with ``stream: true``); no connection drives or cancels it from now on."""
+
+    def on_end(response: dict[str, Any], outcome: str) -> None:
+        if outcome not in ("completed", "incomplete"):  # finished ones stored themselves
+            container = (containers or {}).get(response["id"])
+            _remember(store, body, response, turn, container)
+
+    run = await runs.start(events, on_end)
+    if body.stream:
+        return sse_response(run.follow(None))
+    return run.response
+
+
 def _remember(
     store: ResponseStore,
     body: ResponsesRequest,
@@ -203,12 +242,54 @@ def _remember(
         store.put(StoredResponse(answer, history, input_item_list(body.input), container_id))
 
 
-@router.get("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
-async def get_response(response_id: str, store: StoreDep) -> dict[str, Any]:
-    stored = store.get(response_id)
-    if stored is None:
-        raise NotFound(f"no stored response '{response_id}'")
-    return stored.response
+@router.get(
+    "/v1/responses/{response_id}", response_model=None, responses={**error_responses(*GUARDS, 400, 404), **EVENT_STREAM}
+)
+async def get_response(
+    response_id: str,
+    store: StoreDep,
+    background: BackgroundDep,
+    stream: bool = False,
+    starting_after: Annotated[int | None, Query(ge=-1)] = None,
+) -> Response | dict[str, Any]:
+    """A stored response; a background one as it stands now, or (``stream``) its events after
+    ``starting_after``, then the live ones until it ends."""
+    run = background.get(response_id)
+    if run is None:
+        stored = store.get(response_id)
+        if stored is None:
+            raise NotFound(f"no stored response '{response_id}'")
+        if stream or starting_after is not None:
+            raise InvalidRequest(
+                "only a background response (created with background: true) can be streamed again",
+                param="stream" if stream else "starting_after",
+            )
+        return stored.response
+    if not stream:
+        if starting_after is not None:
+            raise InvalidRequest("starting_after needs stream=true", param="starting_after")
+        return run.response
+    run.check_resumable(starting_after)  # a 400 now, not after the stream began
+    if starting_after is not None:
+        background.count_resumption()
+    return sse_response(run.follow(starting_after))
+
+
+@router.post("/v1/responses/{response_id}/cancel", responses=error_responses(*GUARDS, 400, 404))
+async def cancel_response(response_id: str, store: StoreDep, background: BackgroundDep) -> dict[str, Any]:
+    """Stop a background response (its generation and sandbox work); a finished one is
+    answered as it is."""
+    run = background.get(response_id)
+    if run is None:
+        if store.get(response_id) is None:
+            raise NotFound(f"no stored response '{response_id}'")
+        raise InvalidRequest(
+            f"response '{response_id}' was not created with background: true; only background "
+            "responses can be cancelled",
+            param="response_id",
+        )
+    await run.cancel()
+    return run.response
 
 
 @router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))

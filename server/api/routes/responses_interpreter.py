@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -54,15 +55,23 @@ def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_
     return None
 
 
-async def interpret(
+@dataclass
+class _Interpretation:
+    """A prepared code-interpreter run: the agent run, its output items, its snapshots."""
+
+    run: PreparedRun
+    output: InterpreterOutput
+    snapshot: Callable[[AgentDone | None], dict[str, Any]]
+
+
+async def _prepare(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
-    remember: Remember,
-) -> Response | dict[str, Any]:
+) -> _Interpretation:
     session_id = _session_to_continue(runtime, tool, previous_container)
     new = input_messages(body.input)
     if session_id is None:  # a fresh interpreter: the model reads the conversation so far
@@ -94,15 +103,45 @@ async def interpret(
             created_at=created,
         )
 
+    return _Interpretation(run, output, snapshot)
+
+
+async def interpret(
+    body: ResponsesRequest,
+    tool: InterpreterTool,
+    runtime: AgentRuntime,
+    request: Request,
+    history: list[dict[str, Any]],
+    previous_container: str | None,
+    remember: Remember,
+) -> Response | dict[str, Any]:
+    """Run the request through the agent loop: one response, or its stream of events."""
+    it = await _prepare(body, tool, runtime, request, history, previous_container)
     if body.stream:
-        return sse_response(_events(runtime, run, output, snapshot, remember))
+        return sse_response(_events(runtime, it.run, it.output, it.snapshot, remember))
     try:
-        done = await unless_disconnected(request, _collect(runtime, run, output))
+        done = await unless_disconnected(request, _collect(runtime, it.run, it.output))
     except ClientDisconnected:
         return Response(status_code=499)  # the client left; nobody reads this
-    answer = snapshot(done)
-    remember(answer, container)
+    answer = it.snapshot(done)
+    remember(answer, it.run.session.id)
     return answer
+
+
+async def interpretation_events(
+    body: ResponsesRequest,
+    tool: InterpreterTool,
+    runtime: AgentRuntime,
+    request: Request,
+    history: list[dict[str, Any]],
+    previous_container: str | None,
+    remember: Remember,
+) -> AsyncIterator[bytes]:
+    """The same run as a stream of events that nothing but its reader drives (background mode).
+
+    Preparing (the session, a 409 or 429 for it) happens here, before the first event."""
+    it = await _prepare(body, tool, runtime, request, history, previous_container)
+    return _events(runtime, it.run, it.output, it.snapshot, remember)
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone:

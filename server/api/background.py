@@ -1,0 +1,234 @@
+"""Runs that outlive their connection: an event stream consumed by a task of its own, its
+events kept so a client can poll the run, replay what it missed and follow it live.
+
+Why here and not in the routes: a plain request's stream is driven by the client's reads, so
+a closed laptop lid or a proxy timeout cancels the run (the right default, kept). A
+background run is driven by ``BackgroundRun``'s own task instead; the route only starts it
+and answers at once, and any number of later requests read it (``follow``) without driving
+it. ``/v1/responses`` with ``background: true`` uses it (OpenAI's background mode).
+
+The events are the route's own server-sent events (``event:`` + ``data:`` lines whose JSON
+carries ``sequence_number`` and, on lifecycle events, the whole ``response``), kept as
+bytes so a replay is byte-for-byte what a live reader got. Bounded twice: at most
+``max_running`` runs at once (beyond: 429 naming the setting), at most ``max_events`` kept per
+run (the oldest go first; resuming from before the kept window is a 400 naming it). Everything
+is in memory: a server that stops fails the runs still going (``close``), and a restarted
+one no longer knows them (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.api.errors import APIError, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+#: Called once when a run ends, with its last response and how it ended.
+OnEnd = Callable[[dict[str, Any], str], None]
+
+
+@dataclass(frozen=True)
+class KeptEvent:
+    sequence: int
+    data: bytes
+
+
+def split_events(chunk: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+    """The events in one chunk of our own SSE output, each with its parsed ``data`` JSON.
+
+    A chunk may hold several events (``event:``/``data:`` blocks ending in a blank line); our
+    JSON is compact, so it never holds a raw newline.
+    """
+    events = []
+    for block in chunk.split(b"\n\n"):
+        if not block.strip():
+            continue
+        data = next((line[6:] for line in block.split(b"\n") if line.startswith(b"data: ")), None)
+        if data is None:
+            raise ValueError(f"an event without data: {block[:80]!r}")
+        events.append((block + b"\n\n", json.loads(data)))
+    return events
+
+
+class BackgroundRun:
+    """One detached run: its task, its kept events, its latest ``response`` snapshot."""
+
+    def __init__(self, max_events: int, on_end: OnEnd) -> None:
+        self.response: dict[str, Any] = {}
+        self.outcome: str | None = None  # set once: completed, incomplete, failed, cancelled
+        self._events: deque[KeptEvent] = deque(maxlen=max_events)
+        self._max_events = max_events
+        self._on_end = on_end
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._shutdown = False  # cancelled because the server stops: that is a failure, not a cancel
+
+    @property
+    def id(self) -> str:
+        return str(self.response.get("id", ""))
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None
+
+    def start(self, chunks: AsyncIterator[bytes]) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._consume(chunks), name="background-run")
+
+    async def first_response(self) -> dict[str, Any]:
+        """Wait for the first event that carries the response (``response.created``)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self.response) or not self.running)
+        return self.response
+
+    async def _consume(self, chunks: AsyncIterator[bytes]) -> None:
+        outcome = "failed"
+        error: dict[str, Any] | None = {"code": "server_error", "message": "the run ended without a final event"}
+        try:
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # our producers are generators
+                async for chunk in chunks:
+                    for data, payload in split_events(chunk):
+                        await self._keep(data, payload)
+                        if payload.get("type") == "error":
+                            error = {"code": payload.get("code") or "server_error", "message": payload.get("message")}
+                        elif payload.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+                            outcome, error = str(payload["response"]["status"]), None
+        except asyncio.CancelledError:
+            outcome, error = "cancelled", None
+            if self._shutdown:
+                outcome = "failed"
+                error = {"code": "server_shutdown", "message": "the server stopped before this run finished"}
+        except Exception as exc:  # our bug: the run fails visibly, the server goes on
+            log.exception("background run %s failed", self.id)
+            error = {"code": "server_error", "message": f"{type(exc).__name__}: {exc}"}
+        await self._end(outcome, error)
+
+    async def _keep(self, data: bytes, payload: dict[str, Any]) -> None:
+        async with self._changed:
+            self._events.append(KeptEvent(int(payload["sequence_number"]), data))
+            if isinstance(payload.get("response"), dict):
+                self.response = payload["response"]
+            self._changed.notify_all()
+
+    async def _end(self, outcome: str, error: dict[str, Any] | None) -> None:
+        async with self._changed:
+            if self.response.get("status") != outcome or error is not None:
+                self.response = {**self.response, "status": outcome, "error": error}
+            self.outcome = outcome
+            self._changed.notify_all()
+        self._on_end(self.response, outcome)
+
+    async def cancel(self, *, shutdown: bool = False) -> None:
+        """Stop the run (its generation and sandbox work stop with its producer) and wait."""
+        if self._task is None or self._task.done():
+            return
+        self._shutdown = shutdown
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def follow(self, starting_after: int | None) -> AsyncIterator[bytes]:
+        """The kept events after sequence number ``starting_after`` (all, if None), then the
+        live ones, until the run ends. Reading does not drive the run: leaving costs it nothing."""
+        after = -1 if starting_after is None else starting_after
+        self.check_resumable(starting_after)
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(functools.partial(self._news_after, after))
+                fresh = [e for e in self._events if e.sequence > after]
+                finished = not self.running
+            for event in fresh:
+                yield event.data
+                after = event.sequence
+            if finished and self._newest() <= after:
+                return
+
+    def check_resumable(self, starting_after: int | None) -> None:
+        """A 400 naming ``starting_after`` when events after it were already dropped."""
+        if starting_after is None or not self._events:
+            return
+        oldest = self._events[0].sequence
+        if starting_after < oldest - 1:
+            raise InvalidRequest(
+                f"starting_after {starting_after} is before the oldest kept event ({oldest}): this "
+                f"server keeps the last {self._max_events} events of a run (setting background_max_events)",
+                param="starting_after",
+            )
+
+    def _news_after(self, sequence: int) -> bool:
+        return self._newest() > sequence or not self.running
+
+    def _newest(self) -> int:
+        return self._events[-1].sequence if self._events else -1
+
+
+class BackgroundRuns:
+    """The app's background runs by response id: at most ``max_running`` going at once; ended
+    ones are kept (newest ``max_kept``) so late readers can still replay them."""
+
+    def __init__(
+        self,
+        max_running: int,
+        max_events: int,
+        *,
+        max_kept: int = 1000,
+        on_outcome: Callable[[str], None] = lambda _outcome: None,
+        on_resumption: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.max_running = max_running
+        self.max_events = max_events
+        self.max_kept = max_kept
+        self._on_outcome = on_outcome  # metrics: each run's outcome, once
+        self.count_resumption = on_resumption  # metrics: a stream resumed with starting_after
+        self._runs: OrderedDict[str, BackgroundRun] = OrderedDict()
+
+    def running(self) -> int:
+        return sum(1 for run in self._runs.values() if run.running)
+
+    def check_capacity(self) -> None:
+        """429 naming the limit when ``max_running`` runs are going already."""
+        if self.running() >= self.max_running:
+            raise APIError(
+                429,
+                f"{self.max_running} background responses are running already, the most this server "
+                "runs at once (setting background_max_running); poll or cancel one, then retry",
+                code="too_many_background_runs",
+                param="background",
+            )
+
+    async def start(self, chunks: AsyncIterator[bytes], on_end: OnEnd) -> BackgroundRun:
+        """Start consuming ``chunks`` detached from the caller; return once the run has an id."""
+        self.check_capacity()
+
+        def ended(response: dict[str, Any], outcome: str) -> None:
+            self._on_outcome(outcome)
+            on_end(response, outcome)
+
+        run = BackgroundRun(self.max_events, ended)
+        run.start(chunks)
+        await run.first_response()
+        if not run.id:
+            raise RuntimeError("a background run's first event carried no response id")
+        self._runs[run.id] = run
+        self._forget_old()
+        return run
+
+    def get(self, response_id: str) -> BackgroundRun | None:
+        return self._runs.get(response_id)
+
+    def _forget_old(self) -> None:
+        ended = [key for key, run in self._runs.items() if not run.running]
+        for key in ended[: max(0, len(self._runs) - self.max_kept)]:
+            del self._runs[key]
+
+    async def close(self) -> None:
+        """Server shutdown: every run still going fails, saying why, rather than stays in progress."""
+        await asyncio.gather(*(run.cancel(shutdown=True) for run in list(self._runs.values()) if run.running))
