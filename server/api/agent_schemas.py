@@ -66,6 +66,11 @@ class AgentRequest(ChatBody):
 
     max_turns: int | None = Field(None, ge=1, le=50)
     session_id: str | None = Field(None, max_length=100)
+    background: bool = Field(
+        False,
+        description="run detached from this connection: answered at once (202); follow the run at "
+        "GET /v1/agent/sessions/{session_id}/events (Last-Event-ID resumes), cancel it at .../cancel",
+    )
     tools: list[ToolIn | FunctionTool] | None = Field(
         None,
         max_length=100,

@@ -26,7 +26,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from server.api.errors import APIError, InvalidRequest
 
@@ -34,6 +34,38 @@ log = logging.getLogger(__name__)
 
 #: Called once when a run ends, with its last response and how it ended.
 OnEnd = Callable[[dict[str, Any], str], None]
+#: How a run ended: the outcome (completed, incomplete, failed, cancelled) and its error, if any.
+Ending = tuple[str, dict[str, Any] | None]
+
+
+class EventFormat(Protocol):
+    """What a run's events mean: their order, the state a poll answers, how the run ended."""
+
+    def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int: ...
+
+    def snapshot(self, payload: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def ending(self, payload: dict[str, Any]) -> Ending | None: ...
+
+
+class ResponsesFormat:
+    """The Responses API's events: ``sequence_number`` orders them; lifecycle events carry the
+    whole ``response``; ``response.completed``/``.incomplete``/``.failed`` end the run."""
+
+    def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int:
+        return int(payload["sequence_number"])
+
+    def snapshot(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        response = payload.get("response")
+        return response if isinstance(response, dict) else None
+
+    def ending(self, payload: dict[str, Any]) -> Ending | None:
+        kind = payload.get("type")
+        if kind == "error":
+            return "failed", {"code": payload.get("code") or "server_error", "message": payload.get("message")}
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            return str(payload["response"]["status"]), None
+        return None
 
 
 @dataclass(frozen=True)
@@ -42,28 +74,82 @@ class KeptEvent:
     data: bytes
 
 
-def split_events(chunk: bytes) -> list[tuple[bytes, dict[str, Any]]]:
-    """The events in one chunk of our own SSE output, each with its parsed ``data`` JSON.
+class AgentFormat:
+    """``/v1/agent``'s chat-completion chunks, numbered by ``numbered`` (their ``id:``); the
+    ``agent`` field's ``session`` and ``done`` events say what a poll answers."""
 
-    A chunk may hold several events (``event:``/``data:`` blocks ending in a blank line); our
-    JSON is compact, so it never holds a raw newline.
+    def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int:
+        if event_id is None:
+            raise ValueError("an agent event without an id: number the stream with numbered()")
+        return event_id
+
+    def snapshot(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        agent = payload.get("agent") or {}
+        if agent.get("type") == "session":
+            return {"id": agent["session_id"], "object": "agent.run", "status": "in_progress", "error": None}
+        if agent.get("type") == "done":
+            fields = {k: v for k, v in agent.items() if k != "type"}
+            return {"id": agent["session_id"], "object": "agent.run", "status": "completed", **fields}
+        return None
+
+    def ending(self, payload: dict[str, Any]) -> Ending | None:
+        if "error" in payload:
+            return "failed", payload["error"]
+        if (payload.get("agent") or {}).get("type") == "done":
+            return "completed", None
+        return None
+
+
+async def numbered(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` (``data:`` events, maybe several per chunk) with an ``id:`` line on each
+    event, 0, 1, 2, ...: what ``Last-Event-ID`` resumes from. ``data: [DONE]`` is left out (a
+    reader's stream ends when the run does)."""
+    counter = 0
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # our producers are generators
+        async for chunk in chunks:
+            out = []
+            for block in chunk.split(b"\n\n"):
+                if block.strip() and block.strip() != b"data: [DONE]":
+                    out.append(b"id: %d\n" % counter + block + b"\n\n")
+                    counter += 1
+            if out:
+                yield b"".join(out)
+
+
+@dataclass(frozen=True)
+class SentEvent:
+    """One event of our own SSE output: its bytes, its ``id:`` (if any), its ``data`` JSON."""
+
+    data: bytes
+    event_id: int | None
+    payload: dict[str, Any]
+
+
+def split_events(chunk: bytes) -> list[SentEvent]:
+    """The events in one chunk of our own SSE output.
+
+    A chunk may hold several events (``id:``/``event:``/``data:`` blocks ending in a blank
+    line); our JSON is compact, so it never holds a raw newline.
     """
     events = []
     for block in chunk.split(b"\n\n"):
         if not block.strip():
             continue
-        data = next((line[6:] for line in block.split(b"\n") if line.startswith(b"data: ")), None)
+        lines = block.split(b"\n")
+        data = next((line[6:] for line in lines if line.startswith(b"data: ")), None)
         if data is None:
             raise ValueError(f"an event without data: {block[:80]!r}")
-        events.append((block + b"\n\n", json.loads(data)))
+        event_id = next((int(line[4:]) for line in lines if line.startswith(b"id: ")), None)
+        events.append(SentEvent(block + b"\n\n", event_id, json.loads(data)))
     return events
 
 
 class BackgroundRun:
     """One detached run: its task, its kept events, its latest ``response`` snapshot."""
 
-    def __init__(self, max_events: int, on_end: OnEnd) -> None:
+    def __init__(self, max_events: int, on_end: OnEnd, event_format: EventFormat) -> None:
         self.response: dict[str, Any] = {}
+        self._format = event_format
         self.outcome: str | None = None  # set once: completed, incomplete, failed, cancelled
         self._events: deque[KeptEvent] = deque(maxlen=max_events)
         self._max_events = max_events
@@ -95,12 +181,10 @@ class BackgroundRun:
         try:
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # our producers are generators
                 async for chunk in chunks:
-                    for data, payload in split_events(chunk):
-                        await self._keep(data, payload)
-                        if payload.get("type") == "error":
-                            error = {"code": payload.get("code") or "server_error", "message": payload.get("message")}
-                        elif payload.get("type") in ("response.completed", "response.incomplete", "response.failed"):
-                            outcome, error = str(payload["response"]["status"]), None
+                    for event in split_events(chunk):
+                        await self._keep(event)
+                        if (ending := self._format.ending(event.payload)) is not None:
+                            outcome, error = ending
         except asyncio.CancelledError:
             outcome, error = "cancelled", None
             if self._shutdown:
@@ -111,11 +195,11 @@ class BackgroundRun:
             error = {"code": "server_error", "message": f"{type(exc).__name__}: {exc}"}
         await self._end(outcome, error)
 
-    async def _keep(self, data: bytes, payload: dict[str, Any]) -> None:
+    async def _keep(self, event: SentEvent) -> None:
         async with self._changed:
-            self._events.append(KeptEvent(int(payload["sequence_number"]), data))
-            if isinstance(payload.get("response"), dict):
-                self.response = payload["response"]
+            self._events.append(KeptEvent(self._format.sequence(event.event_id, event.payload), event.data))
+            if (snapshot := self._format.snapshot(event.payload)) is not None:
+                self.response = snapshot
             self._changed.notify_all()
 
     async def _end(self, outcome: str, error: dict[str, Any] | None) -> None:
@@ -204,15 +288,19 @@ class BackgroundRuns:
                 param="background",
             )
 
-    async def start(self, chunks: AsyncIterator[bytes], on_end: OnEnd) -> BackgroundRun:
-        """Start consuming ``chunks`` detached from the caller; return once the run has an id."""
+    async def start(
+        self, chunks: AsyncIterator[bytes], on_end: OnEnd, event_format: EventFormat | None = None
+    ) -> BackgroundRun:
+        """Start consuming ``chunks`` detached from the caller; return once the run has an id.
+
+        ``event_format``: what the events mean (default: the Responses API's)."""
         self.check_capacity()
 
         def ended(response: dict[str, Any], outcome: str) -> None:
             self._on_outcome(outcome)
             on_end(response, outcome)
 
-        run = BackgroundRun(self.max_events, ended)
+        run = BackgroundRun(self.max_events, ended, event_format or ResponsesFormat())
         run.start(chunks)
         await run.first_response()
         if not run.id:

@@ -27,12 +27,12 @@ import contextlib
 import mimetypes
 import os
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sandbox import workspace
@@ -41,13 +41,21 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
+from server.api.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
-from server.api.sse import openai_stream, ready_batches, sse_event, sse_response
+from server.api.sse import DONE, openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
-from server.openai.schemas import chat_chunk, chat_completion, new_completion_id, usage_dict, wants_usage
+from server.openai.schemas import (
+    FunctionTool,
+    chat_chunk,
+    chat_completion,
+    new_completion_id,
+    usage_dict,
+    wants_usage,
+)
 from server.tools.client_calls import ToolCallsPending
 
 FILE_CHUNK = 1 << 16
@@ -63,12 +71,29 @@ def get_runtime(request: Request) -> AgentRuntime:
 RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 
 
+def get_background(request: Request) -> BackgroundRuns:
+    return request.app.state.background
+
+
+BackgroundDep = Annotated[BackgroundRuns, Depends(get_background)]
+
+
 @router.post("", response_model=None, responses=EVENT_STREAM)
 @router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
-async def agent_completion(body: AgentRequest, runtime: RuntimeDep, request: Request) -> Response:
+async def agent_completion(
+    body: AgentRequest, runtime: RuntimeDep, background: BackgroundDep, request: Request
+) -> Response:
     check_model(runtime.engine, body.model)
+    if body.background:
+        _check_background(body, background)
     run = await prepare_run(runtime, body.run_request(runtime.settings))
     completion_id = new_completion_id()
+    if body.background:
+        include_usage = wants_usage(body.stream_options)
+        chunks = numbered(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
+        detached = await background.start(chunks, lambda *_: None, AgentFormat())
+        events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
+        return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
     if body.stream:
         include_usage = wants_usage(body.stream_options)
         return sse_response(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
@@ -90,6 +115,18 @@ async def agent_completion(body: AgentRequest, runtime: RuntimeDep, request: Req
             agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
         )
     )
+
+
+def _check_background(body: AgentRequest, background: BackgroundRuns) -> None:
+    """What a background run cannot be: one whose tools call back to a client (nobody is there
+    to answer), or one beyond the limit of runs at once (429)."""
+    if any(isinstance(tool, FunctionTool) for tool in body.tools or []):
+        raise InvalidRequest(
+            "a background run cannot call the client's function tools (no client is connected to "
+            "answer them); give Python tools with source, or run in the foreground",
+            param="tools",
+        )
+    background.check_capacity()
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:
@@ -163,6 +200,57 @@ def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
         else:
             merged.append(event)
     return merged
+
+
+@router.get("/sessions/{session_id}/events", response_model=None, responses=EVENT_STREAM)
+async def session_events(
+    session_id: str,
+    background: BackgroundDep,
+    after: Annotated[int | None, Query(ge=-1, description="resume after this event id")] = None,
+    last_event_id: Annotated[str | None, Header(description="an event id this client saw last")] = None,
+) -> Response:
+    """The session's background run as server-sent events: those after ``Last-Event-ID`` (or
+    ``?after=N``; all, with neither), then the live ones, then ``data: [DONE]``. Leaving does
+    not stop the run."""
+    run = _background_run(background, session_id)
+    starting_after = _event_id(last_event_id) if last_event_id is not None else after
+    run.check_resumable(starting_after)
+    if starting_after is not None:
+        background.count_resumption()
+    return sse_response(_then_done(run.follow(starting_after)))
+
+
+def _event_id(header: str) -> int:
+    """``Last-Event-ID`` as the number our events carry; anything else is a 400 naming it."""
+    try:
+        value = int(header)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise InvalidRequest(f"Last-Event-ID must be an id this stream sent, not {header!r}", param="Last-Event-ID")
+    return value
+
+
+async def _then_done(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in events:
+        yield chunk
+    yield DONE
+
+
+@router.post("/sessions/{session_id}/cancel")
+async def cancel_session_run(session_id: str, background: BackgroundDep) -> dict[str, Any]:
+    """Stop the session's background run (generation and any running execution); the session
+    and its files stay. A finished run is answered as it is."""
+    run = _background_run(background, session_id)
+    await run.cancel()
+    return run.response
+
+
+def _background_run(background: BackgroundRuns, session_id: str) -> BackgroundRun:
+    run = background.get(session_id)
+    if run is None:
+        raise NotFound(f"session '{session_id}' has no background run (start one with background: true)")
+    return run
 
 
 @router.get("/sessions/{session_id}")

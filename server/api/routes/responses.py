@@ -40,7 +40,7 @@ from server.api.deps import EngineDep, SettingsDep
 from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
-from server.api.routes.agent import RuntimeDep
+from server.api.routes.agent import BackgroundDep, RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.responses_interpreter import interpret, interpretation_events
 from server.api.sse import sse_response
@@ -96,13 +96,6 @@ def get_store(request: Request) -> ResponseStore:
 
 
 StoreDep = Annotated[ResponseStore, Depends(get_store)]
-
-
-def get_background(request: Request) -> BackgroundRuns:
-    return request.app.state.background
-
-
-BackgroundDep = Annotated[BackgroundRuns, Depends(get_background)]
 
 
 def _previous(store: ResponseStore, response_id: str | None) -> StoredResponse | None:

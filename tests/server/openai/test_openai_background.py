@@ -46,13 +46,13 @@ async def script(n_deltas: int, gate: asyncio.Event | None = None) -> AsyncItera
 
 
 async def read(stream: AsyncIterator[bytes]) -> list[int]:
-    return [payload["sequence_number"] async for chunk in stream for _, payload in split_events(chunk)]
+    return [event.payload["sequence_number"] async for chunk in stream for event in split_events(chunk)]
 
 
 def test_split_events_reads_several_events_in_one_chunk() -> None:
-    events = split_events(sse("a", 0) + sse("b", 1, x=1))
-    assert [payload["type"] for _, payload in events] == ["a", "b"]
-    assert b"".join(data for data, _ in events) == sse("a", 0) + sse("b", 1, x=1)
+    events = split_events(sse("a", 0) + b"id: 7\n" + sse("b", 1, x=1))
+    assert [(event.payload["type"], event.event_id) for event in events] == [("a", None), ("b", 7)]
+    assert b"".join(event.data for event in events) == sse("a", 0) + b"id: 7\n" + sse("b", 1, x=1)
 
 
 def test_a_run_replays_from_any_point_and_follows_live() -> None:
