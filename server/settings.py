@@ -19,7 +19,6 @@ from server.agent.policy import (
     FencePolicy,
     PromptStyle,
     RepeatPolicy,
-    UnverifiedPolicy,
 )
 
 StrList = Annotated[list[str], NoDecode]
@@ -145,11 +144,6 @@ class Settings(BaseSettings):
         description="the last turn of a budget of two or more may only be a <solution>, so a "
         "run does not end at max_turns without an answer (the response flags forced answers)",
     )
-    agent_restate_task: bool = Field(
-        False,
-        description="end every observation with the task restated (`Task: ...`), so that small "
-        "models read the output beside the question it should answer",
-    )
     agent_fenced_code: FencePolicy = Field(
         "execute",
         description="a Markdown ```python fence in the model's thinking: `execute` (opens an "
@@ -159,12 +153,6 @@ class Settings(BaseSettings):
         "run",
         description="a <solution> that holds code (calls or statements, not a value): `run` (run "
         "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
-    )
-    agent_unverified_answer: UnverifiedPolicy = Field(
-        "accept",
-        description="a first <solution> that no code backed (none ran in the request): `execute` "
-        "(that turn keeps its thinking and gets an <execute> block instead), `check` (ask the "
-        "model once to compute it or confirm it) or `accept`",
     )
     agent_prompt_style: PromptStyle = Field(
         "mint",

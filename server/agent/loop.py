@@ -43,7 +43,7 @@ from server.agent.policy import (
     looks_like_code,
     prints_only_literals,
 )
-from server.agent.prompts import UNVERIFIED_NOTE, observation_body, render_note, render_observation
+from server.agent.prompts import observation_body, render_observation
 from server.agent.steps import Action, AgentDone, AgentEvent, AgentFinish, Observation, Step, StepDone, TurnDelta
 from server.agent.turns import StructureMode, TurnGenerator, TurnResult, TurnSettings
 
@@ -88,9 +88,7 @@ async def run_agent(
     policy = options.policy
     repeats = RepeatTracker()
     last_text = ""
-    executed = checked = False  # has code run in this request; was an unverified answer questioned
     resample = False  # the last turn repeated a failure: sample this one
-    task = current_task(messages) if policy.restate_task else None
     for turn in range(options.max_turns):
         index = first_step_index + turn
         forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
@@ -109,23 +107,6 @@ async def run_agent(
         usage.add(turn_gen.result)
         step = _step(index, turn_gen, forced)
         step.resampled, resample = sampled, False
-        if (
-            policy.unverified_answer == "execute"
-            and _unverified(step, executed, checked)
-            and not _code_as_answer(step, policy)  # code in the answer runs as it is (code_answer)
-        ):
-            # A first answer no code backed: the same thinking, then code instead.
-            checked = True
-            guessed = step.action.answer
-            thinking = step.raw[: step.raw.index(SOLUTION_OPEN)]
-            retake = _Retake(_turn_generator(engine, messages, options, turn, execute_after=thinking), index, "code")
-            async for delta in retake.stream():
-                yield delta
-            if retake.overflow is not None:
-                yield _context_full(retake.overflow, last_text, turn, usage)
-                return
-            step = retake.step(usage, None, earlier=step)
-            step.unverified_answer = guessed
         last_text = step.thought
         turns_left = options.max_turns - turn - 1
         code_answer = _code_as_answer(step, policy)
@@ -136,7 +117,7 @@ async def run_agent(
         if code_answer and forced is not None:
             await _answer_from_code(step, executor, options, turns_left, repeats)
         if step.action.type == "execute":
-            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats, task)
+            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats)
             step.timings["execution_s"] = step.observation.duration_s
             if _answers_by_repeat(step, policy):
                 # The model asked again for what it has already seen: this turn becomes its
@@ -154,20 +135,11 @@ async def run_agent(
                 messages.append({"role": "assistant", "content": step.raw})
                 if _code_as_answer(step, policy):
                     await _answer_from_code(step, executor, options, turns_left, repeats)
-        if step.action.type == "execute" or step.action.code is not None:
-            executed = True
         if _resamples(step, policy) and turn + 1 < options.max_turns:
             # The model repeated a failure: the next turn is sampled from the history
             # before the repeat, which the model therefore does not read.
             messages.pop()
             resample = step.left_out = True
-            yield StepDone(step)
-            continue
-        if policy.unverified_answer == "check" and _unverified(step, executed, checked):
-            # An answer no code ever backed: ask once whether it needs computing.
-            checked = True
-            step.observation = _note_observation(UNVERIFIED_NOTE, options, turn, task)
-            messages.append({"role": "user", "content": step.observation.text})
             yield StepDone(step)
             continue
         if step.action.type == "solution":
@@ -193,8 +165,8 @@ async def run_agent(
 
 
 class _Retake:
-    """A turn generated again in place of the one just streamed (an answer after a repeat,
-    code after an unverified answer): only its new ``channel`` streams, since the client
+    """A turn generated again in place of the one just streamed (an answer after a repeat):
+    only its new ``channel`` streams, since the client
     has seen the rest; a context that no longer fits is kept in ``overflow``, not raised."""
 
     def __init__(self, turn_gen: TurnGenerator, index: int, channel: Channel) -> None:
@@ -230,7 +202,6 @@ def _turn_generator(
     *,
     solution_only: bool = False,
     sampled: bool = False,
-    execute_after: str | None = None,
 ) -> TurnGenerator:
     """``sampled``: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
     temperature, seed = options.temperature, options.seed
@@ -250,7 +221,6 @@ def _turn_generator(
         ),
         first_turn=turn == 0,
         solution_only=solution_only,
-        execute_after=execute_after,
     )
 
 
@@ -264,28 +234,6 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     for channel, text in splitter.flush():
         yield TurnDelta(index, channel, text)
     turn_gen.generation_s = time.perf_counter() - started
-
-
-def _unverified(step: Step, executed: bool, checked: bool) -> bool:
-    """A solution no code backed: none ran yet in this request, not forced, not handled before."""
-    return step.action.type == "solution" and not executed and not checked and step.forced is None
-
-
-def current_task(messages: list[dict[str, str]]) -> str | None:
-    """The task of this run: the newest user message (a session's follow-up is its task)."""
-    for message in reversed(messages):
-        if message["role"] == "user":
-            return message["content"]
-    return None
-
-
-def _note_observation(note: str, options: AgentOptions, turn: int, task: str | None) -> Observation:
-    """An observation that is the server's word to the model, not an execution's output."""
-    policy = options.policy
-    text = render_note(
-        note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns), task
-    )
-    return Observation(text=text)
 
 
 def _answers_by_repeat(step: Step, policy: LoopPolicy) -> bool:
@@ -375,7 +323,6 @@ async def _execute(
     options: AgentOptions,
     turns_left: int,
     repeats: RepeatTracker,
-    task: str | None = None,
 ) -> Observation:
     """Run code off the event loop; if our task is cancelled, kill the execution too."""
     try:
@@ -393,6 +340,5 @@ async def _execute(
         style=policy.prompt_style,
         final_answer=policy.forces_final_answer(options.max_turns),
         repeated=note,
-        task=task,
     )
     return Observation.of(result, text, cut=cut, repeated=repeated)

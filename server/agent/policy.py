@@ -34,24 +34,14 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
 * ``code_answer``: a ``<solution>`` whose body is code (a call or statements, not a value)
   is a model that meant to run it. ``"run"`` runs it as an ``<execute>`` action (on a
   solution-only turn, what it prints becomes the answer); ``"off"`` takes it as the answer.
-* ``unverified_answer``: small models also answer a task's first turn with a guess, or
-  with a value copied from the task's text, before running anything. ``"check"`` does
-  not accept a solution that no code backed (none ran in this request) the first time: the
-  model is asked to compute it, or to give the same solution again if it needs no code.
-  ``"execute"`` does not ask: that turn keeps its thinking (which often lists the very
-  calls to make) and gets an ``<execute>`` block in place of the solution, so a CodeAct
-  run answers from an output at least once; the step keeps the replaced answer
-  (``unverified_answer``). A task that needs no code costs one more turn. ``"accept"``
-  takes it, and is the default: neither other value measured better (the model's code
-  after a guess was no better than the guess).
-* ``restate_task``: small models lose the question after a few turns: given ``362880`` as
-  the product of some digits, they go on to multiply the digits of ``362880``. With it,
-  every observation ends with the task restated (``Task: ...``) before the turns left, so
-  the output is read beside the question it should answer. Off by default: measured a
-  loss, as the answer forced right after such an observation echoes the task.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
+
+Two options that measured nothing were removed (issue 26): ``restate_task`` (the task
+restated in every observation: a loss) and ``unverified_answer`` (a first answer no code
+backed, questioned or replaced by code: no better than taking it). ``benchmarks/RESULTS.md``
+keeps their figures.
 
 A solution the policy forced is flagged (``Step.forced``, ``AgentDone.forced_answer``) with
 why: ``"repeat"`` or ``"last_turn"``.
@@ -68,7 +58,6 @@ RepeatPolicy = Literal["answer", "note", "off"]
 FailedRepeatPolicy = Literal["resample", "note"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
-UnverifiedPolicy = Literal["execute", "check", "accept"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
@@ -94,8 +83,6 @@ class LoopPolicy:
     prompt_style: PromptStyle = "mint"
     fenced_code: FencePolicy = "execute"
     code_answer: CodeAnswerPolicy = "run"
-    unverified_answer: UnverifiedPolicy = "accept"
-    restate_task: bool = False
 
     def forces_final_answer(self, max_turns: int) -> bool:
         """Whether the last turn of this budget may only answer: a budget of two or more.

@@ -15,7 +15,6 @@ from server.agent.policy import (
     LoopPolicy,
     PromptStyle,
     RepeatPolicy,
-    UnverifiedPolicy,
 )
 from server.agent.prompts import ToolSpec
 from server.agent.service import RunRequest
@@ -101,11 +100,6 @@ class AgentRequest(ChatBody):
         None,
         description="the last turn may only be a <solution> (budgets of two turns or more; default: the server's)",
     )
-    restate_task: bool | None = Field(
-        None,
-        description="end every observation with the task restated, so that the output is read "
-        "beside its question (default: the server's)",
-    )
     fenced_code: FencePolicy | None = Field(
         None,
         description="'execute' (a Markdown ```python fence in the thinking opens an <execute> block) "
@@ -115,11 +109,6 @@ class AgentRequest(ChatBody):
         None,
         description="'run' (a <solution> that holds code is run as an <execute>; on an answer-only turn "
         "what it prints is the answer) or 'off'; default: the server's",
-    )
-    unverified_answer: UnverifiedPolicy | None = Field(
-        None,
-        description="a first solution no code backed: 'execute' (that turn gets an <execute> block "
-        "instead), 'check' (questioned once) or 'accept'; default: the server's",
     )
     prompt_style: PromptStyle | None = Field(
         None,
@@ -207,8 +196,6 @@ class AgentRequest(ChatBody):
                 prompt_style=self.prompt_style or settings.agent_prompt_style,
                 fenced_code=self.fenced_code or settings.agent_fenced_code,
                 code_answer=self.code_answer or settings.agent_code_answer,
-                unverified_answer=self.unverified_answer or settings.agent_unverified_answer,
-                restate_task=settings.agent_restate_task if self.restate_task is None else self.restate_task,
             ),
         )
 
@@ -257,7 +244,6 @@ def step_payload(step: Step) -> dict[str, Any]:
         "repeated_code": step.repeated_code,
         "resampled": step.resampled,
         "left_out": step.left_out,
-        "unverified_answer": step.unverified_answer,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
