@@ -45,6 +45,17 @@ keeps their figures.
 
 A solution the policy forced is flagged (``Step.forced``, ``AgentDone.forced_answer``) with
 why: ``"repeat"`` or ``"last_turn"``.
+
+Every decision an option drives is a pure function here, so that it can be read and tested
+as a table without an engine (``tests/server/agent/test_policy_table.py``); the loop
+(``server.agent.loop``) only carries them out, in a fixed order each turn:
+
+* ``plan_turn``: how the turn is generated (free, answer-only and why, sampled);
+* ``rewrite``: what a generated turn is taken as (kept, code in a ``<solution>`` run as
+  ``<execute>``, or, on an answer-only turn, run for the answer it prints);
+* ``react``: what the loop does next, a ``Reaction``: observe, observe with the repeat
+  note, leave the turn out and sample the next, take the turn again as answer-only, or
+  finish.
 """
 
 from __future__ import annotations
@@ -54,12 +65,16 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from sandbox.result import ExecResult
+from server.agent.actions import ActionType, clean_code
+
 RepeatPolicy = Literal["answer", "note", "off"]
 FailedRepeatPolicy = Literal["resample", "note"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
 PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
+FinishReason = Literal["solution", "no_action", "length"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
 #: Sampling for the turn after a failed repeat: enough to leave a loop, little enough to
 #: stay on the task. The seed keeps a temperature-0 run reproducible.
@@ -178,3 +193,97 @@ def looks_like_code(answer: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     return len(tree.body) > 1 or any(isinstance(node, _CODE_NODES) for node in ast.walk(tree))
+
+
+# -- the decisions, as pure functions -----------------------------------------------------
+@dataclass(frozen=True)
+class TurnPlan:
+    """How a turn is generated: free, or answer-only (``forced`` says why); greedy or sampled."""
+
+    forced: ForcedReason | None = None
+    sampled: bool = False
+
+
+#: A repeat taken again: ``<solution>`` opened right after the observation that showed it.
+ANSWER_AFTER_REPEAT = TurnPlan(forced="repeat")
+
+
+def plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out: bool) -> TurnPlan:
+    """The plan of turn ``turn`` (0-based); ``after_left_out``: the turn before was left out.
+
+    A forced answer opens ``<solution>`` at once (thinking first lets small models talk
+    themselves back into running code), and is never sampled.
+    """
+    forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, max_turns) else None
+    return TurnPlan(forced, sampled=after_left_out and forced is None)
+
+
+Rewrite = Literal["keep", "as_execute", "answer_from_code"]
+
+
+def rewrite(policy: LoopPolicy, action: ActionType, answer: str | None, forced: ForcedReason | None) -> Rewrite:
+    """What a generated turn is taken as (``code_answer``).
+
+    A ``<solution>`` whose body is code is a model that meant to run it: on a free turn it
+    becomes that ``<execute>`` (``"as_execute"``); on an answer-only turn it runs and what
+    it prints is the answer (``"answer_from_code"``).
+    """
+    if action != "solution" or policy.code_answer != "run" or not looks_like_code(clean_code(answer or "")):
+        return "keep"
+    return "as_execute" if forced is None else "answer_from_code"
+
+
+ReactionKind = Literal["observe", "note", "leave_out", "answer_only", "finish"]
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What the loop does after a turn acted.
+
+    ``observe``: its observation goes into the history, the next turn reads it; ``note``:
+    the same, with the repeat note in the observation; ``leave_out``: the turn leaves the
+    history and the next turn is sampled; ``answer_only``: the turn is taken again as an
+    answer-only turn; ``finish``: the run ends, for ``finish``'s reason.
+    """
+
+    kind: ReactionKind
+    finish: FinishReason | None = None
+
+
+OBSERVE, NOTE = Reaction("observe"), Reaction("note")
+LEAVE_OUT, ANSWER_ONLY = Reaction("leave_out"), Reaction("answer_only")
+
+
+def shows_nothing(code: str, result: ExecResult) -> bool:
+    """Output that answers nothing: a failure, or only the code's own literal text."""
+    failed = result.error is not None or result.timed_out or result.killed_reason is not None
+    return failed or prints_only_literals(code)
+
+
+def react_to_output(policy: LoopPolicy, repeated: bool, answers_nothing: bool, turns_left: int) -> Reaction:
+    """What an execution's output leads to (``on_repeat``, ``on_failed_repeat``).
+
+    ``repeated``: the same code already printed the same output in this request;
+    ``answers_nothing``: ``shows_nothing`` of it. A repeat that answers nothing cannot be
+    left out on the last turn: there is no next turn to sample.
+    """
+    if not repeated or policy.on_repeat == "off":
+        return OBSERVE
+    if policy.on_repeat == "note":
+        return NOTE
+    if not answers_nothing:
+        return ANSWER_ONLY
+    if policy.on_failed_repeat == "note":
+        return NOTE
+    return LEAVE_OUT if turns_left > 0 else OBSERVE
+
+
+def react(action: ActionType, generation_finish: str, output: Reaction | None) -> Reaction:
+    """What the loop does after a turn: a solution or a turn without an action finishes
+    the run; code goes on as its output decided (``output``, from ``react_to_output``)."""
+    if action == "solution":
+        return Reaction("finish", "solution")
+    if action == "none":
+        return Reaction("finish", "length" if generation_finish == "length" else "no_action")
+    assert output is not None, "an <execute> turn reacts to its output"
+    return output
