@@ -4,7 +4,9 @@ Small models at temperature 0 answer a task's code with the same code again, tur
 turn, long after its output showed the answer; and asked for nothing in particular at the
 last turn, they run code once more and the run ends with no answer at all. The loop
 therefore has a policy, each part a named option so that its effect can be measured on
-and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
+and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``). The
+options are declared once, with their defaults and descriptions, in ``server.agent.options``
+(``LoopPolicy``); this is why each exists:
 
 * ``on_repeat``: what to do when the model runs code it already ran in this request and
   gets the same output again (same code by syntax tree, so comments and spacing do not
@@ -67,12 +69,8 @@ from typing import Literal
 
 from sandbox.result import ExecResult
 from server.agent.actions import ActionType, clean_code
+from server.agent.options import LoopPolicy
 
-RepeatPolicy = Literal["answer", "note", "off"]
-FailedRepeatPolicy = Literal["resample", "note"]
-FencePolicy = Literal["execute", "off"]
-CodeAnswerPolicy = Literal["run", "off"]
-PromptStyle = Literal["mint", "chat"]
 ForcedReason = Literal["repeat", "last_turn"]
 FinishReason = Literal["solution", "no_action", "length"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
@@ -86,30 +84,6 @@ FORCED_NOTES: dict[str, str] = {
     "repeat": "answer forced: the model repeated code whose output it had already seen",
     "last_turn": "answer forced: the turn limit was reached",
 }
-
-
-@dataclass(frozen=True)
-class LoopPolicy:
-    """The policy of one request (defaults are what measured best; see the module doc)."""
-
-    on_repeat: RepeatPolicy = "answer"
-    on_failed_repeat: FailedRepeatPolicy = "resample"
-    final_answer: bool = True
-    prompt_style: PromptStyle = "mint"
-    fenced_code: FencePolicy = "execute"
-    code_answer: CodeAnswerPolicy = "run"
-
-    def forces_final_answer(self, max_turns: int) -> bool:
-        """Whether the last turn of this budget may only answer: a budget of two or more.
-
-        A budget of one turn is left free: a caller who allows a single action asked for
-        one execution or one answer, and forcing would forbid running code at all.
-        """
-        return self.final_answer and max_turns > 1
-
-    def forces_last_turn(self, turn: int, max_turns: int) -> bool:
-        """Whether ``turn`` (0-based) is that answer-only last turn."""
-        return self.forces_final_answer(max_turns) and turn == max_turns - 1
 
 
 def code_key(code: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sandbox.result import ExecResult
-from server.agent.policy import PromptStyle
+from server.agent.options import PromptStyle
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
 MINT_OBSERVATION_PREFIX = "Observation:"  # the training trajectories' ("mint" style)

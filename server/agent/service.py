@@ -19,7 +19,7 @@ from typing import Any
 from models.engine.api import ContextOverflowError
 from server.agent.errors import AgentRequestError, SessionBusy
 from server.agent.loop import AgentOptions, run_agent
-from server.agent.policy import PromptStyle
+from server.agent.options import PromptStyle
 from server.agent.prompts import ToolSpec, system_prompt, task_message
 from server.agent.runtime import AgentRuntime
 from server.agent.sessions import Session

@@ -16,7 +16,8 @@ import pytest
 
 from models.engine.scripted import ScriptedEngine
 from server.agent.actions import SOLUTION_CLOSE
-from server.agent.policy import LoopPolicy, RepeatTracker, code_key, prints_only_literals
+from server.agent.options import LoopPolicy
+from server.agent.policy import RepeatTracker, code_key, prints_only_literals
 from server.agent.prompts import REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.agent.history import History
+from server.agent.loop import History
 
 
 def test_a_turn_is_added_taken_back_and_observed() -> None:

@@ -17,7 +17,8 @@ from models.engine.scripted import ScriptedEngine
 from sandbox.fake_executor import ScriptedExecutor
 from sandbox.result import ExecResult
 from server.agent.loop import AgentOptions, run_agent
-from server.agent.policy import RESAMPLE_SEED, RESAMPLE_TEMPERATURE, LoopPolicy
+from server.agent.options import LoopPolicy
+from server.agent.policy import RESAMPLE_SEED, RESAMPLE_TEMPERATURE
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 
 TASK = [{"role": "system", "content": "You are a CodeAct agent."}, {"role": "user", "content": "What is 6 * 7?"}]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from sandbox.result import ExecResult
+from server.agent.options import LoopPolicy
 from server.agent.policy import (
     ANSWER_ONLY,
     LEAVE_OUT,
     NOTE,
     OBSERVE,
-    LoopPolicy,
     Reaction,
     TurnPlan,
     plan_turn,
