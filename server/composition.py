@@ -16,8 +16,8 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from models.engine.api import Engine
-from sandbox import SandboxPool, environment
-from server.agent.runtime import AgentRuntime, sandbox_limits
+from sandbox import Limits, SandboxPool, environment
+from server.agent.runtime import AgentRuntime
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("codeact_server")
 
 SetupErrorKind = Literal["model", "usage"]
+MAX_EXECUTION_TIMEOUT_S = 600.0
 
 
 class SetupError(Exception):
@@ -108,6 +109,16 @@ def _remote_engine(settings: Settings) -> Engine:
     return engine
 
 
+def sandbox_limits(settings: Settings) -> Limits:
+    """Per-session limits; a request's ``execution_timeout`` only shortens or stretches wall time."""
+    return Limits(
+        wall_seconds=settings.execution_timeout,
+        cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
+        memory_mb=settings.sandbox_memory_mb,
+        host_call_seconds=settings.tool_timeout,
+    )
+
+
 def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | None = None) -> AgentRuntime:
     """Resolve the sandbox's interpreter, start the warm pool, and the sessions over it.
 
@@ -138,7 +149,16 @@ def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | No
     else:
         log.info("sandbox isolation: %s", pool.isolation)
     log.info("sandbox interpreter: %s (Python %s)", python, env.version)
-    runtime = AgentRuntime(settings, engine, pool, env, mcp)
+    runtime = AgentRuntime(
+        engine,
+        pool,
+        limits=sandbox_limits(settings),
+        network=settings.sandbox_network,
+        max_sessions=settings.max_sessions,
+        session_ttl=settings.session_ttl,
+        sandbox_env=env,
+        mcp=mcp,
+    )
     with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
         runtime.start_reaper()
     return runtime

@@ -6,7 +6,7 @@ with the server: the agent session store and its sandbox pool, the metrics, the 
 
 Middleware, outermost first: metrics (so refusals are counted too), the Host and Origin
 checks against DNS rebinding and foreign pages (``server.api.host_guard``), a 503 for requests
-that shutdown cuts off (``server.shutdown``), CORS (only with
+that shutdown cuts off (``server.api.shutdown``), CORS (only with
 ``cors_origin``; answers preflights, and puts its headers on 401s), bearer auth (only with
 keys), body size. Message-count and max_tokens limits are a dependency of the API routers.
 On shutdown (SIGTERM after the drain, see ``server.cli.main``) the lifespan closes every
@@ -39,6 +39,7 @@ from server.api.routes.responses import ResponseStore
 from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
+from server.api.shutdown import AnswerCancelledRequests
 from server.audit import AuditLog
 from server.composition import start_agent_runtime
 from server.mcp import config as mcp_config
@@ -47,7 +48,6 @@ from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
 from server.settings import Settings
-from server.shutdown import AnswerCancelledRequests
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
+from server.api.deps import SettingsDep
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
@@ -65,9 +66,11 @@ RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 
 @router.post("", response_model=None, responses=EVENT_STREAM)
 @router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
-async def agent_completion(body: AgentRequest, runtime: RuntimeDep, request: Request) -> Response:
+async def agent_completion(
+    body: AgentRequest, runtime: RuntimeDep, settings: SettingsDep, request: Request
+) -> Response:
     check_model(runtime.engine, body.model)
-    run = await prepare_run(runtime, body.run_request(runtime.settings))
+    run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
     if body.stream:
         include_usage = wants_usage(body.stream_options)

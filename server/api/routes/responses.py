@@ -169,7 +169,7 @@ async def create_response(
             _remember(store, body, answer, turn, container)
 
         container = previous.container_id if previous is not None else None
-        return await interpret(body, tool, runtime, request, history, container, remember)
+        return await interpret(body, tool, runtime, settings, request, history, container, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once

@@ -29,6 +29,7 @@ from server.api.sse import sse_response
 from server.openai.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.openai.schemas import usage_dict
+from server.settings import Settings
 
 Remember = Callable[[dict[str, Any], str], None]  # (the finished response, its container id)
 
@@ -58,6 +59,7 @@ async def interpret(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
+    settings: Settings,
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
@@ -70,7 +72,7 @@ async def interpret(
         messages = [*instructions, *history, *new]
     else:  # the session holds the conversation already
         messages = new
-    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(runtime.settings))
+    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(settings))
     base = str(request.base_url).rstrip("/")
     container = run.session.id
 
