@@ -41,9 +41,9 @@ from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_t
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import RuntimeDep
 from server.api.routes.chat import check_model, generation_request
+from server.api.routes.code_interpreter import interpreter_tool
 from server.api.routes.responses_interpreter import interpret
 from server.api.sse import sse_response
-from server.openai.code_interpreter import interpreter_tool
 from server.openai.responses_items import (
     ResponsesRequest,
     chat_request,

@@ -1,5 +1,5 @@
 """``POST /v1/responses`` with the ``code_interpreter`` tool: the agent loop behind the
-Responses shapes (what maps to what: ``server.openai.code_interpreter``).
+Responses shapes (what maps to what: ``server.api.routes.code_interpreter``).
 
 Not a router of its own: ``server.api.routes.responses`` hands such a request here, with
 the conversation so far and the session (container) its previous response used, and gets
@@ -25,8 +25,8 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import APIError, engine_error_to_api
+from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.api.sse import sse_response
-from server.openai.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.openai.schemas import usage_dict
 from server.settings import Settings
