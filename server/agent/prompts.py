@@ -15,10 +15,10 @@ last step reserved for a solution), and ``chat``, as in the reference chat demo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sandbox.result import ExecResult
 from server.agent.options import PromptStyle
+from server.tools.toolbox import ToolSpec
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
 MINT_OBSERVATION_PREFIX = "Observation:"  # the training trajectories' ("mint" style)
@@ -51,16 +51,6 @@ running the same code again shows the same output.
 You have {max_turns} turns to solve the task."""
 
 TOOLS_HEADING = "Tool function available (already imported in <execute> environment):"
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool the code may call: defined in the sandbox by ``source``, described by the rest."""
-
-    name: str
-    signature: str
-    description: str
-    source: str
 
 
 def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "") -> str:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
 from server.agent.options import option_names, request_fields
-from server.agent.prompts import ToolSpec
 from server.agent.service import RunRequest
 from server.agent.steps import Step
 from server.agent.turns import StructureMode
@@ -17,6 +16,7 @@ from server.openai.schemas import ChatBody, ChatMessage, FunctionTool
 from server.openai.unsupported import refuse
 from server.settings import Settings
 from server.tools.client_calls import ClientFunction
+from server.tools.toolbox import ToolSpec
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
