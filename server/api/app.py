@@ -133,7 +133,9 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = publish_limits(build(), settings.max_tokens_limit, settings.max_messages)
+            app.openapi_schema = publish_limits(
+                build(), settings.max_tokens_limit, settings.max_messages, app.state.engine.info.vocab_size
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
