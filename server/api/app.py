@@ -1,8 +1,9 @@
 """The app factory: routes, error handlers, middleware and state, nothing global.
 
 The engine is built before the app (by the CLI, or by a test with the scripted model), so
-a broken model file fails before any socket is bound. The factory owns what lives and dies
-with the server: the agent session store and its sandbox pool, the metrics, the audit log.
+a broken model file fails before any socket is bound. The app holds what lives and dies
+with the server (the agent session store and its sandbox pool, the MCP servers, the
+metrics, the audit log), built by ``server.composition`` and run by the lifespan.
 
 Middleware, outermost first: metrics (so refusals are counted too), the Host and Origin
 checks against DNS rebinding and foreign pages (``server.api.host_guard``), a 503 for requests
@@ -40,11 +41,8 @@ from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.api.shutdown import AnswerCancelledRequests
-from server.audit import AuditLog
-from server.composition import start_agent_runtime
+from server.composition import metered, running_agent
 from server.mcp import config as mcp_config
-from server.mcp.manager import McpManager
-from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
 from server.settings import Settings
@@ -63,8 +61,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     """
     keys = load_api_keys(settings)
     mcp_servers = mcp_config.load(settings.mcp_config) if settings.mcp_config else []
-    metrics = Metrics()
-    engine = MeteredEngine(engine, metrics.record_generation)
+    engine, metrics = metered(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,25 +76,12 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.context_length,
             info.parallel_sequences,
         )
-        mcp = McpManager(mcp_servers) if mcp_servers else None
-        if mcp is not None:
-            await mcp.start()
-        runtime = start_agent_runtime(settings, engine, mcp)
-        runtime.observers.append(metrics.observe_agent)
-        audit = AuditLog(settings.audit_log) if settings.audit_log else None
-        if audit is not None:
-            runtime.observers.append(audit.observe)
-            log.info("audit log: %s", audit.path)
-        app.state.agent = runtime
-        app.state.health_extras = runtime.health
         try:
-            yield
+            async with running_agent(settings, engine, mcp_servers, metrics) as runtime:
+                app.state.agent = runtime
+                app.state.health_extras = runtime.health
+                yield
         finally:
-            runtime.close()
-            if mcp is not None:
-                await mcp.stop()
-            if audit is not None:
-                audit.close()
             if close_engine:
                 await _wait_until_idle(engine)
                 engine.close()
