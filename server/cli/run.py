@@ -102,7 +102,7 @@ def in_process_server(model: str | None) -> Iterator[str]:
     """Load the model and serve the app on a private loopback port for the duration."""
     from server.api.app import create_app
     from server.api.loopback import LoopbackServer
-    from server.cli.main import load_engine
+    from server.cli.errors import load_engine
     from server.settings import Settings
 
     settings = Settings(model=model) if model else Settings()
