@@ -238,3 +238,24 @@ def test_cancelling_the_run_interrupts_the_execution(engine: ScriptedEngine) -> 
 async def _consume(events) -> None:  # noqa: ANN001 - an async iterator of events
     async for _ in events:
         pass
+
+
+def test_run_agent_fits_one_screen_and_leaves_the_messages_to_history() -> None:
+    """The shape issue 26 gave the loop: a fixed step sequence in about 60 lines, and no
+    ``append``/``pop``/``del`` on the messages there (``History`` is their only writer)."""
+    import ast
+    import inspect
+
+    from server.agent import loop
+
+    source = inspect.getsource(loop.run_agent)
+    assert len(source.splitlines()) <= 60
+    function = ast.parse(source).body[0]
+    edits = [
+        node
+        for node in ast.walk(function)
+        if (isinstance(node, ast.Attribute) and node.attr in {"append", "pop", "extend", "insert", "remove"})
+        or isinstance(node, ast.Delete)
+    ]
+    assert edits == []
+    assert "messages" not in source.split('"""')[-1].replace("History(messages)", "")
