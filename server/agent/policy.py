@@ -15,17 +15,18 @@ options are declared once, with their defaults and descriptions, in ``server.age
   ``"answer"`` turns that very turn into a solution-only turn: the repeat is dropped from
   the history and ``<solution>`` is opened right after the observation that already
   showed the output, so the repeat costs no further turn. A repeat whose output is an
-  error is not an answer: the model is told it repeated itself instead, as with
-  ``"note"``, which runs it and says so in the observation. ``"off"`` does nothing.
-  Nor is a repeat of code that only prints text written in it (``print("Median:")``): its
-  output shows nothing the model did not already write.
+  error is not an answer, nor is a repeat of code that only prints text written in it
+  (``print("Median:")``: its output shows nothing the model did not already write):
+  ``on_failed_repeat`` decides what those become. ``"note"`` runs the repeat and says so
+  in the observation; ``"off"`` does nothing.
 * ``on_failed_repeat``: what ``on_repeat: "answer"`` does with a repeat that is no answer
   (an error again, or only the code's own literal text). At temperature 0 the same history
   gives the same turn, so a model that repeated a failure once repeats it to the end of
   the budget. ``"resample"`` leaves the repeat out of the history the model reads and
   samples the next turn (temperature ``RESAMPLE_TEMPERATURE``, a fixed seed unless the
   request set one, so runs stay reproducible); the repeat is still reported as a step, and
-  the sampled one says ``resampled``. ``"note"`` keeps the repeat and tells the model it repeated itself.
+  the sampled one says ``resampled``. ``"note"`` keeps the repeat and tells the model it
+  repeated itself.
 * ``final_answer``: the last turn of the budget may only be a ``<solution>`` (when the
   budget allows more than one turn), so no run ends at ``max_turns`` with nothing.
 * ``fenced_code``: small models often write their code in a Markdown fence (```python)
@@ -55,9 +56,9 @@ as a table without an engine (``tests/server/agent/test_policy_table.py``); the 
 * ``plan_turn``: how the turn is generated (free, answer-only and why, sampled);
 * ``rewrite``: what a generated turn is taken as (kept, code in a ``<solution>`` run as
   ``<execute>``, or, on an answer-only turn, run for the answer it prints);
-* ``react``: what the loop does next, a ``Reaction``: observe, observe with the repeat
-  note, leave the turn out and sample the next, take the turn again as answer-only, or
-  finish.
+* ``react_to_output`` and ``react``: what the loop does next, a ``Reaction``: observe,
+  observe with the repeat note, leave the turn out and sample the next, take the turn
+  again as answer-only, or finish.
 """
 
 from __future__ import annotations
