@@ -14,10 +14,12 @@ shared machine hits every arm alike:
   ``<execute>`` (that reply is its answer), or at the turn limit.
 * policy variants, each ``/v1/agent`` with one named option changed (``--arms``):
   ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
-  (``on_failed_repeat: note``), ``restate`` (``restate_task: true``), ``execute-unverified``
-  (``unverified_answer: execute``), ``no-final``
-  (``final_answer: false``), ``chat-style`` (``prompt_style: chat``), ``all-off`` (all
-  three off), so each mechanism's effect is measured on and off in the same run.
+  (``on_failed_repeat: note``), ``no-final`` (``final_answer: false``), ``chat-style``
+  (``prompt_style: chat``), ``no-fence`` (``fenced_code: off``), ``no-code-answer``
+  (``code_answer: off``), ``all-off`` (all of these off), so each mechanism's effect is
+  measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
+  ``restate_task`` and ``unverified_answer``, options removed in issue 26 after measuring
+  nothing; ``benchmarks/RESULTS.md`` keeps their rows.)
 * ``--server-arm NAME=URL`` adds an arm served elsewhere (e.g. an older commit of ours).
 
 Per arm: solved %, runs that ended without an answer (turn limit, context full, error),
@@ -59,8 +61,6 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-repeat": {"on_repeat": "off"},
     "note-repeat": {"on_repeat": "note"},
     "note-failed": {"on_failed_repeat": "note"},
-    "restate": {"restate_task": True},
-    "execute-unverified": {"unverified_answer": "execute"},
     "no-final": {"final_answer": False},
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},
@@ -71,7 +71,6 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "prompt_style": "chat",
         "fenced_code": "off",
         "code_answer": "off",
-        "restate_task": False,
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -1,9 +1,10 @@
-"""The composition root: from ``Settings`` to the running parts (engine, sandbox pool, sessions).
+"""The composition root: from ``Settings`` to the running parts (engine, sandbox pool, sessions,
+and the services around them: MCP servers, metrics, audit log).
 
 Why one module: the CLI, the app's lifespan, the tests and the benchmarks all need the same
 engine for the same settings, and the same sandbox pool behind the sessions. Built here
 once, nobody imports the command line to get a model, and ``server.agent`` keeps no
-knowledge of how its executors are made.
+knowledge of how its executors are made: it receives them.
 
 Failures a user can fix (no such model, a backend that does not answer, a flag missing) are
 ``SetupError``; the CLI prints them as one line with the exit code their ``kind`` names.
@@ -13,19 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal
 
 from models.engine.api import Engine
-from sandbox import SandboxPool, environment
-from server.agent.runtime import AgentRuntime, sandbox_limits
+from sandbox import Limits, SandboxPool, environment
+from server.agent.runtime import AgentRuntime
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from server.mcp.config import ServerConfig
     from server.mcp.manager import McpManager
+    from server.metrics import Metrics
 
 log = logging.getLogger("codeact_server")
 
 SetupErrorKind = Literal["model", "usage"]
+MAX_EXECUTION_TIMEOUT_S = 600.0
 
 
 class SetupError(Exception):
@@ -121,6 +127,16 @@ def _remote_engine(settings: Settings) -> Engine:
     return engine
 
 
+def sandbox_limits(settings: Settings) -> Limits:
+    """Per-session limits; a request's ``execution_timeout`` only shortens or stretches wall time."""
+    return Limits(
+        wall_seconds=settings.execution_timeout,
+        cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
+        memory_mb=settings.sandbox_memory_mb,
+        host_call_seconds=settings.tool_timeout,
+    )
+
+
 def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | None = None) -> AgentRuntime:
     """Resolve the sandbox's interpreter, start the warm pool, and the sessions over it.
 
@@ -151,7 +167,57 @@ def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | No
     else:
         log.info("sandbox isolation: %s", pool.isolation)
     log.info("sandbox interpreter: %s (Python %s)", python, env.version)
-    runtime = AgentRuntime(settings, engine, pool, env, mcp)
+    runtime = AgentRuntime(
+        engine,
+        pool,
+        limits=sandbox_limits(settings),
+        network=settings.sandbox_network,
+        max_sessions=settings.max_sessions,
+        session_ttl=settings.session_ttl,
+        sandbox_env=env,
+        mcp=mcp,
+    )
     with contextlib.suppress(RuntimeError):  # no running loop: a caller drives expiry
         runtime.start_reaper()
     return runtime
+
+
+def metered(engine: Engine) -> tuple[Engine, Metrics]:
+    """``engine`` with every generation counted in a new ``Metrics`` (what ``/metrics`` shows)."""
+    # Imported here, as the services below: the web framework (metrics' route) and the MCP
+    # SDK cost start-up time that `pull`, `run` and the benchmarks, which only need an
+    # engine from this module, never use.
+    from server.metered_engine import MeteredEngine
+    from server.metrics import Metrics
+
+    metrics = Metrics()
+    return MeteredEngine(engine, metrics.record_generation), metrics
+
+
+@asynccontextmanager
+async def running_agent(
+    settings: Settings, engine: Engine, mcp_servers: Sequence[ServerConfig], metrics: Metrics
+) -> AsyncIterator[AgentRuntime]:
+    """The agent runtime and its services for the life of an app: the MCP servers started,
+    every run observed by ``metrics`` and (with ``--audit-log``) the audit log; on exit the
+    sessions close (so every sandbox worker stops), then the MCP servers and the log."""
+    from server.audit import AuditLog
+    from server.mcp.manager import McpManager
+
+    mcp = McpManager(mcp_servers) if mcp_servers else None
+    if mcp is not None:
+        await mcp.start()
+    runtime = start_agent_runtime(settings, engine, mcp)
+    runtime.observers.append(metrics.observe_agent)
+    audit = AuditLog(settings.audit_log) if settings.audit_log else None
+    if audit is not None:
+        runtime.observers.append(audit.observe)
+        log.info("audit log: %s", audit.path)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+        if mcp is not None:
+            await mcp.stop()
+        if audit is not None:
+            audit.close()

@@ -1,26 +1,23 @@
 """The one settings class: env vars (``CODEACT_`` prefix), CLI flags and their docs.
 
 Every field's description is the ``--help`` text of its flag, so the three cannot drift.
-``serve_flags`` lists which fields ``codeact-server serve`` exposes as flags.
+``SERVE_FLAGS`` lists which fields ``codeact-server serve`` exposes as flags, in order.
+
+The agent loop's options (``agent_<name>``) are not written here: each is made from its
+field in ``server.agent.options.LoopPolicy`` (type, default, description), which the
+``/v1/agent`` request fields and the README's table are made from too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sandbox.environment import DEFAULT_PREIMPORT, default_env_dir
-from server.agent.policy import (
-    CodeAnswerPolicy,
-    FailedRepeatPolicy,
-    FencePolicy,
-    PromptStyle,
-    RepeatPolicy,
-    UnverifiedPolicy,
-)
+from server.agent.options import SETTING_PREFIX, LoopPolicy, setting_fields
 
 StrList = Annotated[list[str], NoDecode]
 """A list setting: repeat the flag, or give the env var as a comma-separated string."""
@@ -28,7 +25,13 @@ StrList = Annotated[list[str], NoDecode]
 MiB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+if TYPE_CHECKING:  # the type checker sees the plain base; read the options with loop_policy()
+    _SettingsWithLoopOptions = BaseSettings
+else:
+    _SettingsWithLoopOptions = create_model("_SettingsWithLoopOptions", __base__=BaseSettings, **setting_fields())
+
+
+class Settings(_SettingsWithLoopOptions):
     """Server configuration; ``CODEACT_<FIELD>`` env vars and ``serve --<field>`` flags."""
 
     model_config = SettingsConfigDict(env_prefix="CODEACT_", extra="ignore")
@@ -128,50 +131,6 @@ class Settings(BaseSettings):
     # -- agent ---------------------------------------------------------------------------
     max_turns: int = Field(5, ge=1, le=50, description="default agent turns per request")
     execution_timeout: float = Field(60.0, gt=0, le=600, description="default wall-clock seconds per code execution")
-    agent_on_repeat: RepeatPolicy = Field(
-        "answer",
-        description="when the model runs code that already printed the same output in this "
-        "request: `answer` (that turn becomes a solution-only turn), `note` (say so in the "
-        "observation), `off`",
-    )
-    agent_on_failed_repeat: FailedRepeatPolicy = Field(
-        "resample",
-        description="with `answer`, a repeat that answers nothing (the same error again, or only "
-        "the code's own literal text): `resample` (drop it from what the model reads and sample "
-        "its next turn) or `note` (say so in the observation)",
-    )
-    agent_final_answer: bool = Field(
-        True,
-        description="the last turn of a budget of two or more may only be a <solution>, so a "
-        "run does not end at max_turns without an answer (the response flags forced answers)",
-    )
-    agent_restate_task: bool = Field(
-        False,
-        description="end every observation with the task restated (`Task: ...`), so that small "
-        "models read the output beside the question it should answer",
-    )
-    agent_fenced_code: FencePolicy = Field(
-        "execute",
-        description="a Markdown ```python fence in the model's thinking: `execute` (opens an "
-        "<execute> block, closed by the closing fence) or `off` (stays thinking)",
-    )
-    agent_code_answer: CodeAnswerPolicy = Field(
-        "run",
-        description="a <solution> that holds code (calls or statements, not a value): `run` (run "
-        "as an <execute>; on an answer-only turn what it prints is the answer) or `off`",
-    )
-    agent_unverified_answer: UnverifiedPolicy = Field(
-        "accept",
-        description="a first <solution> that no code backed (none ran in the request): `execute` "
-        "(that turn keeps its thinking and gets an <execute> block instead), `check` (ask the "
-        "model once to compute it or confirm it) or `accept`",
-    )
-    agent_prompt_style: PromptStyle = Field(
-        "mint",
-        description="how tasks and observations are framed: `mint` (Task:/Observation:, steps "
-        "left, as in CodeActAgent's training data) or `chat` (Execution Output:, as in its "
-        "chat demo)",
-    )
     max_sessions: int = Field(32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429")
     background_max_running: int = Field(
         16, ge=1, description="background responses (`background: true`) running at once; more get 429"
@@ -279,6 +238,10 @@ class Settings(BaseSettings):
         description="append one JSON line per agent run (request, steps, observations) to this file (default: off)",
     )
 
+    def loop_policy(self) -> LoopPolicy:
+        """The server's default loop policy: its ``agent_<name>`` fields."""
+        return LoopPolicy(**{name: getattr(self, SETTING_PREFIX + name) for name in LoopPolicy.model_fields})
+
     @field_validator("api_key", "cors_origin", "allowed_host", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -298,4 +261,11 @@ class Settings(BaseSettings):
         return value
 
 
-SERVE_FLAGS: tuple[str, ...] = tuple(Settings.model_fields)
+def _serve_flags() -> tuple[str, ...]:
+    """Every field, the loop's options right after the other agent settings."""
+    names = [name for name in Settings.model_fields if not name.startswith(SETTING_PREFIX)]
+    after = names.index("execution_timeout") + 1
+    return (*names[:after], *setting_fields(), *names[after:])
+
+
+SERVE_FLAGS: tuple[str, ...] = _serve_flags()

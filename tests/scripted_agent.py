@@ -19,12 +19,8 @@ MODEL = "scripted"
 
 @contextmanager
 def scripted_server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    """Real uvicorn and sandbox around the scripted model: one warm worker, 3 sessions.
-
-    Scripted turns often answer at once: first answers are accepted here whatever the
-    default (``unverified_answer`` has its own tests, which ask for each value per request).
-    """
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3, agent_unverified_answer="accept")
+    """Real uvicorn and sandbox around the scripted model: one warm worker, 3 sessions."""
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
     with LiveServer(create_app(settings, engine)) as live:
         yield live
 

@@ -98,6 +98,63 @@ def test_lower_packages_do_not_import_upward(package: str, forbidden: set[str]) 
     assert offenders(package, forbidden) == []
 
 
+def server_unit(module: str) -> str | None:
+    """The part of ``server/`` a module name belongs to: its folder (``server.api``, the
+    routes included) or its top-level module (``server.settings``); None for ``server`` itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "server" and len(parts) > 1 else None
+
+
+def server_imports() -> dict[str, set[str]]:
+    """Which parts of ``server/`` each part imports (lazy and type-checking imports too)."""
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "server").rglob("*.py"):
+        unit = server_unit(".".join(p for p in path.relative_to(ROOT).with_suffix("").parts if p != "__init__"))
+        if unit is None:
+            continue
+        targets = {server_unit(name) for name in imported(path)}
+        graph.setdefault(unit, set()).update(t for t in targets if t is not None and t != unit)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of parts that reach each other (strongly connected, more than one part)."""
+    reach = {node: _reachable(graph, node) for node in graph}
+    groups = {frozenset(n for n in reach if node in reach[n] and n in reach[node]) for node in graph}
+    return sorted(sorted(group) for group in groups if len(group) > 1)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_cycle_finder_finds_pairs_and_rings() -> None:
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_server_folders_import_each_other() -> None:
+    """Every arrow between the parts of ``server/`` points one way (docs/architecture.md)."""
+    assert cycles(server_imports()) == []
+
+
+def test_the_wire_formats_depend_on_nothing_else_in_server() -> None:
+    assert server_imports().get("server.openai", set()) == set()
+
+
+def test_the_agent_receives_its_parts_and_knows_no_settings() -> None:
+    """The agent imports only the tools it hands to a session (and the MCP servers' type)."""
+    assert server_imports()["server.agent"] <= {"server.tools", "server.mcp"}
+
+
 def test_no_folder_holds_too_many_modules_flat() -> None:
     crowded = {}
     for folder in {p.parent for p in modules()}:

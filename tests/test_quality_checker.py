@@ -59,3 +59,15 @@ def test_file_tasks_check_the_contents() -> None:
     assert check_file(TASKS["file_primes_json"], "[2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47]")
     assert not check_file(TASKS["file_primes_json"], "not json")
     assert check_file(TASKS["file_totals_csv"], "region,revenue\nNorth,82.0\nSouth,65.0\nEast,56.0\n")
+
+
+def test_every_policy_arm_sets_real_loop_options() -> None:
+    """An arm of ``benchmarks.agent_quality`` is a set of request fields: each must be a loop
+    option, so that a removed option cannot leave an arm measuring nothing."""
+    from benchmarks.agent_quality import ARMS
+    from server.agent.options import LoopPolicy
+
+    for arm, extras in ARMS.items():
+        if extras is not None:
+            assert set(extras) <= set(LoopPolicy.model_fields), arm
+            LoopPolicy(**extras)  # valid values

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from server.agent.options import SETTING_PREFIX, markdown_table
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
@@ -19,7 +20,17 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
 def test_every_setting_is_documented() -> None:
     for name in Settings.model_fields:
         env, flag = f"CODEACT_{name.upper()}", "--" + name.replace("_", "-")
-        assert f"| `{env}` | `{flag}` |" in README, f"{env} missing from the README table"
+        if name.startswith(SETTING_PREFIX):  # a loop option: in the table made from its model
+            assert f"| `{flag}`, `{env}` (`{name.removeprefix(SETTING_PREFIX)}`) |" in README, env
+        else:
+            assert f"| `{env}` | `{flag}` |" in README, f"{env} missing from the README table"
+
+
+def test_the_loop_option_table_is_the_one_made_from_the_options_model() -> None:
+    """Regenerate it with ``python -m server.agent.options`` after changing an option."""
+    table = re.search(r"<!-- loop options:[^\n]*-->\n(.*?)<!-- end of loop options -->", README, re.DOTALL)
+    assert table is not None, "the README lost its loop options markers"
+    assert table.group(1) == markdown_table()
 
 
 @pytest.fixture(scope="module")

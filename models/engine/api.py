@@ -150,6 +150,7 @@ class EngineInfo:
     parallel_sequences: int = 1  # requests decoded together in one batch
     lookup_draft_tokens: int = 0  # prompt-lookup speculative decoding: max guesses per step (0: off)
     logprobs: bool = False  # whether GenerationRequest.logprobs is honoured
+    vocab_size: int | None = None  # token ids run from 0 to vocab_size - 1; None: not known here
 
 
 class GenerationHandle(Protocol):

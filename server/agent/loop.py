@@ -1,12 +1,21 @@
 """The CodeAct observe-act loop: an async generator of plain step objects, no HTTP inside.
 
-Each turn renders the whole conversation as ChatML (every turn only appends, so the
-engine's prefix cache re-uses everything before it), generates one assistant turn under
-the action grammar, parses it, runs ``<execute>`` code in the session's executor and
-appends the output as the next user message. It ends on ``<solution>``, on a turn without
-an action, at ``max_turns``, or when the context window is full. What it does about a
-repeated action and the last turn is the request's ``LoopPolicy`` (``server.agent.policy``):
-by default a repeat becomes the answer in the same turn and the last turn can only answer.
+Each turn is the same fixed sequence of steps:
+
+1. **plan** the turn (``policy.plan_turn``): free, or answer-only, greedy or sampled;
+2. **generate** it (``_Turns.generate``), streaming its text as thought / code / answer;
+3. **rewrite** it (``policy.rewrite``): code written as a ``<solution>`` is taken as code;
+4. **act**: the turn enters the history, its code runs in the session's executor
+   (``_Actor``) and becomes an observation;
+5. **react** (``policy.react``): observe, note, leave the turn out, take it again as
+   answer-only (back to 2), or finish;
+6. **record**: the history and the step reported to the caller say what happened.
+
+The run ends on ``<solution>``, on a turn without an action, at ``max_turns``, or when the
+context window is full. Every decision an option drives is a pure function in
+``server.agent.policy``; ``History`` is the only writer of the messages; ``_Turns`` is the
+only path that generates a turn, taken for the first time or again, and the only place
+that handles a full context.
 
 Model mistakes (bad code, a malformed turn) become observations or a finish reason; our
 own failures raise. Cancelling the consuming task cancels generation at the next token and
@@ -23,29 +32,33 @@ from dataclasses import dataclass, field
 from models.engine.api import ContextOverflowError, Engine
 from models.engine.chat_format import render_chatml
 from sandbox.executor import CodeExecutor
-from sandbox.result import ExecResult
 from server.agent.actions import (
     EXECUTE_CLOSE,
     EXECUTE_OPEN,
     SOLUTION_CLOSE,
     SOLUTION_OPEN,
-    Channel,
     ChannelSplitter,
     clean_code,
     parse_turn,
 )
+from server.agent.options import LoopPolicy
 from server.agent.policy import (
+    ANSWER_AFTER_REPEAT,
     RESAMPLE_SEED,
     RESAMPLE_TEMPERATURE,
-    ForcedReason,
-    LoopPolicy,
+    Reaction,
     RepeatTracker,
-    looks_like_code,
-    prints_only_literals,
+    Rewrite,
+    TurnPlan,
+    plan_turn,
+    react,
+    react_to_output,
+    rewrite,
+    shows_nothing,
 )
-from server.agent.prompts import UNVERIFIED_NOTE, observation_body, render_note, render_observation
+from server.agent.prompts import observation_body, render_observation
 from server.agent.steps import Action, AgentDone, AgentEvent, AgentFinish, Observation, Step, StepDone, TurnDelta
-from server.agent.turns import StructureMode, TurnGenerator, TurnResult, TurnSettings
+from server.agent.turns import StructureMode, TurnGenerator, TurnSettings
 
 
 @dataclass(frozen=True)
@@ -65,17 +78,6 @@ class AgentOptions:
 DEFAULT_TURN_TOKENS = 1024
 
 
-class _Usage:
-    """Tokens summed over every generation of one request."""
-
-    def __init__(self) -> None:
-        self.prompt = self.completion = 0
-
-    def add(self, result: TurnResult) -> None:
-        self.prompt += result.prompt_tokens
-        self.completion += result.completion_tokens
-
-
 async def run_agent(
     engine: Engine,
     messages: list[dict[str, str]],
@@ -84,174 +86,216 @@ async def run_agent(
     first_step_index: int = 0,
 ) -> AsyncIterator[AgentEvent]:
     """Drive the loop over ``messages`` (appended to in place) until it finishes."""
-    usage = _Usage()
-    policy = options.policy
-    repeats = RepeatTracker()
-    last_text = ""
-    executed = checked = False  # has code run in this request; was an unverified answer questioned
-    resample = False  # the last turn repeated a failure: sample this one
-    task = current_task(messages) if policy.restate_task else None
+    policy, history = options.policy, History(messages)
+    turns = _Turns(engine, history, options, first_step_index)
+    actor = _Actor(executor, options)
+    after_left_out = False
     for turn in range(options.max_turns):
-        index = first_step_index + turn
-        forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, options.max_turns) else None
-        sampled = resample and forced is None
-        # A forced answer opens <solution> at once: thinking first lets small models talk
-        # themselves back into running code.
-        turn_gen = _turn_generator(engine, messages, options, turn, solution_only=forced is not None, sampled=sampled)
+        turns_left = options.max_turns - turn - 1
+        # 1. plan
+        plan: TurnPlan | None = plan_turn(policy, turn, options.max_turns, after_left_out)
+        step: Step | None = None  # the attempt a turn taken again replaces
+        while plan is not None:
+            # 2. generate (again, for a turn taken again)
+            async for delta in turns.generate(turn, plan, replacing=step):
+                yield delta
+            if turns.context_full is not None:
+                yield turns.context_full
+                return
+            step = turns.step
+            # 3. rewrite
+            change = rewrite(policy, step.action.type, step.action.answer, plan.forced)
+            if change == "as_execute":
+                _as_execute(step)
+            # 4. act: the turn is in the history before its code runs (a run stopped meanwhile keeps it)
+            history.add_turn(step.raw)
+            output = await actor.act(step, change, turns_left)
+            # 5. react
+            reaction = react(step.action.type, step.generation_finish, output)
+            plan = ANSWER_AFTER_REPEAT if reaction.kind == "answer_only" else None
+            if plan is not None:
+                history.take_back_turn()  # the model asked again for what it has already seen
+        # 6. record
+        assert step is not None
+        if reaction.kind == "leave_out":
+            history.take_back_turn()  # a repeated failure: the next turn is sampled without it
+            step.left_out = True
+        elif reaction.kind != "finish":
+            assert step.observation is not None
+            history.add_observation(step.observation.text)
+        yield StepDone(step)
+        if reaction.finish is not None:
+            yield turns.done(reaction.finish, step, turn + 1)
+            return
+        after_left_out = reaction.kind == "leave_out"
+    yield turns.done("max_turns", None, options.max_turns)
+
+
+class History:
+    """The only writer of a run's messages (a session's list, appended to in place).
+
+    The session's message list is the model's memory: every turn renders it whole as ChatML
+    (each turn only appends, so the engine's prefix cache re-uses everything before it). The
+    loop never edits that list itself; it tells ``History`` what happened, and ``History``
+    knows which message is whose:
+
+    * ``add_turn``: an assistant turn enters *before* its code runs, so a run stopped during
+      the execution (a cancel, a client tool call) keeps the turn it was acting on;
+    * ``take_back_turn``: that turn leaves again (a repeat taken again as an answer, or left
+      out so that the next turn is sampled). It removes the message ``add_turn`` added, found
+      by its position, and refuses if anything came after it;
+    * ``add_observation``: what the model reads next, as a user message.
+    """
+
+    def __init__(self, messages: list[dict[str, str]]) -> None:
+        self.messages = messages
+        self._turn: int | None = None  # where the turn being acted on sits
+
+    def prompt(self) -> str:
+        """The whole conversation as the model reads it, ready for the next assistant turn."""
+        return render_chatml(self.messages)
+
+    def add_turn(self, raw: str) -> None:
+        self._turn = len(self.messages)
+        self.messages.append({"role": "assistant", "content": raw})
+
+    def take_back_turn(self) -> None:
+        """Remove the turn ``add_turn`` added last; nothing may have followed it."""
+        if self._turn is None or self._turn != len(self.messages) - 1:
+            raise RuntimeError("no turn to take back: it was never added or something followed it")
+        del self.messages[self._turn]
+        self._turn = None
+
+    def add_observation(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+        self._turn = None
+
+
+class _Turns:
+    """The one path that generates a turn, the first time or again, and the one place that
+    handles a context that no longer fits; it sums the run's usage.
+
+    The first generation of a request that does not fit raises (nothing ran, the request
+    fails as a whole); any later one ends the run with ``length`` (``context_full``).
+    """
+
+    def __init__(self, engine: Engine, history: History, options: AgentOptions, first_index: int) -> None:
+        self.engine, self.history, self.options, self.first_index = engine, history, options, first_index
+        self.prompt_tokens = self.completion_tokens = 0
+        self.last_text = ""  # the thinking of the latest turn: the message if no answer comes
+        self.context_full: AgentDone | None = None
+        self._step: Step | None = None
+
+    @property
+    def step(self) -> Step:
+        """The step of the turn generated last."""
+        assert self._step is not None
+        return self._step
+
+    async def generate(self, turn: int, plan: TurnPlan, replacing: Step | None = None) -> AsyncIterator[TurnDelta]:
+        """Stream turn ``turn`` under ``plan``; then ``step`` (or ``context_full``) is set.
+
+        ``replacing``: the attempt this turn is taken again for. Only the new answer streams
+        (the client has seen the rest), and the step carries that attempt's cost.
+        """
+        index = self.first_index + turn
+        turn_gen = TurnGenerator(
+            self.engine,
+            self.history.prompt(),
+            self._settings(plan, turn),
+            first_turn=turn == 0,
+            solution_only=plan.forced is not None,
+        )
         try:
             async for delta in _stream_turn(turn_gen, index):
-                yield delta
-        except ContextOverflowError as exc:
-            if turn == 0:
-                raise
-            yield _context_full(exc, last_text, turn, usage)
-            return
-        usage.add(turn_gen.result)
-        step = _step(index, turn_gen, forced)
-        step.resampled, resample = sampled, False
-        if (
-            policy.unverified_answer == "execute"
-            and _unverified(step, executed, checked)
-            and not _code_as_answer(step, policy)  # code in the answer runs as it is (code_answer)
-        ):
-            # A first answer no code backed: the same thinking, then code instead.
-            checked = True
-            guessed = step.action.answer
-            thinking = step.raw[: step.raw.index(SOLUTION_OPEN)]
-            retake = _Retake(_turn_generator(engine, messages, options, turn, execute_after=thinking), index, "code")
-            async for delta in retake.stream():
-                yield delta
-            if retake.overflow is not None:
-                yield _context_full(retake.overflow, last_text, turn, usage)
-                return
-            step = retake.step(usage, None, earlier=step)
-            step.unverified_answer = guessed
-        last_text = step.thought
-        turns_left = options.max_turns - turn - 1
-        code_answer = _code_as_answer(step, policy)
-        if code_answer and forced is None:
-            step = _solution_as_execute(step)  # the model meant to run it
-        # In the history before the code runs: a run stopped during execution keeps its turn.
-        messages.append({"role": "assistant", "content": step.raw})
-        if code_answer and forced is not None:
-            await _answer_from_code(step, executor, options, turns_left, repeats)
-        if step.action.type == "execute":
-            step.observation = await _execute(executor, step.action.code or "", options, turns_left, repeats, task)
-            step.timings["execution_s"] = step.observation.duration_s
-            if _answers_by_repeat(step, policy):
-                # The model asked again for what it has already seen: this turn becomes its
-                # answer, given right after the observation that showed it.
-                messages.pop()
-                retake = _Retake(_turn_generator(engine, messages, options, turn, solution_only=True), index, "answer")
-                async for delta in retake.stream():
+                if replacing is None or delta.channel == "answer":
                     yield delta
-                if retake.overflow is not None:
-                    yield _context_full(retake.overflow, last_text, turn, usage)
-                    return
-                repeated_code = step.action.code
-                step = retake.step(usage, "repeat", earlier=step)
-                step.repeated_code = repeated_code
-                messages.append({"role": "assistant", "content": step.raw})
-                if _code_as_answer(step, policy):
-                    await _answer_from_code(step, executor, options, turns_left, repeats)
-        if step.action.type == "execute" or step.action.code is not None:
-            executed = True
-        if _resamples(step, policy) and turn + 1 < options.max_turns:
-            # The model repeated a failure: the next turn is sampled from the history
-            # before the repeat, which the model therefore does not read.
-            messages.pop()
-            resample = step.left_out = True
-            yield StepDone(step)
-            continue
-        if policy.unverified_answer == "check" and _unverified(step, executed, checked):
-            # An answer no code ever backed: ask once whether it needs computing.
-            checked = True
-            step.observation = _note_observation(UNVERIFIED_NOTE, options, turn, task)
-            messages.append({"role": "user", "content": step.observation.text})
-            yield StepDone(step)
-            continue
-        if step.action.type == "solution":
-            yield StepDone(step)
-            yield AgentDone(
-                "solution",
-                step.action.answer or "",
-                turn + 1,
-                usage.prompt,
-                usage.completion,
-                forced_answer=step.forced,
+        except ContextOverflowError as exc:
+            if turn == 0 and replacing is None:
+                raise
+            self.context_full = AgentDone(
+                "length", self.last_text, turn, self.prompt_tokens, self.completion_tokens, str(exc)
             )
             return
-        if step.action.type == "none":
-            yield StepDone(step)
-            reason: AgentFinish = "length" if step.generation_finish == "length" else "no_action"
-            yield AgentDone(reason, step.thought, turn + 1, usage.prompt, usage.completion)
-            return
-        assert step.observation is not None
-        messages.append({"role": "user", "content": step.observation.text})
-        yield StepDone(step)
-    yield AgentDone("max_turns", last_text, options.max_turns, usage.prompt, usage.completion)
+        self.prompt_tokens += turn_gen.result.prompt_tokens
+        self.completion_tokens += turn_gen.result.completion_tokens
+        self._step = _step(index, turn_gen, plan, replacing)
+        self.last_text = self._step.thought
 
+    def done(self, reason: AgentFinish, step: Step | None, turns: int) -> AgentDone:
+        """The end of the run: ``step``'s answer (or its thinking), else the last thinking."""
+        if step is None:
+            return AgentDone(reason, self.last_text, turns, self.prompt_tokens, self.completion_tokens)
+        message = (step.action.answer or "") if step.action.type == "solution" else step.thought
+        return AgentDone(reason, message, turns, self.prompt_tokens, self.completion_tokens, forced_answer=step.forced)
 
-class _Retake:
-    """A turn generated again in place of the one just streamed (an answer after a repeat,
-    code after an unverified answer): only its new ``channel`` streams, since the client
-    has seen the rest; a context that no longer fits is kept in ``overflow``, not raised."""
-
-    def __init__(self, turn_gen: TurnGenerator, index: int, channel: Channel) -> None:
-        self.turn_gen = turn_gen
-        self.index = index
-        self.channel = channel
-        self.overflow: ContextOverflowError | None = None
-
-    async def stream(self) -> AsyncIterator[TurnDelta]:
-        try:
-            async for delta in _stream_turn(self.turn_gen, self.index):
-                if delta.channel == self.channel:
-                    yield delta
-        except ContextOverflowError as exc:
-            self.overflow = exc
-
-    def step(self, usage: _Usage, forced: ForcedReason | None, earlier: Step) -> Step:
-        """The step of the turn taken again, carrying ``earlier``'s cost; usage counted."""
-        usage.add(self.turn_gen.result)
-        return _step(self.index, self.turn_gen, forced, earlier=earlier)
-
-
-def _context_full(exc: ContextOverflowError, last_text: str, turn: int, usage: _Usage) -> AgentDone:
-    """The end of a run whose next generation no longer fits the context window."""
-    return AgentDone("length", last_text, turn, usage.prompt, usage.completion, str(exc))
-
-
-def _turn_generator(
-    engine: Engine,
-    messages: list[dict[str, str]],
-    options: AgentOptions,
-    turn: int,
-    *,
-    solution_only: bool = False,
-    sampled: bool = False,
-    execute_after: str | None = None,
-) -> TurnGenerator:
-    """``sampled``: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
-    temperature, seed = options.temperature, options.seed
-    if sampled:
-        temperature = max(temperature, RESAMPLE_TEMPERATURE)
-        seed = RESAMPLE_SEED + turn if seed is None else seed + turn
-    return TurnGenerator(
-        engine,
-        render_chatml(messages),
-        TurnSettings(
+    def _settings(self, plan: TurnPlan, turn: int) -> TurnSettings:
+        """A sampled turn: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
+        options = self.options
+        temperature, seed = options.temperature, options.seed
+        if plan.sampled:
+            temperature = max(temperature, RESAMPLE_TEMPERATURE)
+            seed = RESAMPLE_SEED + turn if seed is None else seed + turn
+        return TurnSettings(
             max_tokens=options.max_tokens or DEFAULT_TURN_TOKENS,
             temperature=temperature,
             top_p=options.top_p,
             seed=seed,
             mode=options.structure,
             fenced_code=options.policy.fenced_code == "execute",
-        ),
-        first_turn=turn == 0,
-        solution_only=solution_only,
-        execute_after=execute_after,
-    )
+        )
+
+
+class _Actor:
+    """Runs a turn's code and renders what the model reads of it; remembers what each piece
+    of code printed in this request, to know a repeat."""
+
+    def __init__(self, executor: CodeExecutor, options: AgentOptions) -> None:
+        self.executor, self.options = executor, options
+        self.repeats = RepeatTracker()
+
+    async def act(self, step: Step, change: Rewrite, turns_left: int) -> Reaction | None:
+        """Run the step's code, if it has some; how its output reacts (None: no code ran).
+
+        An answer-only turn that wrote code (``answer_from_code``): what the code prints is
+        the answer; if it prints nothing or fails, the code stays the answer.
+        """
+        if step.action.type == "execute":
+            code = step.action.code or ""
+        elif change == "answer_from_code":
+            code = clean_code(step.action.answer or "")
+        else:
+            return None
+        step.observation, reaction = await self._run(code, turns_left)
+        step.timings["execution_s"] = step.observation.duration_s
+        printed = step.observation.stdout.strip()
+        if (
+            change == "answer_from_code"
+            and step.observation.error is None
+            and not step.observation.timed_out
+            and printed
+        ):
+            step.action = Action("solution", code=code, answer=printed)
+        return reaction
+
+    async def _run(self, code: str, turns_left: int) -> tuple[Observation, Reaction]:
+        """Run code off the event loop; if our task is cancelled, kill the execution too."""
+        try:
+            result = await asyncio.to_thread(self.executor.run, code, self.options.execution_timeout)
+        except asyncio.CancelledError:
+            self.executor.interrupt()
+            raise
+        policy = self.options.policy
+        repeated = self.repeats.is_repeat(code, observation_body(result)[0])
+        reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left)
+        text, cut = render_observation(
+            result,
+            turns_left,
+            style=policy.prompt_style,
+            final_answer=policy.forces_final_answer(self.options.max_turns),
+            repeated=reaction.kind == "note",
+        )
+        return Observation.of(result, text, cut=cut, repeated=repeated), reaction
 
 
 async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[TurnDelta]:
@@ -266,80 +310,15 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     turn_gen.generation_s = time.perf_counter() - started
 
 
-def _unverified(step: Step, executed: bool, checked: bool) -> bool:
-    """A solution no code backed: none ran yet in this request, not forced, not handled before."""
-    return step.action.type == "solution" and not executed and not checked and step.forced is None
-
-
-def current_task(messages: list[dict[str, str]]) -> str | None:
-    """The task of this run: the newest user message (a session's follow-up is its task)."""
-    for message in reversed(messages):
-        if message["role"] == "user":
-            return message["content"]
-    return None
-
-
-def _note_observation(note: str, options: AgentOptions, turn: int, task: str | None) -> Observation:
-    """An observation that is the server's word to the model, not an execution's output."""
-    policy = options.policy
-    text = render_note(
-        note, options.max_turns - turn - 1, policy.prompt_style, policy.forces_final_answer(options.max_turns), task
-    )
-    return Observation(text=text)
-
-
-def _answers_by_repeat(step: Step, policy: LoopPolicy) -> bool:
-    """A repeat the policy answers: same code, same output, and the output is an answer."""
-    observation = step.observation
-    assert observation is not None
-    return observation.repeated and policy.on_repeat == "answer" and not _shows_nothing(step.action.code, observation)
-
-
-def _resamples(step: Step, policy: LoopPolicy) -> bool:
-    """A repeat that is no answer, and the policy samples the next turn instead."""
-    observation = step.observation
-    if step.action.type != "execute" or observation is None or not observation.repeated:
-        return False
-    resampling = policy.on_repeat == "answer" and policy.on_failed_repeat == "resample"
-    return resampling and _shows_nothing(step.action.code, observation)
-
-
-def _shows_nothing(code: str | None, result: ExecResult) -> bool:
-    """Output that answers nothing: a failure, or only the code's own literal text."""
-    failed = result.error is not None or result.timed_out or result.killed_reason is not None
-    return failed or prints_only_literals(code or "")
-
-
-def _code_as_answer(step: Step, policy: LoopPolicy) -> bool:
-    if step.action.type != "solution" or policy.code_answer != "run":
-        return False
-    return looks_like_code(clean_code(step.action.answer or ""))
-
-
-def _solution_as_execute(step: Step) -> Step:
+def _as_execute(step: Step) -> None:
     """A ``<solution>`` holding code, as the ``<execute>`` it meant (the history shows that)."""
-    code = clean_code(step.action.answer or "")
     step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
-    step.action = Action("execute", code=code)
-    return step
+    step.action = Action("execute", code=clean_code(step.action.answer or ""))
 
 
-async def _answer_from_code(
-    step: Step, executor: CodeExecutor, options: AgentOptions, turns_left: int, repeats: RepeatTracker
-) -> None:
-    """On a solution-only turn the model wrote code: what it prints is the answer."""
-    code = clean_code(step.action.answer or "")
-    observation = await _execute(executor, code, options, turns_left, repeats)
-    step.observation = observation
-    step.timings["execution_s"] = observation.duration_s
-    printed = observation.stdout.strip()
-    if observation.error is None and not observation.timed_out and printed:
-        step.action = Action("solution", code=code, answer=printed)
-
-
-def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earlier: Step | None = None) -> Step:
-    """The step record of a generated turn (``earlier``: the attempt it replaces, whose
-    generation and execution time it carries too)."""
+def _step(index: int, turn_gen: TurnGenerator, plan: TurnPlan, replacing: Step | None) -> Step:
+    """The step record of a generated turn (``replacing``: the attempt it replaces, whose
+    generation and execution time, prompt and tokens it carries too)."""
     result = turn_gen.result
     parsed = parse_turn(result.text)
     timings = {
@@ -349,11 +328,11 @@ def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earl
     }
     prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
     phases = list(result.phases)
-    if earlier is not None:
-        timings["generation_s"] += earlier.timings.get("generation_s", 0.0)
-        timings["execution_s"] = earlier.timings.get("execution_s", 0.0)
-        prompt_tokens, completion_tokens = earlier.prompt_tokens, earlier.completion_tokens + completion_tokens
-        phases = earlier.phases + phases
+    if replacing is not None:
+        timings["generation_s"] += replacing.timings.get("generation_s", 0.0)
+        timings["execution_s"] = replacing.timings.get("execution_s", 0.0)
+        prompt_tokens, completion_tokens = replacing.prompt_tokens, replacing.completion_tokens + completion_tokens
+        phases = replacing.phases + phases
     return Step(
         index=index,
         thought=parsed.thought,
@@ -361,38 +340,11 @@ def _step(index: int, turn_gen: TurnGenerator, forced: ForcedReason | None, earl
         raw=result.text,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        cached_prompt_tokens=(earlier or result).cached_prompt_tokens,
+        cached_prompt_tokens=(replacing or result).cached_prompt_tokens,
         generation_finish=result.finish_reason,
         phases=phases,
         timings=timings,
-        forced=forced if parsed.type == "solution" else None,
+        forced=plan.forced if parsed.type == "solution" else None,
+        repeated_code=None if replacing is None else replacing.action.code,
+        resampled=plan.sampled,
     )
-
-
-async def _execute(
-    executor: CodeExecutor,
-    code: str,
-    options: AgentOptions,
-    turns_left: int,
-    repeats: RepeatTracker,
-    task: str | None = None,
-) -> Observation:
-    """Run code off the event loop; if our task is cancelled, kill the execution too."""
-    try:
-        result = await asyncio.to_thread(executor.run, code, options.execution_timeout)
-    except asyncio.CancelledError:
-        executor.interrupt()
-        raise
-    policy = options.policy
-    repeated = repeats.is_repeat(code, observation_body(result)[0])
-    no_answer = policy.on_repeat == "answer" and policy.on_failed_repeat == "note" and _shows_nothing(code, result)
-    note = repeated and (policy.on_repeat == "note" or no_answer)
-    text, cut = render_observation(
-        result,
-        turns_left,
-        style=policy.prompt_style,
-        final_answer=policy.forces_final_answer(options.max_turns),
-        repeated=note,
-        task=task,
-    )
-    return Observation.of(result, text, cut=cut, repeated=repeated)

@@ -4,7 +4,9 @@ Small models at temperature 0 answer a task's code with the same code again, tur
 turn, long after its output showed the answer; and asked for nothing in particular at the
 last turn, they run code once more and the run ends with no answer at all. The loop
 therefore has a policy, each part a named option so that its effect can be measured on
-and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
+and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``). The
+options are declared once, with their defaults and descriptions, in ``server.agent.options``
+(``LoopPolicy``); this is why each exists:
 
 * ``on_repeat``: what to do when the model runs code it already ran in this request and
   gets the same output again (same code by syntax tree, so comments and spacing do not
@@ -13,17 +15,18 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
   ``"answer"`` turns that very turn into a solution-only turn: the repeat is dropped from
   the history and ``<solution>`` is opened right after the observation that already
   showed the output, so the repeat costs no further turn. A repeat whose output is an
-  error is not an answer: the model is told it repeated itself instead, as with
-  ``"note"``, which runs it and says so in the observation. ``"off"`` does nothing.
-  Nor is a repeat of code that only prints text written in it (``print("Median:")``): its
-  output shows nothing the model did not already write.
+  error is not an answer, nor is a repeat of code that only prints text written in it
+  (``print("Median:")``: its output shows nothing the model did not already write):
+  ``on_failed_repeat`` decides what those become. ``"note"`` runs the repeat and says so
+  in the observation; ``"off"`` does nothing.
 * ``on_failed_repeat``: what ``on_repeat: "answer"`` does with a repeat that is no answer
   (an error again, or only the code's own literal text). At temperature 0 the same history
   gives the same turn, so a model that repeated a failure once repeats it to the end of
   the budget. ``"resample"`` leaves the repeat out of the history the model reads and
   samples the next turn (temperature ``RESAMPLE_TEMPERATURE``, a fixed seed unless the
   request set one, so runs stay reproducible); the repeat is still reported as a step, and
-  the sampled one says ``resampled``. ``"note"`` keeps the repeat and tells the model it repeated itself.
+  the sampled one says ``resampled``. ``"note"`` keeps the repeat and tells the model it
+  repeated itself.
 * ``final_answer``: the last turn of the budget may only be a ``<solution>`` (when the
   budget allows more than one turn), so no run ends at ``max_turns`` with nothing.
 * ``fenced_code``: small models often write their code in a Markdown fence (```python)
@@ -34,27 +37,28 @@ and off (``benchmarks/agent_quality.py``, figures in ``benchmarks/RESULTS.md``):
 * ``code_answer``: a ``<solution>`` whose body is code (a call or statements, not a value)
   is a model that meant to run it. ``"run"`` runs it as an ``<execute>`` action (on a
   solution-only turn, what it prints becomes the answer); ``"off"`` takes it as the answer.
-* ``unverified_answer``: small models also answer a task's first turn with a guess, or
-  with a value copied from the task's text, before running anything. ``"check"`` does
-  not accept a solution that no code backed (none ran in this request) the first time: the
-  model is asked to compute it, or to give the same solution again if it needs no code.
-  ``"execute"`` does not ask: that turn keeps its thinking (which often lists the very
-  calls to make) and gets an ``<execute>`` block in place of the solution, so a CodeAct
-  run answers from an output at least once; the step keeps the replaced answer
-  (``unverified_answer``). A task that needs no code costs one more turn. ``"accept"``
-  takes it, and is the default: neither other value measured better (the model's code
-  after a guess was no better than the guess).
-* ``restate_task``: small models lose the question after a few turns: given ``362880`` as
-  the product of some digits, they go on to multiply the digits of ``362880``. With it,
-  every observation ends with the task restated (``Task: ...``) before the turns left, so
-  the output is read beside the question it should answer. Off by default: measured a
-  loss, as the answer forced right after such an observation echoes the task.
 * ``prompt_style``: ``"mint"`` frames messages as CodeActAgent's training trajectories did
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
 
+Two options that measured nothing were removed (issue 26): ``restate_task`` (the task
+restated in every observation: a loss) and ``unverified_answer`` (a first answer no code
+backed, questioned or replaced by code: no better than taking it). ``benchmarks/RESULTS.md``
+keeps their figures.
+
 A solution the policy forced is flagged (``Step.forced``, ``AgentDone.forced_answer``) with
 why: ``"repeat"`` or ``"last_turn"``.
+
+Every decision an option drives is a pure function here, so that it can be read and tested
+as a table without an engine (``tests/server/agent/test_policy_table.py``); the loop
+(``server.agent.loop``) only carries them out, in a fixed order each turn:
+
+* ``plan_turn``: how the turn is generated (free, answer-only and why, sampled);
+* ``rewrite``: what a generated turn is taken as (kept, code in a ``<solution>`` run as
+  ``<execute>``, or, on an answer-only turn, run for the answer it prints);
+* ``react_to_output`` and ``react``: what the loop does next, a ``Reaction``: observe,
+  observe with the repeat note, leave the turn out and sample the next, take the turn
+  again as answer-only, or finish.
 """
 
 from __future__ import annotations
@@ -64,13 +68,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-RepeatPolicy = Literal["answer", "note", "off"]
-FailedRepeatPolicy = Literal["resample", "note"]
-FencePolicy = Literal["execute", "off"]
-CodeAnswerPolicy = Literal["run", "off"]
-UnverifiedPolicy = Literal["execute", "check", "accept"]
-PromptStyle = Literal["mint", "chat"]
+from sandbox.result import ExecResult
+from server.agent.actions import ActionType, clean_code
+from server.agent.options import LoopPolicy
+
 ForcedReason = Literal["repeat", "last_turn"]
+FinishReason = Literal["solution", "no_action", "length"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
 #: Sampling for the turn after a failed repeat: enough to leave a loop, little enough to
 #: stay on the task. The seed keeps a temperature-0 run reproducible.
@@ -82,32 +85,6 @@ FORCED_NOTES: dict[str, str] = {
     "repeat": "answer forced: the model repeated code whose output it had already seen",
     "last_turn": "answer forced: the turn limit was reached",
 }
-
-
-@dataclass(frozen=True)
-class LoopPolicy:
-    """The policy of one request (defaults are what measured best; see the module doc)."""
-
-    on_repeat: RepeatPolicy = "answer"
-    on_failed_repeat: FailedRepeatPolicy = "resample"
-    final_answer: bool = True
-    prompt_style: PromptStyle = "mint"
-    fenced_code: FencePolicy = "execute"
-    code_answer: CodeAnswerPolicy = "run"
-    unverified_answer: UnverifiedPolicy = "accept"
-    restate_task: bool = False
-
-    def forces_final_answer(self, max_turns: int) -> bool:
-        """Whether the last turn of this budget may only answer: a budget of two or more.
-
-        A budget of one turn is left free: a caller who allows a single action asked for
-        one execution or one answer, and forcing would forbid running code at all.
-        """
-        return self.final_answer and max_turns > 1
-
-    def forces_last_turn(self, turn: int, max_turns: int) -> bool:
-        """Whether ``turn`` (0-based) is that answer-only last turn."""
-        return self.forces_final_answer(max_turns) and turn == max_turns - 1
 
 
 def code_key(code: str) -> str:
@@ -191,3 +168,97 @@ def looks_like_code(answer: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     return len(tree.body) > 1 or any(isinstance(node, _CODE_NODES) for node in ast.walk(tree))
+
+
+# -- the decisions, as pure functions -----------------------------------------------------
+@dataclass(frozen=True)
+class TurnPlan:
+    """How a turn is generated: free, or answer-only (``forced`` says why); greedy or sampled."""
+
+    forced: ForcedReason | None = None
+    sampled: bool = False
+
+
+#: A repeat taken again: ``<solution>`` opened right after the observation that showed it.
+ANSWER_AFTER_REPEAT = TurnPlan(forced="repeat")
+
+
+def plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out: bool) -> TurnPlan:
+    """The plan of turn ``turn`` (0-based); ``after_left_out``: the turn before was left out.
+
+    A forced answer opens ``<solution>`` at once (thinking first lets small models talk
+    themselves back into running code), and is never sampled.
+    """
+    forced: ForcedReason | None = "last_turn" if policy.forces_last_turn(turn, max_turns) else None
+    return TurnPlan(forced, sampled=after_left_out and forced is None)
+
+
+Rewrite = Literal["keep", "as_execute", "answer_from_code"]
+
+
+def rewrite(policy: LoopPolicy, action: ActionType, answer: str | None, forced: ForcedReason | None) -> Rewrite:
+    """What a generated turn is taken as (``code_answer``).
+
+    A ``<solution>`` whose body is code is a model that meant to run it: on a free turn it
+    becomes that ``<execute>`` (``"as_execute"``); on an answer-only turn it runs and what
+    it prints is the answer (``"answer_from_code"``).
+    """
+    if action != "solution" or policy.code_answer != "run" or not looks_like_code(clean_code(answer or "")):
+        return "keep"
+    return "as_execute" if forced is None else "answer_from_code"
+
+
+ReactionKind = Literal["observe", "note", "leave_out", "answer_only", "finish"]
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What the loop does after a turn acted.
+
+    ``observe``: its observation goes into the history, the next turn reads it; ``note``:
+    the same, with the repeat note in the observation; ``leave_out``: the turn leaves the
+    history and the next turn is sampled; ``answer_only``: the turn is taken again as an
+    answer-only turn; ``finish``: the run ends, for ``finish``'s reason.
+    """
+
+    kind: ReactionKind
+    finish: FinishReason | None = None
+
+
+OBSERVE, NOTE = Reaction("observe"), Reaction("note")
+LEAVE_OUT, ANSWER_ONLY = Reaction("leave_out"), Reaction("answer_only")
+
+
+def shows_nothing(code: str, result: ExecResult) -> bool:
+    """Output that answers nothing: a failure, or only the code's own literal text."""
+    failed = result.error is not None or result.timed_out or result.killed_reason is not None
+    return failed or prints_only_literals(code)
+
+
+def react_to_output(policy: LoopPolicy, repeated: bool, answers_nothing: bool, turns_left: int) -> Reaction:
+    """What an execution's output leads to (``on_repeat``, ``on_failed_repeat``).
+
+    ``repeated``: the same code already printed the same output in this request;
+    ``answers_nothing``: ``shows_nothing`` of it. A repeat that answers nothing cannot be
+    left out on the last turn: there is no next turn to sample.
+    """
+    if not repeated or policy.on_repeat == "off":
+        return OBSERVE
+    if policy.on_repeat == "note":
+        return NOTE
+    if not answers_nothing:
+        return ANSWER_ONLY
+    if policy.on_failed_repeat == "note":
+        return NOTE
+    return LEAVE_OUT if turns_left > 0 else OBSERVE
+
+
+def react(action: ActionType, generation_finish: str, output: Reaction | None) -> Reaction:
+    """What the loop does after a turn: a solution or a turn without an action finishes
+    the run; code goes on as its output decided (``output``, from ``react_to_output``)."""
+    if action == "solution":
+        return Reaction("finish", "solution")
+    if action == "none":
+        return Reaction("finish", "length" if generation_finish == "length" else "no_action")
+    assert output is not None, "an <execute> turn reacts to its output"
+    return output

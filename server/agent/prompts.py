@@ -15,21 +15,16 @@ last step reserved for a solution), and ``chat``, as in the reference chat demo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sandbox.result import ExecResult
-from server.agent.policy import PromptStyle
+from server.agent.options import PromptStyle
+from server.tools.toolbox import ToolSpec
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
 MINT_OBSERVATION_PREFIX = "Observation:"  # the training trajectories' ("mint" style)
 TASK_PREFIX = "Task:"
 REPEAT_NOTE = (
     "You already ran this code and saw this same output. If it answers the task, give the answer now as your solution."
-)
-UNVERIFIED_NOTE = (
-    "You proposed a solution without running any code. If the task needs computing, data or "
-    "its tools, run code first and answer from its output; if it does not, give the same "
-    "solution again."
 )
 EMPTY_OUTPUT = "[Code executed successfully with no output]"
 NO_OUTPUT = "[No output]"  # when the run was stopped: not "successfully"
@@ -56,16 +51,6 @@ running the same code again shows the same output.
 You have {max_turns} turns to solve the task."""
 
 TOOLS_HEADING = "Tool function available (already imported in <execute> environment):"
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool the code may call: defined in the sandbox by ``source``, described by the rest."""
-
-    name: str
-    signature: str
-    description: str
-    source: str
 
 
 def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "") -> str:
@@ -125,13 +110,8 @@ def render_observation(
     style: PromptStyle = "chat",
     final_answer: bool = False,
     repeated: bool = False,
-    task: str | None = None,
 ) -> tuple[str, bool]:
-    """The user message that reports an execution; returns it and whether it was cut.
-
-    ``task``: the task restated under the output (``restate_task``), so that a model reads
-    the output right beside the question it should answer.
-    """
+    """The user message that reports an execution; returns it and whether it was cut."""
     body, cut = observation_body(result)
     extras = []
     if result.notice:
@@ -140,25 +120,9 @@ def render_observation(
         extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
     if repeated:
         extras.append(REPEAT_NOTE)
-    if task:
-        extras.append(restated_task(task))
     if turns_left is not None:
         extras.append(turns_left_note(turns_left, style, final_answer))
     return _observation_message(body, extras, style), cut
-
-
-def render_note(note: str, turns_left: int, style: PromptStyle, final_answer: bool, task: str | None = None) -> str:
-    """An observation that is the server's word to the model, not an execution's output."""
-    extras = [restated_task(task)] if task else []
-    return _observation_message(note, [*extras, turns_left_note(turns_left, style, final_answer)], style)
-
-
-def restated_task(task: str) -> str:
-    """The task once more, as the first user message framed it (without a second prefix)."""
-    text = task.strip()
-    if text.startswith(TASK_PREFIX):
-        text = text[len(TASK_PREFIX) :].strip()
-    return f"{TASK_PREFIX} {text}"
 
 
 def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -> str:

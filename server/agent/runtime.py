@@ -14,46 +14,41 @@ from typing import TYPE_CHECKING, Any
 from models.engine.api import Engine
 from sandbox import Limits, SandboxPool, environment
 from server.agent.sessions import SessionStore
-from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.mcp.manager import McpManager
 
-MAX_EXECUTION_TIMEOUT_S = 600.0
-
-
-def sandbox_limits(settings: Settings) -> Limits:
-    """Per-session limits; a request's ``execution_timeout`` only shortens or stretches wall time."""
-    return Limits(
-        wall_seconds=settings.execution_timeout,
-        cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
-        memory_mb=settings.sandbox_memory_mb,
-        host_call_seconds=settings.tool_timeout,
-    )
-
 
 class AgentRuntime:
-    """The sandbox pool, the session store and the idle-session reaper."""
+    """The sandbox pool, the session store and the idle-session reaper.
+
+    It receives its parts, already built (``server.composition``): the agent knows no
+    settings, only the limits and sizes it is given.
+    """
 
     def __init__(
         self,
-        settings: Settings,
         engine: Engine,
         pool: SandboxPool,
+        *,
+        limits: Limits,
+        network: bool,
+        max_sessions: int,
+        session_ttl: float,
         sandbox_env: environment.EnvInfo | None = None,
         mcp: McpManager | None = None,
     ) -> None:
-        self.settings = settings
         #: The configured MCP servers (None without --mcp-config); started and stopped by the app.
         self.mcp = mcp
         self.sandbox_env = sandbox_env
         self.engine = engine
         self.pool = pool
-        self.limits = sandbox_limits(settings)
+        self.limits = limits
+        self.session_ttl = session_ttl
         self.sessions = SessionStore(
-            lambda: pool.acquire(limits=self.limits, network=settings.sandbox_network),
-            max_sessions=settings.max_sessions,
-            ttl_s=settings.session_ttl,
+            lambda: pool.acquire(limits=self.limits, network=network),
+            max_sessions=max_sessions,
+            ttl_s=session_ttl,
         )
         self._reaper: asyncio.Task[None] | None = None
         # Called as observer(run, event) for every event of every run (metrics, audit log).
@@ -64,7 +59,7 @@ class AgentRuntime:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
-        interval = max(1.0, min(self.settings.session_ttl / 4, 30.0))
+        interval = max(1.0, min(self.session_ttl / 4, 30.0))
         while True:
             await asyncio.sleep(interval)
             self.sessions.expire_idle()

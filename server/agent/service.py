@@ -19,14 +19,15 @@ from typing import Any
 from models.engine.api import ContextOverflowError
 from server.agent.errors import AgentRequestError, SessionBusy
 from server.agent.loop import AgentOptions, run_agent
-from server.agent.policy import PromptStyle
-from server.agent.prompts import ToolSpec, system_prompt, task_message
+from server.agent.options import PromptStyle
+from server.agent.prompts import system_prompt, task_message
 from server.agent.runtime import AgentRuntime
 from server.agent.sessions import Session
 from server.agent.steps import AgentDone, Step, StepDone
 from server.agent.suspend import SuspendableRun
 from server.tools import session_tools
 from server.tools.client_calls import ClientFunction
+from server.tools.toolbox import ToolSpec
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,24 @@ def _framed(message: dict[str, str], style: PromptStyle) -> dict[str, str]:
     chosen prompt style frames a task."""
     content = task_message(message["content"], style) if message["role"] == "user" else message["content"]
     return {"role": message["role"], "content": content}
+
+
+async def _install_host_tools(
+    runtime: AgentRuntime, session: Session, request: RunRequest, created: bool
+) -> list[ToolSpec]:
+    """The session's MCP tools (when it is created) and the client's function tools, defined
+    in its sandbox; their specs. What ``server.tools`` refuses is this request's error."""
+    try:
+        host_tools = session_tools.client_host_tools(session, request.functions)
+        if created:
+            host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
+        elif request.mcp_servers is not None:
+            raise AgentRequestError(
+                "mcp_servers: a session's MCP servers are chosen when it is created", param="mcp_servers"
+            )
+        return await session_tools.install(session, host_tools)
+    except session_tools.ToolRequestError as exc:
+        raise AgentRequestError(str(exc), param=exc.param) from exc
 
 
 async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
@@ -164,14 +183,7 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
                 "with its tool_call_id",
                 param="messages",
             )
-        host_tools = session_tools.client_host_tools(session, request.functions)
-        if created:
-            host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
-        elif request.mcp_servers is not None:
-            raise AgentRequestError(
-                "mcp_servers: a session's MCP servers are chosen when it is created", param="mcp_servers"
-            )
-        host_specs = await session_tools.install(session, host_tools)
+        host_specs = await _install_host_tools(runtime, session, request, created)
         if created:
             session.tools.extend(host_specs)
         else:

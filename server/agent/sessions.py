@@ -21,8 +21,8 @@ from typing import Any
 
 from sandbox.executor import SessionExecutor
 from server.agent.errors import SessionNotFound, TooManySessions
-from server.agent.prompts import ToolSpec
 from server.agent.steps import Step
+from server.tools.toolbox import ToolSpec
 
 log = logging.getLogger(__name__)
 

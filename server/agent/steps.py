@@ -86,9 +86,6 @@ class Step:
     #: This turn repeated a failure and is not in the history the model reads (nor in the
     #: session's messages): ``on_failed_repeat: resample``.
     left_out: bool = False
-    #: The solution this turn first gave before any code ran, replaced by an ``<execute>``
-    #: block (``unverified_answer: "execute"``).
-    unverified_answer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,10 +21,6 @@ continuation cost only its new tokens):
 ``<solution>`` is opened at once, with no thinking phase, so only the answer's text is
 generated. This works the same in every structure mode.
 
-**Execute-only continuations** (``unverified_answer: "execute"``): a turn whose thinking
-is given (``execute_after``) gets an ``<execute>`` block and its body; the thinking is not
-generated again.
-
 **Fenced code** (``fenced_code``): a Markdown fence (```python) in the thinking opens an
 ``<execute>`` block in its place and the closing fence closes it; the turn's text is
 written with the CodeAct tags.
@@ -156,16 +152,13 @@ class TurnGenerator:
         first_turn: bool,
         *,
         solution_only: bool = False,
-        execute_after: str | None = None,
     ):
-        """``solution_only``: the turn is ``<solution>`` and its answer, nothing else.
-        ``execute_after``: the turn is this thinking, then an ``<execute>`` block."""
+        """``solution_only``: the turn is ``<solution>`` and its answer, nothing else."""
         self.engine = engine
         self.prompt = prompt
         self.settings = settings
         self.first_turn = first_turn
         self.solution_only = solution_only
-        self.execute_after = execute_after
         self.result = TurnResult()
         self.generation_s = 0.0  # wall time of the whole turn, set by whoever streams it
         self._started = time.perf_counter()
@@ -173,11 +166,6 @@ class TurnGenerator:
     async def stream(self) -> AsyncIterator[str]:
         if self.solution_only:
             async for piece in self._solution_only():
-                yield piece
-        elif self.execute_after is not None:
-            yield EXECUTE_OPEN
-            text = self.execute_after + EXECUTE_OPEN
-            async for piece in self._block("body", text, EXECUTE_CLOSE, self.settings.max_tokens):
                 yield piece
         elif self.settings.mode == "phased":
             async for piece in self._phased():

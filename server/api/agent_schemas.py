@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
-from server.agent.policy import (
-    CodeAnswerPolicy,
-    FailedRepeatPolicy,
-    FencePolicy,
-    LoopPolicy,
-    PromptStyle,
-    RepeatPolicy,
-    UnverifiedPolicy,
-)
-from server.agent.prompts import ToolSpec
+from server.agent.options import option_names, request_fields
 from server.agent.service import RunRequest
 from server.agent.steps import Step
 from server.agent.turns import StructureMode
@@ -25,6 +16,7 @@ from server.openai.schemas import ChatBody, ChatMessage, FunctionTool
 from server.openai.unsupported import refuse
 from server.settings import Settings
 from server.tools.client_calls import ClientFunction
+from server.tools.toolbox import ToolSpec
 
 # How each way the loop can end maps to OpenAI's finish_reason vocabulary.
 OPENAI_FINISH_OF_AGENT = {
@@ -61,8 +53,18 @@ def _only(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     return replace
 
 
-class AgentRequest(ChatBody):
-    """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional."""
+if TYPE_CHECKING:  # the type checker sees the plain body; the options are read by name
+    _ChatBodyWithLoopOptions = ChatBody
+else:
+    _ChatBodyWithLoopOptions = create_model("_ChatBodyWithLoopOptions", __base__=ChatBody, **request_fields())
+
+
+class AgentRequest(_ChatBodyWithLoopOptions):
+    """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional.
+
+    The loop's options (``on_repeat``...) are fields made from ``server.agent.options``: each
+    overrides the server's ``--agent-<name>`` setting when not null.
+    """
 
     max_turns: int | None = Field(None, ge=1, le=50)
     session_id: str | None = Field(None, max_length=100)
@@ -89,47 +91,6 @@ class AgentRequest(ChatBody):
         True,
         description="enforce the action format: true/'phased' (thought, then exactly one "
         "action), 'gbnf' (one grammar over the whole turn), false/'none' (unconstrained)",
-    )
-
-    on_repeat: RepeatPolicy | None = Field(
-        None,
-        description="when the model runs code that already gave the same output: 'answer' (that "
-        "turn becomes a solution-only turn), 'note' (tell the model), 'off' (default: the server's)",
-    )
-    on_failed_repeat: FailedRepeatPolicy | None = Field(
-        None,
-        description="with on_repeat 'answer', a repeat that answers nothing (an error again, or "
-        "only the code's own literal text): 'resample' (the model does not read the repeat and its "
-        "next turn is sampled) or 'note' (tell the model; default: the server's)",
-    )
-    final_answer: bool | None = Field(
-        None,
-        description="the last turn may only be a <solution> (budgets of two turns or more; default: the server's)",
-    )
-    restate_task: bool | None = Field(
-        None,
-        description="end every observation with the task restated, so that the output is read "
-        "beside its question (default: the server's)",
-    )
-    fenced_code: FencePolicy | None = Field(
-        None,
-        description="'execute' (a Markdown ```python fence in the thinking opens an <execute> block) "
-        "or 'off'; default: the server's",
-    )
-    code_answer: CodeAnswerPolicy | None = Field(
-        None,
-        description="'run' (a <solution> that holds code is run as an <execute>; on an answer-only turn "
-        "what it prints is the answer) or 'off'; default: the server's",
-    )
-    unverified_answer: UnverifiedPolicy | None = Field(
-        None,
-        description="a first solution no code backed: 'execute' (that turn gets an <execute> block "
-        "instead), 'check' (questioned once) or 'accept'; default: the server's",
-    )
-    prompt_style: PromptStyle | None = Field(
-        None,
-        description="'mint' (Task:/Observation: framing of CodeActAgent's training data) or "
-        "'chat' (Execution Output:, the reference chat demo's); default: the server's",
     )
 
     # Chat fields the loop cannot honour: the schema admits only their neutral values; the
@@ -205,16 +166,7 @@ class AgentRequest(ChatBody):
             seed=self.seed,
             execution_timeout=self.execution_timeout or settings.execution_timeout,
             structure=self.structure(),
-            policy=LoopPolicy(
-                on_repeat=self.on_repeat or settings.agent_on_repeat,
-                on_failed_repeat=self.on_failed_repeat or settings.agent_on_failed_repeat,
-                final_answer=settings.agent_final_answer if self.final_answer is None else self.final_answer,
-                prompt_style=self.prompt_style or settings.agent_prompt_style,
-                fenced_code=self.fenced_code or settings.agent_fenced_code,
-                code_answer=self.code_answer or settings.agent_code_answer,
-                unverified_answer=self.unverified_answer or settings.agent_unverified_answer,
-                restate_task=settings.agent_restate_task if self.restate_task is None else self.restate_task,
-            ),
+            policy=settings.loop_policy().overridden({name: getattr(self, name) for name in option_names()}),
         )
 
     def run_request(self, settings: Settings) -> RunRequest:
@@ -262,7 +214,6 @@ def step_payload(step: Step) -> dict[str, Any]:
         "repeated_code": step.repeated_code,
         "resampled": step.resampled,
         "left_out": step.left_out,
-        "unverified_answer": step.unverified_answer,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }

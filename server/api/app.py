@@ -1,12 +1,13 @@
 """The app factory: routes, error handlers, middleware and state, nothing global.
 
 The engine is built before the app (by the CLI, or by a test with the scripted model), so
-a broken model file fails before any socket is bound. The factory owns what lives and dies
-with the server: the agent session store and its sandbox pool, the metrics, the audit log.
+a broken model file fails before any socket is bound. The app holds what lives and dies
+with the server (the agent session store and its sandbox pool, the MCP servers, the
+metrics, the audit log), built by ``server.composition`` and run by the lifespan.
 
 Middleware, outermost first: metrics (so refusals are counted too), the Host and Origin
 checks against DNS rebinding and foreign pages (``server.api.host_guard``), a 503 for requests
-that shutdown cuts off (``server.shutdown``), CORS (only with
+that shutdown cuts off (``server.api.shutdown``), CORS (only with
 ``cors_origin``; answers preflights, and puts its headers on 401s), bearer auth (only with
 keys), body size. Message-count and max_tokens limits are a dependency of the API routers.
 On shutdown (SIGTERM after the drain, see ``server.cli.main``) the lifespan closes every
@@ -40,15 +41,12 @@ from server.api.routes.responses import ResponseStore
 from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
-from server.audit import AuditLog
-from server.composition import start_agent_runtime
+from server.api.shutdown import AnswerCancelledRequests
+from server.composition import metered, running_agent
 from server.mcp import config as mcp_config
-from server.mcp.manager import McpManager
-from server.metered_engine import MeteredEngine
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
 from server.settings import Settings
-from server.shutdown import AnswerCancelledRequests
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +62,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     """
     keys = load_api_keys(settings)
     mcp_servers = mcp_config.load(settings.mcp_config) if settings.mcp_config else []
-    metrics = Metrics()
-    engine = MeteredEngine(engine, metrics.record_generation)
+    engine, metrics = metered(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,26 +77,15 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.context_length,
             info.parallel_sequences,
         )
-        mcp = McpManager(mcp_servers) if mcp_servers else None
-        if mcp is not None:
-            await mcp.start()
-        runtime = start_agent_runtime(settings, engine, mcp)
-        runtime.observers.append(metrics.observe_agent)
-        audit = AuditLog(settings.audit_log) if settings.audit_log else None
-        if audit is not None:
-            runtime.observers.append(audit.observe)
-            log.info("audit log: %s", audit.path)
-        app.state.agent = runtime
-        app.state.health_extras = runtime.health
         try:
-            yield
+            async with running_agent(settings, engine, mcp_servers, metrics) as runtime:
+                app.state.agent = runtime
+                app.state.health_extras = runtime.health
+                try:
+                    yield
+                finally:  # before the sessions close: unfinished background runs fail, saying why
+                    await app.state.background.close()
         finally:
-            await app.state.background.close()  # unfinished background runs fail, saying why
-            runtime.close()
-            if mcp is not None:
-                await mcp.stop()
-            if audit is not None:
-                audit.close()
             if close_engine:
                 await _wait_until_idle(engine)
                 engine.close()
@@ -141,7 +127,9 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = publish_limits(build(), settings.max_tokens_limit, settings.max_messages)
+            app.openapi_schema = publish_limits(
+                build(), settings.max_tokens_limit, settings.max_messages, app.state.engine.info.vocab_size
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

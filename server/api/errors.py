@@ -16,6 +16,7 @@ Other layers' errors are translated here by type, never by matching message text
 - agent (``agent_error_to_api``): AgentRequestError -> 400 (its ``param``),
   SessionNotFound -> 404 ``not_found``, SessionBusy -> 409 ``session_busy``,
   TooManySessions -> 429 ``too_many_sessions`` (+ Retry-After);
+- wire formats (``server.openai.errors``): RequestRefused -> 400, its ``param`` and ``code``;
 - FastAPI's RequestValidationError -> 400 (body not JSON) or 422 naming the field;
   Starlette's HTTPException (unknown path, wrong method) -> its status, with every allowed
   method in a 405's Allow header.
@@ -34,6 +35,7 @@ from starlette.routing import Match
 
 from models.engine.api import ContextOverflowError, EngineError, QueueFullError, TokenizerUnavailableError
 from server.agent.errors import AgentError, AgentRequestError, SessionBusy, SessionNotFound, TooManySessions
+from server.openai.errors import RequestRefused
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentError)
     async def _agent_error(_: Request, exc: AgentError) -> JSONResponse:
         return agent_error_to_api(exc).response()
+
+    @app.exception_handler(RequestRefused)
+    async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
+        return InvalidRequest(str(exc), code=exc.code, param=exc.param).response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -133,12 +133,16 @@ TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 """Request fields capped by ``max_tokens_limit`` (``max_output_tokens`` is /v1/responses')."""
 
 
-def publish_limits(document: dict[str, Any], max_tokens: int, max_messages: int) -> dict[str, Any]:
+def publish_limits(
+    document: dict[str, Any], max_tokens: int, max_messages: int, vocab_size: int | None = None
+) -> dict[str, Any]:
     """Write the configured caps into an OpenAPI document's schemas, in place.
 
     Why at run time: the caps are settings, so the pydantic models cannot carry them; a
     document without them promises that ``max_tokens: 100000`` is fine, and a client
-    generated from it (or schemathesis) meets a 400 the document did not foresee.
+    generated from it (or schemathesis) meets a 400 the document did not foresee. The same
+    holds for token ids (``/detokenize``): the model's vocabulary bounds them, when the
+    engine knows it.
     """
     for schema in document.get("components", {}).get("schemas", {}).values():
         for name, prop in schema.get("properties", {}).items():
@@ -147,4 +151,6 @@ def publish_limits(document: dict[str, Any], max_tokens: int, max_messages: int)
                     branch["maximum"] = min(branch.get("maximum", max_tokens), max_tokens)
                 elif name == "messages" and branch.get("type") == "array":
                     branch["maxItems"] = min(branch.get("maxItems", max_messages), max_messages)
+                elif name == "tokens" and vocab_size and branch.get("items", {}).get("type") == "integer":
+                    branch["items"]["maximum"] = vocab_size - 1
     return document

@@ -19,9 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.engine.api import Engine
 from server.cli.bundle import add_bundle_parser, cmd_bundle
-from server.cli.errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError
+from server.cli.errors import EXIT_MODEL, EXIT_RUNTIME, EXIT_USAGE, CLIError, load_engine, load_llama_first
 from server.cli.run import add_run_parser, cmd_run
 from server.cli.sandbox import add_sandbox_parser, check_sandbox_env, cmd_sandbox
 from server.settings import SERVE_FLAGS, Settings
@@ -187,26 +186,6 @@ def _requested_stop_is_success() -> Iterator[None]:
     finally:
         for sig, handler in quiet.items():
             signal.signal(sig, handler)
-
-
-def load_llama_first(settings: Settings) -> None:
-    """``composition.load_llama_first`` with its failure as a one-line CLI error."""
-    from server.composition import SetupError, load_llama_first
-
-    try:
-        load_llama_first(settings)
-    except SetupError as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from exc
-
-
-def load_engine(settings: Settings) -> Engine:
-    """``composition.build_engine`` with its failures as one-line CLI errors."""
-    from server.composition import SetupError, build_engine
-
-    try:
-        return build_engine(settings)
-    except SetupError as exc:
-        raise CLIError(str(exc), EXIT_MODEL if exc.kind == "model" else EXIT_USAGE) from exc
 
 
 def cmd_pull(args: argparse.Namespace) -> int:

@@ -100,7 +100,7 @@ def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: Termi
 @contextmanager
 def in_process_server(model: str | None) -> Iterator[str]:
     """Load the model and serve the app on a private loopback port for the duration."""
-    from server.cli.main import load_engine, load_llama_first
+    from server.cli.errors import load_engine, load_llama_first
     from server.settings import Settings
 
     settings = Settings(model=model) if model else Settings()

@@ -27,6 +27,7 @@ from sandbox.host_calls import HostCallError
 from server.mcp.config import ServerConfig
 from server.mcp.connection import McpConnection, McpUnavailable
 from server.tools.signature import python_name
+from server.tools.toolbox import HostTool
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,21 @@ class McpManager:
             for name, connection in chosen.items()
             for tool in connection.tools
         ]
+
+    @property
+    def names(self) -> list[str]:
+        """The configured servers' names, in config order."""
+        return list(self.connections)
+
+    def host_tools(self, servers: Sequence[str] | None = None) -> list[HostTool]:
+        """The named servers' tools (all when None) as functions for a session's sandbox."""
+        return [self._host_tool(tool) for tool in self.tools(servers)]
+
+    def _host_tool(self, tool: McpTool) -> HostTool:
+        def call(arguments: dict[str, Any], timeout: float | None) -> Any:
+            return self.call(tool, arguments, timeout)
+
+        return HostTool(tool.function, tool.description, tool.input_schema, call, origin=f"mcp:{tool.server}")
 
     def call(self, tool: McpTool, arguments: dict[str, Any], timeout: float | None) -> Any:
         """Blocking call from a sandbox thread; the value for the code, or HostCallError."""

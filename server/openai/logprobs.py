@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.engine.api import Engine, GenerationHandle, TokenLogprob
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 from server.openai.unsupported import refuse
 
 MAX_TOP_CHAT = 20
@@ -26,7 +26,7 @@ MAX_TOP_COMPLETIONS = 5
 def chat_logprobs_request(engine: Engine, logprobs: bool | None, top_logprobs: int | None) -> int | None:
     """What to ask the engine for: None (off) or how many alternatives per token."""
     if top_logprobs and not logprobs:
-        raise InvalidRequest("'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
+        raise RequestRefused("'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
     if not logprobs:
         return None
     if not engine.info.logprobs:

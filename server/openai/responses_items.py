@@ -15,7 +15,7 @@ Mapping:
   -> a ``tool`` message;
 - function tools (``{"type": "function", "name": ...}``, flat) -> chat tools; other tool
   types (web search, file search, ...) are refused, naming the tool; ``code_interpreter``
-  does not come here: it runs the agent loop (``server.openai.code_interpreter``);
+  does not come here: it runs the agent loop (``server.api.routes.code_interpreter``);
 - ``text.format`` -> ``response_format``.
 
 Fields that would change the answer but are not implemented are refused with a 400 that
@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 from server.openai.schemas import ChatCompletionRequest, ChatMessage
 from server.openai.unsupported import Rule, refuse, refuse_unsupported
 
@@ -73,7 +73,7 @@ class ResponsesRequest(BaseModel):
     def _refuse_unsupported(self) -> ResponsesRequest:
         refuse_unsupported(self.model_extra or {}, RESPONSES_RULES)
         if self.background and not self.store:
-            raise InvalidRequest("background responses must be stored: send store: true", param="store")
+            raise RequestRefused("background responses must be stored: send store: true", param="store")
         return self
 
 
@@ -81,7 +81,7 @@ def _text_of(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
-        raise InvalidRequest(f"'{where}' must be a string or a list of parts", param=where)
+        raise RequestRefused(f"'{where}' must be a string or a list of parts", param=where)
     texts = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -102,7 +102,7 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "system", "developer", "assistant"):
-                raise InvalidRequest(f"'{where}.role' must be user, system, developer or assistant", param=where)
+                raise RequestRefused(f"'{where}.role' must be user, system, developer or assistant", param=where)
             messages.append({"role": role, "content": _text_of(item.get("content"), f"{where}.content")})
         elif kind == "function_call":
             call = {
@@ -180,7 +180,7 @@ def chat_request(body: ResponsesRequest, history: list[dict[str, Any]]) -> ChatC
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidRequest(f"'{where}' (as a chat request): {first.get('msg')}", param=where or None) from exc
+        raise RequestRefused(f"'{where}' (as a chat request): {first.get('msg')}", param=where or None) from exc
 
 
 def _chat_fields(body: ResponsesRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.engine.json_grammar import SchemaError, json_schema_grammar
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 from server.openai.unsupported import refuse
 
 
-def schema_error(exc: SchemaError) -> InvalidRequest:
+def schema_error(exc: SchemaError) -> RequestRefused:
     """What a client sees for a schema the grammar cannot enforce."""
-    return InvalidRequest(f"'{exc.path}': {exc.message}", code="unsupported_schema", param=exc.path)
+    return RequestRefused(f"'{exc.path}': {exc.message}", code="unsupported_schema", param=exc.path)
 
 
 def response_format_schema(response_format: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], str] | None:
@@ -40,7 +40,7 @@ def response_format_schema(response_format: Mapping[str, Any] | None) -> tuple[M
         raise refuse("response_format.type", f"'{kind}' is not supported (text, json_object, json_schema)")
     spec = response_format.get("json_schema")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
-        raise InvalidRequest(
+        raise RequestRefused(
             "'response_format.json_schema.schema' is required: the JSON schema the answer must match",
             param="response_format.json_schema.schema",
         )

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from models.engine.json_grammar import TOOL_CALL_OPEN, SchemaError, ToolSpec, tool_call_grammar
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 from server.openai.schemas import ChatCompletionRequest, ChatMessage
 from server.openai.structured_output import response_format_schema, schema_error
 from server.openai.unsupported import refuse
@@ -77,14 +77,14 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
     choice = body.tool_choice
     if not body.tools:
         if choice not in (None, "none"):
-            raise InvalidRequest("'tool_choice' is set but 'tools' is empty", param="tool_choice")
+            raise RequestRefused("'tool_choice' is set but 'tools' is empty", param="tool_choice")
         return None
     functions = []
     for i, tool in enumerate(body.tools):
         if tool.type != "function":
             raise refuse(f"tools[{i}].type", f"'{tool.type}' is not supported: only function tools")
         if tool.function is None:
-            raise InvalidRequest(f"'tools[{i}].function' is required", param=f"tools[{i}].function")
+            raise RequestRefused(f"'tools[{i}].function' is required", param=f"tools[{i}].function")
         functions.append(tool.function)
     if choice == "none":
         return None
@@ -94,7 +94,7 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
         name = choice.function.get("name")
         chosen = [f for f in functions if f.name == name]
         if not chosen:
-            raise InvalidRequest(
+            raise RequestRefused(
                 f"'tool_choice.function.name': no tool named {name!r} in 'tools'",
                 param="tool_choice.function.name",
             )

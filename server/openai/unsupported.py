@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ def refuse_unsupported(body: Mapping[str, Any], rules: tuple[Rule, ...]) -> None
     """Raise a 400 ``unsupported_parameter`` for the first non-neutral field in ``rules``."""
     for rule in rules:
         if rule.field in body and not rule.neutral(body[rule.field]):
-            raise InvalidRequest(f"'{rule.field}' {rule.why}", code="unsupported_parameter", param=rule.field)
+            raise RequestRefused(f"'{rule.field}' {rule.why}", code="unsupported_parameter", param=rule.field)
 
 
-def refuse(field: str, why: str) -> InvalidRequest:
+def refuse(field: str, why: str) -> RequestRefused:
     """The error for one unsupported field or value found by a route's own checks."""
-    return InvalidRequest(f"'{field}' {why}", code="unsupported_parameter", param=field)
+    return RequestRefused(f"'{field}' {why}", code="unsupported_parameter", param=field)

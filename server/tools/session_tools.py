@@ -3,52 +3,58 @@
 Called once, when a session is created: the stubs are defined in its sandbox (they come back
 after a worker restart, see ``Sandbox.define``), the toolbox becomes the sandbox's host-call
 handler, and the returned specs go into the system prompt under the tool heading. A request
-naming an MCP server that is not configured is refused (``AgentRequestError`` on
-``mcp_servers``: a 400 naming it).
+naming an MCP server that is not configured is refused (``ToolRequestError`` on
+``mcp_servers``, which the agent service raises as its own ``AgentRequestError``: a 400
+naming it).
 
-No web framework here (the agent service calls this module): the MCP SDK, which loads
-Starlette, is only named for type checking; the manager itself comes from the runtime.
+No MCP and no web framework here (the agent service calls this module): the MCP servers
+come in as ``ToolServers``, which ``server.mcp.manager.McpManager`` is.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from server.agent.errors import AgentRequestError
-from server.agent.prompts import ToolSpec
 from server.tools.client_calls import ClientFunction, ClientToolBridge
-from server.tools.toolbox import HostTool, Toolbox
-
-if TYPE_CHECKING:
-    from server.mcp.manager import McpManager, McpTool
+from server.tools.toolbox import HostTool, Toolbox, ToolSpec
 
 
-def mcp_host_tools(manager: McpManager | None, servers: Sequence[str] | None) -> list[HostTool]:
+class ToolRequestError(Exception):
+    """The tools a request asks for cannot be given; ``param`` names the request field."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ToolServers(Protocol):
+    """The configured MCP servers, by name, and their tools as host tools."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+
+    def host_tools(self, servers: Sequence[str] | None = None) -> list[HostTool]: ...
+
+
+def mcp_host_tools(manager: ToolServers | None, servers: Sequence[str] | None) -> list[HostTool]:
     """The tools of the chosen servers (all configured ones when `servers` is None)."""
     if manager is None:
         if servers:
-            raise AgentRequestError(
+            raise ToolRequestError(
                 "mcp_servers: this server has no MCP servers configured (--mcp-config)", param="mcp_servers"
             )
         return []
     if servers is not None:
-        unknown = [s for s in servers if s not in manager.connections]
+        unknown = [s for s in servers if s not in manager.names]
         if unknown:
-            raise AgentRequestError(
+            raise ToolRequestError(
                 f"mcp_servers: no MCP server named {', '.join(unknown)}; configured: "
-                f"{', '.join(manager.connections) or '(none)'}",
+                f"{', '.join(manager.names) or '(none)'}",
                 param="mcp_servers",
             )
-    return [_mcp_tool(manager, tool) for tool in manager.tools(servers)]
-
-
-def _mcp_tool(manager: McpManager, tool: McpTool) -> HostTool:
-    def call(arguments: dict[str, Any], timeout: float | None) -> Any:
-        return manager.call(tool, arguments, timeout)
-
-    return HostTool(tool.function, tool.description, tool.input_schema, call, origin=f"mcp:{tool.server}")
+    return manager.host_tools(servers)
 
 
 async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
@@ -67,7 +73,7 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
             fresh.append(tool)
         elif earlier.origin != tool.origin:
             field = "tools" if "client" in (earlier.origin, tool.origin) else "mcp_servers"
-            raise AgentRequestError(
+            raise ToolRequestError(
                 f"{field}: the function {tool.function} would be both the {_origin_words(earlier.origin)} and the "
                 f"{_origin_words(tool.origin)}; rename the client tool or leave one MCP server out",
                 param=field,

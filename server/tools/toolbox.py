@@ -15,10 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.host_calls import NO_LIMIT
-from server.agent.prompts import ToolSpec
 from server.tools.signature import FunctionShape, shape
 
 ToolCall = Callable[[dict[str, Any], "float | None"], Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the code may call: defined in the sandbox by ``source``, described by the rest."""
+
+    name: str
+    signature: str
+    description: str
+    source: str
 
 
 @dataclass(frozen=True)

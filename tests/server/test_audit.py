@@ -26,9 +26,7 @@ def test_every_agent_run_is_one_json_line(tmp_path: Path) -> None:
     engine = ScriptedEngine()
     engine.enqueue("Let me compute.\n<execute>x = 6 * 7\nprint(x)</execute>", "<solution>42</solution>")
     engine.enqueue("<solution>still 42</solution>")
-    with LiveServer(
-        create_app(Settings(audit_log=log_path, sandbox_pool_size=0, agent_unverified_answer="accept"), engine)
-    ) as live:
+    with LiveServer(create_app(Settings(audit_log=log_path, sandbox_pool_size=0), engine)) as live:
         first = ask(live.url, "What is 6 * 7?")
         session_id = first["agent"]["session_id"]
         ask(live.url, "And now?", session_id=session_id)
@@ -64,6 +62,6 @@ def test_off_by_default(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert Settings().audit_log is None
     engine = ScriptedEngine(["<solution>1</solution>"])
-    with LiveServer(create_app(Settings(sandbox_pool_size=0, agent_unverified_answer="accept"), engine)) as live:
+    with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as live:
         ask(live.url, "One?")
     assert list(tmp_path.iterdir()) == []

@@ -153,6 +153,7 @@ class LlamaEngine:
             parallel_sequences=parallel,
             lookup_draft_tokens=lookup_draft_tokens,
             logprobs=True,
+            vocab_size=self._model.n_vocab(),
         )
         self._vocab = self._model.vocab
         self._n_vocab = self._model.n_vocab()

@@ -42,6 +42,7 @@ from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
 from server.api.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
+from server.api.deps import SettingsDep
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
@@ -81,12 +82,12 @@ BackgroundDep = Annotated[BackgroundRuns, Depends(get_background)]
 @router.post("", response_model=None, responses=EVENT_STREAM)
 @router.post("/chat/completions", response_model=None, responses=EVENT_STREAM)
 async def agent_completion(
-    body: AgentRequest, runtime: RuntimeDep, background: BackgroundDep, request: Request
+    body: AgentRequest, runtime: RuntimeDep, settings: SettingsDep, background: BackgroundDep, request: Request
 ) -> Response:
     check_model(runtime.engine, body.model)
     if body.background:
         _check_background(body, background)
-    run = await prepare_run(runtime, body.run_request(runtime.settings))
+    run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
     if body.background:
         include_usage = wants_usage(body.stream_options)

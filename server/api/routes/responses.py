@@ -42,9 +42,9 @@ from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_t
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import BackgroundDep, RuntimeDep
 from server.api.routes.chat import check_model, generation_request
+from server.api.routes.code_interpreter import interpreter_tool
 from server.api.routes.responses_interpreter import interpret, interpretation_events
 from server.api.sse import sse_response
-from server.openai.code_interpreter import interpreter_tool
 from server.openai.responses_items import (
     ResponsesRequest,
     chat_request,
@@ -176,9 +176,9 @@ async def create_response(
             _remember(store, body, answer, turn, container)
 
         if body.background:
-            events = await interpretation_events(body, tool, runtime, request, history, container, remember)
+            events = await interpretation_events(body, tool, runtime, settings, request, history, container, remember)
             return await _detach(background, events, body, store, turn, containers)
-        return await interpret(body, tool, runtime, request, history, container, remember)
+        return await interpret(body, tool, runtime, settings, request, history, container, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once

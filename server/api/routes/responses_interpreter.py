@@ -1,5 +1,5 @@
 """``POST /v1/responses`` with the ``code_interpreter`` tool: the agent loop behind the
-Responses shapes (what maps to what: ``server.openai.code_interpreter``).
+Responses shapes (what maps to what: ``server.api.routes.code_interpreter``).
 
 Not a router of its own: ``server.api.routes.responses`` hands such a request here, with
 the conversation so far and the session (container) its previous response used, and gets
@@ -26,10 +26,11 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone
 from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import APIError, engine_error_to_api
+from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.api.sse import sse_response
-from server.openai.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.openai.schemas import usage_dict
+from server.settings import Settings
 
 Remember = Callable[[dict[str, Any], str], None]  # (the finished response, its container id)
 
@@ -68,6 +69,7 @@ async def _prepare(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
+    settings: Settings,
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
@@ -79,7 +81,7 @@ async def _prepare(
         messages = [*instructions, *history, *new]
     else:  # the session holds the conversation already
         messages = new
-    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(runtime.settings))
+    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(settings))
     base = str(request.base_url).rstrip("/")
     container = run.session.id
 
@@ -110,13 +112,14 @@ async def interpret(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
+    settings: Settings,
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
     remember: Remember,
 ) -> Response | dict[str, Any]:
     """Run the request through the agent loop: one response, or its stream of events."""
-    it = await _prepare(body, tool, runtime, request, history, previous_container)
+    it = await _prepare(body, tool, runtime, settings, request, history, previous_container)
     if body.stream:
         return sse_response(_events(runtime, it.run, it.output, it.snapshot, remember))
     try:
@@ -132,6 +135,7 @@ async def interpretation_events(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
+    settings: Settings,
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
@@ -140,7 +144,7 @@ async def interpretation_events(
     """The same run as a stream of events that nothing but its reader drives (background mode).
 
     Preparing (the session, a 409 or 429 for it) happens here, before the first event."""
-    it = await _prepare(body, tool, runtime, request, history, previous_container)
+    it = await _prepare(body, tool, runtime, settings, request, history, previous_container)
     return _events(runtime, it.run, it.output, it.snapshot, remember)
 
 

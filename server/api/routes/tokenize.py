@@ -10,14 +10,20 @@
 
 An engine without a tokenizer (scripted, or remote on a backend without one) answers 501; an id outside the
 vocabulary is a 400 naming ``tokens``.
+
+The bodies are validated as their schema says, no more leniently: ``with_pieces: 0`` is
+not a boolean and ``"12"`` or ``true`` is not a token id (pydantic's lax mode takes all
+three), while ``12.0`` is one (JSON Schema's integers include it); a token id is at least 0
+in the schema and in the validation alike. A body outside its schema is a 422 naming the
+field.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 
 from models.engine.api import InvalidTokenError
 from server.api.deps import EngineDep
@@ -29,8 +35,8 @@ router = APIRouter()
 
 class TokenizeRequest(BaseModel):
     content: str
-    add_special: bool = Field(False, description="add BOS/EOS where the model wants them")
-    with_pieces: bool = Field(False, description="answer each token's id and text")
+    add_special: StrictBool = Field(False, description="add BOS/EOS where the model wants them")
+    with_pieces: StrictBool = Field(False, description="answer each token's id and text")
     parse_special: Literal[True] = Field(
         True, description="special tokens such as <|im_end|> are always recognised; false is refused"
     )
@@ -45,8 +51,18 @@ class TokenizeResponse(BaseModel):
     tokens: list[int] | list[TokenPiece]
 
 
+def _a_number(value: Any) -> Any:
+    """JSON Schema's integer is a number (``12.0`` too), never text or a boolean."""
+    if isinstance(value, str | bool):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+TokenId = Annotated[int, Field(ge=0), BeforeValidator(_a_number)]
+
+
 class DetokenizeRequest(BaseModel):
-    tokens: list[int]
+    tokens: list[TokenId]
 
 
 class DetokenizeResponse(BaseModel):

@@ -16,7 +16,8 @@ import pytest
 
 from models.engine.scripted import ScriptedEngine
 from server.agent.actions import SOLUTION_CLOSE
-from server.agent.policy import LoopPolicy, RepeatTracker, code_key, prints_only_literals
+from server.agent.options import LoopPolicy
+from server.agent.policy import RepeatTracker, code_key, prints_only_literals
 from server.agent.prompts import REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView
@@ -301,36 +302,13 @@ def test_markdown_left_in_an_execute_block_is_not_code(block: str, code: str) ->
     assert parse_turn(block).code == code
 
 
-def test_an_unverified_first_answer_is_questioned_once(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<solution>12.34</solution>", "<execute>print(6 * 7)</execute>", "<solution>42</solution>")
-    run = agent(server, unverified_answer="check")["agent"]
-    first, second, third = run["steps"]
-    assert first["action"] == {"type": "solution", "answer": "12.34"}
-    assert "without running any code" in first["observation"]["message"]
-    assert second["observation"]["stdout"] == "42\n"
-    assert run["finish_reason"] == "solution" and third["action"]["answer"] == "42"
-
-
-def test_an_answer_that_needs_no_code_is_taken_the_second_time(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<solution>Paris</solution>", "<solution>Paris</solution>")
-    reply = agent(server, "What is the capital of France?", unverified_answer="check")
-    assert reply["choices"][0]["message"]["content"] == "Paris"
-    assert reply["agent"]["turns"] == 2
-
-
-def test_a_first_answer_no_code_backed_can_become_code(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("I print it.\n<solution>Paris</solution>", "print('Paris')</execute>", "<solution>Paris</solution>")
-    run = agent(server, "What is the capital of France?", unverified_answer="execute")["agent"]
-    first, second = run["steps"]
-    assert first["action"] == {"type": "execute", "code": "print('Paris')"} and first["unverified_answer"] == "Paris"
-    assert first["observation"]["stdout"] == "Paris\n" and second["unverified_answer"] is None
-    assert (run["turns"], run["final_message"]) == (2, "Paris")
-
-
-def test_unverified_answers_are_accepted_by_default(server: LiveServer, engine: ScriptedEngine) -> None:
-    assert Settings().agent_unverified_answer == "accept" and LoopPolicy().unverified_answer == "accept"
-    engine.enqueue("<solution>Paris</solution>")
-    assert agent(server, "What is the capital of France?", unverified_answer="accept")["agent"]["turns"] == 1
+def test_options_that_measured_nothing_are_gone(server: LiveServer, engine: ScriptedEngine) -> None:
+    """restate_task and unverified_answer left the API (issue 26; RESULTS.md keeps their figures)."""
+    for name in ("restate_task", "unverified_answer"):
+        assert f"agent_{name}" not in Settings.model_fields and not hasattr(LoopPolicy(), name)
+        assert name not in httpx.get(server.url + "/openapi.json").text
+    engine.enqueue("<solution>Paris</solution>")  # a first answer no code backed is taken
+    assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
 
 
 @pytest.mark.parametrize(

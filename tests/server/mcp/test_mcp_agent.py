@@ -143,9 +143,9 @@ def test_a_request_narrows_the_servers(server: LiveServer, engine: ScriptedEngin
     assert seen["stdout"] == "2\n" and "NameError: name 'demo_add' is not defined" in seen["error"]
     assert "demo_" not in engine.requests[0].prompt
     engine.enqueue("<solution>x</solution>")
-    assert "Tool function available" not in agent(server, mcp_servers=[], unverified_answer="accept")["agent"]["steps"][
-        0
-    ]["thought"] + (engine.requests[-1].prompt)
+    assert "Tool function available" not in agent(server, mcp_servers=[])["agent"]["steps"][0]["thought"] + (
+        engine.requests[-1].prompt
+    )
     refused = httpx.post(
         server.url + "/v1/agent",
         json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "mcp_servers": ["web", "nope"]},

@@ -19,7 +19,7 @@ import pytest
 from sandbox import Sandbox
 from server.agent.steps import Action, AgentDone, Observation, Step, StepDone, TurnDelta
 from server.api.app import create_app
-from server.openai.code_interpreter import InterpreterOutput, logs_of
+from server.api.routes.code_interpreter import InterpreterOutput, logs_of
 from server.settings import Settings
 from tests.live_server import LiveServer
 

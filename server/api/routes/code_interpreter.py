@@ -29,12 +29,15 @@ call ``response.output_item.added``, ``response.code_interpreter_call.in_progres
 ``response.code_interpreter_call.interpreting``, ``response.code_interpreter_call.completed``
 and ``response.output_item.done``. The loop reports an execution only once it finished, so
 ``interpreting`` and ``completed`` arrive together. The final message is sent once the
-loop has decided it (a ``<solution>`` can still be questioned or run as code), as one delta.
+loop has decided it (a ``<solution>`` can still be run as code), as one delta.
 
 What is refused, naming the field: other tools beside it (function tools go through the
 chat path; the agent's turns are CodeAct turns), ``tool_choice`` other than ``auto``
 (the loop cannot force or forbid running code), uploaded ``file_ids``, ``skills``, a
 network policy other than ``disabled``, and a ``text.format`` other than text.
+
+It lives beside its route (``responses_interpreter.py``), not in ``server/openai/``: it maps
+the wire format onto the agent, and the wire formats depend on nothing else in ``server/``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from pydantic import ValidationError
 
 from server.agent.steps import AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
 from server.api.agent_schemas import AgentRequest
-from server.api.errors import InvalidRequest
+from server.openai.errors import RequestRefused
 from server.openai.responses_items import ResponsesRequest, message_item, new_id, output_text_part
 from server.openai.unsupported import refuse
 
@@ -80,7 +83,7 @@ def interpreter_tool(body: ResponsesRequest) -> InterpreterTool | None:
     if isinstance(container, str) and container:
         return InterpreterTool(container)
     if not isinstance(container, dict) or container.get("type") != "auto":
-        raise InvalidRequest(
+        raise RequestRefused(
             '\'tools[0].container\' must be a container id or {"type": "auto"}', param="tools[0].container"
         )
     if container.get("file_ids"):
@@ -111,7 +114,7 @@ def agent_request(body: ResponsesRequest, messages: list[dict[str, Any]], sessio
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidRequest(f"'{where}' (as an agent request): {first.get('msg')}", param=where or None) from exc
+        raise RequestRefused(f"'{where}' (as an agent request): {first.get('msg')}", param=where or None) from exc
 
 
 # --- the output --------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""The loop's options, declared once: each is a field of ``LoopPolicy`` with its default and
+its description, and everything else that names an option is made from that field.
+
+* the server settings ``agent_<name>`` (so the ``--agent-<name>`` flags, the
+  ``CODEACT_AGENT_<NAME>`` env vars and ``--help``): ``setting_fields``;
+* the ``/v1/agent`` request fields ``<name>`` (null = the server's setting), in the request
+  schema with the same description: ``request_fields``;
+* the README's table of them: ``markdown_table``, which ``tests/test_readme.py`` compares
+  with the README, so the table cannot drift either (``python -m server.agent.options``
+  prints it).
+
+Adding an option is one field here and the code that honours it (``server.agent.policy``).
+What each option does, and why it exists, is in ``server.agent.policy``'s module doc.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+RepeatPolicy = Literal["answer", "note", "off"]
+FailedRepeatPolicy = Literal["resample", "note"]
+FencePolicy = Literal["execute", "off"]
+CodeAnswerPolicy = Literal["run", "off"]
+PromptStyle = Literal["mint", "chat"]
+
+SETTING_PREFIX = "agent_"
+
+
+class LoopPolicy(BaseModel):
+    """The policy of one request (defaults are what measured best; see ``server.agent.policy``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    on_repeat: RepeatPolicy = Field(
+        "answer",
+        description="the same code (by syntax tree) printing the same output again in a request: "
+        "`answer` makes that turn an answer-only turn, `<solution>` opened right after the "
+        "observation that showed the output (a repeat that answers nothing goes to "
+        "`on_failed_repeat`); `note` only points it out in the observation; `off` does nothing",
+    )
+    on_failed_repeat: FailedRepeatPolicy = Field(
+        "resample",
+        description="with `on_repeat: answer`, a repeat that answers nothing (the same error "
+        'again, or code that only prints its own literal text, like `print("Median:")`): '
+        "`resample` leaves it out of what the model reads and samples the next turn (temperature "
+        "0.7, a fixed seed unless the request sets one; the step says `resampled`), since at "
+        "temperature 0 the same history gives the same turn; `note` keeps it and points it out",
+    )
+    final_answer: bool = Field(
+        True,
+        description="the last turn of a budget of two or more can only be a `<solution>`, so no "
+        "run ends at `max_turns` with nothing (the response flags forced answers)",
+    )
+    fenced_code: FencePolicy = Field(
+        "execute",
+        description="a Markdown code fence (```python) in the thinking: `execute` opens an "
+        "`<execute>` block there, closed by the closing fence (the history shows the turn in the "
+        "CodeAct format); `off` leaves it as thinking",
+    )
+    code_answer: CodeAnswerPolicy = Field(
+        "run",
+        description="a `<solution>` holding code (calls, statements; not a value): `run` runs it "
+        "as the `<execute>` it meant, and on an answer-only turn what it prints is the answer; "
+        "`off` takes the code as the answer",
+    )
+    prompt_style: PromptStyle = Field(
+        "mint",
+        description="how tasks and observations are framed: `mint` as in CodeActAgent's training "
+        "data (`Task:` before the task, `Observation:` before output, steps and solution chances "
+        "left, the last step reserved for the answer); `chat` as in its chat demo "
+        "(`Execution Output:`)",
+    )
+
+    def forces_final_answer(self, max_turns: int) -> bool:
+        """Whether the last turn of this budget may only answer: a budget of two or more.
+
+        A budget of one turn is left free: a caller who allows a single action asked for
+        one execution or one answer, and forcing would forbid running code at all.
+        """
+        return self.final_answer and max_turns > 1
+
+    def forces_last_turn(self, turn: int, max_turns: int) -> bool:
+        """Whether ``turn`` (0-based) is that answer-only last turn."""
+        return self.forces_final_answer(max_turns) and turn == max_turns - 1
+
+    def overridden(self, values: dict[str, Any]) -> LoopPolicy:
+        """This policy with the options a request set (``None``: not set, keep this one's)."""
+        return self.model_validate({**self.model_dump(), **{k: v for k, v in values.items() if v is not None}})
+
+
+def option_names() -> tuple[str, ...]:
+    return tuple(LoopPolicy.model_fields)
+
+
+def setting_fields() -> dict[str, Any]:
+    """``agent_<name>`` settings fields (``create_model`` definitions): same type, default, description."""
+    return {
+        SETTING_PREFIX + name: (info.annotation, Field(info.default, description=info.description))
+        for name, info in LoopPolicy.model_fields.items()
+    }
+
+
+def request_fields() -> dict[str, Any]:
+    """Optional request fields of the same names and descriptions; null keeps the server's setting."""
+    fields: dict[str, Any] = {}
+    for name, info in LoopPolicy.model_fields.items():
+        annotation: Any = info.annotation
+        fields[name] = (annotation | None, Field(None, description=f"{info.description} (default: {_flag(name)})"))
+    return fields
+
+
+def markdown_table() -> str:
+    """The README's table of the options: flag and env var, request field, default, what it does."""
+    lines = ["| setting, env var (request field) | default | what it does |", "|---|---|---|"]
+    for name, info in LoopPolicy.model_fields.items():
+        env = "CODEACT_" + (SETTING_PREFIX + name).upper()
+        lines.append(f"| `{_flag(name)}`, `{env}` (`{name}`) | {_default(info)} | {info.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def _flag(name: str) -> str:
+    return "--" + (SETTING_PREFIX + name).replace("_", "-")
+
+
+def _default(info: FieldInfo) -> str:
+    if isinstance(info.default, bool):
+        return "on" if info.default else "off"
+    return f"`{info.default}`"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

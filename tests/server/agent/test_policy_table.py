@@ -1,0 +1,117 @@
+"""Every decision a loop option drives, as a table: pure functions of ``server.agent.policy``,
+no engine, no executor. The loop tests (test_loop.py) check that the loop carries them out."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.result import ExecResult
+from server.agent.options import LoopPolicy
+from server.agent.policy import (
+    ANSWER_ONLY,
+    LEAVE_OUT,
+    NOTE,
+    OBSERVE,
+    Reaction,
+    TurnPlan,
+    plan_turn,
+    react,
+    react_to_output,
+    rewrite,
+    shows_nothing,
+)
+
+DEFAULT = LoopPolicy()
+
+
+@pytest.mark.parametrize(
+    ("policy", "turn", "max_turns", "after_left_out", "plan"),
+    [
+        (DEFAULT, 0, 5, False, TurnPlan()),
+        (DEFAULT, 3, 5, False, TurnPlan()),
+        (DEFAULT, 4, 5, False, TurnPlan(forced="last_turn")),  # the last turn can only answer
+        (DEFAULT, 2, 5, True, TurnPlan(sampled=True)),  # after a left-out repeat: sampled
+        (DEFAULT, 4, 5, True, TurnPlan(forced="last_turn")),  # a forced answer is never sampled
+        (DEFAULT, 0, 1, False, TurnPlan()),  # a one-turn budget may still run code
+        (LoopPolicy(final_answer=False), 4, 5, False, TurnPlan()),
+    ],
+)
+def test_plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out: bool, plan: TurnPlan) -> None:
+    assert plan_turn(policy, turn, max_turns, after_left_out) == plan
+
+
+@pytest.mark.parametrize(
+    ("policy", "action", "answer", "forced", "expected"),
+    [
+        (DEFAULT, "solution", "42", None, "keep"),  # a value is an answer
+        (DEFAULT, "solution", "2**100 % 997", None, "keep"),
+        (DEFAULT, "solution", "print(6 * 7)", None, "as_execute"),  # code meant to run
+        (DEFAULT, "solution", "python\nprint(x)\n", None, "as_execute"),  # a fence's language line
+        (DEFAULT, "solution", "print(x)", "last_turn", "answer_from_code"),  # answer-only: run it
+        (DEFAULT, "solution", "print(x)", "repeat", "answer_from_code"),
+        (DEFAULT, "execute", None, None, "keep"),
+        (DEFAULT, "none", None, None, "keep"),
+        (LoopPolicy(code_answer="off"), "solution", "print(6 * 7)", None, "keep"),
+        (LoopPolicy(code_answer="off"), "solution", "print(x)", "last_turn", "keep"),
+    ],
+)
+def test_rewrite(policy: LoopPolicy, action: str, answer: str | None, forced: str | None, expected: str) -> None:
+    assert rewrite(policy, action, answer, forced) == expected
+
+
+RESAMPLE, NOTE_FAILED = LoopPolicy(), LoopPolicy(on_failed_repeat="note")
+
+
+@pytest.mark.parametrize(
+    ("policy", "repeated", "answers_nothing", "turns_left", "reaction"),
+    [
+        (RESAMPLE, False, False, 3, OBSERVE),  # new output: the model reads it
+        (RESAMPLE, False, True, 3, OBSERVE),  # a first failure is an observation like any other
+        (RESAMPLE, True, False, 3, ANSWER_ONLY),  # a repeat that shows an answer: answer now
+        (RESAMPLE, True, False, 0, ANSWER_ONLY),  # even on the last turn
+        (RESAMPLE, True, True, 3, LEAVE_OUT),  # a repeated failure: left out, next turn sampled
+        (RESAMPLE, True, True, 0, OBSERVE),  # no next turn to sample
+        (NOTE_FAILED, True, True, 3, NOTE),
+        (NOTE_FAILED, True, True, 0, NOTE),
+        (NOTE_FAILED, True, False, 3, ANSWER_ONLY),
+        (LoopPolicy(on_repeat="note"), True, False, 3, NOTE),
+        (LoopPolicy(on_repeat="note"), True, True, 3, NOTE),
+        (LoopPolicy(on_repeat="note"), False, False, 3, OBSERVE),
+        (LoopPolicy(on_repeat="off"), True, False, 3, OBSERVE),
+        (LoopPolicy(on_repeat="off"), True, True, 3, OBSERVE),
+    ],
+)
+def test_react_to_output(
+    policy: LoopPolicy, repeated: bool, answers_nothing: bool, turns_left: int, reaction: Reaction
+) -> None:
+    assert react_to_output(policy, repeated, answers_nothing, turns_left) == reaction
+
+
+@pytest.mark.parametrize(
+    ("action", "finish", "output", "reaction"),
+    [
+        ("solution", "stop", None, Reaction("finish", "solution")),
+        ("solution", "stop", NOTE, Reaction("finish", "solution")),  # code run for an answer: done
+        ("none", "stop", None, Reaction("finish", "no_action")),
+        ("none", "length", None, Reaction("finish", "length")),  # cut by the token budget
+        ("execute", "stop", OBSERVE, OBSERVE),
+        ("execute", "length", LEAVE_OUT, LEAVE_OUT),
+        ("execute", "stop", ANSWER_ONLY, ANSWER_ONLY),
+    ],
+)
+def test_react(action: str, finish: str, output: Reaction | None, reaction: Reaction) -> None:
+    assert react(action, finish, output) == reaction
+
+
+@pytest.mark.parametrize(
+    ("code", "result", "nothing"),
+    [
+        ("print(6 * 7)", ExecResult(stdout="42\n"), False),
+        ("print(F)", ExecResult(error="NameError: name 'F' is not defined"), True),
+        ("while True: pass", ExecResult(timed_out=True), True),
+        ("x = [0] * 10**10", ExecResult(killed_reason="memory"), True),
+        ('print("Median:")', ExecResult(stdout="Median:\n"), True),  # only its own literal text
+    ],
+)
+def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
+    assert shows_nothing(code, result) is nothing
