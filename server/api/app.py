@@ -28,7 +28,6 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from models.engine.api import Engine
 from server.api.auth import BearerAuth, load_api_keys
-from server.api.background import BackgroundRuns
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
 from server.api.openapi_errors import AGENT_RESPONSES
@@ -42,6 +41,7 @@ from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.api.shutdown import AnswerCancelledRequests
+from server.api.streams.background import BackgroundRuns
 from server.composition import metered, running_agent
 from server.mcp import config as mcp_config
 from server.metrics import Metrics, MetricsMiddleware

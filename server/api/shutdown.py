@@ -9,7 +9,7 @@ A cancelled request would otherwise surface as a logged traceback and a bare 500
 middleware answers it with a 503 in OpenAI's error shape (``Retry-After``: a restarted or
 another replica can take it), as long as no part of the response was sent yet; a stream
 that already started simply ends. Client disconnects do not come through here: they
-cancel the work inside the route (``server.api.disconnect``), not the request task.
+cancel the work inside the route (``server.api.streams.disconnect``), not the request task.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.agent.service import PreparedRun
-from server.api.sse import sse_event
+from server.api.streams.sse import sse_event
 from server.openai.schemas import chat_chunk, chat_completion, usage_dict
 from server.tools.client_calls import ToolCallsPending
 

@@ -47,6 +47,13 @@ def test_pool_hands_out_fresh_private_workspaces() -> None:
 
 
 @pytest.mark.slow
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_worker_dies_when_server_is_sigkilled(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
@@ -61,8 +68,13 @@ def test_worker_dies_when_server_is_sigkilled(tmp_path: Path) -> None:
     assert server.stdout is not None
     worker_pid = int(server.stdout.readline())
     worker = psutil.Process(worker_pid)
-    descendants = [worker, *worker.children(recursive=True)]
-    assert any("sleep" in " ".join(p.cmdline()) for p in descendants)
+    deadline = time.monotonic() + 10  # the child may not have exec'd `sleep` yet on a busy machine
+    while True:
+        descendants = [worker, *worker.children(recursive=True)]
+        if any("sleep" in " ".join(_cmdline(p)) for p in descendants) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert any("sleep" in " ".join(_cmdline(p)) for p in descendants)
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
     server.stdout.close()

@@ -41,13 +41,13 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
-from server.api.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
 from server.api.deps import SettingsDep
-from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
-from server.api.sse import DONE, openai_stream, ready_batches, sse_event, sse_response
+from server.api.streams.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
+from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
+from server.api.streams.sse import DONE, openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
 from server.openai.schemas import (
     FunctionTool,

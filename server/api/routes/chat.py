@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request, Response
 from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from models.engine.chat_format import render_chatml
 from server.api.deps import EngineDep
-from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import ModelNotFound
 from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM, GUARDS, OPEN_RESPONSES, error_responses
-from server.api.sse import openai_stream, sse_event, sse_response
+from server.api.streams.disconnect import collect_unless_disconnected
+from server.api.streams.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import StreamedLogprobs, chat_logprobs, chat_logprobs_request
 from server.openai.schemas import (
     OPENAI_FINISH,

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from models.engine.api import Engine, GenerationHandle, GenerationRequest
 from server.api.deps import EngineDep
-from server.api.disconnect import collect_unless_disconnected
 from server.api.openapi_errors import CHAT_RESPONSES, EVENT_STREAM
 from server.api.routes.chat import check_model
-from server.api.sse import openai_stream, sse_event, sse_response
+from server.api.streams.disconnect import collect_unless_disconnected
+from server.api.streams.sse import openai_stream, sse_event, sse_response
 from server.openai.logprobs import (
     MAX_TOP_COMPLETIONS,
     StreamedLogprobs,

@@ -35,16 +35,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from models.engine.api import EngineError, GenerationHandle
-from server.api.background import BackgroundRuns
 from server.api.deps import EngineDep, SettingsDep
-from server.api.disconnect import collect_unless_disconnected
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
 from server.api.routes.agent import BackgroundDep, RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.code_interpreter import interpreter_tool
 from server.api.routes.responses_interpreter import interpret, interpretation_events
-from server.api.sse import sse_response
+from server.api.streams.background import BackgroundRuns
+from server.api.streams.disconnect import collect_unless_disconnected
+from server.api.streams.sse import sse_response
 from server.openai.responses_items import (
     ResponsesRequest,
     chat_request,

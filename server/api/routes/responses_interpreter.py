@@ -24,10 +24,10 @@ from server.agent.errors import SessionNotFound
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone
-from server.api.disconnect import ClientDisconnected, unless_disconnected
 from server.api.errors import APIError, engine_error_to_api
 from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
-from server.api.sse import sse_response
+from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
+from server.api.streams.sse import sse_response
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.openai.schemas import usage_dict
 from server.settings import Settings

@@ -22,7 +22,7 @@ from server.agent.steps import Action, Step, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.app import create_app
 from server.api.routes.agent import merge_deltas
-from server.api.sse import coalesce_ready
+from server.api.streams.sse import coalesce_ready
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -26,7 +26,7 @@ from benchmarks.servers import free_port
 from sandbox.confine.isolation import WORKER_PATH
 from tests.conftest import embedded_model_path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GRACE_S = 6
 
 

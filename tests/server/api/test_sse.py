@@ -1,4 +1,4 @@
-"""How every chat-style SSE stream ends (``server.api.sse.openai_stream``).
+"""How every chat-style SSE stream ends (``server.api.streams.sse.openai_stream``).
 
 The status line (200) leaves with the first chunk, so an engine that fails after it can
 only say so inside the stream: one error event in OpenAI's shape, then ``[DONE]``. The
@@ -18,7 +18,7 @@ import pytest
 from models.engine.api import QueueFullError
 from models.engine.scripted import ScriptedEngine
 from server.api.app import create_app
-from server.api.sse import DONE, openai_stream
+from server.api.streams.sse import DONE, openai_stream
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -18,8 +18,8 @@ import openai
 import pytest
 
 from server.api.app import create_app
-from server.api.background import BackgroundRuns, split_events
 from server.api.errors import APIError
+from server.api.streams.background import BackgroundRuns, split_events
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -1,0 +1,1 @@
+"""How responses stream: SSE framing, watching for a client that left, and runs that outlive it."""
