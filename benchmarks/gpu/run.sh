@@ -150,6 +150,7 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
+# shellcheck disable=SC2329 # invoked by the EXIT trap
 finish() {
   stop_server
   [[ -n ${SYNTH_PID:-} ]] && kill "$SYNTH_PID" 2>/dev/null
@@ -268,7 +269,7 @@ PY
   log "CMAKE_ARGS=$CMAKE_ARGS"
   step wheel 3600 "$VPY" -m pip wheel --no-index --no-build-isolation --no-deps -v -w "$WORK/wheels" \
     -C "build-dir=$BUILD" "$SDIST" || exit 1
-  WHEEL=$(ls "$WORK"/wheels/llama_cpp_python-*.whl 2>/dev/null | head -n 1)
+  WHEEL=$(find "$WORK/wheels" -name 'llama_cpp_python-*.whl' | head -n 1)
   [[ -n $WHEEL ]] || fail_loudly "pip wheel finished but left no llama_cpp_python wheel in $WORK/wheels"
   log "wheel: $(basename "$WHEEL") ($(du -h "$WHEEL" | cut -f1))"
   step install 180 bash -c "'$VPY' -m pip install --no-index --find-links '$BUNDLE/whl' '$WHEEL' &&
