@@ -216,7 +216,7 @@ def check_size(file_sizes: dict[str, int], max_mib: float) -> tuple[float, str |
 
 
 def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object]:
-    """Write ``root/.gpu`` (replacing an earlier bundle and its work folder); returns the manifest."""
+    """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone)."""
     bundle = root / BUNDLE_DIR
     if bundle.exists():
         shutil.rmtree(bundle)

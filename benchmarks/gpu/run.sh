@@ -3,7 +3,7 @@
 #
 #   OUT=/some/folder bash .gpu/run.sh                       # everything, one call
 #   STAGES=build OUT=... bash .gpu/run.sh                   # or in two calls: build ...
-#   STAGES=model,bench OUT=... bash .gpu/run.sh             # ... then measure (same .gpu/work)
+#   STAGES=model,bench OUT=... bash .gpu/run.sh             # ... then measure (same .gpu-work)
 #   GPU_CHECK_BACKEND=cpu BUDGET=3600 OUT=... bash .gpu/run.sh   # CPU dry run, no GPU
 #
 # Needs the bundle `python -m benchmarks.gpu.prepare` wrote next to this file (.gpu/): the
@@ -31,7 +31,8 @@ BACKEND=${GPU_CHECK_BACKEND:-cuda} # cuda | cpu (the dry run)
 STAGES=${STAGES:-build,model,bench}
 BUDGET=${BUDGET:-560}
 RESERVE=${RESERVE:-15} # seconds kept for stopping servers and the last summary
-WORK=${GPU_CHECK_WORK:-$BUNDLE/work}
+# Beside the bundle, not in it: carrying .gpu again must not carry (or replace) a 4 GB work folder.
+WORK=${GPU_CHECK_WORK:-$(dirname "$BUNDLE")/.gpu-work}
 JOBS=${JOBS:-$(nproc)}
 CUDA_ARCH=${CUDA_ARCH:-90}
 CUDA_FA=${GPU_CHECK_CUDA_FA:-ON} # OFF compiles faster but then fa on cannot be measured
@@ -139,6 +140,20 @@ start_server() { # NAME PORT CMD...: start in the background; wait for /health
   checkpoint
   return 1
 }
+# server_died NAME: when the running server has exited, record it with its log's tail (a crash
+# under load shows as a failed client step; this says why).
+server_died() {
+  [[ -n $SERVER_PID ]] || return 1
+  kill -0 "$SERVER_PID" 2>/dev/null && return 1
+  wait "$SERVER_PID"
+  local status=$?
+  log "$1 DIED (exit status $status); last lines of logs/$1.log:"
+  tail -n 15 "$OUT/logs/$1.log" | sed 's/^/    /' | tee -a "$OUT/run.log"
+  record "$1 died" failed 0 "exit status $status: $(tail -n 3 "$OUT/logs/$1.log" | tr '\n' ' ' | cut -c1-400)"
+  SERVER_PID=""
+  checkpoint
+  return 0
+}
 stop_server() {
   [[ -n $SERVER_PID ]] || return 0
   kill -TERM -- "-$SERVER_PID" 2>/dev/null || kill -TERM "$SERVER_PID" 2>/dev/null
@@ -237,7 +252,10 @@ start_synth() { # the model needs only numpy and gguf: write it while llama.cpp 
 }
 
 if has_stage build; then
-  rm -rf "$SRC" "$VENV" "$BUILD" "$WORK/wheels" "$STATE"
+  # The CMake build folder is kept: a build the 600 s limit cut short continues where it
+  # stopped on the next call (tar keeps the sources' times, so ninja rebuilds nothing twice).
+  rm -rf "$SRC" "$VENV" "$WORK/wheels" "$STATE"
+  [[ ${GPU_CHECK_CLEAN:-0} == 1 ]] && rm -rf "$BUILD"
   mkdir -p "$SRC" "$WORK/wheels"
   step unpack 120 bash -c "tar xzf '$BUNDLE/$(manifest sdist)' -C '$SRC' && tar xzf '$BUNDLE/$(manifest project_archive)' -C '$SRC'" ||
     exit 1
@@ -261,7 +279,10 @@ PY
   if [[ $BACKEND == cuda ]]; then
     BACKEND_FLAGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH -DGGML_CUDA_FA=$CUDA_FA -DGGML_CUDA_NCCL=OFF"
   else
-    BACKEND_FLAGS="-DGGML_NATIVE=ON"
+    # Not -march=native: on the 2-core dev machine (AVX512 + AMX) ggml's AMX mul_mat segfaulted
+    # on the synthetic 7B-shape file, in a default llama-cpp-python build too; AVX2 is the
+    # portable x86-64 baseline (GGML_NATIVE=OFF turns AVX, AVX2, FMA, F16C and BMI2 on).
+    BACKEND_FLAGS="-DGGML_NATIVE=OFF"
   fi
   # One CMake build for the wheel and the tools: LLAVA_BUILD=OFF because llama.cpp's tools/
   # adds mtmd itself (llama-cpp-python's own copy of it would be a second target of that name).
@@ -358,7 +379,7 @@ if has_stage bench; then
       step "stream-llama-server-fa-$fa" 150 "${BENCH_PY[@]}" -m benchmarks.gpu.stream_bench run \
         "llama-server/fa-$fa" "http://127.0.0.1:$PORT_UPSTREAM" "$OUT/stream-llama-server-fa-$fa.json" \
         --quant "$MODEL_QUANT" "${STREAM_ARGS[@]}"
-      stop_server
+      server_died "llama-server-fa-$fa" || stop_server
     fi
     # Ours, exactly as a user starts it from the venv: the console script, no PYTHONPATH,
     # no wrapper, no --llama-lib.
@@ -372,12 +393,13 @@ if has_stage bench; then
       step "stream-ours-fa-$fa" 200 "${BENCH_PY[@]}" -m benchmarks.gpu.stream_bench run \
         "ours/fa-$fa" "http://127.0.0.1:$PORT_OURS" "$OUT/stream-ours-fa-$fa.json" \
         --quant "$MODEL_QUANT" "${STREAM_ARGS[@]}"
+      server_died "ours-fa-$fa" && continue
       if [[ -z $agent_done ]]; then
         step agent-run 150 "${BENCH_PY[@]}" -m benchmarks.gpu.agent_run "http://127.0.0.1:$PORT_OURS" \
           "$OUT/agent.json" --pid "$SERVER_PID" --timeout 140
         agent_done=1
       fi
-      stop_server
+      server_died "ours-fa-$fa" || stop_server
     fi
   done
 fi
