@@ -183,3 +183,8 @@ def test_run_sh_without_a_bundle_stops_loudly_and_records_why(tmp_path: Path) ->
     assert "manifest.json missing" in done.stdout and "benchmarks.gpu.prepare" in done.stdout
     step = json.loads((out / "steps.jsonl").read_text().splitlines()[-1])
     assert step["status"] == "failed" and "manifest.json missing" in step["detail"]
+
+
+def test_the_long_prompt_has_the_length_asked_for_and_a_unique_start() -> None:
+    prompt = stream_bench.long_prompt("llama-server/fa-on-l2", 1800)
+    assert len(prompt) == 1800 and prompt.startswith("[llama-server/fa-on-l2] ")

@@ -42,11 +42,11 @@ PORT_OURS=${PORT_OURS:-8092}
 if [[ $BACKEND == cuda ]]; then
   LAYERS=${LAYERS:-32} NGL=99 CTX=${CTX:-8192}
   BENCH_ARGS=(-p 512 -n 128 -r 3)
-  STREAM_ARGS=(--reps 5 --tokens 128 --concurrency 4 --bursts 2 --long-reps 3 --long-words 1200)
+  STREAM_ARGS=(--reps 5 --tokens 128 --concurrency 4 --bursts 2 --long-reps 3 --long-chars 1800)
 elif [[ $BACKEND == cpu ]]; then
-  LAYERS=${LAYERS:-2} NGL=0 CTX=${CTX:-2048}
+  LAYERS=${LAYERS:-2} NGL=0 CTX=${CTX:-8192}
   BENCH_ARGS=(-p 64 -n 16 -r 1)
-  STREAM_ARGS=(--reps 2 --tokens 16 --concurrency 4 --bursts 1 --long-reps 1 --long-words 300 --timeout-s 300)
+  STREAM_ARGS=(--reps 2 --tokens 16 --concurrency 4 --bursts 1 --long-reps 1 --long-chars 900 --timeout-s 300)
 else
   echo "GPU_CHECK_BACKEND must be cuda or cpu, not '$BACKEND'" >&2
   exit 2

@@ -7,8 +7,11 @@ The GPU check (``benchmarks/gpu/run.sh``) points this at upstream llama-server a
 - **single**: one stream at a time, ``reps`` times. TTFT is request start to the first
   content delta; decode tok/s is ``(completion tokens - 1) / (last delta - first delta)``, so
   it leaves out the prefill and the request overhead that TTFT already shows.
-- **long prompt**: single streams whose prompt is about ``long_words`` words, for a TTFT that
-  includes a real prefill.
+- **long prompt**: single streams whose prompt is about ``long_chars`` characters, for a TTFT
+  that includes a real prefill. Sized in characters because the synthetic model's vocabulary
+  is mostly single characters (about 0.8 tokens per character; a real Mistral vocabulary is
+  nearer 0.25): 1,800 characters are about 1,500 tokens there, inside llama-server's
+  2,048-token slot at ``-c 8192 -np 4``.
 - **burst**: ``concurrency`` streams started together, ``bursts`` times; aggregate tok/s is
   all completion tokens over the burst's wall time (what ``--parallel``/``-np`` batching buys).
 
@@ -69,7 +72,7 @@ class BenchSettings:
     concurrency: int = 4
     bursts: int = 2
     long_reps: int = 3
-    long_words: int = 1200
+    long_chars: int = 1800
     timeout_s: float = 120.0
 
 
@@ -128,10 +131,11 @@ def stream_once(client: httpx.Client, base: str, model: str, prompt: str, max_to
     )
 
 
-def long_prompt(tag: str, words: int) -> str:
-    """A prompt of about ``words`` words (roughly 1.3 tokens each), unique from its first word."""
-    repeats = max(1, words // len(FILLER.split()))
-    return f"[{tag}] Summarise this text in one sentence.\n\n" + FILLER * repeats
+def long_prompt(tag: str, chars: int) -> str:
+    """A prompt of about ``chars`` characters, unique from its first word."""
+    head = f"[{tag}] Summarise this text in one sentence.\n\n"
+    body = FILLER * (max(0, chars - len(head)) // len(FILLER) + 1)
+    return head + body[: max(0, chars - len(head))]
 
 
 def burst(run_one: Callable[[int], StreamResult], concurrency: int) -> BurstResult:
@@ -215,7 +219,7 @@ def run_bench(
             save()
             log(f"{name} single {i}: {_brief(single[-1])}")
         for i in range(settings.long_reps):
-            prompt = long_prompt(f"{name}-l{i}", settings.long_words)
+            prompt = long_prompt(f"{name}-l{i}", settings.long_chars)
             long.append(stream_once(client, base, model, prompt, 16))
             save()
             log(f"{name} long prompt {i}: {_brief(long[-1])}")
