@@ -68,6 +68,8 @@ def test_summary_ratios_are_ours_over_llama_server_per_flash_attn_mode(tmp_path:
     assert on["llama_bench_tg"] == 310.0
     assert result["synthetic"] is True and result["card"] == "NVIDIA H200" and result["commit"] == "abc123"
     assert result["failed_steps"] == ["quantize"]
+    figures = [*result["llama_bench"], *result["ratios"].values(), *result["servers"]["ours"].values()]
+    assert figures and all(f["synthetic"] is True for f in figures)
 
 
 def test_targets_bound_each_ratio_the_right_way() -> None:

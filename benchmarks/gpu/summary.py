@@ -83,6 +83,7 @@ def llama_bench_rows(records: list[dict[str, Any]], quant: str) -> list[dict[str
         test = f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
         rows.append(
             {
+                "synthetic": True,
                 "quant": quant,
                 "fa": "on" if record.get("flash_attn") in (True, 1, "1", "on", "true") else "off",
                 "test": test,
@@ -129,6 +130,7 @@ def compare(streams: dict[str, dict[str, dict[str, Any]]], bench: list[dict[str,
             "ttft": ratio(ours.get("ttft_s_median"), theirs.get("ttft_s_median")),
         }
         result[mode] = {
+            "synthetic": True,
             **{f"{k}_ratio": v for k, v in figures.items()},
             **{f"{k}_met": meets(k, v) for k, v in figures.items()},
             "ttft_long_ratio": ratio(ours.get("ttft_long_s_median"), theirs.get("ttft_long_s_median")),
@@ -149,6 +151,8 @@ def build_summary(out: Path) -> dict[str, Any]:
     machine = _load_json(out / "machine.json") if (out / "machine.json").exists() else {}
     manifest = _load_json(out / "manifest.json") if (out / "manifest.json").exists() else {}
     agent = _load_json(out / "agent.json") if (out / "agent.json").exists() else None
+    if isinstance(agent, dict):
+        agent["synthetic"] = True
     return {
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
@@ -164,7 +168,10 @@ def build_summary(out: Path) -> dict[str, Any]:
         "failed_steps": [s.get("step") for s in steps if s.get("status") == "failed"],
         "llama_bench": bench,
         "servers": {
-            server: {mode: {k: v for k, v in doc.items() if not isinstance(v, list)} for mode, doc in modes.items()}
+            server: {
+                mode: {"synthetic": True, **{k: v for k, v in doc.items() if not isinstance(v, list)}}
+                for mode, doc in modes.items()
+            }
             for server, modes in streams.items()
         },
         "ratios": compare(streams, bench),
