@@ -124,6 +124,7 @@ def test_trim_keeps_the_cpu_and_cuda_backends(tmp_path: Path) -> None:
 
 def sse_server(deltas: list[str]) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["connection"] == "close"  # no kept-alive connection is reused
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"data": [{"id": "synth"}]})
         body = json.loads(request.content)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from benchmarks.gpu.memory_probe import snapshot
-from benchmarks.gpu.stream_bench import served_model
+from benchmarks.gpu.stream_bench import CLOSE, served_model
 
 TASK = "What is 2**100 modulo 997? Compute it with Python."
 
@@ -58,7 +58,12 @@ def run_agent(base: str, *, max_turns: int, max_tokens: int, timeout_s: float, p
             "max_tokens": max_tokens,
         }
         started = time.perf_counter()
-        response = client.post(base + "/v1/agent", json=body)
+        try:
+            response = client.post(base + "/v1/agent", json=body, headers=CLOSE)
+        except httpx.HTTPError as exc:  # a timeout too: the file still says what happened
+            result.update(wall_s=time.perf_counter() - started, status_code=None, error=f"{type(exc).__name__}: {exc}")
+            result["memory_after"] = snapshot(pid, "after agent run (failed)")
+            return result
         result["wall_s"] = time.perf_counter() - started
     result["status_code"] = response.status_code
     result["memory_after"] = snapshot(pid, "after agent run")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     if result["status_code"] != 200:
-        print(f"agent run: HTTP {result['status_code']}: {result.get('error', '')[-500:]}", file=sys.stderr)
+        print(f"agent run failed: HTTP {result['status_code']}: {result.get('error', '')[-500:]}", file=sys.stderr)
         return 1
     print(f"agent run: {result['finish_reason']} after {result['turns']} turns in {result['wall_s']:.2f} s")
     for row in result["steps"]:

@@ -43,10 +43,12 @@ if [[ $BACKEND == cuda ]]; then
   LAYERS=${LAYERS:-32} NGL=99 CTX=${CTX:-8192}
   BENCH_ARGS=(-p 512 -n 128 -r 3)
   STREAM_ARGS=(--reps 5 --tokens 128 --concurrency 4 --bursts 2 --long-reps 3 --long-chars 1800)
+  AGENT_ARGS=(--max-turns 3 --max-tokens 256 --timeout 140)
 elif [[ $BACKEND == cpu ]]; then
   LAYERS=${LAYERS:-2} NGL=0 CTX=${CTX:-8192}
   BENCH_ARGS=(-p 64 -n 16 -r 1)
   STREAM_ARGS=(--reps 2 --tokens 16 --concurrency 4 --bursts 1 --long-reps 1 --long-chars 900 --timeout-s 300)
+  AGENT_ARGS=(--max-turns 2 --max-tokens 32 --timeout 280)
 else
   echo "GPU_CHECK_BACKEND must be cuda or cpu, not '$BACKEND'" >&2
   exit 2
@@ -245,7 +247,9 @@ BENCH_PY=(env PYTHONPATH="$PROJ" "$VPY")
 # --- build -----------------------------------------------------------------------------------
 start_synth() { # the model needs only numpy and gguf: write it while llama.cpp compiles
   mkdir -p "$MODELS"
-  "${BENCH_PY[@]}" -m benchmarks.synth_model "$Q4_0" --layers "$LAYERS" >"$OUT/logs/synth.log" 2>&1 &
+  rm -f "$Q4_0" "$QK" "$MODELS/synth.done"
+  ("${BENCH_PY[@]}" -m benchmarks.synth_model "$Q4_0" --layers "$LAYERS" && date +%s >"$MODELS/synth.done") \
+    >"$OUT/logs/synth.log" 2>&1 &
   SYNTH_PID=$!
   SYNTH_T0=$(date +%s)
   log "synth_model started in the background ($LAYERS layers, Q4_0)"
@@ -322,16 +326,13 @@ if has_stage model || has_stage bench; then
   [[ -x $VPY && -x $BIN/llama-server ]] || fail_loudly "the build in $WORK is incomplete; run STAGES=build again"
 fi
 if has_stage model; then
-  if [[ -z $SYNTH_PID ]]; then
-    rm -f "$Q4_0" "$QK"
-    start_synth
-  fi
+  [[ -n $SYNTH_PID ]] || start_synth
   log "waiting for synth_model"
   wait "$SYNTH_PID"
   rc=$?
   SYNTH_PID=""
   if ((rc == 0)); then
-    record synth ok $(($(date +%s) - SYNTH_T0)) "$(tail -n 1 "$OUT/logs/synth.log")"
+    record synth ok $(($(cat "$MODELS/synth.done") - SYNTH_T0)) "$(tail -n 1 "$OUT/logs/synth.log")"
   else
     record synth failed $(($(date +%s) - SYNTH_T0)) "exit $rc: $(tail -n 3 "$OUT/logs/synth.log" | tr '\n' ' ')"
     fail_loudly "synth_model failed: see $OUT/logs/synth.log"
@@ -366,7 +367,9 @@ if has_stage bench; then
   fi
   FA_MODES=(off on)
   [[ $BACKEND == cuda && $CUDA_FA == OFF ]] && FA_MODES=(off)
-  SANDBOX_PY=$(command -v python3)
+  # Agent code runs in the machine's own python3 (a PyTorch image has numpy there), resolved
+  # past any shim (a pyenv shim is a shell script that bubblewrap's sandbox cannot run).
+  SANDBOX_PY=$("$SYS_PY" -c 'import sys; print(sys.executable)')
   OURS_NGL=-1
   [[ $NGL == 0 ]] && OURS_NGL=0
   agent_done=""
@@ -395,8 +398,8 @@ if has_stage bench; then
         --quant "$MODEL_QUANT" "${STREAM_ARGS[@]}"
       server_died "ours-fa-$fa" && continue
       if [[ -z $agent_done ]]; then
-        step agent-run 150 "${BENCH_PY[@]}" -m benchmarks.gpu.agent_run "http://127.0.0.1:$PORT_OURS" \
-          "$OUT/agent.json" --pid "$SERVER_PID" --timeout 140
+        step agent-run 300 "${BENCH_PY[@]}" -m benchmarks.gpu.agent_run "http://127.0.0.1:$PORT_OURS" \
+          "$OUT/agent.json" --pid "$SERVER_PID" "${AGENT_ARGS[@]}"
         agent_done=1
       fi
       server_died "ours-fa-$fa" || stop_server

@@ -16,7 +16,10 @@ The GPU check (``benchmarks/gpu/run.sh``) points this at upstream llama-server a
   all completion tokens over the burst's wall time (what ``--parallel``/``-np`` batching buys).
 
 Every prompt starts with a tag unique to the request, so neither server can reuse a cached
-prefix from an earlier request. Results are rewritten to the output file after each request:
+prefix from an earlier request. Every request says ``Connection: close``: llama-server's HTTP
+library closed a kept-alive connection after a streamed answer, and the next request on it
+failed with "Server disconnected without sending a response" (seen in the CPU dry run), so no
+connection is reused, for either server. Results are rewritten to the output file after each request:
 a run killed by a timeout still leaves what it measured.
 
 It needs only httpx (the project's own dependency), not the project: run it as
@@ -40,6 +43,8 @@ from typing import Any
 import httpx
 
 STORY_PROMPT = "Write a long story about a robot who learns to cook."
+#: One connection per request: see the module docstring.
+CLOSE = {"Connection": "close"}
 FILLER = "The quick brown fox jumps over the lazy dog while the cat watches from the warm windowsill. "
 
 
@@ -85,7 +90,7 @@ def decode_rate(tokens: int, first: float | None, last: float | None) -> float |
 
 def served_model(client: httpx.Client, base: str) -> str:
     """The first model id ``/v1/models`` lists: each server names its model its own way."""
-    response = client.get(base + "/v1/models")
+    response = client.get(base + "/v1/models", headers=CLOSE)
     response.raise_for_status()
     models = response.json().get("data") or []
     if not models:
@@ -107,7 +112,7 @@ def stream_once(client: httpx.Client, base: str, model: str, prompt: str, max_to
     first = last = None
     chunks = 0
     usage: dict[str, Any] = {}
-    with client.stream("POST", base + "/v1/chat/completions", json=body) as response:
+    with client.stream("POST", base + "/v1/chat/completions", json=body, headers=CLOSE) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":

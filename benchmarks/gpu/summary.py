@@ -191,6 +191,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _short(text: Any, width: int = 110) -> str:
+    """One line of at most ``width`` characters (the full text stays in summary.json)."""
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def table(rows: list[list[Any]], header: list[str]) -> str:
     """A Markdown table (fixed width, so it reads in a terminal too)."""
     cells = [[_cell(v) for v in row] for row in rows]
@@ -210,7 +216,7 @@ def render(summary: dict[str, Any]) -> str:
         summary["note"],
     ]
     if summary["steps"]:
-        rows = [[s.get("step"), s.get("status"), s.get("seconds"), s.get("detail", "")] for s in summary["steps"]]
+        rows = [[s.get("step"), s.get("status"), s.get("seconds"), _short(s.get("detail"))] for s in summary["steps"]]
         parts += ["", table(rows, ["step", "status", "s", "detail"])]
     if summary["llama_bench"]:
         rows = [[r["quant"], r["fa"], r["test"], r["tok_s"]] for r in summary["llama_bench"]]
