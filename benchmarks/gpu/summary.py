@@ -284,10 +284,13 @@ def render(summary: dict[str, Any]) -> str:
             ]  # fmt: skip
             parts.append(table(rows, ["turn", "action", "tokens", "generation s", "execution s"]))
         else:
-            parts += ["", f"agent run FAILED: HTTP {agent.get('status_code')}: {str(agent.get('error'))[-300:]}"]
-    if summary["memory"]:
+            parts += ["", f"agent run FAILED (HTTP {agent.get('status_code')}): {_short(agent.get('error'), 300)}"]
+    snapshots = list(summary["memory"])
+    if isinstance(agent, dict):
+        snapshots += [agent[k] for k in ("memory_before", "memory_after") if isinstance(agent.get(k), dict)]
+    if snapshots:
         rows = [[m.get("label"), m.get("used_mib"), m.get("total_mib"), m.get("process_mib"), m.get("rss_mib")]
-                for m in summary["memory"]]  # fmt: skip
+                for m in snapshots]  # fmt: skip
         parts += ["", "memory (MiB)", table(rows, ["when", "GPU used", "GPU total", "GPU by process", "RSS"])]
     if summary["failed_steps"]:
         parts += ["", "FAILED: " + ", ".join(str(s) for s in summary["failed_steps"])]
