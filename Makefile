@@ -64,8 +64,8 @@ test: install-dev lint-docker
 	$(MAKE) check
 
 # Debian packages: bubblewrap (sandbox namespaces); for the tests also chromium (web UI test),
-# strace and iproute2 (the no-network test). Needs root; CI runs it.
-SYSTEM_PACKAGES := bubblewrap chromium strace iproute2
+# strace and iproute2 (the no-network test), shellcheck (the GPU check script). Needs root; CI runs it.
+SYSTEM_PACKAGES := bubblewrap chromium strace iproute2 shellcheck
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
