@@ -167,7 +167,7 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
-# shellcheck disable=SC2329 # invoked by the EXIT trap
+# shellcheck disable=SC2317,SC2329 # invoked by the EXIT trap (older shellcheck says SC2317)
 finish() {
   stop_server
   [[ -n ${SYNTH_PID:-} ]] && kill "$SYNTH_PID" 2>/dev/null
