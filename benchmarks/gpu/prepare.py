@@ -163,6 +163,10 @@ def pack(root: Path, target: Path) -> None:
         archive.add(root, arcname=root.name)
 
 
+#: A sampling profiler (a static binary in its wheel) run against our server during its streams.
+PROFILER = "py-spy==0.4.1"
+
+
 def download_wheels(requirements: Iterable[str], python_version: str, target: Path) -> None:
     """Binary wheels for ``python_version`` on manylinux x86-64 (and pure-Python ones), with dependencies."""
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -230,7 +234,8 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
         sdist_name = f"llama-cpp-python-{version}-trimmed.tar.gz"
         pack(sdist_root, bundle / sdist_name)
         # pip too: an image whose python lacks ensurepip gets a venv --without-pip, then pip from its wheel.
-        requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip"]
+        # py-spy: where our server spends its time if its streams are slow (issue 25, item 3).
+        requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip", PROFILER]
     print(f"wheels for Python {python_version}: {len(requirements)} requirements and their dependencies", flush=True)
     download_wheels(requirements, python_version, bundle / "whl")
     git_info = git_archive(root, bundle / "codeact-server.tar.gz")

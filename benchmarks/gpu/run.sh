@@ -167,6 +167,15 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
+# Where our server's threads spend the first 30 s of its streams (py-spy from the bundle, in the
+# background; nothing if the wheel or ptrace is missing): the evidence for issue 25's item 3.
+profile_ours() {
+  local spy="$VENV/bin/py-spy"
+  [[ -x $spy ]] || "$VPY" -m pip install -q --no-index --find-links "$BUNDLE/whl" py-spy >/dev/null 2>&1
+  [[ -x $spy ]] || { log "py-spy not available: no profile of ours"; return 0; }
+  "$spy" record --pid "$SERVER_PID" --duration 30 --rate 250 --threads --nonblocking \
+    --format raw --output "$OUT/ours-fa-$1.pyspy.txt" >"$OUT/ours-fa-$1.pyspy.log" 2>&1 &
+}
 # shellcheck disable=SC2317,SC2329 # invoked by the EXIT trap (older shellcheck says SC2317)
 finish() {
   stop_server
@@ -393,6 +402,7 @@ if has_stage bench; then
         "http://127.0.0.1:$PORT_OURS/health" >"$OUT/ours-health-fa-$fa.json"
       "${BENCH_PY[@]}" -m benchmarks.gpu.memory_probe --pid "$SERVER_PID" --label "ours fa $fa loaded" \
         --out "$OUT/memory.jsonl" >/dev/null
+      profile_ours "$fa"
       step "stream-ours-fa-$fa" 200 "${BENCH_PY[@]}" -m benchmarks.gpu.stream_bench run \
         "ours/fa-$fa" "http://127.0.0.1:$PORT_OURS" "$OUT/stream-ours-fa-$fa.json" \
         --quant "$MODEL_QUANT" "${STREAM_ARGS[@]}"
