@@ -49,21 +49,36 @@ export class Api {
   }
 
   /**
-   * POST a streaming /v1/agent request; call `onEvent(agentEvent)` for each chunk's `agent`
-   * field. Aborting `signal` closes the connection, which makes the server cancel the
-   * generation and kill the running execution.
+   * Start a /v1/agent run in the background (it outlives this page: a reload follows it
+   * again); resolves to `{id, status, events_url}`, `id` being the session's.
    */
-  async streamAgent(body, signal, onEvent) {
+  async startAgent(body) {
     const response = await this.request("/v1/agent", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-      body: JSON.stringify({ ...body, stream: true }),
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...body, background: true }),
+    });
+    return response.json();
+  }
+
+  /**
+   * Follow a session's background run from its first event: call `onEvent(agentEvent)` for
+   * each chunk's `agent` field until the run ends. Aborting `signal` only stops reading.
+   */
+  async followAgent(sessionId, signal, onEvent) {
+    const response = await this.request(`/v1/agent/sessions/${encodeURIComponent(sessionId)}/events`, {
+      headers: { Accept: "text/event-stream" },
       signal,
     });
     for await (const data of sseData(response)) {
       if (data.error) throw new ApiError(500, data.error.message, data.error.code);
       if (data.agent) onEvent(data.agent);
     }
+  }
+
+  /** Stop a session's background run (its generation and any running execution). */
+  async cancelAgent(sessionId) {
+    await this.request(`/v1/agent/sessions/${encodeURIComponent(sessionId)}/cancel`, { method: "POST" });
   }
 }
 

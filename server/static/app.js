@@ -1,5 +1,6 @@
-// Wires the page: the composer sends a streaming /v1/agent request for the current
-// session, Stop aborts it, the status line polls /health, settings persist in the browser.
+// Wires the page: the composer starts a background /v1/agent run for the current session and
+// follows its events (a reload follows it again from its start), Stop cancels it, the status
+// line polls /health, settings persist in the browser.
 
 import { Api, ApiError } from "./api.js";
 import { prefs } from "./prefs.js";
@@ -98,7 +99,9 @@ async function send(text) {
     const body = { model, messages: [{ role: "user", content: text }], ...agentOptions() };
     if (prefs.sessionId) body.session_id = prefs.sessionId;
     try {
-      await api.streamAgent(body, controller.signal, (event) => onEvent(run, event));
+      const started = await api.startAgent(body);
+      onEvent(run, { type: "session", session_id: started.id });
+      await api.followAgent(started.id, controller.signal, (event) => onEvent(run, event));
       if (run.status.classList.contains("running")) run.failed("the stream ended early");
     } catch (error) {
       if (error.name === "AbortError") {
@@ -151,6 +154,34 @@ async function untilSessionIdle(timeoutMs = 15000) {
   }
 }
 
+/** After a reload mid-run: draw the running run again from its first event, then live. */
+async function followAgain(id) {
+  conversation.lastRun?.el.remove(); // the session's view of it; the events redraw it whole
+  const run = conversation.startRun(id);
+  controller = new AbortController();
+  setBusy(true);
+  try {
+    await api.followAgent(id, controller.signal, (event) => onEvent(run, event));
+    if (run.status.classList.contains("running")) run.failed("the stream ended early");
+  } catch (error) {
+    if (error.name === "AbortError") {
+      await untilSessionIdle();
+      run.stopped();
+    } else {
+      run.failed(error.message); // e.g. 404: a run started in the foreground, or already forgotten
+    }
+  }
+  controller = null;
+  setBusy(false);
+}
+
+/** Stop: the run is the server's (it outlives the page): stop reading it, and ask it to stop. */
+async function stop() {
+  const id = prefs.sessionId;
+  controller?.abort(); // first, so the end of the cancelled run's stream reads as a stop
+  if (id) await api.cancelAgent(id).catch(() => {});
+}
+
 async function newSession() {
   const id = prefs.sessionId;
   prefs.sessionId = "";
@@ -165,6 +196,7 @@ async function restore() {
   try {
     const session = await api.session(id);
     conversation.renderSession(session);
+    if (session.busy) await followAgain(id);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       prefs.sessionId = "";
@@ -190,7 +222,7 @@ $("prompt").addEventListener("keydown", (event) => {
     $("composer").requestSubmit();
   }
 });
-$("stop").addEventListener("click", () => controller?.abort());
+$("stop").addEventListener("click", stop);
 $("new-session").addEventListener("click", newSession);
 refreshHealth();
 restore();

@@ -83,6 +83,7 @@ export class Conversation {
       }
     }
     if (session.busy && run) run.setStatus("The agent is still working on this…", "running");
+    this.lastRun = run; // the page may draw a running one again from its events
     this.root.scrollTop = this.root.scrollHeight;
   }
 }

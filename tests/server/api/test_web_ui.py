@@ -288,3 +288,30 @@ def test_a_forced_answer_is_shown_on_the_page(page: Page, server: LiveServer, en
     expect(run.locator(".badge.forced")).to_contain_text("repeated code")
     expect(run.locator(".run-status")).to_contain_text("answer was forced")
     assert not problems, problems
+
+
+def test_a_reload_mid_run_follows_the_run_again(page: Page, server: LiveServer, engine: ScriptedEngine) -> None:
+    """Runs are background runs: a reload while the code runs draws the run again from its
+    events, follows it to its answer, and shows each step once."""
+    from playwright.sync_api import expect
+
+    problems, _ = watch(page)
+    page.goto(server.url)
+    page.evaluate(f"localStorage.setItem('codeact.apiKey', '{API_KEY}')")
+    page.reload()
+    engine.enqueue(
+        "First a nap.\n<execute>\nimport time\ntime.sleep(3)\nprint('slept')\n</execute>",
+        "<solution>I slept.</solution>",
+    )
+    send(page, "Take a nap")
+    expect(page.locator(".run").nth(0).locator(".step pre.code")).to_contain_text("time.sleep(3)")
+    page.reload()  # the code is running in the sandbox now; the run goes on without the page
+    run = page.locator(".run").nth(0)
+    expect(run.locator(".answer")).to_have_text("I slept.", timeout=15_000)
+    expect(run.locator("pre.stdout")).to_have_text("slept\n")
+    expect(run.locator(".run-status")).to_have_text("Done in 2 turns.")
+    expect(page.locator(".run")).to_have_count(1)
+    expect(page.locator(".user-message")).to_have_count(1)
+    expect(page.locator(".step pre.code")).to_have_count(1)
+    expect(page.locator("#send")).to_be_enabled()
+    assert not problems, problems
