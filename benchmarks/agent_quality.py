@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import embedded_model_path
+from benchmarks.forced_answers import forced_misread
 from benchmarks.m3tooleval.in_process import build_engine, served, server_settings
 from benchmarks.m3tooleval.report import run_metadata
 from benchmarks.plain_codeact import PlainLoop
@@ -198,6 +199,9 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
             else 0.0,
             "repeated_actions": sum(r.repeats for r in mine),
             "forced_answers": sum(r.forced is not None for r in mine),
+            # issue 27: forced answers held against the one value printed right above them
+            "forced_after_one_value": sum(forced_misread(r.forced, r.answer, r.steps) is not None for r in mine),
+            "forced_misreads": sum(forced_misread(r.forced, r.answer, r.steps) is True for r in mine),
             "mean_turns": round(sum(r.turns for r in mine) / len(mine), 2) if mine else 0.0,
             "mean_turns_solved": round(sum(r.turns for r in solved) / len(solved), 2) if solved else None,
             "tok_per_s": round(tokens / seconds, 1) if seconds else None,
@@ -207,12 +211,17 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
 
 
 def render_table(summary: dict[str, dict[str, Any]]) -> str:
-    head = ("arm", "solved", "no answer", "repeated actions", "forced", "mean turns", "turns (solved)", "tok/s")
+    head = (
+        "arm", "solved", "no answer", "repeated actions", "forced", "forced misreads", "mean turns",
+        "turns (solved)", "tok/s",
+    )  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, s in summary.items():
         lines.append(
             f"| {arm} | {s['solved']}/{s['tasks']} ({s['solved_pct']}%) | {s['no_answer']} ({s['no_answer_pct']}%) "
-            f"| {s['repeated_actions']} | {s['forced_answers']} | {s['mean_turns']} | {s['mean_turns_solved']} "
+            f"| {s['repeated_actions']} | {s['forced_answers']} "
+            f"| {s.get('forced_misreads', '?')}/{s.get('forced_after_one_value', '?')} "
+            f"| {s['mean_turns']} | {s['mean_turns_solved']} "
             f"| {s['tok_per_s']} |"
         )
     return "\n".join(lines)
