@@ -66,12 +66,14 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "chat-style": {"prompt_style": "chat"},
     "no-fence": {"fenced_code": "off"},
     "no-code-answer": {"code_answer": "off"},
+    "model-forced": {"forced_answer": "model"},
     "all-off": {
         "on_repeat": "off",
         "final_answer": False,
         "prompt_style": "chat",
         "fenced_code": "off",
         "code_answer": "off",
+        "forced_answer": "model",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.forced_answers import agrees, forced_misread, one_value_output
+from benchmarks.forced_answers import forced_misread, one_value_output
+from server.agent.policy import states_value as agrees
 
 
 def step(stdout: str | None, *, error: str | None = None) -> dict:

@@ -50,6 +50,7 @@ from server.agent.policy import (
     RepeatTracker,
     Rewrite,
     TurnPlan,
+    one_value,
     plan_turn,
     react,
     react_to_output,
@@ -104,7 +105,7 @@ async def run_agent(
                 return
             step = turns.step
             # 3. rewrite
-            change = rewrite(policy, step.action.type, step.action.answer, plan.forced)
+            change = rewrite(policy, step.action.type, step.action.answer, plan.forced, actor.last_value)
             if change == "as_execute":
                 _as_execute(step)
             # 4. act: the turn is in the history before its code runs (a run stopped meanwhile keeps it)
@@ -253,13 +254,19 @@ class _Actor:
     def __init__(self, executor: CodeExecutor, options: AgentOptions) -> None:
         self.executor, self.options = executor, options
         self.repeats = RepeatTracker()
+        self.last_value: str | None = None  # what the last execution printed, if one short value
 
     async def act(self, step: Step, change: Rewrite, turns_left: int) -> Reaction | None:
         """Run the step's code, if it has some; how its output reacts (None: no code ran).
 
         An answer-only turn that wrote code (``answer_from_code``): what the code prints is
-        the answer; if it prints nothing or fails, the code stays the answer.
+        the answer; if it prints nothing or fails, the code stays the answer. A forced answer
+        that disagreed with the last output (``answer_from_output``) becomes that output.
         """
+        if change == "answer_from_output" and self.last_value is not None:
+            step.overruled_answer = step.action.answer
+            step.action = Action("solution", answer=self.last_value)
+            return None
         if step.action.type == "execute":
             code = step.action.code or ""
         elif change == "answer_from_code":
@@ -286,6 +293,7 @@ class _Actor:
             self.executor.interrupt()
             raise
         policy = self.options.policy
+        self.last_value = one_value(result)
         repeated = self.repeats.is_repeat(code, observation_body(result)[0])
         reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left)
         text, cut = render_observation(

@@ -24,6 +24,7 @@ RepeatPolicy = Literal["answer", "note", "off"]
 FailedRepeatPolicy = Literal["resample", "note"]
 FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
+ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
 
 SETTING_PREFIX = "agent_"
@@ -65,6 +66,12 @@ class LoopPolicy(BaseModel):
         description="a `<solution>` holding code (calls, statements; not a value): `run` runs it "
         "as the `<execute>` it meant, and on an answer-only turn what it prints is the answer; "
         "`off` takes the code as the answer",
+    )
+    forced_answer: ForcedAnswerPolicy = Field(
+        "output",
+        description="an answer-only turn whose answer disagrees with the one short value the last "
+        "execution printed (numbers within a tolerance): `output` answers with that value (the "
+        "step keeps the model's words in `overruled_answer`); `model` keeps the model's answer",
     )
     prompt_style: PromptStyle = Field(
         "mint",

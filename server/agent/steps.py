@@ -86,6 +86,9 @@ class Step:
     #: This turn repeated a failure and is not in the history the model reads (nor in the
     #: session's messages): ``on_failed_repeat: resample``.
     left_out: bool = False
+    #: A forced answer that disagreed with the one value the last execution printed, and that
+    #: value became the answer instead (``forced_answer: output``): the model's own words.
+    overruled_answer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

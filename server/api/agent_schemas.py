@@ -214,6 +214,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "repeated_code": step.repeated_code,
         "resampled": step.resampled,
         "left_out": step.left_out,
+        "overruled_answer": step.overruled_answer,
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }

@@ -80,6 +80,34 @@ def test_a_repeated_action_becomes_the_answer_in_the_same_turn(server: LiveServe
     assert sum(m["content"].startswith("Observation:") for m in history if m["role"] == "user") == 1
 
 
+def test_a_forced_answer_that_misreads_the_output_above_it_becomes_that_output(
+    server: LiveServer, engine: ScriptedEngine
+) -> None:
+    """Issue 27: the answer-only turn wrote its prior (229) under an output of 1229."""
+    count = "<execute>\nprint(sum(all(p % d for d in range(2, int(p**0.5) + 1)) for p in range(2, 10000)))\n</execute>"
+    engine.enqueue(count, count, "229</solution>")
+    reply = agent(server)
+    run = reply["agent"]
+    assert run["forced_answer"] == "repeat"
+    assert reply["choices"][0]["message"]["content"] == "1229"
+    answer = run["steps"][-1]
+    assert answer["action"] == {"type": "solution", "answer": "1229"}
+    assert answer["overruled_answer"] == "229"
+
+
+def test_a_forced_answer_is_the_model_s_own_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
+    computed = "<execute>print(1000 + 229)</execute>"  # computed: a repeat of a bare literal answers nothing
+    engine.enqueue(computed, computed, "229</solution>")
+    reply = agent(server, forced_answer="model")
+    assert reply["choices"][0]["message"]["content"] == "229"
+    assert reply["agent"]["steps"][-1]["overruled_answer"] is None
+    # ... and one that agrees is left as the model wrote it.
+    engine.enqueue(computed, computed, "There are 1229.</solution>")
+    reply = agent(server)
+    assert reply["choices"][0]["message"]["content"] == "There are 1229."
+    assert reply["agent"]["steps"][-1]["overruled_answer"] is None
+
+
 def test_code_that_prints_only_its_own_text_computes_nothing() -> None:
     assert prints_only_literals('print("Median of [1, 2, 3]:")\nprint(f"step 2")\n"note"')
     assert prints_only_literals("print('a', 1, sep=', ')")

@@ -14,6 +14,7 @@ from server.agent.policy import (
     OBSERVE,
     Reaction,
     TurnPlan,
+    one_value,
     plan_turn,
     react,
     react_to_output,
@@ -57,6 +58,38 @@ def test_plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out
 )
 def test_rewrite(policy: LoopPolicy, action: str, answer: str | None, forced: str | None, expected: str) -> None:
     assert rewrite(policy, action, answer, forced) == expected
+
+
+MODEL_ANSWERS = LoopPolicy(forced_answer="model")
+
+
+@pytest.mark.parametrize(
+    ("policy", "answer", "forced", "last_value", "expected"),
+    [
+        (DEFAULT, "229", "repeat", "1229", "answer_from_output"),  # its prior, not the output above
+        (DEFAULT, "Monday", "last_turn", "Tuesday", "answer_from_output"),
+        (DEFAULT, "1229", "repeat", "1229", "keep"),
+        (DEFAULT, "There are 1,229 primes.", "repeat", "1229", "keep"),  # the same number, in words
+        (DEFAULT, "40.6", "repeat", "The average age is: 40.6", "keep"),  # one number: the number counts
+        (DEFAULT, "It was a Tuesday.", "repeat", "Tuesday", "keep"),
+        (DEFAULT, "229", None, "1229", "keep"),  # a free answer is the model's to give
+        (DEFAULT, "229", "repeat", None, "keep"),  # no one short value above it
+        (DEFAULT, "print(x)", "repeat", "1229", "answer_from_code"),  # code first: it runs
+        (MODEL_ANSWERS, "229", "repeat", "1229", "keep"),
+    ],
+)
+def test_rewrite_of_a_forced_answer(
+    policy: LoopPolicy, answer: str, forced: str | None, last_value: str | None, expected: str
+) -> None:
+    assert rewrite(policy, "solution", answer, forced, last_value) == expected
+
+
+@pytest.mark.parametrize(
+    ("stdout", "error", "value"),
+    [("1229\n", None, "1229"), ("a\nb\n", None, None), ("9" * 41, None, None), ("", None, None), ("7\n", "E", None)],
+)
+def test_one_value(stdout: str, error: str | None, value: str | None) -> None:
+    assert one_value(ExecResult(stdout=stdout, error=error)) == value
 
 
 RESAMPLE, NOTE_FAILED = LoopPolicy(), LoopPolicy(on_failed_repeat="note")
