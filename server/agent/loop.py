@@ -106,8 +106,7 @@ async def run_agent(
             step = turns.step
             # 3. rewrite
             change = rewrite(policy, step.action.type, step.action.answer, plan.forced, actor.last_value)
-            if change == "as_execute":
-                _as_execute(step)
+            _take_as(change, step, actor.last_value)
             # 4. act: the turn is in the history before its code runs (a run stopped meanwhile keeps it)
             history.add_turn(step.raw)
             output = await actor.act(step, change, turns_left)
@@ -260,13 +259,8 @@ class _Actor:
         """Run the step's code, if it has some; how its output reacts (None: no code ran).
 
         An answer-only turn that wrote code (``answer_from_code``): what the code prints is
-        the answer; if it prints nothing or fails, the code stays the answer. A forced answer
-        that disagreed with the last output (``answer_from_output``) becomes that output.
+        the answer; if it prints nothing or fails, the code stays the answer.
         """
-        if change == "answer_from_output" and self.last_value is not None:
-            step.overruled_answer = step.action.answer
-            step.action = Action("solution", answer=self.last_value)
-            return None
         if step.action.type == "execute":
             code = step.action.code or ""
         elif change == "answer_from_code":
@@ -318,10 +312,21 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     turn_gen.generation_s = time.perf_counter() - started
 
 
-def _as_execute(step: Step) -> None:
-    """A ``<solution>`` holding code, as the ``<execute>`` it meant (the history shows that)."""
-    step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
-    step.action = Action("execute", code=clean_code(step.action.answer or ""))
+def _take_as(change: Rewrite, step: Step, last_value: str | None) -> None:
+    """Make the step (and the turn the history will show) what ``rewrite`` decided.
+
+    ``as_execute``: a ``<solution>`` holding code, as the ``<execute>`` it meant.
+    ``answer_from_output``: a forced answer that misread the one value above it answers with
+    that value; the model's words stay on the step (``overruled_answer``), and the history
+    shows the answer given, so a follow-up reads what the client was told.
+    """
+    if change == "as_execute":
+        step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
+        step.action = Action("execute", code=clean_code(step.action.answer or ""))
+    elif change == "answer_from_output" and last_value is not None:
+        step.overruled_answer = step.action.answer
+        step.action = Action("solution", answer=last_value)
+        step.raw = f"{SOLUTION_OPEN}{last_value}{SOLUTION_CLOSE}"
 
 
 def _step(index: int, turn_gen: TurnGenerator, plan: TurnPlan, replacing: Step | None) -> Step:

@@ -93,6 +93,8 @@ def test_a_forced_answer_that_misreads_the_output_above_it_becomes_that_output(
     answer = run["steps"][-1]
     assert answer["action"] == {"type": "solution", "answer": "1229"}
     assert answer["overruled_answer"] == "229"
+    history = session(server, run["session_id"])["messages"]
+    assert history[-1] == {"role": "assistant", "content": "<solution>1229</solution>"}  # what was answered
 
 
 def test_a_forced_answer_is_the_model_s_own_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
