@@ -59,6 +59,10 @@ else:
     _ChatBodyWithLoopOptions = create_model("_ChatBodyWithLoopOptions", __base__=ChatBody, **request_fields())
 
 
+#: Loop options that were removed (issue 26); a request that sends one gets a 400 naming it.
+REMOVED_OPTIONS = ("restate_task", "unverified_answer")
+
+
 class AgentRequest(_ChatBodyWithLoopOptions):
     """Chat-completions body; ``max_tokens`` is per turn. Extras are all optional.
 
@@ -135,6 +139,9 @@ class AgentRequest(_ChatBodyWithLoopOptions):
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
             raise refuse("logprobs", "is not supported by /v1/agent")
+        for removed in REMOVED_OPTIONS:  # a client that still asks for one must hear it is gone
+            if removed in (self.model_extra or {}):
+                raise refuse(removed, "was removed: it measured no gain (benchmarks/RESULTS.md keeps its figures)")
         return self
 
     def source_tools(self) -> list[ToolSpec]:

@@ -337,6 +337,9 @@ def test_options_that_measured_nothing_are_gone(server: LiveServer, engine: Scri
     for name in ("restate_task", "unverified_answer"):
         assert f"agent_{name}" not in Settings.model_fields and not hasattr(LoopPolicy(), name)
         assert name not in httpx.get(server.url + "/openapi.json").text
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], name: "off"}
+        refused = httpx.post(server.url + "/v1/agent", json=body)  # sent anyway: a 400, not a silent drop
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == name
     engine.enqueue("<solution>Paris</solution>")  # a first answer no code backed is taken
     assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
 
