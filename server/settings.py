@@ -133,7 +133,7 @@ class Settings(_SettingsWithLoopOptions):
     execution_timeout: float = Field(60.0, gt=0, le=600, description="default wall-clock seconds per code execution")
     max_sessions: int = Field(32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429")
     background_max_running: int = Field(
-        16, ge=1, description="background responses (`background: true`) running at once; more get 429"
+        16, ge=1, description="background runs (`background: true`) running at once per API key; more get 429"
     )
     background_max_events: int = Field(
         10000,

@@ -14,10 +14,12 @@ answers). It checks ``Authorization: Bearer KEY`` against every key with
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Sequence
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.api.errors import error_response
@@ -83,6 +85,16 @@ def _bearer_token(scope: Scope) -> bytes | None:
     return None
 
 
+#: ``request.state`` attribute naming the API key a request came with (a digest); absent
+#: when the server has no keys.
+KEY_ID = "api_key_id"
+
+
+def key_of(request: Request) -> str:
+    """The API key (a digest) ``request`` came with; "" on a server without keys."""
+    return str(getattr(request.state, KEY_ID, ""))
+
+
 class BearerAuth:
     """ASGI middleware: 401 in OpenAI's error shape unless a valid bearer key is sent."""
 
@@ -102,6 +114,8 @@ class BearerAuth:
             return
         token = _bearer_token(scope)
         if token is not None and self.valid(token):
+            # Who is asking, for per-key limits (never the key itself: a digest of it).
+            scope.setdefault("state", {})[KEY_ID] = hashlib.sha256(token).hexdigest()[:16]
             await self.app(scope, receive, send)
             return
         if token is None:

@@ -41,6 +41,7 @@ from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_payload
+from server.api.auth import key_of
 from server.api.deps import SettingsDep
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
@@ -85,14 +86,15 @@ async def agent_completion(
     body: AgentRequest, runtime: RuntimeDep, settings: SettingsDep, background: BackgroundDep, request: Request
 ) -> Response:
     check_model(runtime.engine, body.model)
+    owner = key_of(request)
     if body.background:
-        _check_background(body, background)
+        _check_background(body, background, owner)
     run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
     if body.background:
         include_usage = wants_usage(body.stream_options)
         chunks = numbered(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
-        detached = await background.start(chunks, lambda *_: None, AgentFormat())
+        detached = await background.start(chunks, lambda *_: None, AgentFormat(), owner)
         events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
         return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
     if body.stream:
@@ -118,7 +120,7 @@ async def agent_completion(
     )
 
 
-def _check_background(body: AgentRequest, background: BackgroundRuns) -> None:
+def _check_background(body: AgentRequest, background: BackgroundRuns, owner: str) -> None:
     """What a background run cannot be: one whose tools call back to a client (nobody is there
     to answer), or one beyond the limit of runs at once (429)."""
     if any(isinstance(tool, FunctionTool) for tool in body.tools or []):
@@ -127,7 +129,7 @@ def _check_background(body: AgentRequest, background: BackgroundRuns) -> None:
             "answer them); give Python tools with source, or run in the foreground",
             param="tools",
         )
-    background.check_capacity()
+    background.check_capacity(owner)
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:

@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from models.engine.api import EngineError, GenerationHandle
+from server.api.auth import key_of
 from server.api.deps import EngineDep, SettingsDep
 from server.api.errors import APIError, InvalidRequest, NotFound, engine_error_to_api
 from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, error_responses
@@ -165,7 +166,7 @@ async def create_response(
     history = previous.history if previous is not None else []
     turn = [*history, *input_messages(body.input)]
     if body.background:
-        background.check_capacity()  # before a session or a generation is taken
+        background.check_capacity(key_of(request))  # before a session or a generation is taken
     tool = interpreter_tool(body)
     if tool is not None:
         container = previous.container_id if previous is not None else None
@@ -177,14 +178,15 @@ async def create_response(
 
         if body.background:
             events = await interpretation_events(body, tool, runtime, settings, request, history, container, remember)
-            return await _detach(background, events, body, store, turn, containers)
+            return await _detach(background, events, body, store, turn, key_of(request), containers)
         return await interpret(body, tool, runtime, settings, request, history, container, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
     response_id = new_id("resp")
     if body.background:
-        return await _detach(background, _events(handle, response_id, body, plan, store, turn), body, store, turn)
+        events = _events(handle, response_id, body, plan, store, turn)
+        return await _detach(background, events, body, store, turn, key_of(request))
     if body.stream:
         events = _events(handle, response_id, body, plan, store, turn)
         return sse_response(events)
@@ -207,6 +209,7 @@ async def _detach(
     body: ResponsesRequest,
     store: ResponseStore,
     turn: list[dict[str, Any]],
+    owner: str,
     containers: dict[str, str] | None = None,
 ) -> Response | dict[str, Any]:
     """Run ``events`` in the background: answer the response as it starts (or follow its
@@ -217,7 +220,7 @@ async def _detach(
             container = (containers or {}).get(response["id"])
             _remember(store, body, response, turn, container)
 
-    run = await runs.start(events, on_end)
+    run = await runs.start(events, on_end, owner=owner)
     if body.stream:
         return sse_response(run.follow(None))
     return run.response

@@ -10,7 +10,7 @@ it. ``/v1/responses`` with ``background: true`` uses it (OpenAI's background mod
 The events are the route's own server-sent events (``event:`` + ``data:`` lines whose JSON
 carries ``sequence_number`` and, on lifecycle events, the whole ``response``), kept as
 bytes so a replay is byte-for-byte what a live reader got. Bounded twice: at most
-``max_running`` runs at once (beyond: 429 naming the setting), at most ``max_events`` kept per
+``max_running`` runs at once per API key (beyond: 429 naming the setting), at most ``max_events`` kept per
 run (the oldest go first; resuming from before the kept window is a 400 naming it). Everything
 is in memory: a server that stops fails the runs still going (``close``), and a restarted
 one no longer knows them (404).
@@ -147,7 +147,8 @@ def split_events(chunk: bytes) -> list[SentEvent]:
 class BackgroundRun:
     """One detached run: its task, its kept events, its latest ``response`` snapshot."""
 
-    def __init__(self, max_events: int, on_end: OnEnd, event_format: EventFormat) -> None:
+    def __init__(self, max_events: int, on_end: OnEnd, event_format: EventFormat, owner: str = "") -> None:
+        self.owner = owner  # the API key (digest) that started it; "" without keys
         self.response: dict[str, Any] = {}
         self._format = event_format
         self.outcome: str | None = None  # set once: completed, incomplete, failed, cancelled
@@ -274,33 +275,40 @@ class BackgroundRuns:
         self.count_resumption = on_resumption  # metrics: a stream resumed with starting_after
         self._runs: OrderedDict[str, BackgroundRun] = OrderedDict()
 
-    def running(self) -> int:
-        return sum(1 for run in self._runs.values() if run.running)
+    def running(self, owner: str | None = None) -> int:
+        """Runs going now: all of them, or those ``owner`` (an API key's digest) started."""
+        return sum(1 for run in self._runs.values() if run.running and owner in (None, run.owner))
 
-    def check_capacity(self) -> None:
-        """429 naming the limit when ``max_running`` runs are going already."""
-        if self.running() >= self.max_running:
+    def check_capacity(self, owner: str = "") -> None:
+        """429 naming the limit when ``owner`` has ``max_running`` runs going already."""
+        if self.running(owner) >= self.max_running:
             raise APIError(
                 429,
-                f"{self.max_running} background responses are running already, the most this server "
-                "runs at once (setting background_max_running); poll or cancel one, then retry",
+                f"{self.max_running} background runs of this API key are running already, the most "
+                "this server runs at once per key (setting background_max_running); poll or cancel "
+                "one, then retry",
                 code="too_many_background_runs",
                 param="background",
             )
 
     async def start(
-        self, chunks: AsyncIterator[bytes], on_end: OnEnd, event_format: EventFormat | None = None
+        self,
+        chunks: AsyncIterator[bytes],
+        on_end: OnEnd,
+        event_format: EventFormat | None = None,
+        owner: str = "",
     ) -> BackgroundRun:
         """Start consuming ``chunks`` detached from the caller; return once the run has an id.
 
-        ``event_format``: what the events mean (default: the Responses API's)."""
-        self.check_capacity()
+        ``event_format``: what the events mean (default: the Responses API's); ``owner``: the
+        API key (digest) whose limit it counts against."""
+        self.check_capacity(owner)
 
         def ended(response: dict[str, Any], outcome: str) -> None:
             self._on_outcome(outcome)
             on_end(response, outcome)
 
-        run = BackgroundRun(self.max_events, ended, event_format or ResponsesFormat())
+        run = BackgroundRun(self.max_events, ended, event_format or ResponsesFormat(), owner)
         run.start(chunks)
         await run.first_response()
         if not run.id:

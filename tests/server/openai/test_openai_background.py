@@ -238,3 +238,33 @@ def test_more_background_runs_than_the_limit_get_429(client: openai.OpenAI, serv
         for response_id in ids:
             client.responses.cancel(response_id)
     assert queue_drains(server)
+
+
+def test_the_running_limit_counts_each_owner_on_its_own() -> None:
+    async def main() -> None:
+        runs = BackgroundRuns(max_running=1, max_events=10)
+        gate = asyncio.Event()
+        await runs.start(script(3, gate), lambda *_: None, owner="key-a")
+        with pytest.raises(APIError):
+            runs.check_capacity("key-a")
+        runs.check_capacity("key-b")  # another key still has its own
+        assert runs.running("key-a") == 1 and runs.running("key-b") == 0 and runs.running() == 1
+        gate.set()
+        await runs.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.model
+def test_the_limit_is_per_api_key(real_engine) -> None:
+    settings = Settings(sandbox_pool_size=0, background_max_running=1, api_key=["key-a", "key-b"])
+    with LiveServer(create_app(settings, real_engine, close_engine=False)) as live:
+        a = openai.OpenAI(base_url=live.url + "/v1", api_key="key-a", max_retries=0)
+        b = openai.OpenAI(base_url=live.url + "/v1", api_key="key-b", max_retries=0)
+        first = a.responses.create(model=MODEL, input=LONG, background=True, max_output_tokens=1500)
+        with pytest.raises(openai.RateLimitError):
+            a.responses.create(model=MODEL, input=LONG, background=True, max_output_tokens=1500)
+        other = b.responses.create(model=MODEL, input="Hi", background=True, max_output_tokens=4)
+        assert other.status == "in_progress"
+        a.responses.cancel(first.id)
+        assert wait_for(b, other.id).status in ("completed", "incomplete")
