@@ -42,7 +42,7 @@ from server.api.openapi_errors import AGENT_RESPONSES, EVENT_STREAM, GUARDS, err
 from server.api.routes.agent import BackgroundDep, RuntimeDep
 from server.api.routes.chat import check_model, generation_request
 from server.api.routes.code_interpreter import interpreter_tool
-from server.api.routes.responses_interpreter import interpret, interpretation_events
+from server.api.routes.responses_interpreter import interpret, prepare_interpretation
 from server.api.streams.background import BackgroundRuns
 from server.api.streams.disconnect import collect_unless_disconnected
 from server.api.streams.sse import sse_response
@@ -176,10 +176,12 @@ async def create_response(
             containers[answer["id"]] = container
             _remember(store, body, answer, turn, container)
 
+        it = await prepare_interpretation(body, tool, runtime, settings, request, history, container)
         if body.background:
-            events = await interpretation_events(body, tool, runtime, settings, request, history, container, remember)
-            return await _detach(background, events, body, store, turn, key_of(request), containers)
-        return await interpret(body, tool, runtime, settings, request, history, container, remember)
+            return await _detach(
+                background, it.events(runtime, remember), body, store, turn, key_of(request), containers
+            )
+        return await interpret(it, body, runtime, request, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once

@@ -57,15 +57,20 @@ def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_
 
 
 @dataclass
-class _Interpretation:
+class Interpretation:
     """A prepared code-interpreter run: the agent run, its output items, its snapshots."""
 
     run: PreparedRun
     output: InterpreterOutput
     snapshot: Callable[[AgentDone | None], dict[str, Any]]
 
+    def events(self, runtime: AgentRuntime, remember: Remember) -> AsyncIterator[bytes]:
+        """The run as a stream of Responses events; only its reader drives it (streaming,
+        or a background run's own task)."""
+        return _events(runtime, self.run, self.output, self.snapshot, remember)
 
-async def _prepare(
+
+async def prepare_interpretation(
     body: ResponsesRequest,
     tool: InterpreterTool,
     runtime: AgentRuntime,
@@ -73,7 +78,8 @@ async def _prepare(
     request: Request,
     history: list[dict[str, Any]],
     previous_container: str | None,
-) -> _Interpretation:
+) -> Interpretation:
+    """The session (a 409 or 429 for it happens here, before any event) and the run's shapes."""
     session_id = _session_to_continue(runtime, tool, previous_container)
     new = input_messages(body.input)
     if session_id is None:  # a fresh interpreter: the model reads the conversation so far
@@ -105,23 +111,15 @@ async def _prepare(
             created_at=created,
         )
 
-    return _Interpretation(run, output, snapshot)
+    return Interpretation(run, output, snapshot)
 
 
 async def interpret(
-    body: ResponsesRequest,
-    tool: InterpreterTool,
-    runtime: AgentRuntime,
-    settings: Settings,
-    request: Request,
-    history: list[dict[str, Any]],
-    previous_container: str | None,
-    remember: Remember,
+    it: Interpretation, body: ResponsesRequest, runtime: AgentRuntime, request: Request, remember: Remember
 ) -> Response | dict[str, Any]:
     """Run the request through the agent loop: one response, or its stream of events."""
-    it = await _prepare(body, tool, runtime, settings, request, history, previous_container)
     if body.stream:
-        return sse_response(_events(runtime, it.run, it.output, it.snapshot, remember))
+        return sse_response(it.events(runtime, remember))
     try:
         done = await unless_disconnected(request, _collect(runtime, it.run, it.output))
     except ClientDisconnected:
@@ -129,23 +127,6 @@ async def interpret(
     answer = it.snapshot(done)
     remember(answer, it.run.session.id)
     return answer
-
-
-async def interpretation_events(
-    body: ResponsesRequest,
-    tool: InterpreterTool,
-    runtime: AgentRuntime,
-    settings: Settings,
-    request: Request,
-    history: list[dict[str, Any]],
-    previous_container: str | None,
-    remember: Remember,
-) -> AsyncIterator[bytes]:
-    """The same run as a stream of events that nothing but its reader drives (background mode).
-
-    Preparing (the session, a 409 or 429 for it) happens here, before the first event."""
-    it = await _prepare(body, tool, runtime, settings, request, history, previous_container)
-    return _events(runtime, it.run, it.output, it.snapshot, remember)
 
 
 async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone:
