@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from server.agent.policy import ONE_VALUE_CHARS, states_value
+from server.agent.policy import printed_value, states_value
 
 
 def one_value_output(steps: Sequence[dict[str, Any]]) -> str | None:
@@ -23,9 +23,9 @@ def one_value_output(steps: Sequence[dict[str, Any]]) -> str | None:
         observation = step.get("observation")
         if not observation:
             continue
-        value = (observation.get("stdout") or "").strip()
-        clean = observation.get("error") is None and not observation.get("timed_out")
-        return value if clean and value and "\n" not in value and len(value) <= ONE_VALUE_CHARS else None
+        return printed_value(
+            observation.get("stdout") or "", observation.get("error"), bool(observation.get("timed_out"))
+        )
     return None
 
 

@@ -236,8 +236,13 @@ _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 def one_value(result: ExecResult) -> str | None:
     """What a clean execution printed, when that is one short line; else None."""
-    printed = result.stdout.strip()
-    if result.error is not None or result.timed_out or not printed or "\n" in printed:
+    return printed_value(result.stdout, result.error, result.timed_out)
+
+
+def printed_value(stdout: str, error: str | None, timed_out: bool) -> str | None:
+    """``one_value`` from an execution's parts (a recorded step's observation has them too)."""
+    printed = stdout.strip()
+    if error is not None or timed_out or not printed or "\n" in printed:
         return None
     return printed if len(printed) <= ONE_VALUE_CHARS else None
 
