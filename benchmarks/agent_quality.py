@@ -16,7 +16,10 @@ shared machine hits every arm alike:
   ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
   (``on_failed_repeat: note``), ``no-final`` (``final_answer: false``), ``chat-style``
   (``prompt_style: chat``), ``no-fence`` (``fenced_code: off``), ``no-code-answer``
-  (``code_answer: off``), ``all-off`` (all of these off), so each mechanism's effect is
+  (``code_answer: off``), ``model-forced`` (``forced_answer: model``), ``steps-plan``
+  (``code_plan: steps``, the prompt before issue 27), ``steps-compute`` (that prompt plus
+  only its "let the code compute" sentence, sent as a client system message), ``all-off``
+  (all of these off), so each mechanism's effect is
   measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
   ``restate_task`` and ``unverified_answer``, options removed in issue 26 after measuring
   nothing; ``benchmarks/RESULTS.md`` keeps their rows.)
@@ -25,7 +28,7 @@ shared machine hits every arm alike:
 Per arm: solved %, runs that ended without an answer (turn limit, context full, error),
 repeated identical actions (an execution of code whose syntax tree equals an earlier one
 in the same run, counting repeats the policy turned into answers), forced answers, mean
-turns (all runs and solved runs), and tok/s (completion tokens over generation time).
+turns (all runs and solved runs), completion tokens per solved task, and tok/s (completion tokens over generation time).
 
 Run: ``python -m benchmarks.agent_quality --model PATH`` (``--help``); it prints a table
 and writes ``benchmarks/results/agent_quality.json`` with every run's steps.
@@ -55,6 +58,10 @@ from server.agent.policy import code_key
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "agent_quality.json"
 
+#: an arm's extra that goes in as the client's system message (appended to the system prompt)
+SYSTEM_MESSAGE = "system_message"
+COMPUTE_SENTENCE = "Let the code do every calculation: do not work values out yourself and print them."
+
 #: ``/v1/agent`` request extras of each in-process arm; ``plain`` is the baseline loop.
 ARMS: dict[str, dict[str, Any] | None] = {
     "server": {},
@@ -67,6 +74,9 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-fence": {"fenced_code": "off"},
     "no-code-answer": {"code_answer": "off"},
     "model-forced": {"forced_answer": "model"},
+    "steps-plan": {"code_plan": "steps"},
+    # the old prompt plus only the "let the code compute" sentence, as a client's system message
+    "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "all-off": {
         "on_repeat": "off",
         "final_answer": False,
@@ -74,6 +84,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "fenced_code": "off",
         "code_answer": "off",
         "forced_answer": "model",
+        "code_plan": "steps",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}
@@ -116,9 +127,12 @@ def judge(task: Task, answer: str | None, read_file: Any) -> bool:
 
 
 def run_server_arm(client: httpx.Client, task: Task, arm: str, extras: dict[str, Any], args: Any, model: str) -> Run:
+    extras = dict(extras)
+    system = extras.pop(SYSTEM_MESSAGE, None)
+    messages = [{"role": "system", "content": system}] if system else []
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": task.prompt}],
+        "messages": [*messages, {"role": "user", "content": task.prompt}],
         "max_turns": args.max_turns,
         "max_tokens": args.max_tokens,
         "temperature": 0,
@@ -207,6 +221,9 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
             "mean_turns": round(sum(r.turns for r in mine) / len(mine), 2) if mine else 0.0,
             "mean_turns_solved": round(sum(r.turns for r in solved) / len(solved), 2) if solved else None,
             "tok_per_s": round(tokens / seconds, 1) if seconds else None,
+            # issue 27: what an answer costs: every run's completion tokens over the solved ones
+            "completion_tokens": tokens,
+            "tokens_per_solved": round(tokens / len(solved)) if solved else None,
             "wall_s": round(sum(r.wall_s for r in mine), 1),
         }
     return summary
@@ -215,7 +232,7 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
 def render_table(summary: dict[str, dict[str, Any]]) -> str:
     head = (
         "arm", "solved", "no answer", "repeated actions", "forced", "forced misreads", "mean turns",
-        "turns (solved)", "tok/s",
+        "turns (solved)", "tokens / solved", "tok/s",
     )  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, s in summary.items():
@@ -224,7 +241,7 @@ def render_table(summary: dict[str, dict[str, Any]]) -> str:
             f"| {s['repeated_actions']} | {s['forced_answers']} "
             f"| {s.get('forced_misreads', '?')}/{s.get('forced_after_one_value', '?')} "
             f"| {s['mean_turns']} | {s['mean_turns_solved']} "
-            f"| {s['tok_per_s']} |"
+            f"| {s.get('tokens_per_solved', '?')} | {s['tok_per_s']} |"
         )
     return "\n".join(lines)
 

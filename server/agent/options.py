@@ -26,6 +26,7 @@ FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
 ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
+CodePlan = Literal["whole", "steps"]
 
 SETTING_PREFIX = "agent_"
 
@@ -79,6 +80,14 @@ class LoopPolicy(BaseModel):
         "data (`Task:` before the task, `Observation:` before output, steps and solution chances "
         "left, the last step reserved for the answer); `chat` as in its chat demo "
         "(`Execution Output:`)",
+    )
+
+    code_plan: CodePlan = Field(
+        "whole",
+        description="how the system prompt asks the model to work: `whole` says in a sentence "
+        "what the code will compute, then writes complete code that computes the answer from the "
+        "task's data and prints it (no values worked out by hand); `steps` thinks step by step and "
+        "writes a little code at a time (the prompt before issue 27)",
     )
 
     def forces_final_answer(self, max_turns: int) -> bool:

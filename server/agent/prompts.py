@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sandbox.result import ExecResult
-from server.agent.options import PromptStyle
+from server.agent.options import CodePlan, PromptStyle
 from server.tools.toolbox import ToolSpec
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
@@ -35,7 +35,7 @@ SYSTEM_PROMPT = """\
 You are a helpful assistant that solves tasks by writing and running Python code.
 You have an interactive Python environment, like a Jupyter notebook: variables, imports \
 and files persist from one execution to the next, and a trailing expression shows its value.
-At each turn, first think step by step, briefly, then do exactly one of two things:
+At each turn, first {think}, then do exactly one of two things:
 1. Run Python code: put it between <execute> and </execute>, for example:
 <execute>
 print("Hello World!")
@@ -44,18 +44,29 @@ You will then see what the code printed: print() what you need to see.
 2. Give your final answer: put it between <solution> and </solution>. Write the answer \
 itself there (the value, the text or the file name the task asks for), not code and not \
 the name of a variable.
-Write a little code at a time, check its output, and fix errors before going on. Import \
-packages and define variables before you use them. The environment is offline: packages \
-cannot be installed. As soon as an output shows the answer, give it as your solution: \
-running the same code again shows the same output.
+{plan}Import packages and define variables before you use them. The environment is \
+offline: packages cannot be installed. As soon as an output shows the answer, give it as \
+your solution: running the same code again shows the same output.
 You have {max_turns} turns to solve the task."""
+
+#: ``code_plan``: how the prompt asks the model to work (``server.agent.policy`` says why).
+THINK = {
+    "whole": "say in a sentence or two what your code will compute",
+    "steps": "think step by step, briefly",
+}
+PLAN = {
+    "whole": "Write complete code that computes the whole answer from the task's data and \
+prints it, in one <execute> block when you can. Let the code do every calculation: do not \
+work values out yourself and print them. If the code fails, fix it and run it again. ",
+    "steps": "Write a little code at a time, check its output, and fix errors before going on. ",
+}
 
 TOOLS_HEADING = "Tool function available (already imported in <execute> environment):"
 
 
-def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "") -> str:
+def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "", plan: CodePlan = "whole") -> str:
     """The system message for a new session."""
-    text = SYSTEM_PROMPT.format(max_turns=max_turns)
+    text = SYSTEM_PROMPT.format(max_turns=max_turns, think=THINK[plan], plan=PLAN[plan])
     if tools:
         lines = [TOOLS_HEADING]
         for number, tool in enumerate(tools, start=1):

@@ -194,9 +194,8 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
             raise AgentRequestError("the request has no new user message for the agent", param="messages")
         if created:
             extra = "\n\n".join(m["content"] for m in incoming if m["role"] == "system")
-            session.messages.append(
-                {"role": "system", "content": system_prompt(options.max_turns, session.tools, extra)}
-            )
+            prompt = system_prompt(options.max_turns, session.tools, extra, options.policy.code_plan)
+            session.messages.append({"role": "system", "content": prompt})
         elif tools:
             listing = system_prompt(options.max_turns, tools).split("\n\n", 1)[-1]
             session.messages.append({"role": "system", "content": listing})
