@@ -30,6 +30,11 @@ from models.engine.runner import OwnerThread, QueuedGeneration, SerialWorker
 _PIECE = re.compile(r"\s*\S+|\s+")
 
 Responder = Callable[[str], str]
+#: A responder that reads the whole request (its seed and temperature), to tell apart
+#: sampled runs of one prompt.
+Sampler = Callable[[GenerationRequest], str]
+#: Turns in progress remembered at once: one per conversation generating side by side.
+ACTIVE_TURNS = 16
 
 
 def fake_tokens(text: str) -> list[str]:
@@ -72,6 +77,7 @@ class ScriptedEngine:
         turns: list[str] | None = None,
         *,
         responder: Responder | None = None,
+        sampler: Sampler | None = None,
         model_id: str = "scripted",
         context_length: int = 8192,
         max_queue: int = 8,
@@ -87,10 +93,14 @@ class ScriptedEngine:
         )
         self._turns: collections.deque[str] = collections.deque(turns or [])
         self._responder = responder
+        self._sampler = sampler
         self._lock = threading.Lock()
         self.token_delay_s = token_delay_s
         self.requests: list[GenerationRequest] = []
-        self._active: tuple[str, str] | None = None  # (prompt the turn began at, its text)
+        #: Turns in progress, newest last: (seed, prompt the turn began at, its text). Several,
+        #: since conversations generating side by side interleave their phases on the queue;
+        #: the seed tells apart sampled runs of one prompt.
+        self._active: collections.deque[tuple[int | None, str, str]] = collections.deque(maxlen=ACTIVE_TURNS)
         self._counter = _TokenCounter()
         self._owner = OwnerThread("scripted-engine", max_queue, SerialWorker(self._execute))
 
@@ -124,22 +134,26 @@ class ScriptedEngine:
     def close(self) -> None:
         self._owner.close()
 
-    def _next_turn(self, prompt: str) -> str:
-        """The text to play for ``prompt``: the rest of the current turn when the prompt
+    def _next_turn(self, request: GenerationRequest) -> str:
+        """The text to play for a request: the rest of a turn in progress when the prompt
         continues it (a caller resuming after a stop string), else the next scripted turn."""
-        if self._active is not None:
-            base, turn = self._active
+        prompt = request.prompt
+        for seed, base, turn in reversed(self._active):
+            if seed != request.seed:
+                continue
             continued = prompt[len(base) :] if prompt.startswith(base) else None
             if continued and turn.startswith(continued):
                 return turn[len(continued) :]
         with self._lock:
             if self._turns:
                 turn = self._turns.popleft()
+            elif self._sampler is not None:
+                turn = self._sampler(request)
             elif self._responder is not None:
                 turn = self._responder(prompt)
             else:
                 raise EngineError("the scripted model has no turn left to play")
-        self._active = (prompt, turn)
+        self._active.append((request.seed, prompt, turn))
         return turn
 
     def _execute(self, job: QueuedGeneration) -> None:
@@ -149,7 +163,7 @@ class ScriptedEngine:
         limit = request.max_tokens or 0  # set at submit (fit_context)
         produced = 0
         finish: FinishReason = "length"
-        for piece in fake_tokens(self._next_turn(request.prompt)):
+        for piece in fake_tokens(self._next_turn(request)):
             if job.cancelled:
                 finish = "cancelled"
                 break

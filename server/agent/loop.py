@@ -74,6 +74,9 @@ class AgentOptions:
     execution_timeout: float = 60.0
     structure: StructureMode = "phased"
     policy: LoopPolicy = field(default_factory=LoopPolicy)
+    #: A full engine queue makes even the first generation wait rather than refuse the run:
+    #: a sample run beside the request's first one, which was admitted (``server.agent.consensus``).
+    waits_in_queue: bool = False
 
 
 DEFAULT_TURN_TOKENS = 1024
@@ -203,7 +206,7 @@ class _Turns:
             self.engine,
             self.history.prompt(),
             self._settings(plan, turn),
-            first_turn=turn == 0,
+            first_turn=turn == 0 and not self.options.waits_in_queue,  # only a first turn is refused
             solution_only=plan.forced is not None,
         )
         try:

@@ -9,13 +9,15 @@ its description, and everything else that names an option is made from that fiel
   with the README, so the table cannot drift either (``python -m server.agent.options``
   prints it).
 
-Adding an option is one field here and the code that honours it (``server.agent.policy``).
+Adding an option is one field here and the code that honours it (``server.agent.policy``;
+``samples`` is honoured by ``server.agent.consensus``, around the loop rather than in it).
 What each option does, and why it exists, is in ``server.agent.policy``'s module doc.
+A field's bounds (``ge``/``le``) travel with it to the setting and the request field.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
@@ -90,6 +92,16 @@ class LoopPolicy(BaseModel):
         "writes a little code at a time (the prompt before issue 27)",
     )
 
+    samples: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="runs of the same task side by side (1 to 8), each in its own session; the "
+        "answer is the one most runs agree on (numbers within a tolerance; a tie goes to the first "
+        "run, which keeps the request's temperature), with the agreement and every run's steps in "
+        "the response. Costs `samples` runs; only a request that starts a session samples",
+    )
+
     def forces_final_answer(self, max_turns: int) -> bool:
         """Whether the last turn of this budget may only answer: a budget of two or more.
 
@@ -114,7 +126,7 @@ def option_names() -> tuple[str, ...]:
 def setting_fields() -> dict[str, Any]:
     """``agent_<name>`` settings fields (``create_model`` definitions): same type, default, description."""
     return {
-        SETTING_PREFIX + name: (info.annotation, Field(info.default, description=info.description))
+        SETTING_PREFIX + name: (_bounded(info), Field(info.default, description=info.description))
         for name, info in LoopPolicy.model_fields.items()
     }
 
@@ -123,7 +135,7 @@ def request_fields() -> dict[str, Any]:
     """Optional request fields of the same names and descriptions; null keeps the server's setting."""
     fields: dict[str, Any] = {}
     for name, info in LoopPolicy.model_fields.items():
-        annotation: Any = info.annotation
+        annotation: Any = _bounded(info)
         fields[name] = (annotation | None, Field(None, description=f"{info.description} (default: {_flag(name)})"))
     return fields
 
@@ -135,6 +147,12 @@ def markdown_table() -> str:
         env = "CODEACT_" + (SETTING_PREFIX + name).upper()
         lines.append(f"| `{_flag(name)}`, `{env}` (`{name}`) | {_default(info)} | {info.description} |")
     return "\n".join(lines) + "\n"
+
+
+def _bounded(info: FieldInfo) -> Any:
+    """The field's type with its bounds (``ge``, ``le``...), so a setting or a request field
+    out of range is refused where it is given, naming it."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
 def _flag(name: str) -> str:

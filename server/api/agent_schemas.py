@@ -139,10 +139,38 @@ class AgentRequest(_ChatBodyWithLoopOptions):
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
             raise refuse("logprobs", "is not supported by /v1/agent")
+        single = self._single_run()
+        if single and (getattr(self, "samples", None) or 1) > 1:
+            raise refuse("samples", f"must be 1 {single}")
         for removed in REMOVED_OPTIONS:  # a client that still asks for one must hear it is gone
             if removed in (self.model_extra or {}):
                 raise refuse(removed, "was removed: it measured no gain (benchmarks/RESULTS.md keeps its figures)")
         return self
+
+    def _single_run(self) -> str | None:
+        """Why this request can only be one run (None: it may sample).
+
+        A session's interpreter cannot be split into several runs, a background run is
+        followed by the one session it names at once, and a run that waits for a client's
+        tool result is one run the client answers.
+        """
+        if self.session_id is not None:
+            return "on a request that continues a session (its interpreter is one run's)"
+        if self.background:
+            return "for a background run (it is followed by the one session it names)"
+        if any(isinstance(tool, FunctionTool) for tool in self.tools or []) or (
+            self.messages and self.messages[-1].role == "tool"
+        ):
+            return "with the client's function tools (a run waiting for a tool result is one run)"
+        return None
+
+    def sample_count(self, settings: Settings) -> int:
+        """How many runs answer this request: its ``samples``, else the server's
+        ``--agent-samples`` where the request can sample (see ``_single_run``), else 1."""
+        asked: int | None = getattr(self, "samples", None)
+        if asked is not None:
+            return asked
+        return 1 if self._single_run() else settings.loop_policy().samples
 
     def source_tools(self) -> list[ToolSpec]:
         """The Python tools (defined in the sandbox by their source)."""

@@ -15,6 +15,16 @@ a readable Markdown transcript and whose ``agent`` field carries the structured 
 The ``agent`` field of a non-stream answer holds those same run fields (the run's
 ``outcome``: one shape for both, and for the audit log) plus ``steps``.
 
+With ``samples: k`` (k > 1; ``server.agent.consensus``) k runs answer the request. The
+``agent`` field describes the winning run (its session continues the conversation; the
+others are closed), its ``usage`` and the response's sum every run's, and it adds
+``samples`` (every run: ``index``, ``answer``, the outcome fields, ``steps``) and
+``agreement`` (``answer``, ``votes``, ``voters``, ``of``, ``sample``: the winning run). Streamed,
+each run's events carry ``"sample": i`` (one ``session`` chunk per run; ``delta.content`` is
+sample 0's transcript only), a run's end is ``{"type": "sample_done", "sample": i, "answer",
+...outcome}``, and the last chunk is ``done`` with the winner's outcome, ``samples`` (without
+steps: they streamed) and ``agreement``.
+
 When agent code calls one of the client's function tools, the answer is instead a standard
 assistant message with ``tool_calls`` (finish_reason ``tool_calls``; streamed as tool-call
 deltas, the last chunk's ``agent`` is ``{"type": "tool_calls", "session_id"}``); the client's
@@ -36,6 +46,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sandbox import workspace
+from server.agent.consensus.runner import (
+    SampleEvent,
+    SamplesDone,
+    collect_samples,
+    drive_samples,
+    prepare_samples,
+    sample_outcome,
+)
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, StepDone, TurnDelta
@@ -58,6 +76,7 @@ from server.openai.schemas import (
     usage_dict,
     wants_usage,
 )
+from server.settings import Settings
 from server.tools.client_calls import ToolCallsPending
 
 FILE_CHUNK = 1 << 16
@@ -89,6 +108,9 @@ async def agent_completion(
     owner = key_of(request)
     if body.background:
         _check_background(body, background, owner)
+    samples = body.sample_count(settings)
+    if samples > 1:
+        return await _sampled_completion(runtime, body, settings, request, samples)
     run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
     if body.background:
@@ -141,48 +163,133 @@ async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolC
     return done
 
 
+class _Chunks:
+    """One streamed answer's chunks (its id, model and creation time), the agent event in each."""
+
+    def __init__(self, completion_id: str, model: str) -> None:
+        self.id, self.model, self.created = completion_id, model, int(time.time())
+
+    def chunk(self, content: str | None, agent: dict[str, Any], finish: str | None = None) -> bytes:
+        delta = {} if content is None else {"content": content}
+        return sse_event(chat_chunk(self.id, self.model, self.created, delta, finish, agent=agent))
+
+    def session(self, session_id: str, *, first: bool = True, **tag: int) -> bytes:
+        """A chunk naming a session; the first chunk of the answer also gives the role."""
+        agent = {"type": "session", "session_id": session_id, **tag}
+        if not first:
+            return self.chunk(None, agent)
+        delta = {"role": "assistant", "content": ""}
+        return sse_event(chat_chunk(self.id, self.model, self.created, delta, agent=agent))
+
+    def turn(self, event: TurnDelta | StepDone, content: str | None, **tag: int) -> bytes:
+        """A text delta or a finished step (``tag``: which sample's)."""
+        if isinstance(event, TurnDelta):
+            agent = {"type": "delta", **tag, "step": event.step_index, "channel": event.channel, "text": event.text}
+            return self.chunk(content, agent)
+        return self.chunk(content, {"type": "step", **tag, "step": step_payload(event.step)})
+
+    def end(self, done: AgentDone, text: str, outcome: dict[str, Any], include_usage: bool) -> list[bytes]:
+        """The last chunks: the transcript's end, ``done`` with ``outcome``, the usage if asked."""
+        out = [self.chunk(text, {"type": "transcript"})] if text else []
+        out.append(self.chunk(None, {"type": "done", **outcome}, OPENAI_FINISH_OF_AGENT[done.finish_reason]))
+        if include_usage:
+            usage = usage_dict(done.prompt_tokens, done.completion_tokens)
+            out.append(sse_event(chat_chunk(self.id, self.model, self.created, None, usage=usage)))  # type: ignore[arg-type]
+        return out
+
+
 async def _stream(
     runtime: AgentRuntime, run: PreparedRun, completion_id: str, model: str, include_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     """The agent's SSE chunks: one write per batch of events that were ready together
     (``openai_stream`` adds the error event and ``[DONE]``)."""
-    created = int(time.time())
+    chunks = _Chunks(completion_id, model)
     session_id = run.session.id
     transcript = Transcript()
 
-    def chunk(content: str | None, agent: dict[str, Any], finish: str | None = None) -> bytes:
-        delta = {} if content is None else {"content": content}
-        return sse_event(chat_chunk(completion_id, model, created, delta, finish, agent=agent))
-
     def render(event: AgentEvent | ToolCallsPending) -> list[bytes]:
         if isinstance(event, ToolCallsPending):
-            return tool_call_chunks(completion_id, model, created, session_id, event)
+            return tool_call_chunks(completion_id, model, chunks.created, session_id, event)
         text = transcript.render(event)
-        if isinstance(event, TurnDelta):
-            agent = {"type": "delta", "step": event.step_index, "channel": event.channel, "text": event.text}
-            return [chunk(text, agent)]
-        if isinstance(event, StepDone):
-            return [chunk(text, {"type": "step", "step": step_payload(event.step)})]
-        assert isinstance(event, AgentDone)
-        usage = usage_dict(event.prompt_tokens, event.completion_tokens)
-        out = [chunk(text, {"type": "transcript"})] if text else []
-        out.append(chunk(None, {"type": "done", **run.outcome(event)}, OPENAI_FINISH_OF_AGENT[event.finish_reason]))
-        if include_usage:
-            out.append(sse_event(chat_chunk(completion_id, model, created, None, usage=usage)))  # type: ignore[arg-type]
-        return out
+        if isinstance(event, TurnDelta | StepDone):
+            return [chunks.turn(event, text)]
+        return chunks.end(event, text, run.outcome(event), include_usage)
 
-    yield sse_event(
-        chat_chunk(
-            completion_id,
-            model,
-            created,
-            {"role": "assistant", "content": ""},
-            agent={"type": "session", "session_id": session_id},
-        )
-    )
+    yield chunks.session(session_id)
     async with contextlib.aclosing(ready_batches(drive(runtime, run))) as batches:
         async for batch in batches:
             yield b"".join(piece for event in merge_deltas(batch) for piece in render(event))
+
+
+async def _sampled_completion(
+    runtime: AgentRuntime, body: AgentRequest, settings: Settings, request: Request, samples: int
+) -> Response:
+    """``samples`` runs of the request at once, answered by the one most of them agree on."""
+    runs = await prepare_samples(runtime, body.run_request(settings), samples)
+    completion_id = new_completion_id()
+    if body.stream:
+        include_usage = wants_usage(body.stream_options)
+        return sse_response(openai_stream(_stream_samples(runtime, runs, completion_id, body.model, include_usage)))
+    try:
+        result = await unless_disconnected(request, collect_samples(runtime, runs))
+    except ClientDisconnected:
+        return Response(status_code=499)
+    done = result.done
+    agent = {**result.outcome(), "steps": [step_payload(s) for s in result.steps_of(result.winner)]}
+    for sample in agent["samples"]:
+        sample["steps"] = [step_payload(s) for s in result.steps_of(sample["index"])]
+    return JSONResponse(
+        chat_completion(
+            completion_id,
+            body.model,
+            done.message,
+            OPENAI_FINISH_OF_AGENT[done.finish_reason],
+            usage_dict(done.prompt_tokens, done.completion_tokens),
+            agent=agent,
+        )
+    )
+
+
+async def _stream_samples(
+    runtime: AgentRuntime, runs: list[PreparedRun], completion_id: str, model: str, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    """Every run's events as they come, each tagged with its sample; ``delta.content`` is
+    sample 0's transcript (k interleaved transcripts would read as none), then the agreement."""
+    chunks = _Chunks(completion_id, model)
+    transcript = Transcript()
+
+    def render(item: SampleEvent | SamplesDone) -> list[bytes]:
+        if isinstance(item, SamplesDone):
+            agreement = f"\n\n_[{item.agreement.describe()}]_\n"
+            return chunks.end(item.done, agreement, item.outcome(), include_usage)
+        event, index = item.event, item.sample
+        text = transcript.render(event) if index == 0 else None
+        if isinstance(event, TurnDelta | StepDone):
+            return [chunks.turn(event, text, sample=index)]
+        assert isinstance(event, AgentDone)
+        out = [chunks.chunk(text, {"type": "transcript", "sample": index})] if text else []
+        outcome = sample_outcome(runs[index], index, event)
+        out.append(chunks.chunk(None, {"type": "sample_done", "sample": index, **outcome}))
+        return out
+
+    yield b"".join(chunks.session(run.session.id, first=i == 0, sample=i) for i, run in enumerate(runs))
+    async with contextlib.aclosing(ready_batches(drive_samples(runtime, runs))) as batches:
+        async for batch in batches:
+            yield b"".join(piece for item in _merge_sample_deltas(batch) for piece in render(item))
+
+
+def _merge_sample_deltas(items: list[SampleEvent | SamplesDone]) -> list[SampleEvent | SamplesDone]:
+    """``merge_deltas`` within each sample's consecutive events."""
+    merged: list[SampleEvent | SamplesDone] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if isinstance(item, SampleEvent) and isinstance(last, SampleEvent) and last.sample == item.sample:
+            joined = merge_deltas([last.event, item.event])
+            if len(joined) == 1:
+                merged[-1] = SampleEvent(item.sample, joined[0])
+                continue
+        merged.append(item)
+    return merged
 
 
 def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:

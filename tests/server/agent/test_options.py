@@ -5,6 +5,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Annotated
+
+import pydantic
+import pytest
 
 from server.agent.options import SETTING_PREFIX, LoopPolicy
 from server.api.agent_schemas import AgentRequest
@@ -35,9 +39,18 @@ def test_the_request_fields_are_the_options() -> None:
     schema = AgentRequest.model_json_schema()["properties"]
     for name, option in OPTIONS.items():
         field = AgentRequest.model_fields[name]
-        assert field.default is None and field.annotation == option.annotation | None, name
+        bounded = Annotated[(option.annotation, *option.metadata)] if option.metadata else option.annotation
+        assert field.default is None and field.annotation == bounded | None, name
         assert field.description is not None and field.description.startswith(option.description or "?"), name
         assert option.description in schema[name]["description"]
+
+
+def test_an_options_bounds_hold_for_the_setting_and_the_request_field() -> None:
+    assert Settings(agent_samples=8).loop_policy().samples == 8
+    with pytest.raises(pydantic.ValidationError, match="agent_samples"):
+        Settings(agent_samples=9)
+    with pytest.raises(pydantic.ValidationError, match="samples"):
+        AgentRequest.model_validate({**BODY, "samples": 0})
 
 
 def test_a_request_overrides_only_the_options_it_sets() -> None:

@@ -1,0 +1,215 @@
+"""k runs of one task at once, each in its own session, and the answer they agree on.
+
+Why at once: each run is its own sequence of generations, and the engine decodes the
+sequences in flight together where it batches (``--parallel`` slots on a GPU), so k runs
+cost much less wall time than k runs one after another. Where it does not batch (one slot,
+the CPU default) the runs queue and take k times as long; they still finish.
+
+Why a session each: a run's code leaves variables and files in its interpreter, and one run
+must not read another's; so each run prepares its own session from the same request, as a
+request that starts a session does (``service.prepare_run``). The winner's session stays,
+and continues the conversation; the others close when the runs end (their steps are in the
+response).
+
+The runs differ only in sampling: sample 0 keeps the request's temperature and seed (greedy
+at temperature 0, so one sample is exactly a plain run); sample i > 0 is sampled at least
+at ``SAMPLE_TEMPERATURE`` with the seed ``base + i`` (``base``: the request's seed, else
+``SAMPLE_SEED``), so a sampled request is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from server.agent.consensus.vote import Agreement, vote
+from server.agent.errors import SessionNotFound
+from server.agent.loop import AgentOptions
+from server.agent.runtime import AgentRuntime
+from server.agent.service import PreparedRun, RunRequest, drive, prepare_run
+from server.agent.steps import AgentDone, AgentEvent, Step
+from server.tools.client_calls import ToolCallsPending
+
+log = logging.getLogger(__name__)
+
+#: The least temperature of samples 1..k-1: varied enough to take other paths, close to the task.
+SAMPLE_TEMPERATURE = 0.7
+#: The seed base of a request that sets none: sample i is seeded ``SAMPLE_SEED + i``.
+SAMPLE_SEED = 0
+
+
+def sample_options(options: AgentOptions, index: int) -> AgentOptions:
+    """Sample ``index``'s options: the request's for sample 0; sampled and seeded for the rest,
+    which wait in a full engine queue rather than fail (the request was admitted already)."""
+    if index == 0:
+        return options
+    base = SAMPLE_SEED if options.seed is None else options.seed
+    return replace(
+        options,
+        temperature=max(options.temperature, SAMPLE_TEMPERATURE),
+        seed=base + index,
+        waits_in_queue=True,
+    )
+
+
+@dataclass
+class SampleEvent:
+    """One event of sample ``sample``'s run (``service.drive``'s events)."""
+
+    sample: int
+    event: AgentEvent
+
+
+@dataclass
+class SamplesDone:
+    """Every run's end and the vote: the last event of ``drive_samples``."""
+
+    runs: list[PreparedRun]
+    dones: list[AgentDone]
+    agreement: Agreement
+
+    @property
+    def winner(self) -> int:
+        return self.agreement.sample
+
+    @property
+    def done(self) -> AgentDone:
+        """The winning run's end, its usage the sum of every run's (what the request cost)."""
+        return replace(
+            self.dones[self.winner],
+            prompt_tokens=sum(d.prompt_tokens for d in self.dones),
+            completion_tokens=sum(d.completion_tokens for d in self.dones),
+        )
+
+    def steps_of(self, index: int) -> list[Step]:
+        return self.runs[index].steps_of(self.dones[index])
+
+    def outcome(self) -> dict[str, Any]:
+        """The winning run's ``outcome`` with the summed usage, every run's, and the agreement."""
+        return {
+            **self.runs[self.winner].outcome(self.done),
+            "samples": [self.sample(i) for i in range(len(self.runs))],
+            "agreement": self.agreement.to_json(),
+        }
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """One run as plain JSON: its index, its answer (None: it did not answer) and its ``outcome``."""
+        return sample_outcome(self.runs[index], index, self.dones[index])
+
+
+def answer_of(done: AgentDone) -> str | None:
+    """What a run votes for: its ``<solution>``, else nothing (``vote``'s module doc says why)."""
+    return done.message if done.finish_reason == "solution" and done.message.strip() else None
+
+
+def sample_outcome(run: PreparedRun, index: int, done: AgentDone) -> dict[str, Any]:
+    return {"index": index, "answer": answer_of(done), **run.outcome(done)}
+
+
+async def prepare_samples(runtime: AgentRuntime, request: RunRequest, samples: int) -> list[PreparedRun]:
+    """``samples`` sessions prepared from one request that starts a session; all or none.
+
+    Raises what ``prepare_run`` raises (the first failure); sessions already made are closed.
+    """
+    assert request.session_id is None, "only a request that starts a session samples"
+    prepared = await asyncio.gather(
+        *(prepare_run(runtime, replace(request, options=sample_options(request.options, i))) for i in range(samples)),
+        return_exceptions=True,
+    )
+    runs = [run for run in prepared if isinstance(run, PreparedRun)]
+    failure = next((p for p in prepared if isinstance(p, BaseException)), None)
+    if failure is not None:
+        for run in runs:
+            run.session.lock.release()
+            runtime.sessions.delete(run.session.id)
+        raise failure
+    return runs
+
+
+async def drive_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> AsyncIterator[SampleEvent | SamplesDone]:
+    """Drive every run at once; each event as a ``SampleEvent``, then ``SamplesDone``.
+
+    A run that fails (our error, or a first generation refused) stops the others and the
+    request fails with its error. However the runs end, only one session stays: the winner's,
+    or sample 0's when there was no vote (as a plain run's session stays).
+    """
+    dones: dict[int, AgentDone] = {}
+    keep = 0
+    try:
+        async for index, event in _together([drive(runtime, run) for run in runs]):
+            if isinstance(event, AgentDone):
+                dones[index] = event
+            assert not isinstance(event, ToolCallsPending), "a sampled run cannot wait for a client's tool call"
+            yield SampleEvent(index, event)
+        ends = [dones[i] for i in range(len(runs))]
+        result = SamplesDone(runs, ends, vote([answer_of(done) for done in ends]))
+        keep = result.winner
+        yield result
+    finally:
+        for index, run in enumerate(runs):
+            if index != keep:
+                _close(runtime, run)
+
+
+def _close(runtime: AgentRuntime, run: PreparedRun) -> None:
+    """Close a losing run's session (its steps are in the response); it may be gone already."""
+    with contextlib.suppress(SessionNotFound):
+        runtime.sessions.delete(run.session.id)
+
+
+async def collect_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> SamplesDone:
+    """Drive the runs to their end; the vote."""
+    result: SamplesDone | None = None
+    async for event in drive_samples(runtime, runs):
+        if isinstance(event, SamplesDone):
+            result = event
+    assert result is not None, "the sampled runs ended without a vote"
+    return result
+
+
+class _End:
+    """A stream's end; ``error``: the exception it raised."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+async def _together(streams: Sequence[AsyncIterator[Any]]) -> AsyncIterator[tuple[int, Any]]:
+    """The events of every stream as they come, with the stream's index.
+
+    Each stream is consumed by a task of its own, so one waiting (on the engine, on an
+    execution) does not hold up the others. The first error stops the rest; so does
+    leaving early (the tasks are cancelled and awaited, so each stream's own clean-up, a
+    session's lock released, has run when this ends).
+    """
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[Any]) -> None:
+        try:
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for event in stream:
+                    queue.put_nowait((index, event))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait((index, _End(exc)))
+        else:
+            queue.put_nowait((index, _End()))
+
+    tasks = [asyncio.create_task(pump(i, stream)) for i, stream in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            index, item = await queue.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                running -= 1
+                continue
+            yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
