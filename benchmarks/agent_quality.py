@@ -77,6 +77,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "steps-plan": {"code_plan": "steps"},
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
+    "samples-3": {"samples": 3},
     "all-off": {
         "on_repeat": "off",
         "final_answer": False,
@@ -107,6 +108,7 @@ class Run:
     wall_s: float = 0.0
     error: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+    agreement: dict[str, Any] | None = None  # with samples: how many runs agreed on the answer
 
 
 def repeated_actions(codes: Sequence[str]) -> int:
@@ -156,6 +158,7 @@ def run_server_arm(client: httpx.Client, task: Task, arm: str, extras: dict[str,
     run.turns = agent["turns"]
     run.forced = agent.get("forced_answer")
     run.steps = steps
+    run.agreement = agent.get("agreement")
     run.completion_tokens = response["usage"]["completion_tokens"]
     run.generation_s = sum(s["timings"].get("generation_s", 0.0) for s in steps)
     codes = [s["action"]["code"] for s in steps if s["action"]["type"] == "execute"]
