@@ -16,9 +16,10 @@ shared machine hits every arm alike:
   ``no-repeat`` (``on_repeat: off``), ``note-repeat`` (``on_repeat: note``), ``note-failed``
   (``on_failed_repeat: note``), ``no-final`` (``final_answer: false``), ``chat-style``
   (``prompt_style: chat``), ``no-fence`` (``fenced_code: off``), ``no-code-answer``
-  (``code_answer: off``), ``model-forced`` (``forced_answer: model``), ``steps-plan``
-  (``code_plan: steps``, the prompt before issue 27), ``steps-compute`` (that prompt plus
-  only its "let the code compute" sentence, sent as a client system message), ``all-off``
+  (``code_answer: off``), ``model-forced`` (``forced_answer: model``), ``whole-plan``
+  (``code_plan: whole``: a sentence of plan, then complete code), ``steps-compute`` (the
+  default prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
+  system message), ``all-off``
   (all of these off), so each mechanism's effect is
   measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
   ``restate_task`` and ``unverified_answer``, options removed in issue 26 after measuring
@@ -74,7 +75,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-fence": {"fenced_code": "off"},
     "no-code-answer": {"code_answer": "off"},
     "model-forced": {"forced_answer": "model"},
-    "steps-plan": {"code_plan": "steps"},
+    "whole-plan": {"code_plan": "whole"},
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},
@@ -85,7 +86,6 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "fenced_code": "off",
         "code_answer": "off",
         "forced_answer": "model",
-        "code_plan": "steps",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -246,6 +246,8 @@ class _Turns:
             seed=seed,
             mode=options.structure,
             fenced_code=options.policy.fenced_code == "execute",
+            thought_share=options.policy.thought_share,
+            answer_tokens=options.policy.answer_tokens,
         )
 
 

@@ -85,11 +85,11 @@ class LoopPolicy(BaseModel):
     )
 
     code_plan: CodePlan = Field(
-        "whole",
+        "steps",
         description="how the system prompt asks the model to work: `whole` says in a sentence "
         "what the code will compute, then writes complete code that computes the answer from the "
-        "task's data and prints it (no values worked out by hand); `steps` thinks step by step and "
-        "writes a little code at a time (the prompt before issue 27)",
+        "task's data and prints it (no values worked out by hand; it measured worse: the model "
+        "stopped thinking); `steps` thinks step by step, briefly, and writes a little code at a time",
     )
 
     samples: int = Field(
@@ -100,6 +100,21 @@ class LoopPolicy(BaseModel):
         "answer is the one most runs agree on (numbers within a tolerance; a tie goes to the first "
         "run, which keeps the request's temperature), with the agreement and every run's steps in "
         "the response. Costs `samples` runs; only a request that starts a session samples",
+    )
+
+    thought_share: float = Field(
+        0.25,
+        gt=0,
+        le=0.5,
+        description="the share of a turn's `max_tokens` that its thinking may use; then the "
+        "action phase begins (`<execute>` or `<solution>`, the model's choice), so a model that "
+        "rambles reaches its action quickly",
+    )
+    answer_tokens: int = Field(
+        128,
+        ge=1,
+        description="the token budget of an answer-only turn (`on_repeat`, `final_answer`), "
+        "at most `max_tokens`: it writes only the answer, which the output above already showed",
     )
 
     def forces_final_answer(self, max_turns: int) -> bool:

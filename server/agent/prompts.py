@@ -64,7 +64,7 @@ work values out yourself and print them. If the code fails, fix it and run it ag
 TOOLS_HEADING = "Tool function available (already imported in <execute> environment):"
 
 
-def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "", plan: CodePlan = "whole") -> str:
+def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "", plan: CodePlan = "steps") -> str:
     """The system message for a new session."""
     text = SYSTEM_PROMPT.format(max_turns=max_turns, think=THINK[plan], plan=PLAN[plan])
     if tools:

@@ -99,10 +99,17 @@ class TurnSettings:
     mode: StructureMode = "phased"
     thought_tokens: int = 384
     fenced_code: bool = False  # a Markdown code fence in the thinking opens <execute>
+    thought_share: float = 0.5  # of max_tokens: ``LoopPolicy.thought_share``
+    answer_tokens: int | None = None  # an answer-only turn's budget: ``LoopPolicy.answer_tokens``
 
     def thought_budget(self, budget: int) -> int:
-        """Thinking may use at most half the turn's budget: the action needs the rest."""
-        return max(1, min(self.thought_tokens, budget // 2))
+        """Thinking may use its share of the turn's budget (at most ``thought_tokens``): the
+        action needs the rest."""
+        return max(1, min(self.thought_tokens, int(budget * self.thought_share)))
+
+    def answer_budget(self) -> int:
+        """An answer-only turn's budget: ``answer_tokens``, at most ``max_tokens``."""
+        return min(self.max_tokens, self.answer_tokens or self.max_tokens)
 
 
 @dataclass
@@ -247,7 +254,7 @@ class TurnGenerator:
         """``<solution>`` opened at once, then its body: no thinking, in which small models
         talk themselves back into running code."""
         yield SOLUTION_OPEN
-        async for piece in self._block("answer", SOLUTION_OPEN, SOLUTION_CLOSE, self.settings.max_tokens):
+        async for piece in self._block("answer", SOLUTION_OPEN, SOLUTION_CLOSE, self.settings.answer_budget()):
             yield piece
 
     def _finish(self, text: str, reason: str) -> None:

@@ -259,3 +259,30 @@ def test_run_agent_fits_one_screen_and_leaves_the_messages_to_history() -> None:
     ]
     assert edits == []
     assert "messages" not in source.split('"""')[-1].replace("History(messages)", "")
+
+
+def test_thinking_gets_its_share_of_the_turn_and_an_answer_only_turn_its_own_budget(engine: ScriptedEngine) -> None:
+    """Issue 27 item 4: a rambling model reaches its action after ``thought_share`` of
+    ``max_tokens``, and an answer-only turn (here after a repeat) writes at most
+    ``answer_tokens``: the README's example had spent 1024 tokens on one forced answer."""
+    ramble = " ".join(["words"] * 400)
+    engine.enqueue(
+        "I compute it. <execute>print(6 * 7)</execute>",
+        "<execute>print(6*7)</execute>",  # a repeat: the turn is taken again as answer-only
+        "42 " + ramble + "</solution>",
+    )
+    executor = ScriptedExecutor(default=lambda code: ExecResult(stdout="42\n"))
+    policy = LoopPolicy(thought_share=0.25, answer_tokens=20)
+    events, _ = drive(engine, executor, max_tokens=400, policy=policy)
+    thought, body = engine.requests[:2]
+    assert thought.max_tokens == 100  # a quarter of the turn's 400
+    assert body.max_tokens == 400 - 4  # what the thinking ("I compute it. ") left
+    assert engine.requests[-1].max_tokens == 20  # the answer-only turn
+    assert steps(events)[-1].generation_finish == "length"
+    assert done(events).message.startswith("42 words") and len(done(events).message.split()) <= 20
+
+
+def test_a_budget_outside_its_bounds_is_refused() -> None:
+    for bad in ({"thought_share": 0}, {"thought_share": 0.75}, {"answer_tokens": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LoopPolicy(**bad)
