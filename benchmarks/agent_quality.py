@@ -109,6 +109,8 @@ class Run:
     error: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     agreement: dict[str, Any] | None = None  # with samples: how many runs agreed on the answer
+    #: with samples: each run's own answer judged (run 0 is the request's greedy run: k = 1 in the same run)
+    sample_solved: list[bool] | None = None
 
 
 def repeated_actions(codes: Sequence[str]) -> int:
@@ -173,6 +175,9 @@ def run_server_arm(client: httpx.Client, task: Task, arm: str, extras: dict[str,
         return got.text if got.status_code == 200 else None
 
     run.solved = judge(task, run.answer, read_file)
+    if agent.get("samples"):
+        # A file task's file is read from the winning session (the others are closed).
+        run.sample_solved = [judge(task, sample["answer"], read_file) for sample in agent["samples"]]
     with contextlib.suppress(httpx.HTTPError):
         client.delete(f"/v1/agent/sessions/{session_id}")
     return run
@@ -227,9 +232,23 @@ def summarize(runs: Sequence[Run], arms: Sequence[str]) -> dict[str, dict[str, A
             # issue 27: what an answer costs: every run's completion tokens over the solved ones
             "completion_tokens": tokens,
             "tokens_per_solved": round(tokens / len(solved)) if solved else None,
+            **_sample_figures(mine),
             "wall_s": round(sum(r.wall_s for r in mine), 1),
         }
     return summary
+
+
+def _sample_figures(runs: Sequence[Run]) -> dict[str, Any]:
+    """With samples: how many tasks run 0 alone solved (k = 1 in the same run, on the same
+    tasks), how many any run solved (the vote's ceiling), and how often the runs agreed."""
+    sampled = [r for r in runs if r.sample_solved]
+    if not sampled:
+        return {}
+    return {
+        "first_sample_solved": sum(r.sample_solved[0] for r in sampled if r.sample_solved),
+        "any_sample_solved": sum(any(r.sample_solved) for r in sampled if r.sample_solved),
+        "unanimous": sum(1 for r in sampled if r.agreement and r.agreement["votes"] == r.agreement["of"]),
+    }
 
 
 def render_table(summary: dict[str, dict[str, Any]]) -> str:
@@ -246,6 +265,13 @@ def render_table(summary: dict[str, dict[str, Any]]) -> str:
             f"| {s['mean_turns']} | {s['mean_turns_solved']} "
             f"| {s.get('tokens_per_solved', '?')} | {s['tok_per_s']} |"
         )
+    for arm, s in summary.items():
+        if "first_sample_solved" in s:
+            lines.append(
+                f"\n{arm}: run 0 alone (k = 1) solved {s['first_sample_solved']}/{s['tasks']}, any run "
+                f"{s['any_sample_solved']}/{s['tasks']}, the vote {s['solved']}/{s['tasks']}; "
+                f"unanimous on {s['unanimous']}"
+            )
     return "\n".join(lines)
 
 
