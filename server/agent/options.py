@@ -111,10 +111,11 @@ class LoopPolicy(BaseModel):
         "rambles reaches its action quickly",
     )
     answer_tokens: int = Field(
-        128,
+        256,
         ge=1,
-        description="the token budget of an answer-only turn (`on_repeat`, `final_answer`), "
-        "at most `max_tokens`: it writes only the answer, which the output above already showed",
+        description="the token budget of a `<solution>` (at most `max_tokens`): an answer, not an "
+        "essay; a small model that starts to ramble in its answer stops there (the turn reports "
+        "`length`)",
     )
 
     def forces_final_answer(self, max_turns: int) -> bool:

@@ -47,6 +47,19 @@ options are declared once, with their defaults and descriptions, in ``server.age
   (``Task:``, ``Observation:``, steps and solution chances left, the last step reserved for
   a solution); ``"chat"`` as the reference chat demo did (``Execution Output:``).
 
+* ``code_plan`` (issue 27): the system prompt's advice on how to work. ``"steps"`` (think
+  step by step, briefly; a little code at a time) is what measured best; ``"whole"`` (a
+  sentence of plan, then complete code that computes the whole answer) made the dev model
+  stop thinking at all and write one-line guesses (``print(30)`` for the 30th Fibonacci
+  number): 2 of the suite's first 10 tasks against 7.
+* ``thought_share`` and ``answer_tokens`` (issue 27): the token budgets inside a turn.
+  Thinking may use its share of ``max_tokens``, then the model must choose its action; a
+  ``<solution>`` may use ``answer_tokens``. A small model that rambles otherwise spends the
+  whole turn on it: the README's example on the embedded model wrote a 768-token "answer"
+  of one sentence repeated with a changing number.
+* ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
+  on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
+
 Two options that measured nothing were removed (issue 26): ``restate_task`` (the task
 restated in every observation: a loss) and ``unverified_answer`` (a first answer no code
 backed, questioned or replaced by code: no better than taking it). ``benchmarks/RESULTS.md``

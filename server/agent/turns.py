@@ -7,19 +7,19 @@ phases, each a plain continuation of the same prompt (the engine's prefix cache 
 continuation cost only its new tokens):
 
 1. **thought** — no grammar; stops at ``<execute>``, ``<solution>``, the end of the turn,
-   or the thinking budget.
+   or the thinking budget (``thought_share`` of ``max_tokens``).
 2. **choose** — only if phase 1 ended without a tag: a two-way grammar makes the model
    pick ``<execute>`` or ``<solution>`` itself (a handful of tokens).
 3. **body** — a grammar that only forbids an empty body and ending the turn inside the
    block; stops at the matching closing tag, or at an opening tag (a second action is not
    allowed). If the model opens another block, or the ``max_tokens`` budget runs out, the
-   block is closed for it; a turn cut
-   by the budget reports ``length`` (its code may well be cut short: running it shows the
+   block is closed for it; a ``<solution>`` body has at most ``answer_tokens``. A turn cut
+   by a budget reports ``length`` (its code may well be cut short: running it shows the
    model a SyntaxError, which is an observation like any other).
 
 **Solution-only turns** (the loop policy's forced answers, ``server.agent.policy``):
 ``<solution>`` is opened at once, with no thinking phase, so only the answer's text is
-generated. This works the same in every structure mode.
+generated, within ``answer_tokens``. This works the same in every structure mode.
 
 **Fenced code** (``fenced_code``): a Markdown fence (```python) in the thinking opens an
 ``<execute>`` block in its place and the closing fence closes it; the turn's text is
@@ -100,7 +100,7 @@ class TurnSettings:
     thought_tokens: int = 384
     fenced_code: bool = False  # a Markdown code fence in the thinking opens <execute>
     thought_share: float = 0.5  # of max_tokens: ``LoopPolicy.thought_share``
-    answer_tokens: int | None = None  # an answer-only turn's budget: ``LoopPolicy.answer_tokens``
+    answer_tokens: int | None = None  # a <solution> body's budget: ``LoopPolicy.answer_tokens``
 
     def thought_budget(self, budget: int) -> int:
         """Thinking may use its share of the turn's budget (at most ``thought_tokens``): the
@@ -108,7 +108,8 @@ class TurnSettings:
         return max(1, min(self.thought_tokens, int(budget * self.thought_share)))
 
     def answer_budget(self) -> int:
-        """An answer-only turn's budget: ``answer_tokens``, at most ``max_tokens``."""
+        """A ``<solution>`` body's budget (an answer-only turn's, or one the model chose):
+        ``answer_tokens``, at most ``max_tokens``."""
         return min(self.max_tokens, self.answer_tokens or self.max_tokens)
 
 
@@ -226,6 +227,8 @@ class TurnGenerator:
         text += tag
         yield tag
         opened = tag or (EXECUTE_OPEN if text.endswith(EXECUTE_OPEN) else SOLUTION_OPEN)
+        if opened == SOLUTION_OPEN:
+            budget = min(budget, s.answer_budget())  # an answer, not an essay
         async for piece in self._block("body", text, CLOSER[opened], budget, (FENCE_CLOSE,) if fenced else ()):
             yield piece
 

@@ -282,6 +282,14 @@ def test_thinking_gets_its_share_of_the_turn_and_an_answer_only_turn_its_own_bud
     assert done(events).message.startswith("42 words") and len(done(events).message.split()) <= 20
 
 
+def test_a_solution_the_model_chose_gets_the_answer_budget_too(engine: ScriptedEngine) -> None:
+    engine.enqueue("It is 42. <solution>42 " + " ".join(["again"] * 100) + "</solution>")
+    events, _ = drive(engine, ScriptedExecutor([]), max_tokens=400, policy=LoopPolicy(answer_tokens=30))
+    thought, body = engine.requests
+    assert (thought.max_tokens, body.max_tokens) == (100, 30)
+    assert steps(events)[0].generation_finish == "length" and done(events).message.startswith("42 again")
+
+
 def test_a_budget_outside_its_bounds_is_refused() -> None:
     for bad in ({"thought_share": 0}, {"thought_share": 0.75}, {"answer_tokens": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
