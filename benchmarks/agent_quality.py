@@ -17,7 +17,8 @@ shared machine hits every arm alike:
   (``on_failed_repeat: note``), ``no-final`` (``final_answer: false``), ``chat-style``
   (``prompt_style: chat``), ``no-fence`` (``fenced_code: off``), ``no-code-answer``
   (``code_answer: off``), ``model-forced`` (``forced_answer: model``), ``whole-plan``
-  (``code_plan: whole``: a sentence of plan, then complete code), ``steps-compute`` (the
+  (``code_plan: whole``: a sentence of plan, then complete code), ``plan-first``
+  (``code_plan: plan``: think the whole computation through, then code all of it), ``steps-compute`` (the
   default prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
   system message), ``all-off``
   (all of these off), so each mechanism's effect is
@@ -76,6 +77,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-code-answer": {"code_answer": "off"},
     "model-forced": {"forced_answer": "model"},
     "whole-plan": {"code_plan": "whole"},
+    "plan-first": {"code_plan": "plan"},
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},

@@ -28,7 +28,7 @@ FencePolicy = Literal["execute", "off"]
 CodeAnswerPolicy = Literal["run", "off"]
 ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
-CodePlan = Literal["whole", "steps"]
+CodePlan = Literal["steps", "plan", "whole"]
 
 SETTING_PREFIX = "agent_"
 
@@ -86,10 +86,11 @@ class LoopPolicy(BaseModel):
 
     code_plan: CodePlan = Field(
         "steps",
-        description="how the system prompt asks the model to work: `whole` says in a sentence "
-        "what the code will compute, then writes complete code that computes the answer from the "
-        "task's data and prints it (no values worked out by hand; it measured worse: the model "
-        "stopped thinking); `steps` thinks step by step, briefly, and writes a little code at a time",
+        description="how the system prompt asks the model to work: `steps` thinks step by step, "
+        "briefly, and writes a little code at a time; `plan` thinks the whole computation through, "
+        "then writes code that carries out all of it; `whole` says in a sentence what the code "
+        "will compute, then writes complete code that computes the answer from the task's data "
+        "(no values worked out by hand; it measured worse: the model stopped thinking)",
     )
 
     samples: int = Field(

@@ -52,12 +52,15 @@ You have {max_turns} turns to solve the task."""
 #: ``code_plan``: how the prompt asks the model to work (``server.agent.policy`` says why).
 THINK = {
     "whole": "say in a sentence or two what your code will compute",
+    "plan": "think step by step, briefly",
     "steps": "think step by step, briefly",
 }
 PLAN = {
     "whole": "Write complete code that computes the whole answer from the task's data and \
 prints it, in one <execute> block when you can. Let the code do every calculation: do not \
 work values out yourself and print them. If the code fails, fix it and run it again. ",
+    "plan": "Plan the whole computation in your thinking, then write code that carries out all \
+of it and prints the result; check its output and fix errors before going on. ",
     "steps": "Write a little code at a time, check its output, and fix errors before going on. ",
 }
 
