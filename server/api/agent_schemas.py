@@ -150,14 +150,11 @@ class AgentRequest(_ChatBodyWithLoopOptions):
     def _single_run(self) -> str | None:
         """Why this request can only be one run (None: it may sample).
 
-        A session's interpreter cannot be split into several runs, a background run is
-        followed by the one session it names at once, and a run that waits for a client's
-        tool result is one run the client answers.
+        A session's interpreter cannot be split into several runs, and a run that waits for
+        a client's tool result is one run the client answers.
         """
         if self.session_id is not None:
             return "on a request that continues a session (its interpreter is one run's)"
-        if self.background:
-            return "for a background run (it is followed by the one session it names)"
         if any(isinstance(tool, FunctionTool) for tool in self.tools or []) or (
             self.messages and self.messages[-1].role == "tool"
         ):

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import httpx
 
 from models.engine.sse import MalformedEventError, sse_json
+from server.agent.consensus.vote import Agreement
 from server.agent.policy import FORCED_NOTES
 
 COLORS = {"thought": "", "code": "\033[36m", "answer": "\033[1;32m", "output": "\033[2m", "note": "\033[33m"}
@@ -37,6 +38,13 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     run.add_argument("--max-turns", type=int, default=None, help="agent turns (default: the server's, 5)")
     run.add_argument("--session", help="continue an earlier session (its variables and files)")
     run.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    run.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="runs of the task side by side, answered by the answer most agree on (default: the server's, 1); "
+        "run 0 streams, the others show their answers as they end",
+    )
     run.add_argument("--api-key", default=os.environ.get("CODEACT_API_KEY"), help="bearer token, if required")
     run.add_argument("--json", action="store_true", help="print the final response as JSON instead")
 
@@ -56,7 +64,14 @@ class TerminalView:
         self.out.flush()
 
     def event(self, agent: dict[str, Any]) -> None:
+        """Show one event. With samples, run 0 streams as a plain run would; every other run
+        only says what it answered when it ends, and the last line says how many agreed."""
         kind = agent.get("type")
+        if kind == "sample_done":
+            self._sample_done(agent)
+            return
+        if agent.get("sample"):
+            return
         if kind == "delta":
             if agent["channel"] != self._channel:
                 header = {"code": "\n--- code ---\n", "answer": "\n--- answer ---\n"}.get(agent["channel"], "\n")
@@ -72,9 +87,19 @@ class TerminalView:
             forced = agent.get("forced_answer")
             if forced:
                 self._write(f"\n[{FORCED_NOTES.get(forced, 'answer forced: ' + forced)}]", "note")
+            if agent.get("agreement"):
+                agreement = Agreement(**agent["agreement"])
+                self._write(f"\n[{agreement.describe()}; the answer of sample {agreement.sample}]", "note")
             self._write(
                 f"\n[{agent['finish_reason']} after {agent['turns']} turn(s); session {agent['session_id']}]\n", "note"
             )
+
+    def _sample_done(self, agent: dict[str, Any]) -> None:
+        answer = agent["answer"] if agent["answer"] is not None else "no answer"
+        self._channel = None
+        self._write(
+            f"\n[sample {agent['sample']}: {answer} ({agent['finish_reason']} after {agent['turns']} turn(s))]", "note"
+        )
 
 
 def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: TerminalView) -> dict[str, Any]:
@@ -126,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         body["max_turns"] = args.max_turns
     if args.session:
         body["session_id"] = args.session
+    if args.samples is not None:
+        body["samples"] = args.samples
     view = TerminalView(sys.stdout)
     try:
         if args.server:

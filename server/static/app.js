@@ -7,7 +7,7 @@ import { prefs } from "./prefs.js";
 import { Conversation } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
-const SETTINGS = ["max-turns", "temperature", "execution-timeout"];
+const SETTINGS = ["max-turns", "temperature", "execution-timeout", "samples"];
 const HEALTH_EVERY_MS = 4000;
 
 const api = new Api(() => prefs.apiKey);
@@ -84,6 +84,8 @@ function agentOptions() {
     max_turns: number("max-turns"),
     temperature: number("temperature"),
     execution_timeout: number("execution-timeout"),
+    // Samples start a conversation: a follow-up continues the one winning session.
+    samples: prefs.sessionId ? undefined : number("samples"),
   };
 }
 
@@ -127,15 +129,29 @@ async function send(text) {
 }
 
 function onEvent(run, event) {
+  if (event.sample) {
+    // Another sample's run (samples > 1): a line of its own; its steps are in the response.
+    if (event.type === "session") run.sampleLine(event.sample);
+    else if (event.type === "sample_done") run.sampleDone(event);
+    return;
+  }
   if (event.type === "session") {
     prefs.sessionId = event.session_id;
     run.sessionId = event.session_id;
+    if (event.sample === 0) run.sampleLine(0);
     showSession();
+  } else if (event.type === "sample_done") {
+    run.sampleDone(event);
   } else if (event.type === "delta") {
     run.delta(event);
   } else if (event.type === "step") {
     run.finishStep(event.step);
   } else if (event.type === "done") {
+    if (event.agreement) {
+      run.agreement(event);
+      prefs.sessionId = event.session_id; // the winning run's session continues the conversation
+      showSession();
+    }
     run.done(event);
   }
 }

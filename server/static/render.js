@@ -88,6 +88,20 @@ export class Conversation {
   }
 }
 
+/** One sample run's end, for its line: ``Sample 2: 60 (solution, 3 turns)``. */
+export function sampleText(event) {
+  const turns = `${event.turns} turn${event.turns === 1 ? "" : "s"}`;
+  const answer = event.answer ?? "no answer";
+  return `Sample ${event.sample}${event.sample === 0 ? " (shown above)" : ""}: ${answer} (${event.finish_reason}, ${turns})`;
+}
+
+/** The vote in words: ``3 samples: 2 of 3 agree on 60`` (as the terminal says it). */
+export function agreementText(agreement) {
+  if (agreement.answer === null) return `${agreement.of} samples: none answered`;
+  const which = agreement.sample === 0 ? "sample 0's answer" : `the answer of sample ${agreement.sample}`;
+  return `${agreement.of} samples: ${agreement.votes} of ${agreement.of} agree on ${agreement.answer} (${which})`;
+}
+
 /** Why the server made a turn answer-only (the loop policy's forced answers). */
 const FORCED = {
   repeat: "answer was forced: the agent repeated code whose output it had already seen",
@@ -115,7 +129,7 @@ export class RunView {
     if (!view) {
       view = new StepView(index, this);
       this.steps.set(index, view);
-      this.el.insertBefore(view.el, this.status);
+      this.el.insertBefore(view.el, this.samples ?? this.status); // run 0's steps above the samples
     }
     return view;
   }
@@ -160,6 +174,45 @@ export class RunView {
     let text = endings[event.finish_reason] ?? `Finished (${event.finish_reason}).`;
     if (event.forced_answer) text += ` The ${FORCED[event.forced_answer] ?? "answer was forced"}.`;
     this.setStatus(event.error ? `${text} ${event.error}` : text, event.error ? "error" : "done");
+  }
+
+  // -- samples: run 0 streams above as a plain run; the others are one line each ----------
+  samplesBox() {
+    if (!this.samples) {
+      this.samples = el("ul", "samples");
+      this.el.insertBefore(this.samples, this.status);
+    }
+    return this.samples;
+  }
+
+  sampleLine(index) {
+    const box = this.samplesBox();
+    let line = box.querySelector(`[data-sample="${index}"]`);
+    if (!line) {
+      line = el("li", "sample running", index === 0 ? "Sample 0 (shown above): working…" : `Sample ${index}: working…`);
+      line.dataset.sample = String(index);
+      box.append(line);
+    }
+    return line;
+  }
+
+  sampleDone(event) {
+    const line = this.sampleLine(event.sample);
+    line.className = event.answer === null ? "sample no-answer" : "sample";
+    line.textContent = sampleText(event);
+  }
+
+  /** The vote: how many runs agree, and the winning answer when it is not run 0's (drawn above). */
+  agreement(event) {
+    const box = this.samplesBox();
+    for (const line of box.querySelectorAll(".sample")) {
+      line.classList.toggle("winner", line.dataset.sample === String(event.agreement.sample));
+    }
+    const summary = el("p", "agreement", agreementText(event.agreement));
+    this.el.insertBefore(summary, this.status);
+    if (event.agreement.sample !== 0 && event.agreement.answer !== null) {
+      this.el.insertBefore(el("div", "answer", event.agreement.answer), this.status);
+    }
   }
 
   stopped() {

@@ -110,7 +110,7 @@ async def agent_completion(
         _check_background(body, background, owner)
     samples = body.sample_count(settings)
     if samples > 1:
-        return await _sampled_completion(runtime, body, settings, request, samples)
+        return await _sampled_completion(runtime, body, settings, request, samples, background)
     run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
     if body.background:
@@ -222,11 +222,23 @@ async def _stream(
 
 
 async def _sampled_completion(
-    runtime: AgentRuntime, body: AgentRequest, settings: Settings, request: Request, samples: int
+    runtime: AgentRuntime,
+    body: AgentRequest,
+    settings: Settings,
+    request: Request,
+    samples: int,
+    background: BackgroundRuns,
 ) -> Response:
-    """``samples`` runs of the request at once, answered by the one most of them agree on."""
+    """``samples`` runs of the request at once, answered by the one most of them agree on.
+    A background one is known by sample 0's session, the first its stream names."""
     runs = await prepare_samples(runtime, body.run_request(settings), samples)
     completion_id = new_completion_id()
+    if body.background:
+        include_usage = wants_usage(body.stream_options)
+        chunks = numbered(openai_stream(_stream_samples(runtime, runs, completion_id, body.model, include_usage)))
+        detached = await background.start(chunks, lambda *_: None, AgentFormat(), key_of(request))
+        events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
+        return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
     if body.stream:
         include_usage = wants_usage(body.stream_options)
         return sse_response(openai_stream(_stream_samples(runtime, runs, completion_id, body.model, include_usage)))

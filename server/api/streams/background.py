@@ -76,7 +76,8 @@ class KeptEvent:
 
 class AgentFormat:
     """``/v1/agent``'s chat-completion chunks, numbered by ``numbered`` (their ``id:``); the
-    ``agent`` field's ``session`` and ``done`` events say what a poll answers."""
+    ``agent`` field's ``session`` and ``done`` events say what a poll answers. With samples,
+    the run is known by sample 0's session (the first); the ``done`` event names the winner's."""
 
     def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int:
         if event_id is None:
@@ -85,7 +86,7 @@ class AgentFormat:
 
     def snapshot(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         agent = payload.get("agent") or {}
-        if agent.get("type") == "session":
+        if agent.get("type") == "session" and not agent.get("sample"):
             return {"id": agent["session_id"], "object": "agent.run", "status": "in_progress", "error": None}
         if agent.get("type") == "done":
             fields = {k: v for k, v in agent.items() if k != "type"}

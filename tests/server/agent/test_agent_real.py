@@ -148,3 +148,52 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> 
             following = steps[position + 1]
             assert following["resampled"] or following["forced"] == "last_turn"
     assert left_out >= 1, "no run repeated a failure: the tasks no longer exercise the policy"
+
+
+def sampled_args(samples: int) -> dict:
+    """RUNS[0] as ``samples`` runs, with a smaller turn budget (each run costs a plain run)."""
+    args = request_args(RUNS[0])
+    return {**args, "max_tokens": 96, "extra_body": {**args["extra_body"], "samples": samples}}
+
+
+def test_samples_non_stream_through_the_sdk(client, server) -> None:
+    """Two real runs side by side: each its own session, well-formed, the usage summed."""
+    args = sampled_args(2)
+    reply = client.chat.completions.create(**args)
+    agent = reply.model_extra["agent"]
+    samples = agent["samples"]
+    assert [s["index"] for s in samples] == [0, 1]
+    assert samples[0]["session_id"] != samples[1]["session_id"]
+    for sample in samples:
+        assert sample["finish_reason"] in {"solution", "no_action", "max_turns", "length"}
+        assert_well_formed(sample["steps"])
+    agreement = agent["agreement"]
+    assert agreement["of"] == 2 and agreement["voters"] == sum(s["answer"] is not None for s in samples)
+    winner = samples[agreement["sample"]]
+    assert agent["session_id"] == winner["session_id"] and agent["steps"] == winner["steps"]
+    assert reply.usage.completion_tokens == sum(s["usage"]["completion_tokens"] for s in samples)
+    loser = samples[1 - agreement["sample"]]["session_id"]
+    assert httpx.get(f"{server.url}/v1/agent/sessions/{loser}").status_code == 404
+
+
+def test_samples_stream_through_the_sdk(client) -> None:
+    args = sampled_args(2)
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    events = [c.model_extra["agent"] for c in chunks]
+    assert [e["sample"] for e in events if e["type"] == "session"] == [0, 1]
+    assert {e["sample"] for e in events if e["type"] == "sample_done"} == {0, 1}
+    for sample in (0, 1):
+        steps = [e["step"] for e in events if e["type"] == "step" and e["sample"] == sample]
+        assert_well_formed(steps)
+    done = events[-1]
+    assert done["type"] == "done" and done["agreement"]["of"] == 2 and len(done["samples"]) == 2
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "2 samples: " in content
+
+
+@pytest.mark.parametrize("value", [0, 9])
+def test_a_bad_samples_value_is_a_422_through_the_sdk(client, value: int) -> None:
+    args = sampled_args(value)
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(**args)
+    assert caught.value.body["param"] == "samples"

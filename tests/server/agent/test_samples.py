@@ -183,7 +183,6 @@ def test_a_bad_samples_value_is_refused_naming_it(server: LiveServer, value: obj
     "extra",
     [
         {"session_id": "sess_x"},
-        {"background": True},
         {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]},
     ],
 )
@@ -192,6 +191,24 @@ def test_samples_where_a_request_is_one_run_are_refused(server: LiveServer, extr
     response = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "samples"
+
+
+def test_a_background_run_samples_and_is_followed_by_sample_0s_session() -> None:
+    engine = ScriptedEngine(sampler=by_seed(answers("5", "6", "6")))
+    with serving(engine) as server:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "?"}], "samples": 3, "background": True}
+        started = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
+        assert started.status_code == 202, started.text
+        first = started.json()["id"]
+        with httpx.stream("GET", f"{server.url}{started.json()['events_url']}", timeout=60) as response:
+            lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+        events = [json.loads(line)["agent"] for line in lines[:-1]]
+        sessions = [e["session_id"] for e in events if e["type"] == "session"]
+        assert sessions[0] == first and len(sessions) == 3
+        done = events[-1]
+        assert done["type"] == "done" and done["agreement"]["answer"] == "6"
+        assert done["session_id"] == sessions[1] != first  # the winner continues; sample 0 lost
+        assert session_status(server, first) == 404 and session_status(server, sessions[1]) == 200
 
 
 def test_the_server_setting_samples_new_sessions_only() -> None:

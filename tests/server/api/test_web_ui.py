@@ -315,3 +315,42 @@ def test_a_reload_mid_run_follows_the_run_again(page: Page, server: LiveServer, 
     expect(page.locator(".step pre.code")).to_have_count(1)
     expect(page.locator("#send")).to_be_enabled()
     assert not problems, problems
+
+
+def test_samples_and_their_agreement_are_shown_on_the_page(page: Page) -> None:
+    """Three runs of the first task: run 0 streams as a plain run, every run's answer has its
+    line, the agreement says who won, and the winner's session continues the conversation."""
+    from playwright.sync_api import expect
+
+    turns = {None: ["<execute>print(6 * 7)</execute>", "<solution>41</solution>"], 1: ["<solution>42</solution>"]}
+    turns[2] = ["<solution>42.0</solution>"]
+    engine = ScriptedEngine(
+        sampler=lambda r: turns[r.seed][r.prompt.count("<|im_start|>assistant\n") - 1], token_delay_s=0.005
+    )
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=4, api_key=[API_KEY])
+    problems, _ = watch(page)
+    with LiveServer(create_app(settings, engine)) as server:
+        page.goto(server.url)
+        page.evaluate(f"localStorage.setItem('codeact.apiKey', '{API_KEY}')")
+        page.evaluate("localStorage.setItem('codeact.setting.samples', '3')")
+        page.evaluate("localStorage.setItem('codeact.setting.temperature', '0')")
+        page.reload()
+        send(page, "What is 6 * 7?")
+        run = page.locator(".run").nth(0)
+        expect(run.locator(".agreement")).to_have_text("3 samples: 2 of 3 agree on 42 (the answer of sample 1)")
+        lines = run.locator(".samples .sample")
+        expect(lines).to_have_text(
+            [
+                "Sample 0 (shown above): 41 (solution, 2 turns)",
+                "Sample 1: 42 (solution, 1 turn)",
+                "Sample 2: 42.0 (solution, 1 turn)",
+            ]
+        )
+        expect(run.locator(".samples .winner")).to_have_text("Sample 1: 42 (solution, 1 turn)")
+        expect(run.locator(".step .code")).to_contain_text("print(6 * 7)")  # run 0's steps, drawn live
+        expect(run.locator(".answer").last).to_have_text("42")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web_ui_samples.png"), full_page=True)
+        winner = page.evaluate("localStorage.getItem('codeact.sessionId')")
+        assert httpx.get(f"{server.url}/v1/agent/sessions/{winner}", headers=AUTH).json()["turns"] == 1
+    assert not problems, problems

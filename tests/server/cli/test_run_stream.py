@@ -36,3 +36,19 @@ def test_an_error_event_in_the_stream_is_raised() -> None:
     engine = ScriptedEngine([])  # no turn to play: the engine fails once the stream has begun
     with scripted_server(engine) as live, pytest.raises(RuntimeError, match="no turn left"):
         stream_task(live.url, body("anything"), None, TerminalView(io.StringIO()))
+
+
+def test_run_with_samples_streams_run_0_and_shows_every_answer_and_the_agreement() -> None:
+    turns = {None: ["<execute>print(6 * 7)</execute>", "<solution>42</solution>"], 1: ["<solution>42.0</solution>"]}
+    engine = ScriptedEngine(sampler=lambda r: turns[r.seed][r.prompt.count("<|im_start|>assistant\n") - 1])
+    out = io.StringIO()
+    with scripted_server(engine) as live:
+        done = stream_task(
+            live.url, {**body("What is 6 * 7?"), "samples": 2, "temperature": 0}, None, TerminalView(out)
+        )
+    shown = out.getvalue()
+    assert done["agreement"]["votes"] == 2
+    assert shown.count("--- code ---") == 1 and "--- output ---\nObservation:\n42" in shown  # run 0 only
+    assert "[sample 0: 42 (solution after 2 turn(s))]" in shown
+    assert "[sample 1: 42.0 (solution after 1 turn(s))]" in shown
+    assert "[2 samples: 2 of 2 agree on 42; the answer of sample 0]" in shown
