@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from models.engine.api import GenerationRequest
+from models.engine.api import EngineError, GenerationRequest
 from models.engine.scripted import ScriptedEngine
 from server.api.app import create_app
 from server.settings import Settings
@@ -218,3 +218,19 @@ def test_the_server_setting_samples_new_sessions_only() -> None:
         assert first["agent"]["agreement"]["of"] == 2
         follow_up = agent(server, "And again?", session_id=first["agent"]["session_id"])
         assert "samples" not in follow_up["agent"] and follow_up["agent"]["finish_reason"] == "solution"
+
+
+def test_a_failing_run_fails_the_request_and_leaves_only_sample_0s_session() -> None:
+    """One run's engine failure stops the others; as after a failed plain run, one session stays."""
+
+    def play(request: GenerationRequest) -> str:
+        if request.seed == 2:
+            raise EngineError("the model broke")
+        return "<execute>import time\ntime.sleep(0.5)</execute>" if request.seed else "<solution>1</solution>"
+
+    engine = ScriptedEngine(sampler=play)
+    with serving(engine) as server:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "?"}], "samples": 3}
+        response = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
+        assert response.status_code >= 500 and "the model broke" in response.text
+        assert httpx.get(server.url + "/health").json()["sessions"] == 1
