@@ -104,12 +104,12 @@ class LoopPolicy(BaseModel):
     )
 
     thought_share: float = Field(
-        0.25,
+        0.5,
         gt=0,
         le=0.5,
-        description="the share of a turn's `max_tokens` that its thinking may use; then the "
-        "action phase begins (`<execute>` or `<solution>`, the model's choice), so a model that "
-        "rambles reaches its action quickly",
+        description="the share of a turn's `max_tokens` that its thinking may use (at most 384 "
+        "tokens); then the action phase begins (`<execute>` or `<solution>`, the model's choice), "
+        "so a model that rambles reaches its action",
     )
     answer_tokens: int = Field(
         256,

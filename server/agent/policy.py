@@ -53,10 +53,12 @@ options are declared once, with their defaults and descriptions, in ``server.age
   stop thinking at all and write one-line guesses (``print(30)`` for the 30th Fibonacci
   number): 2 of the suite's first 10 tasks against 7.
 * ``thought_share`` and ``answer_tokens`` (issue 27): the token budgets inside a turn.
-  Thinking may use its share of ``max_tokens``, then the model must choose its action; a
-  ``<solution>`` may use ``answer_tokens``. A small model that rambles otherwise spends the
-  whole turn on it: the README's example on the embedded model wrote a 768-token "answer"
-  of one sentence repeated with a changing number.
+  Thinking may use its share of ``max_tokens`` (at most 384 tokens), then the model must
+  choose its action; a ``<solution>`` may use ``answer_tokens``. Without the answer budget a
+  small model that rambles spends the whole turn on it: the README's example on the
+  embedded model wrote a 768-token "answer" of one sentence repeated with a changing number.
+  A smaller thinking share is no cure: at a quarter (96 of the suite's 384 tokens) the dev
+  model solved 3 of the suite's first 8 tasks against 6 at half, cut off while it planned.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 

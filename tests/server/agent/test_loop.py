@@ -284,7 +284,8 @@ def test_thinking_gets_its_share_of_the_turn_and_an_answer_only_turn_its_own_bud
 
 def test_a_solution_the_model_chose_gets_the_answer_budget_too(engine: ScriptedEngine) -> None:
     engine.enqueue("It is 42. <solution>42 " + " ".join(["again"] * 100) + "</solution>")
-    events, _ = drive(engine, ScriptedExecutor([]), max_tokens=400, policy=LoopPolicy(answer_tokens=30))
+    policy = LoopPolicy(thought_share=0.25, answer_tokens=30)
+    events, _ = drive(engine, ScriptedExecutor([]), max_tokens=400, policy=policy)
     thought, body = engine.requests
     assert (thought.max_tokens, body.max_tokens) == (100, 30)
     assert steps(events)[0].generation_finish == "length" and done(events).message.startswith("42 again")
