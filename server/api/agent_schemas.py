@@ -139,9 +139,6 @@ class AgentRequest(_ChatBodyWithLoopOptions):
                 raise refuse(name, "is not supported by /v1/agent")
         if self.logprobs:
             raise refuse("logprobs", "is not supported by /v1/agent")
-        single = self._single_run()
-        if single and (getattr(self, "samples", None) or 1) > 1:
-            raise refuse("samples", f"must be 1 {single}")
         for removed in REMOVED_OPTIONS:  # a client that still asks for one must hear it is gone
             if removed in (self.model_extra or {}):
                 raise refuse(removed, "was removed: it measured no gain (benchmarks/RESULTS.md keeps its figures)")
@@ -163,11 +160,18 @@ class AgentRequest(_ChatBodyWithLoopOptions):
 
     def sample_count(self, settings: Settings) -> int:
         """How many runs answer this request: its ``samples``, else the server's
-        ``--agent-samples`` where the request can sample (see ``_single_run``), else 1."""
+        ``--agent-samples`` where the request can sample (see ``_single_run``), else 1.
+
+        Asking for more than one where the request is one run is a 400 naming ``samples``
+        (the route asks once the session it names is known to exist: an unknown one is a 404).
+        """
         asked: int | None = getattr(self, "samples", None)
+        single = self._single_run()
+        if asked is not None and asked > 1 and single:
+            raise refuse("samples", f"must be 1 {single}")
         if asked is not None:
             return asked
-        return 1 if self._single_run() else settings.loop_policy().samples
+        return 1 if single else settings.loop_policy().samples
 
     def source_tools(self) -> list[ToolSpec]:
         """The Python tools (defined in the sandbox by their source)."""

@@ -108,6 +108,8 @@ async def agent_completion(
     owner = key_of(request)
     if body.background:
         _check_background(body, background, owner)
+    if body.session_id is not None:
+        runtime.sessions.get(body.session_id)  # an unknown session is a 404 before anything is refused
     samples = body.sample_count(settings)
     if samples > 1:
         return await _sampled_completion(runtime, body, settings, request, samples, background)

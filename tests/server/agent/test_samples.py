@@ -179,18 +179,22 @@ def test_a_bad_samples_value_is_refused_naming_it(server: LiveServer, value: obj
     assert response.json()["error"]["param"] == "samples"
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"session_id": "sess_x"},
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]},
-    ],
-)
-def test_samples_where_a_request_is_one_run_are_refused(server: LiveServer, extra: dict) -> None:
+@pytest.mark.parametrize("continues", [True, False])
+def test_samples_where_a_request_is_one_run_are_refused(
+    server: LiveServer, engine: ScriptedEngine, continues: bool
+) -> None:
+    """A follow-up on a session, or a run with the client's function tools, is one run."""
+    if continues:
+        engine.enqueue("<solution>1</solution>")
+        extra: dict = {"session_id": agent(server)["agent"]["session_id"]}
+    else:
+        extra = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "samples": 2, **extra}
     response = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "samples"
+    unknown = {**body, "session_id": "sess_unknown"}  # an unknown session: 404 before anything else
+    assert httpx.post(server.url + "/v1/agent", json=unknown, timeout=30).status_code == 404
 
 
 def test_a_background_run_samples_and_is_followed_by_sample_0s_session() -> None:
