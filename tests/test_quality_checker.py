@@ -63,11 +63,13 @@ def test_file_tasks_check_the_contents() -> None:
 
 def test_every_policy_arm_sets_real_loop_options() -> None:
     """An arm of ``benchmarks.agent_quality`` is a set of request fields: each must be a loop
-    option, so that a removed option cannot leave an arm measuring nothing."""
-    from benchmarks.agent_quality import ARMS
+    option, so that a removed option cannot leave an arm measuring nothing (besides, an arm may
+    send a client system message: ``SYSTEM_MESSAGE``)."""
+    from benchmarks.agent_quality import ARMS, SYSTEM_MESSAGE
     from server.agent.options import LoopPolicy
 
     for arm, extras in ARMS.items():
         if extras is not None:
-            assert set(extras) <= set(LoopPolicy.model_fields), arm
-            LoopPolicy(**extras)  # valid values
+            options = {k: v for k, v in extras.items() if k != SYSTEM_MESSAGE}
+            assert set(options) <= set(LoopPolicy.model_fields), arm
+            LoopPolicy(**options)  # valid values
