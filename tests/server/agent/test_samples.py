@@ -1,8 +1,9 @@
 """``samples: k`` with the scripted model over real HTTP and the real sandbox: k runs, one answer.
 
 The scripted model plays a turn chosen by the request's seed (sample 0 keeps the request's:
-None at temperature 0; sample i is seeded ``i``), so each sample's run is fixed whatever
-order the runs interleave in.
+None at temperature 0; sample i is seeded ``i``: the seed base a request without a seed draws
+from its task is pinned to 0 here, ``test_vote_table`` checks it), so each sample's run is
+fixed whatever order the runs interleave in.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import pytest
 
 from models.engine.api import EngineError, GenerationRequest
 from models.engine.scripted import ScriptedEngine
+from server.agent.consensus import runner
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
 from tests.scripted_agent import MODEL, agent
+
+
+@pytest.fixture(autouse=True)
+def seed_base_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "task_seed", lambda messages: 0)
+
 
 RUN_KEYS = {"session_id", "finish_reason", "turns", "final_message", "forced_answer", "usage", "error"}
 

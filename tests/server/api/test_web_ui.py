@@ -317,10 +317,14 @@ def test_a_reload_mid_run_follows_the_run_again(page: Page, server: LiveServer, 
     assert not problems, problems
 
 
-def test_samples_and_their_agreement_are_shown_on_the_page(page: Page) -> None:
+def test_samples_and_their_agreement_are_shown_on_the_page(page: Page, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three runs of the first task: run 0 streams as a plain run, every run's answer has its
     line, the agreement says who won, and the winner's session continues the conversation."""
     from playwright.sync_api import expect
+
+    from server.agent.consensus import runner
+
+    monkeypatch.setattr(runner, "task_seed", lambda messages: 0)  # sample i is seeded i
 
     turns = {None: ["<execute>print(6 * 7)</execute>", "<solution>41</solution>"], 1: ["<solution>42</solution>"]}
     turns[2] = ["<solution>42.0</solution>"]

@@ -38,7 +38,12 @@ def test_an_error_event_in_the_stream_is_raised() -> None:
         stream_task(live.url, body("anything"), None, TerminalView(io.StringIO()))
 
 
-def test_run_with_samples_streams_run_0_and_shows_every_answer_and_the_agreement() -> None:
+def test_run_with_samples_streams_run_0_and_shows_every_answer_and_the_agreement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.agent.consensus import runner
+
+    monkeypatch.setattr(runner, "task_seed", lambda messages: 0)  # sample i is seeded i
     turns = {None: ["<execute>print(6 * 7)</execute>", "<solution>42</solution>"], 1: ["<solution>42.0</solution>"]}
     engine = ScriptedEngine(sampler=lambda r: turns[r.seed][r.prompt.count("<|im_start|>assistant\n") - 1])
     out = io.StringIO()
