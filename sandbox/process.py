@@ -29,6 +29,7 @@ from sandbox.confine.isolation import Plan
 from sandbox.errors import SandboxStartError
 
 STARTUP_TIMEOUT = 30.0
+KILL_WAIT_S = 5.0  # how long kill() waits for the killed processes to be gone
 
 
 class _Spawner:
@@ -243,6 +244,7 @@ class WorkerProcess:
                 proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=5)
+        _wait_dead(procs, KILL_WAIT_S)
         if self._lifeline is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lifeline)
@@ -258,3 +260,18 @@ class WorkerProcess:
             with contextlib.suppress(OSError):
                 protocol.write_frame(self._in, {"op": "exit"})
         self.kill()
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every killed process is gone or a zombie: SIGKILL takes effect when the process
+    next runs, which on a loaded machine can be after ``kill`` returned (a busy grandchild was
+    seen still running), and a caller told the tree is dead may count on it."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        while time.monotonic() < deadline:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:  # gone (or no longer ours to see)
+                break
+            time.sleep(0.01)
