@@ -17,9 +17,9 @@ shared machine hits every arm alike:
   (``on_failed_repeat: note``), ``no-final`` (``final_answer: false``), ``chat-style``
   (``prompt_style: chat``), ``no-fence`` (``fenced_code: off``), ``no-code-answer``
   (``code_answer: off``), ``model-forced`` (``forced_answer: model``), ``whole-plan``
-  (``code_plan: whole``: a sentence of plan, then complete code), ``plan-first``
-  (``code_plan: plan``: think the whole computation through, then code all of it), ``steps-compute`` (the
-  default prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
+  (``code_plan: whole``: a sentence of plan, then complete code), ``steps-plan``
+  (``code_plan: steps``: a little code at a time, the prompt before issue 27), ``steps-compute`` (the
+  ``steps`` prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
   system message), ``all-off``
   (all of these off), so each mechanism's effect is
   measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
@@ -77,7 +77,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "no-code-answer": {"code_answer": "off"},
     "model-forced": {"forced_answer": "model"},
     "whole-plan": {"code_plan": "whole"},
-    "plan-first": {"code_plan": "plan"},
+    "steps-plan": {"code_plan": "steps"},
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},
@@ -88,6 +88,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "fenced_code": "off",
         "code_answer": "off",
         "forced_answer": "model",
+        "code_plan": "steps",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

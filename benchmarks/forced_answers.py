@@ -31,8 +31,10 @@ def one_value_output(steps: Sequence[dict[str, Any]]) -> str | None:
 
 def forced_misread(forced: str | None, answer: str | None, steps: Sequence[dict[str, Any]]) -> bool | None:
     """True: a forced answer that disagrees with the one value above it; False: it agrees;
-    None: not a forced answer, or the output above it was not one short value."""
-    if forced is None or answer is None or not steps:
+    None: not a forced answer, an answer its own code printed (``code_answer: run`` ran the
+    code the answer-only turn wrote: nothing was read), or the output above it was not one
+    short value."""
+    if forced is None or answer is None or not steps or steps[-1].get("observation"):
         return None
     value = one_value_output(steps)
     return None if value is None else not states_value(answer, value)

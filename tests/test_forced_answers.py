@@ -35,3 +35,10 @@ def test_only_forced_answers_after_one_short_clean_value_are_judged() -> None:
     assert forced_misread("repeat", "x", [step("", error="NameError"), ANSWER]) is None
     assert one_value_output([step("7\n"), step(None), ANSWER]) == "7"  # the last execution, skipping none
     assert forced_misread("repeat", None, [step("7\n"), ANSWER]) is None
+
+
+def test_an_answer_its_own_code_printed_is_not_a_reading() -> None:
+    """The answer-only turn wrote code; it ran and printed the answer (the quality suite's
+    ``fahrenheit``: ``-32.66...`` printed by the answer's code, under ``-26.79...``)."""
+    ran = step("-32.66499009297363\n")
+    assert forced_misread("last_turn", "-32.66499009297363", [step("-26.79698216735254\n"), ran]) is None

@@ -85,12 +85,12 @@ class LoopPolicy(BaseModel):
     )
 
     code_plan: CodePlan = Field(
-        "steps",
-        description="how the system prompt asks the model to work: `steps` thinks step by step, "
-        "briefly, and writes a little code at a time; `plan` thinks the whole computation through, "
-        "then writes code that carries out all of it; `whole` says in a sentence what the code "
-        "will compute, then writes complete code that computes the answer from the task's data "
-        "(no values worked out by hand; it measured worse: the model stopped thinking)",
+        "plan",
+        description="how the system prompt asks the model to work: `plan` thinks the whole "
+        "computation through, then writes code that carries out all of it; `steps` writes a "
+        "little code at a time (the prompt before issue 27); `whole` says in a sentence what the "
+        "code will compute, then writes complete code (it measured worst: the model stopped "
+        "thinking)",
     )
 
     samples: int = Field(
