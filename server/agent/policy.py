@@ -52,7 +52,7 @@ options are declared once, with their defaults and descriptions, in ``server.age
   19/47 on the quality suite against 16/47 for ``"steps"`` (the old "write a little code at a
   time", which made the model count one vowel per turn), in fewer tokens per solved task.
   ``"whole"`` (a sentence of plan, then complete code) made the dev model stop thinking at
-  all and write one-line guesses (``print(30)`` for the 30th Fibonacci number): 2 of the
+  all and write one-line guesses (``print(30)`` for the 30th Fibonacci number): 3 of the
   suite's first 10 tasks against 7.
 * ``thought_share`` and ``answer_tokens`` (issue 27): the token budgets inside a turn.
   Thinking may use its share of ``max_tokens`` (at most 384 tokens), then the model must
