@@ -37,7 +37,7 @@ import contextlib
 import mimetypes
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -115,15 +115,11 @@ async def agent_completion(
         return await _sampled_completion(runtime, body, settings, request, samples, background)
     run = await prepare_run(runtime, body.run_request(settings))
     completion_id = new_completion_id()
-    if body.background:
-        include_usage = wants_usage(body.stream_options)
-        chunks = numbered(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
-        detached = await background.start(chunks, lambda *_: None, AgentFormat(), owner)
-        events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
-        return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
-    if body.stream:
-        include_usage = wants_usage(body.stream_options)
-        return sse_response(openai_stream(_stream(runtime, run, completion_id, body.model, include_usage)))
+    answer = await _stream_or_detach(
+        body, background, owner, lambda usage: _stream(runtime, run, completion_id, body.model, usage)
+    )
+    if answer is not None:
+        return answer
     try:
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:
@@ -223,6 +219,25 @@ async def _stream(
             yield b"".join(piece for event in merge_deltas(batch) for piece in render(event))
 
 
+async def _stream_or_detach(
+    body: AgentRequest,
+    background: BackgroundRuns,
+    owner: str,
+    chunks_of: Callable[[bool], AsyncGenerator[bytes, None]],
+) -> Response | None:
+    """The answer of a background request (202: its chunks run on, numbered for resuming) or
+    of a streamed one (SSE), made from the run's chunks (``chunks_of(include_usage)``); None
+    for a plain request, which the caller collects. One run or ``samples`` alike."""
+    if not (body.background or body.stream):
+        return None
+    chunks = openai_stream(chunks_of(wants_usage(body.stream_options)))
+    if not body.background:
+        return sse_response(chunks)
+    detached = await background.start(numbered(chunks), lambda *_: None, AgentFormat(), owner)
+    events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
+    return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
+
+
 async def _sampled_completion(
     runtime: AgentRuntime,
     body: AgentRequest,
@@ -235,15 +250,12 @@ async def _sampled_completion(
     A background one is known by sample 0's session, the first its stream names."""
     runs = await prepare_samples(runtime, body.run_request(settings), samples)
     completion_id = new_completion_id()
-    if body.background:
-        include_usage = wants_usage(body.stream_options)
-        chunks = numbered(openai_stream(_stream_samples(runtime, runs, completion_id, body.model, include_usage)))
-        detached = await background.start(chunks, lambda *_: None, AgentFormat(), key_of(request))
-        events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
-        return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
-    if body.stream:
-        include_usage = wants_usage(body.stream_options)
-        return sse_response(openai_stream(_stream_samples(runtime, runs, completion_id, body.model, include_usage)))
+    owner = key_of(request)
+    answer = await _stream_or_detach(
+        body, background, owner, lambda usage: _stream_samples(runtime, runs, completion_id, body.model, usage)
+    )
+    if answer is not None:
+        return answer
     try:
         result = await unless_disconnected(request, collect_samples(runtime, runs))
     except ClientDisconnected:
