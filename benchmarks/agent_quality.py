@@ -81,6 +81,15 @@ ARMS: dict[str, dict[str, Any] | None] = {
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},
+    "no-literal-note": {"literal_code": "off"},
+    # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
+    # no literal-code note, a <solution> bounded only by the turn's max_tokens (384 here)
+    "issue26-defaults": {
+        "forced_answer": "model",
+        "code_plan": "steps",
+        "literal_code": "off",
+        "answer_tokens": 384,
+    },
     "all-off": {
         "on_repeat": "off",
         "final_answer": False,
@@ -89,6 +98,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "code_answer": "off",
         "forced_answer": "model",
         "code_plan": "steps",
+        "literal_code": "off",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -50,6 +50,7 @@ from server.agent.policy import (
     RepeatTracker,
     Rewrite,
     TurnPlan,
+    notes_literal_code,
     one_value,
     plan_turn,
     react,
@@ -301,6 +302,7 @@ class _Actor:
             style=policy.prompt_style,
             final_answer=policy.forces_final_answer(self.options.max_turns),
             repeated=reaction.kind == "note",
+            literal=notes_literal_code(policy, code, result),
         )
         return Observation.of(result, text, cut=cut, repeated=repeated), reaction
 

@@ -29,6 +29,7 @@ CodeAnswerPolicy = Literal["run", "off"]
 ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
 CodePlan = Literal["steps", "plan", "whole"]
+LiteralCodePolicy = Literal["note", "off"]
 
 SETTING_PREFIX = "agent_"
 
@@ -84,6 +85,12 @@ class LoopPolicy(BaseModel):
         "(`Execution Output:`)",
     )
 
+    literal_code: LiteralCodePolicy = Field(
+        "note",
+        description="code that computes nothing, only prints text or values written in it "
+        '(`print("Counting zeros...")`, `print(30)`): `note` says so in its observation and asks '
+        "for code that computes the answer; `off` shows the output alone",
+    )
     code_plan: CodePlan = Field(
         "plan",
         description="how the system prompt asks the model to work: `plan` thinks the whole "

@@ -61,6 +61,13 @@ options are declared once, with their defaults and descriptions, in ``server.age
   embedded model wrote a 768-token "answer" of one sentence repeated with a changing number.
   A smaller thinking share is no cure: at a quarter (96 of the suite's 384 tokens) the dev
   model solved 3 of the suite's first 8 tasks against 6 at half, cut off while it planned.
+* ``literal_code`` (issue 27): the dev model's most common wrong start is code that computes
+  nothing: ``print("Counting trailing zeros in 125!...")``, ``print(30)`` for the 30th
+  Fibonacci number, ``print("2023-05-17")`` for the date 1000 days later (9 of the 28 tasks
+  that ``plan`` failed on the quality suite). Its output then reads like a result, and the
+  model answers it or prints it again. ``"note"`` says in that observation that the code
+  computed nothing and asks for code that computes the answer; ``"off"`` shows the output
+  alone. A repeat of such code is still ``on_failed_repeat``'s.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 
@@ -309,6 +316,13 @@ def shows_nothing(code: str, result: ExecResult) -> bool:
     """Output that answers nothing: a failure, or only the code's own literal text."""
     failed = result.error is not None or result.timed_out or result.killed_reason is not None
     return failed or prints_only_literals(code)
+
+
+def notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult) -> bool:
+    """Whether the observation says the code computed nothing (``literal_code: note``): it
+    ran cleanly and only printed its own text, which the model may otherwise take as a result."""
+    clean = result.error is None and not result.timed_out and result.killed_reason is None
+    return policy.literal_code == "note" and clean and prints_only_literals(code)
 
 
 def react_to_output(policy: LoopPolicy, repeated: bool, answers_nothing: bool, turns_left: int) -> Reaction:

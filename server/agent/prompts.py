@@ -26,6 +26,10 @@ TASK_PREFIX = "Task:"
 REPEAT_NOTE = (
     "You already ran this code and saw this same output. If it answers the task, give the answer now as your solution."
 )
+LITERAL_NOTE = (
+    "This code only printed what was written in it: it computed nothing. Write code that "
+    "computes the answer from the task and prints the result."
+)
 EMPTY_OUTPUT = "[Code executed successfully with no output]"
 NO_OUTPUT = "[No output]"  # when the run was stopped: not "successfully"
 HEAD_CHARS = 2000
@@ -124,14 +128,20 @@ def render_observation(
     style: PromptStyle = "chat",
     final_answer: bool = False,
     repeated: bool = False,
+    literal: bool = False,
 ) -> tuple[str, bool]:
-    """The user message that reports an execution; returns it and whether it was cut."""
+    """The user message that reports an execution; returns it and whether it was cut.
+
+    ``literal``: the code only printed its own text (``literal_code: note``).
+    """
     body, cut = observation_body(result)
     extras = []
     if result.notice:
         extras.append(result.notice)
     if result.files:
         extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
+    if literal:
+        extras.append(LITERAL_NOTE)
     if repeated:
         extras.append(REPEAT_NOTE)
     if turns_left is not None:

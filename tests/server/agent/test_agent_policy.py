@@ -18,7 +18,7 @@ from models.engine.scripted import ScriptedEngine
 from server.agent.actions import SOLUTION_CLOSE
 from server.agent.options import LoopPolicy
 from server.agent.policy import RepeatTracker, code_key, prints_only_literals
-from server.agent.prompts import REPEAT_NOTE
+from server.agent.prompts import LITERAL_NOTE, REPEAT_NOTE
 from server.agent.turns import body_grammar
 from server.cli.run import TerminalView
 from server.settings import Settings
@@ -168,6 +168,38 @@ def test_off_policy_runs_repeats_as_usual(server: LiveServer, engine: ScriptedEn
     assert [s["action"]["type"] for s in run["steps"]] == ["execute", "execute", "solution"]
     assert run["steps"][1]["observation"]["repeated"] is True  # still reported, not acted on
     assert REPEAT_NOTE not in run["steps"][1]["observation"]["message"]
+
+
+# -- code that computes nothing -------------------------------------------------------------
+def test_code_that_only_prints_its_own_text_is_told_so(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        '<execute>print("Counting the zeros...")</execute>',
+        "<execute>import math\nprint(math.factorial(10))</execute>",
+        "<solution>3628800</solution>",
+    )
+    run = agent(server)["agent"]
+    first, second, _ = run["steps"]
+    message = first["observation"]["message"]
+    assert message.startswith("Observation:\nCounting the zeros...\n" + LITERAL_NOTE + "\nYou have ")
+    assert LITERAL_NOTE not in second["observation"]["message"]
+    assert LITERAL_NOTE in engine.requests[-1].prompt  # the model read it
+    assert run["steps"][2]["action"]["answer"] == "3628800"
+
+
+def test_the_literal_note_is_off_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue('<execute>print("Counting the zeros...")</execute>', "<solution>24</solution>")
+    run = agent(server, literal_code="off")["agent"]
+    assert LITERAL_NOTE not in run["steps"][0]["observation"]["message"]
+    assert "Counting the zeros..." in run["steps"][0]["observation"]["message"]
+
+
+def test_a_bad_literal_code_value_is_refused_naming_the_field(server: LiveServer) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "literal_code": "loud"},
+    )
+    assert response.status_code in (400, 422)
+    assert "literal_code" in response.text
 
 
 # -- the last turn -------------------------------------------------------------------------

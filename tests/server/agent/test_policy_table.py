@@ -14,6 +14,7 @@ from server.agent.policy import (
     OBSERVE,
     Reaction,
     TurnPlan,
+    notes_literal_code,
     one_value,
     plan_turn,
     react,
@@ -148,3 +149,21 @@ def test_react(action: str, finish: str, output: Reaction | None, reaction: Reac
 )
 def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
     assert shows_nothing(code, result) is nothing
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "result", "noted"),
+    [
+        (DEFAULT, 'print("Counting zeros...")', ExecResult(stdout="Counting zeros...\n"), True),
+        (DEFAULT, "print(30)", ExecResult(stdout="30\n"), True),  # a value written in, not computed
+        (DEFAULT, "3021", ExecResult(stdout="3021\n"), True),  # a bare constant shows itself
+        (DEFAULT, 'print(f"total: {12 * 2.5}")', ExecResult(stdout="total: 30.0\n"), False),
+        (DEFAULT, "print(sum(range(10)))", ExecResult(stdout="45\n"), False),
+        (DEFAULT, 'x = "a"\nprint(x)', ExecResult(stdout="a\n"), False),  # an assignment is code
+        (DEFAULT, 'print("a")', ExecResult(error="OSError: stdout closed"), False),  # a failure says itself
+        (DEFAULT, 'print("a")', ExecResult(timed_out=True), False),
+        (LoopPolicy(literal_code="off"), "print(30)", ExecResult(stdout="30\n"), False),
+    ],
+)
+def test_notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult, noted: bool) -> None:
+    assert notes_literal_code(policy, code, result) is noted
