@@ -82,6 +82,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},
     "no-literal-note": {"literal_code": "off"},
+    "literal-resample": {"literal_code": "resample"},
     # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
     # no literal-code note, a <solution> bounded only by the turn's max_tokens (384 here)
     "issue26-defaults": {

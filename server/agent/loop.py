@@ -50,7 +50,7 @@ from server.agent.policy import (
     RepeatTracker,
     Rewrite,
     TurnPlan,
-    notes_literal_code,
+    computes_nothing,
     one_value,
     plan_turn,
     react,
@@ -295,14 +295,15 @@ class _Actor:
         policy = self.options.policy
         self.last_value = one_value(result)
         repeated = self.repeats.is_repeat(code, observation_body(result)[0])
-        reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left)
+        literal = computes_nothing(code, result)
+        reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left, literal)
         text, cut = render_observation(
             result,
             turns_left,
             style=policy.prompt_style,
             final_answer=policy.forces_final_answer(self.options.max_turns),
             repeated=reaction.kind == "note",
-            literal=notes_literal_code(policy, code, result),
+            literal=literal and policy.literal_code == "note",
         )
         return Observation.of(result, text, cut=cut, repeated=repeated), reaction
 

@@ -29,7 +29,7 @@ CodeAnswerPolicy = Literal["run", "off"]
 ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
 CodePlan = Literal["steps", "plan", "whole"]
-LiteralCodePolicy = Literal["note", "off"]
+LiteralCodePolicy = Literal["note", "resample", "off"]
 
 SETTING_PREFIX = "agent_"
 
@@ -86,10 +86,12 @@ class LoopPolicy(BaseModel):
     )
 
     literal_code: LiteralCodePolicy = Field(
-        "note",
+        "resample",
         description="code that computes nothing, only prints text or values written in it "
-        '(`print("Counting zeros...")`, `print(30)`): `note` says so in its observation and asks '
-        "for code that computes the answer; `off` shows the output alone",
+        '(`print("Counting zeros...")`, `print(30)`): `resample` leaves it out of what the model '
+        "reads and samples the next turn (as `on_failed_repeat: resample` does, a turn earlier; "
+        "the step says `left_out`); `note` shows its output with a note that it computed nothing "
+        "and asks for code that computes the answer; `off` shows the output alone",
     )
     code_plan: CodePlan = Field(
         "plan",

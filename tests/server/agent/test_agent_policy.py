@@ -177,7 +177,7 @@ def test_code_that_only_prints_its_own_text_is_told_so(server: LiveServer, engin
         "<execute>import math\nprint(math.factorial(10))</execute>",
         "<solution>3628800</solution>",
     )
-    run = agent(server)["agent"]
+    run = agent(server, literal_code="note")["agent"]
     first, second, _ = run["steps"]
     message = first["observation"]["message"]
     assert message.startswith("Observation:\nCounting the zeros...\n" + LITERAL_NOTE + "\nYou have ")
@@ -191,6 +191,19 @@ def test_the_literal_note_is_off_when_asked(server: LiveServer, engine: Scripted
     run = agent(server, literal_code="off")["agent"]
     assert LITERAL_NOTE not in run["steps"][0]["observation"]["message"]
     assert "Counting the zeros..." in run["steps"][0]["observation"]["message"]
+
+
+def test_literal_code_can_be_left_out_and_the_next_turn_sampled(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(
+        '<execute>print("Counting the zeros...")</execute>',
+        "<execute>print(len(str(2**10)))</execute>",
+        "<solution>4</solution>",
+    )
+    run = agent(server)["agent"]  # the default
+    first, second, _ = run["steps"]
+    assert first["left_out"] is True and LITERAL_NOTE not in first["observation"]["message"]
+    assert second["resampled"] is True
+    assert "Counting the zeros" not in engine.requests[-1].prompt  # the model never read it
 
 
 def test_a_bad_literal_code_value_is_refused_naming_the_field(server: LiveServer) -> None:

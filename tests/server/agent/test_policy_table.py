@@ -24,6 +24,7 @@ from server.agent.policy import (
 )
 
 DEFAULT = LoopPolicy()
+NOTE_LITERAL = LoopPolicy(literal_code="note")
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,23 @@ def test_react_to_output(
     assert react_to_output(policy, repeated, answers_nothing, turns_left) == reaction
 
 
+
+
+@pytest.mark.parametrize(
+    ("policy", "repeated", "turns_left", "reaction"),
+    [
+        (DEFAULT, False, 3, LEAVE_OUT),  # `resample`: at first sight, a turn early
+        (DEFAULT, True, 3, LEAVE_OUT),
+        (DEFAULT, False, 0, OBSERVE),  # no next turn to sample
+        (NOTE_LITERAL, False, 3, OBSERVE),  # observed, with the note
+        (NOTE_LITERAL, True, 3, LEAVE_OUT),  # its repeat answers nothing: on_failed_repeat's
+        (LoopPolicy(literal_code="off"), False, 3, OBSERVE),
+    ],
+)
+def test_react_to_literal_code(policy: LoopPolicy, repeated: bool, turns_left: int, reaction: Reaction) -> None:
+    assert react_to_output(policy, repeated, True, turns_left, literal=True) == reaction
+
+
 @pytest.mark.parametrize(
     ("action", "finish", "output", "reaction"),
     [
@@ -154,14 +172,15 @@ def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
 @pytest.mark.parametrize(
     ("policy", "code", "result", "noted"),
     [
-        (DEFAULT, 'print("Counting zeros...")', ExecResult(stdout="Counting zeros...\n"), True),
-        (DEFAULT, "print(30)", ExecResult(stdout="30\n"), True),  # a value written in, not computed
-        (DEFAULT, "3021", ExecResult(stdout="3021\n"), True),  # a bare constant shows itself
-        (DEFAULT, 'print(f"total: {12 * 2.5}")', ExecResult(stdout="total: 30.0\n"), False),
-        (DEFAULT, "print(sum(range(10)))", ExecResult(stdout="45\n"), False),
-        (DEFAULT, 'x = "a"\nprint(x)', ExecResult(stdout="a\n"), False),  # an assignment is code
-        (DEFAULT, 'print("a")', ExecResult(error="OSError: stdout closed"), False),  # a failure says itself
-        (DEFAULT, 'print("a")', ExecResult(timed_out=True), False),
+        (NOTE_LITERAL, 'print("Counting zeros...")', ExecResult(stdout="Counting zeros...\n"), True),
+        (NOTE_LITERAL, "print(30)", ExecResult(stdout="30\n"), True),  # a value written in, not computed
+        (NOTE_LITERAL, "3021", ExecResult(stdout="3021\n"), True),  # a bare constant shows itself
+        (NOTE_LITERAL, 'print(f"total: {12 * 2.5}")', ExecResult(stdout="total: 30.0\n"), False),
+        (NOTE_LITERAL, "print(sum(range(10)))", ExecResult(stdout="45\n"), False),
+        (NOTE_LITERAL, 'x = "a"\nprint(x)', ExecResult(stdout="a\n"), False),  # an assignment is code
+        (NOTE_LITERAL, 'print("a")', ExecResult(error="OSError: stdout closed"), False),  # a failure says itself
+        (NOTE_LITERAL, 'print("a")', ExecResult(timed_out=True), False),
+        (DEFAULT, "print(30)", ExecResult(stdout="30\n"), False),  # `resample`: left out, not noted
         (LoopPolicy(literal_code="off"), "print(30)", ExecResult(stdout="30\n"), False),
     ],
 )
