@@ -153,7 +153,7 @@ def test_same_code_with_new_output_is_not_a_repeat(server: LiveServer, engine: S
 
 
 def test_note_policy_tells_the_model_and_goes_on(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<execute>print(42)</execute>", "<execute>print(42)</execute>", "<solution>42</solution>")
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<execute>print(6 * 7)</execute>", "<solution>42</solution>")
     run = agent(server, on_repeat="note")["agent"]
     first, second, third = run["steps"]
     assert second["observation"]["repeated"] is True
@@ -163,7 +163,7 @@ def test_note_policy_tells_the_model_and_goes_on(server: LiveServer, engine: Scr
 
 
 def test_off_policy_runs_repeats_as_usual(server: LiveServer, engine: ScriptedEngine) -> None:
-    engine.enqueue("<execute>print(42)</execute>", "<execute>print(42)</execute>", "<solution>42</solution>")
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<execute>print(6 * 7)</execute>", "<solution>42</solution>")
     run = agent(server, on_repeat="off")["agent"]
     assert [s["action"]["type"] for s in run["steps"]] == ["execute", "execute", "solution"]
     assert run["steps"][1]["observation"]["repeated"] is True  # still reported, not acted on

@@ -43,7 +43,7 @@ def turn_prompts(engine: ScriptedEngine) -> list[str]:
 
 def test_block_left_open_at_end_of_turn_is_closed(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>print('closed for you')", "<solution>ok</solution>")
-    reply = agent(server)
+    reply = agent(server, literal_code="off")  # code that computes nothing is kept in the history
     assert reply["agent"]["steps"][0]["observation"]["stdout"] == "closed for you\n"
     assert "print('closed for you')</execute><|im_end|>" in turn_prompts(engine)[1]
 

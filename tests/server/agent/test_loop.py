@@ -139,7 +139,7 @@ def test_a_repeat_of_its_own_literal_text_is_not_an_answer(engine: ScriptedEngin
     label = '<execute>print("The median of the list:")</execute>'
     engine.enqueue(label, label, "<execute>print(sorted([3, 1, 2])[1])</execute>", "<solution>2</solution>")
     executor = ScriptedExecutor(["The median of the list:\n", "The median of the list:\n", "2\n"])
-    events, _ = drive(engine, executor)
+    events, _ = drive(engine, executor, policy=LoopPolicy(literal_code="off"))
     assert [s.forced for s in steps(events)] == [None, None, None, None]
     assert [s.resampled for s in steps(events)] == [False, False, True, False]
     assert (done(events).message, done(events).forced_answer) == ("2", None)
@@ -203,7 +203,7 @@ def test_a_turn_without_an_action_ends_the_run(engine: ScriptedEngine) -> None:
 def test_a_full_context_after_the_first_turn_ends_with_length(engine: ScriptedEngine) -> None:
     small = ScriptedEngine(context_length=200)
     try:
-        small.enqueue("<execute>print('x')</execute>")
+        small.enqueue("<execute>print(x)</execute>")
         events, _ = drive(small, ScriptedExecutor(["word " * 400]), max_tokens=100)
         finished = done(events)
         assert finished.finish_reason == "length" and finished.turns == 1

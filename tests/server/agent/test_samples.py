@@ -100,7 +100,7 @@ def test_each_sample_runs_in_its_own_session() -> None:
 
 
 def test_a_tie_goes_to_sample_0_and_runs_without_an_answer_do_not_vote() -> None:
-    no_answer = {2: ["I would rather chat."], 3: ["<execute>print(1)</execute>", "<execute>print(2)</execute>"]}
+    no_answer = {2: ["I would rather chat."], 3: ["<execute>print(1 + 0)</execute>", "<execute>print(2 + 0)</execute>"]}
     turns = answers("a", "b") | no_answer
     engine = ScriptedEngine(sampler=by_seed(turns))
     with serving(engine) as server:
