@@ -122,8 +122,6 @@ def test_react_to_output(
     assert react_to_output(policy, repeated, answers_nothing, turns_left) == reaction
 
 
-
-
 @pytest.mark.parametrize(
     ("policy", "repeated", "turns_left", "reaction"),
     [
