@@ -158,7 +158,7 @@ def run_one(client: httpx.Client, label: str, body: dict[str, Any], grammar: Arm
     session = client.get(f"/v1/agent/sessions/{agent['session_id']}").json()
     client.delete(f"/v1/agent/sessions/{agent['session_id']}")
     raws = [m["content"] for m in session["messages"] if m["role"] == "assistant"]
-    # A repeated failure the loop left out of the history (on_failed_repeat: resample) has
+    # A turn the loop left out of the history (on_failed_repeat or literal_code: resample) has
     # no message to judge; it is counted in the steps, not in the turns.
     kept = [step for step in agent["steps"] if not step.get("left_out")]
     result.left_out = len(agent["steps"]) - len(kept)

@@ -81,10 +81,12 @@ class Step:
     forced: ForcedReason | None = None
     #: With ``forced == "repeat"``: the code the model asked to run again (not shown to it).
     repeated_code: str | None = None
-    #: Sampled (not greedy) because the turn before repeated a failure (``on_failed_repeat``).
+    #: Sampled (not greedy) because the turn before was left out (``on_failed_repeat``,
+    #: ``literal_code``).
     resampled: bool = False
-    #: This turn repeated a failure and is not in the history the model reads (nor in the
-    #: session's messages): ``on_failed_repeat: resample``.
+    #: This turn repeated a failure, or ran code that computes nothing, and is not in the
+    #: history the model reads (nor in the session's messages): ``on_failed_repeat`` or
+    #: ``literal_code`` set to ``resample``.
     left_out: bool = False
     #: A forced answer that disagreed with the one value the last execution printed, and that
     #: value became the answer instead (``forced_answer: output``): the model's own words.
