@@ -151,11 +151,18 @@ def request_args(task: str) -> dict:
 
 
 def assert_every_step_has_its_action(steps: list[dict], session: dict) -> None:
-    """Thinking then one closed action, on every turn: a cut or stripped tag would be ``none``."""
+    """Thinking then one closed action, on every turn: a cut or stripped tag would be ``none``.
+
+    A turn the loop left out (code that computes nothing, a repeated failure) is a step with
+    no message in the session: the model never reads it again.
+    """
     assert steps
     raws = [m["content"] for m in session["messages"] if m["role"] == "assistant"]
-    assert len(raws) == len(steps)
-    for step, raw in zip(steps, raws, strict=True):
+    kept = [step for step in steps if not step["left_out"]]
+    assert len(raws) == len(kept)
+    for step in steps:
+        assert step["action"]["type"] in {"execute", "solution"}, step["phases"]
+    for step, raw in zip(kept, raws, strict=True):
         # "answer": the loop's forced answer on the last turn, which opens <solution> at once.
         assert step["phases"][0] in {"thought", "answer"}
         assert step["action"]["type"] in {"execute", "solution"}, (step["phases"], raw)

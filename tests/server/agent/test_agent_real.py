@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from sandbox import Sandbox
+from server.agent.policy import prints_only_literals
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
@@ -131,6 +132,7 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> 
             "seed": 0,
             "max_tokens": 160,
             "max_turns": 4,
+            "literal_code": "off",  # the embedded model's habit of printing text is not left out at once
         }
         agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
         steps = agent["steps"]
@@ -148,6 +150,31 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> 
             following = steps[position + 1]
             assert following["resampled"] or following["forced"] == "last_turn"
     assert left_out >= 1, "no run repeated a failure: the tasks no longer exercise the policy"
+
+
+def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(server) -> None:
+    """The embedded model copies the prompt's ``print("Hello World!")``: ``literal_code: resample``."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Print the words Hello World with Python."}],
+        "temperature": 0.0,
+        "seed": 0,
+        "max_tokens": 160,
+        "max_turns": 3,
+    }
+    agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+    steps = agent["steps"]
+    assert_well_formed(steps)
+    literal = [i for i, s in enumerate(steps) if s["left_out"] and not s["observation"]["repeated"]]
+    assert literal, [s["action"] for s in steps]
+    session = httpx.get(f"{server.url}/v1/agent/sessions/{agent['session_id']}").json()
+    history = "\n".join(m["content"] for m in session["messages"])
+    for position in literal:
+        step = steps[position]
+        assert prints_only_literals(step["action"]["code"])
+        assert step["observation"]["message"] not in history
+        following = steps[position + 1]
+        assert following["resampled"] or following["forced"] == "last_turn"
 
 
 def sampled_args(samples: int) -> dict:
