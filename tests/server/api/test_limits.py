@@ -51,8 +51,13 @@ def test_oversized_chunked_body_is_413_too(server: LiveServer) -> None:
         for start in range(0, len(payload), 8192):
             yield payload[start : start + 8192]
 
+    # A generous timeout: the 413 comes after the server has read the body; under load that took
+    # longer than httpx's 5 s default once (a ReadTimeout, not a wrong answer).
     response = httpx.post(
-        server.url + "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+        server.url + "/v1/chat/completions",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=60,
     )
     assert_error(response, 413, "request_too_large")
     small = json.dumps(chat_body("fits")).encode()
@@ -60,6 +65,7 @@ def test_oversized_chunked_body_is_413_too(server: LiveServer) -> None:
         server.url + "/v1/chat/completions",
         content=iter([small[:10], small[10:]]),
         headers={"content-type": "application/json"},
+        timeout=60,
     )
     assert response.status_code == 200, response.text
 
