@@ -20,7 +20,8 @@ shared machine hits every arm alike:
   (``code_plan: whole``: a sentence of plan, then complete code), ``steps-plan``
   (``code_plan: steps``: a little code at a time, the prompt before issue 27), ``steps-compute`` (the
   ``steps`` prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
-  system message), ``all-off``
+  system message), ``literal-note`` and ``literal-off`` (``literal_code``), ``samples-3``,
+  ``issue26-defaults`` (the defaults before issue 27), ``all-off``
   (all of these off), so each mechanism's effect is
   measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
   ``restate_task`` and ``unverified_answer``, options removed in issue 26 after measuring
@@ -81,10 +82,10 @@ ARMS: dict[str, dict[str, Any] | None] = {
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},
-    "no-literal-note": {"literal_code": "off"},
-    "literal-resample": {"literal_code": "resample"},
+    "literal-note": {"literal_code": "note"},
+    "literal-off": {"literal_code": "off"},
     # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
-    # no literal-code note, a <solution> bounded only by the turn's max_tokens (384 here)
+    # code that computes nothing kept, a <solution> bounded only by the turn's max_tokens (384 here)
     "issue26-defaults": {
         "forced_answer": "model",
         "code_plan": "steps",

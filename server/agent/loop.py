@@ -51,6 +51,7 @@ from server.agent.policy import (
     Rewrite,
     TurnPlan,
     computes_nothing,
+    notes_literal_code,
     one_value,
     plan_turn,
     react,
@@ -303,7 +304,7 @@ class _Actor:
             style=policy.prompt_style,
             final_answer=policy.forces_final_answer(self.options.max_turns),
             repeated=reaction.kind == "note",
-            literal=literal and policy.literal_code == "note",
+            literal=notes_literal_code(policy, literal),
         )
         return Observation.of(result, text, cut=cut, repeated=repeated), reaction
 

@@ -315,22 +315,25 @@ OBSERVE, NOTE = Reaction("observe"), Reaction("note")
 LEAVE_OUT, ANSWER_ONLY = Reaction("leave_out"), Reaction("answer_only")
 
 
+def _failed(result: ExecResult) -> bool:
+    return result.error is not None or result.timed_out or result.killed_reason is not None
+
+
 def shows_nothing(code: str, result: ExecResult) -> bool:
     """Output that answers nothing: a failure, or only the code's own literal text."""
-    failed = result.error is not None or result.timed_out or result.killed_reason is not None
-    return failed or prints_only_literals(code)
+    return _failed(result) or prints_only_literals(code)
 
 
 def computes_nothing(code: str, result: ExecResult) -> bool:
     """Code that ran cleanly and only printed its own text, which the model may otherwise
     take as a result (``literal_code``)."""
-    clean = result.error is None and not result.timed_out and result.killed_reason is None
-    return clean and prints_only_literals(code)
+    return not _failed(result) and prints_only_literals(code)
 
 
-def notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult) -> bool:
-    """Whether the observation says the code computed nothing (``literal_code: note``)."""
-    return policy.literal_code == "note" and computes_nothing(code, result)
+def notes_literal_code(policy: LoopPolicy, literal: bool) -> bool:
+    """Whether the observation says the code computed nothing (``literal_code: note``);
+    ``literal``: ``computes_nothing`` of the execution."""
+    return policy.literal_code == "note" and literal
 
 
 def react_to_output(

@@ -14,6 +14,7 @@ from server.agent.policy import (
     OBSERVE,
     Reaction,
     TurnPlan,
+    computes_nothing,
     notes_literal_code,
     one_value,
     plan_turn,
@@ -183,4 +184,4 @@ def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
     ],
 )
 def test_notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult, noted: bool) -> None:
-    assert notes_literal_code(policy, code, result) is noted
+    assert notes_literal_code(policy, computes_nothing(code, result)) is noted
