@@ -20,7 +20,8 @@ shared machine hits every arm alike:
   (``code_plan: whole``: a sentence of plan, then complete code), ``steps-plan``
   (``code_plan: steps``: a little code at a time, the prompt before issue 27), ``steps-compute`` (the
   ``steps`` prompt plus only ``whole``'s "let the code compute" sentence, sent as a client
-  system message), ``literal-note`` and ``literal-off`` (``literal_code``), ``samples-3``,
+  system message), ``literal-note`` and ``literal-off`` (``literal_code``), ``fed-back-off``
+  (``fed_back_output: off``), ``unrun-off`` (``unrun_answer: off``), ``samples-3``,
   ``issue26-defaults`` (the defaults before issue 27), ``all-off``
   (all of these off), so each mechanism's effect is
   measured on and off in the same run. (``restate`` and ``execute-unverified`` measured
@@ -84,6 +85,8 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "samples-3": {"samples": 3},
     "literal-note": {"literal_code": "note"},
     "literal-off": {"literal_code": "off"},
+    "fed-back-off": {"fed_back_output": "off"},
+    "unrun-off": {"unrun_answer": "off"},
     # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
     # code that computes nothing kept, a <solution> bounded only by the turn's max_tokens (384 here)
     "issue26-defaults": {
@@ -91,6 +94,8 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "code_plan": "steps",
         "literal_code": "off",
         "answer_tokens": 384,
+        "fed_back_output": "off",
+        "unrun_answer": "off",
     },
     "all-off": {
         "on_repeat": "off",
@@ -101,6 +106,8 @@ ARMS: dict[str, dict[str, Any] | None] = {
         "forced_answer": "model",
         "code_plan": "steps",
         "literal_code": "off",
+        "fed_back_output": "off",
+        "unrun_answer": "off",
     },
 }
 NO_ANSWER = {"max_turns", "length", "error"}

@@ -15,12 +15,17 @@ from server.settings import Settings
 from tests.live_server import LiveServer
 
 MODEL = "scripted"
+#: Settings for scripts that answer on their first turn, before any code ran, as a test of
+#: something else: ``unrun_answer: resample`` would leave that answer out. Its own tests
+#: ask for it.
+ANSWER_AT_ONCE: dict[str, object] = {"agent_unrun_answer": "off"}
 
 
 @contextmanager
 def scripted_server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    """Real uvicorn and sandbox around the scripted model: one warm worker, 3 sessions."""
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3)
+    """Real uvicorn and sandbox around the scripted model: one warm worker, 3 sessions,
+    first-turn answers taken (``ANSWER_AT_ONCE``)."""
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=3, **ANSWER_AT_ONCE)
     with LiveServer(create_app(settings, engine)) as live:
         yield live
 

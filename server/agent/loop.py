@@ -6,9 +6,11 @@ Each turn is the same fixed sequence of steps:
 2. **generate** it (``_Turns.generate``), streaming its text as thought / code / answer;
 3. **rewrite** it (``policy.rewrite``): code written as a ``<solution>`` is taken as code;
 4. **act**: the turn enters the history, its code runs in the session's executor
-   (``_Actor``) and becomes an observation;
-5. **react** (``policy.react``): observe, note, leave the turn out, take it again as
-   answer-only (back to 2), or finish;
+   (``_Actor``) and becomes an observation, unless it only feeds the last output back
+   into the last code (``policy.react_to_code``);
+5. **react** (``policy.react``): observe, note, leave the turn out (also an answer before
+   any code ran, ``policy.answers_unrun``), take it again as answer-only (back to 2), or
+   finish;
 6. **record**: the history and the step reported to the caller say what happened.
 
 The run ends on ``<solution>``, on a turn without an action, at ``max_turns``, or when the
@@ -43,18 +45,21 @@ from server.agent.actions import (
 )
 from server.agent.options import LoopPolicy
 from server.agent.policy import (
-    ANSWER_AFTER_REPEAT,
     RESAMPLE_SEED,
     RESAMPLE_TEMPERATURE,
     Reaction,
     RepeatTracker,
     Rewrite,
     TurnPlan,
+    answers_unrun,
     computes_nothing,
+    feeds_output_back,
     notes_literal_code,
     one_value,
     plan_turn,
+    prints_only_literals,
     react,
+    react_to_code,
     react_to_output,
     rewrite,
     shows_nothing,
@@ -96,6 +101,9 @@ async def run_agent(
     turns = _Turns(engine, history, options, first_step_index)
     actor = _Actor(executor, options)
     after_left_out = False
+    # an answer before any code ran is left out once (unrun_answer); a follow-up's answer is
+    # backed by the session's earlier turns
+    backed_by_session, unrun_left_out = first_step_index > 0, False
     for turn in range(options.max_turns):
         turns_left = options.max_turns - turn - 1
         # 1. plan
@@ -116,14 +124,18 @@ async def run_agent(
             history.add_turn(step.raw)
             output = await actor.act(step, change, turns_left)
             # 5. react
-            reaction = react(step.action.type, step.generation_finish, output)
-            plan = ANSWER_AFTER_REPEAT if reaction.kind == "answer_only" else None
+            unrun = answers_unrun(
+                policy, step.action.type, plan.forced, actor.ran_code or backed_by_session or unrun_left_out, turns_left
+            )
+            reaction = react(step.action.type, step.generation_finish, output, unrun)
+            unrun_left_out = unrun_left_out or unrun
+            plan = reaction.answer_plan()
             if plan is not None:
                 history.take_back_turn()  # the model asked again for what it has already seen
         # 6. record
         assert step is not None
         if reaction.kind == "leave_out":
-            history.take_back_turn()  # a repeated failure: the next turn is sampled without it
+            history.take_back_turn()  # the next turn is sampled without it
             step.left_out = True
         elif reaction.kind != "finish":
             assert step.observation is not None
@@ -261,15 +273,22 @@ class _Actor:
         self.executor, self.options = executor, options
         self.repeats = RepeatTracker()
         self.last_value: str | None = None  # what the last execution printed, if one short value
+        self.last_code: str | None = None  # the code that printed it
+        self.ran_code = False  # whether code that computes something ran in this run
 
     async def act(self, step: Step, change: Rewrite, turns_left: int) -> Reaction | None:
         """Run the step's code, if it has some; how its output reacts (None: no code ran).
 
         An answer-only turn that wrote code (``answer_from_code``): what the code prints is
-        the answer; if it prints nothing or fails, the code stays the answer.
+        the answer; if it prints nothing or fails, the code stays the answer. Code that feeds
+        the last output back into the last code does not run (``react_to_code``).
         """
         if step.action.type == "execute":
             code = step.action.code or ""
+            fed_back = feeds_output_back(code, self.last_code, self.last_value)
+            before = react_to_code(self.options.policy, fed_back)
+            if before is not None:
+                return before
         elif change == "answer_from_code":
             code = clean_code(step.action.answer or "")
         else:
@@ -294,9 +313,10 @@ class _Actor:
             self.executor.interrupt()
             raise
         policy = self.options.policy
-        self.last_value = one_value(result)
+        self.last_value, self.last_code = one_value(result), code
         repeated = self.repeats.is_repeat(code, observation_body(result)[0])
         literal = computes_nothing(code, result)
+        self.ran_code = self.ran_code or not prints_only_literals(code)
         reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left, literal)
         text, cut = render_observation(
             result,

@@ -30,6 +30,8 @@ ForcedAnswerPolicy = Literal["output", "model"]
 PromptStyle = Literal["mint", "chat"]
 CodePlan = Literal["steps", "plan", "whole"]
 LiteralCodePolicy = Literal["note", "resample", "off"]
+FedBackPolicy = Literal["answer", "off"]
+UnrunAnswerPolicy = Literal["resample", "off"]
 
 SETTING_PREFIX = "agent_"
 
@@ -92,6 +94,21 @@ class LoopPolicy(BaseModel):
         "reads and samples the next turn (as `on_failed_repeat: resample` does, a turn earlier; "
         "the step says `left_out`); `note` shows its output with a note that it computed nothing "
         "and asks for code that computes the answer; `off` shows the output alone",
+    )
+    fed_back_output: FedBackPolicy = Field(
+        "answer",
+        description="code that is the last code again with the one value it printed written in "
+        "place of its input (`(98.6 - 32) * 5 / 9` printed `37.0`, then `(37.0 - 32) * 5 / 9`): "
+        "`answer` does not run it and makes that turn an answer-only turn after the output it "
+        "would have consumed (as `on_repeat: answer` does; the step says `forced: fed_back`); "
+        "`off` runs it",
+    )
+    unrun_answer: UnrunAnswerPolicy = Field(
+        "resample",
+        description="a `<solution>` before any code that computes something ran, on a "
+        "session's first request (a guess: no code backs it): `resample` leaves it out of what "
+        "the model reads and samples the next turn, once a request (the step says `left_out`); "
+        "`off` takes it",
     )
     code_plan: CodePlan = Field(
         "plan",

@@ -71,6 +71,24 @@ options are declared once, with their defaults and descriptions, in ``server.age
   ``on_failed_repeat`` does one turn later; ``"note"`` shows the output with a note that the
   code computed nothing; ``"off"`` shows it alone. On those 12 tasks ``resample`` solved 6,
   ``note`` 3 of 11, ``off`` 3.
+* ``fed_back_output`` (issue 27): small models read their own output as the next input.
+  ``(98.6 - 32) * 5 / 9`` prints ``37.0``, and the next turn runs ``(37.0 - 32) * 5 / 9``,
+  then converts that again, until the turns run out and the last output is the answer
+  (``fahrenheit``, ``marathon_km``, ``digit_product``, ``hex`` in one quality run). Code
+  that is the last code again with the one value it printed in place of its input
+  (``feeds_output_back``: the same syntax tree but for constants, every changed constant
+  now that value) is therefore not run: ``"answer"`` takes the turn again as an
+  answer-only turn after the output it would have consumed, as ``on_repeat: "answer"``
+  does for a repeat. A computation meant to be applied twice, one turn at a time, is cut
+  short by it; ``"off"`` runs the code.
+* ``unrun_answer`` (issue 27): a ``<solution>`` before any code that computes something ran,
+  on a session's first request, was wrong in every one of the 17 runs that had one in the
+  quality suite's two main arms (``collatz_27`` answered ``7``, ``kmh_to_ms`` ``90000``).
+  ``"resample"`` leaves it out of what the model reads and samples the next turn, once a
+  request, as ``literal_code: "resample"`` does for code that computes nothing; the model
+  does not read its guess. ``unverified_answer`` (removed in issue 26) kept the guess in
+  the history and asked for code after it, which wrote code that agreed with the guess.
+  ``"off"`` takes the answer.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 
@@ -80,7 +98,7 @@ backed, questioned or replaced by code: no better than taking it). ``benchmarks/
 keeps their figures.
 
 A solution the policy forced is flagged (``Step.forced``, ``AgentDone.forced_answer``) with
-why: ``"repeat"`` or ``"last_turn"``.
+why: ``"repeat"``, ``"fed_back"`` or ``"last_turn"``.
 
 Every decision an option drives is a pure function here, so that it can be read and tested
 as a table without an engine (``tests/server/agent/test_policy_table.py``); the loop
@@ -90,9 +108,10 @@ as a table without an engine (``tests/server/agent/test_policy_table.py``); the 
 * ``rewrite``: what a generated turn is taken as (kept, code in a ``<solution>`` run as
   ``<execute>``, on an answer-only turn run for the answer it prints, or a forced answer
   replaced by the one value the last execution printed);
-* ``react_to_output`` and ``react``: what the loop does next, a ``Reaction``: observe,
-  observe with the repeat note, leave the turn out and sample the next, take the turn
-  again as answer-only, or finish.
+* ``react_to_code`` (before code runs), ``react_to_output``, ``answers_unrun`` and
+  ``react``: what the loop does next, a ``Reaction``: observe, observe with the repeat
+  note, leave the turn out and sample the next, take the turn again as answer-only, or
+  finish.
 """
 
 from __future__ import annotations
@@ -107,7 +126,7 @@ from sandbox.result import ExecResult
 from server.agent.actions import ActionType, clean_code
 from server.agent.options import LoopPolicy
 
-ForcedReason = Literal["repeat", "last_turn"]
+ForcedReason = Literal["repeat", "fed_back", "last_turn"]
 FinishReason = Literal["solution", "no_action", "length"]
 _CELL_NAME = re.compile(r"<cell-\d+>")
 #: Sampling for the turn after a failed repeat: enough to leave a loop, little enough to
@@ -118,6 +137,7 @@ RESAMPLE_SEED = 1
 #: How a forced answer is explained to people (transcript, terminal, web page).
 FORCED_NOTES: dict[str, str] = {
     "repeat": "answer forced: the model repeated code whose output it had already seen",
+    "fed_back": "answer forced: the model ran its code again on the output it had printed",
     "last_turn": "answer forced: the turn limit was reached",
 }
 
@@ -176,6 +196,46 @@ def _is_literal(node: ast.expr) -> bool:
     return isinstance(node, ast.JoinedStr) and all(isinstance(part, ast.Constant) for part in node.values)
 
 
+def feeds_output_back(code: str, last_code: str | None, last_value: str | None) -> bool:
+    """Whether ``code`` is ``last_code`` again, run on what that printed (``fed_back_output``).
+
+    The same syntax tree but for its constants, and every constant that changed now holds
+    ``last_value``, the one short value ``last_code`` printed: ``(98.6 - 32) * 5 / 9``
+    printed ``37.0``, then ``(37.0 - 32) * 5 / 9``. Small models read their own output as
+    the next input and convert 37 °C again, until the turns run out.
+    """
+    if last_code is None or last_value is None:
+        return False
+    new, old = _shape_and_constants(code), _shape_and_constants(last_code)
+    if new is None or old is None or new[0] != old[0]:
+        return False
+    changed = [n for n, o in zip(new[1], old[1], strict=True) if repr(n) != repr(o)]
+    return bool(changed) and all(_holds_value(constant, last_value) for constant in changed)
+
+
+def _shape_and_constants(code: str) -> tuple[str, list[object]] | None:
+    """The code's syntax tree with its constants blanked, and those constants in tree order."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    constants: list[object] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            constants.append(node.value)
+            node.value = None
+    return ast.dump(tree), constants
+
+
+def _holds_value(constant: object, value: str) -> bool:
+    if isinstance(constant, str):
+        return constant.strip() == value.strip()
+    if isinstance(constant, bool) or not isinstance(constant, int | float):
+        return False
+    wanted = numbers_in(value)
+    return len(wanted) == 1 and math.isclose(constant, wanted[0], rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
+
+
 _CODE_NODES = (
     ast.Call,
     ast.Import,
@@ -212,10 +272,6 @@ class TurnPlan:
 
     forced: ForcedReason | None = None
     sampled: bool = False
-
-
-#: A repeat taken again: ``<solution>`` opened right after the observation that showed it.
-ANSWER_AFTER_REPEAT = TurnPlan(forced="repeat")
 
 
 def plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out: bool) -> TurnPlan:
@@ -304,15 +360,23 @@ class Reaction:
     ``observe``: its observation goes into the history, the next turn reads it; ``note``:
     the same, with the repeat note in the observation; ``leave_out``: the turn leaves the
     history and the next turn is sampled; ``answer_only``: the turn is taken again as an
-    answer-only turn; ``finish``: the run ends, for ``finish``'s reason.
+    answer-only turn (``forced`` says why), ``<solution>`` opened right after the
+    observation the model already read; ``finish``: the run ends, for ``finish``'s reason.
     """
 
     kind: ReactionKind
     finish: FinishReason | None = None
+    forced: ForcedReason | None = None
+
+    def answer_plan(self) -> TurnPlan | None:
+        """The plan of the turn taken again, if this reaction takes it again."""
+        return TurnPlan(forced=self.forced) if self.kind == "answer_only" else None
 
 
-OBSERVE, NOTE = Reaction("observe"), Reaction("note")
-LEAVE_OUT, ANSWER_ONLY = Reaction("leave_out"), Reaction("answer_only")
+OBSERVE, NOTE, LEAVE_OUT = Reaction("observe"), Reaction("note"), Reaction("leave_out")
+#: A repeat taken again as an answer; code fed its own output, taken as an answer unrun.
+ANSWER_ONLY = Reaction("answer_only", forced="repeat")
+ANSWER_FED_BACK = Reaction("answer_only", forced="fed_back")
 
 
 def _failed(result: ExecResult) -> bool:
@@ -358,11 +422,35 @@ def react_to_output(
     return LEAVE_OUT if turns_left > 0 else OBSERVE
 
 
-def react(action: ActionType, generation_finish: str, output: Reaction | None) -> Reaction:
-    """What the loop does after a turn: a solution or a turn without an action finishes
-    the run; code goes on as its output decided (``output``, from ``react_to_output``)."""
+def react_to_code(policy: LoopPolicy, fed_back: bool) -> Reaction | None:
+    """What code leads to before it runs (``fed_back_output``); None: run it.
+
+    ``fed_back``: ``feeds_output_back`` of it. Such code is not run: the turn is taken
+    again as an answer-only turn after the output it would have consumed.
+    """
+    return ANSWER_FED_BACK if fed_back and policy.fed_back_output == "answer" else None
+
+
+def answers_unrun(
+    policy: LoopPolicy, action: ActionType, forced: ForcedReason | None, backed: bool, turns_left: int
+) -> bool:
+    """Whether a turn is a ``<solution>`` to leave out, the next turn sampled (``unrun_answer: resample``).
+
+    ``backed``: code already ran in this run, or the session has earlier turns, or this
+    run already left out such an answer (at first sight only); ``forced``: the answer was
+    asked for. A turn cannot be left out on the last turn: there is no next turn to sample.
+    """
+    if action != "solution" or forced is not None or backed:
+        return False
+    return policy.unrun_answer == "resample" and turns_left > 0
+
+
+def react(action: ActionType, generation_finish: str, output: Reaction | None, unrun: bool = False) -> Reaction:
+    """What the loop does after a turn: a solution (unless ``unrun``: ``answers_unrun`` of it,
+    then it is left out) or a turn without an action finishes the run; code goes on as its
+    output decided (``output``, from ``react_to_output`` or ``react_to_code``)."""
     if action == "solution":
-        return Reaction("finish", "solution")
+        return LEAVE_OUT if unrun else Reaction("finish", "solution")
     if action == "none":
         return Reaction("finish", "length" if generation_finish == "length" else "no_action")
     assert output is not None, "an <execute> turn reacts to its output"

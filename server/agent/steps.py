@@ -77,16 +77,17 @@ class Step:
     generation_finish: str = "stop"
     phases: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    #: Why the loop policy made this turn a solution-only turn: "repeat" or "last_turn".
+    #: Why the loop policy made this turn a solution-only turn: "repeat", "fed_back" or "last_turn".
     forced: ForcedReason | None = None
-    #: With ``forced == "repeat"``: the code the model asked to run again (not shown to it).
+    #: With ``forced`` "repeat" or "fed_back": the code the model asked to run (not shown to
+    #: it; fed-back code is not run either).
     repeated_code: str | None = None
     #: Sampled (not greedy) because the turn before was left out (``on_failed_repeat``,
     #: ``literal_code``).
     resampled: bool = False
-    #: This turn repeated a failure, or ran code that computes nothing, and is not in the
-    #: history the model reads (nor in the session's messages): ``on_failed_repeat`` or
-    #: ``literal_code`` set to ``resample``.
+    #: This turn repeated a failure, ran code that computes nothing, or answered before any
+    #: code ran, and is not in the history the model reads (nor in the session's messages):
+    #: ``on_failed_repeat``, ``literal_code`` or ``unrun_answer`` set to ``resample``.
     left_out: bool = False
     #: A forced answer that disagreed with the one value the last execution printed, and that
     #: value became the answer instead (``forced_answer: output``): the model's own words.

@@ -105,6 +105,7 @@ export function agreementText(agreement) {
 /** Why the server made a turn answer-only (the loop policy's forced answers). */
 const FORCED = {
   repeat: "answer was forced: the agent repeated code whose output it had already seen",
+  fed_back: "answer was forced: the agent ran its code again on the output it had printed",
   last_turn: "answer was forced: the turn limit was reached",
 };
 

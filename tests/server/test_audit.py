@@ -12,6 +12,7 @@ from models.engine.scripted import ScriptedEngine
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
+from tests.scripted_agent import ANSWER_AT_ONCE
 
 
 def ask(url: str, content: str, **extra: object) -> dict:
@@ -62,6 +63,6 @@ def test_off_by_default(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert Settings().audit_log is None
     engine = ScriptedEngine(["<solution>1</solution>"])
-    with LiveServer(create_app(Settings(sandbox_pool_size=0), engine)) as live:
+    with LiveServer(create_app(Settings(sandbox_pool_size=0, **ANSWER_AT_ONCE), engine)) as live:
         ask(live.url, "One?")
     assert list(tmp_path.iterdir()) == []

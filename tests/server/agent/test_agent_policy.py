@@ -215,6 +215,89 @@ def test_a_bad_literal_code_value_is_refused_naming_the_field(server: LiveServer
     assert "literal_code" in response.text
 
 
+# -- code fed its own output (fed_back_output) --------------------------------------------
+CELSIUS = "<execute>print((98.6 - 32) * 5 / 9)</execute>"
+CELSIUS_AGAIN = "<execute>print((37.0 - 32) * 5 / 9)</execute>"
+
+
+def test_code_fed_its_own_output_is_not_run_and_the_output_is_the_answer(
+    server: LiveServer, engine: ScriptedEngine
+) -> None:
+    engine.enqueue(CELSIUS, CELSIUS_AGAIN, "2.78</solution>")  # its prior, under an output of 37.0
+    reply = agent(server, content="Convert 98.6 F to Celsius.")  # the default
+    run = reply["agent"]
+    assert run["finish_reason"] == "solution" and run["forced_answer"] == "fed_back"
+    assert reply["choices"][0]["message"]["content"] == "37.0"
+    assert run["turns"] == 2, "the fed-back code must not cost a turn of its own"
+    first, answer = run["steps"]
+    assert first["observation"]["stdout"] == "37.0\n"
+    assert answer["forced"] == "fed_back" and answer["observation"] is None  # never ran
+    assert answer["repeated_code"] == "print((37.0 - 32) * 5 / 9)"
+    assert answer["action"] == {"type": "solution", "answer": "37.0"} and answer["overruled_answer"] == "2.78"
+    assert engine.requests[-1].prompt.endswith("Observation:\n37.0\n" + engine.requests[-1].prompt.split("37.0\n")[-1])
+    assert engine.requests[-1].prompt.endswith("<|im_start|>assistant\n<solution>")
+
+
+def test_code_fed_its_own_output_runs_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue(CELSIUS, CELSIUS_AGAIN, "<solution>2.78</solution>")
+    run = agent(server, content="Convert 98.6 F to Celsius.", fed_back_output="off")["agent"]
+    assert run["forced_answer"] is None and run["turns"] == 3
+    assert run["steps"][1]["observation"]["stdout"] == "2.7777777777777777\n"
+
+
+def test_a_bad_fed_back_output_value_is_refused_naming_the_field(server: LiveServer) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "fed_back_output": "twice"},
+    )
+    assert response.status_code in (400, 422)
+    assert "fed_back_output" in response.text
+
+
+# -- an answer before any code ran (unrun_answer) ------------------------------------------
+def test_an_answer_before_any_code_ran_is_left_out_once(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>41</solution>", "<solution>40</solution>")
+    reply = agent(server, unrun_answer="resample")
+    run = reply["agent"]
+    first, second = run["steps"]
+    assert first["left_out"] is True and first["action"] == {"type": "solution", "answer": "41"}
+    assert second["resampled"] is True and engine.requests[-1].temperature >= 0.7
+    assert "41" not in engine.requests[-1].prompt  # the model never read its guess
+    assert reply["choices"][0]["message"]["content"] == "40"  # a second one is taken
+    history = session(server, run["session_id"])["messages"]
+    assert [m["content"] for m in history if m["role"] == "assistant"] == ["<solution>40</solution>"]
+
+
+def test_an_answer_after_code_ran_or_in_a_follow_up_is_taken(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(6 * 7)</execute>", "<solution>42</solution>")
+    run = agent(server, unrun_answer="resample")["agent"]
+    assert run["turns"] == 2 and not any(step["left_out"] for step in run["steps"])
+    engine.enqueue("<solution>It was 6 * 7.</solution>")  # the session's code backs a follow-up
+    follow_up = agent(server, "How did you get it?", session_id=run["session_id"], unrun_answer="resample")
+    assert follow_up["agent"]["turns"] == 1 and follow_up["choices"][0]["message"]["content"] == "It was 6 * 7."
+
+
+def test_code_that_computes_nothing_does_not_back_an_answer(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue('<execute>print("Computing...")</execute>', "<solution>41</solution>", "<solution>42</solution>")
+    run = agent(server, unrun_answer="resample", literal_code="off")["agent"]
+    assert [step["left_out"] for step in run["steps"]] == [False, True, False]
+
+
+def test_an_answer_before_any_code_ran_is_taken_when_asked(server: LiveServer, engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>42</solution>")
+    run = agent(server, unrun_answer="off")["agent"]
+    assert run["turns"] == 1 and run["steps"][0]["left_out"] is False
+
+
+def test_a_bad_unrun_answer_value_is_refused_naming_the_field(server: LiveServer) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "unrun_answer": "twice"},
+    )
+    assert response.status_code in (400, 422)
+    assert "unrun_answer" in response.text
+
+
 # -- the last turn -------------------------------------------------------------------------
 def test_the_last_turn_can_only_be_a_solution(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>print(6 * 7)</execute>", "42</solution>")

@@ -171,10 +171,29 @@ def test_code_in_a_first_answer_runs_as_it_is_and_is_not_replaced(engine: Script
     assert done(events).message == "42"
 
 
-def test_a_first_answer_no_code_backed_is_taken(engine: ScriptedEngine) -> None:
+def test_a_first_answer_no_code_backed_is_left_out_once(engine: ScriptedEngine) -> None:
+    engine.enqueue("<solution>Lyon</solution>", "<solution>Paris</solution>")
+    events, messages = drive(engine, ScriptedExecutor([]))
+    first, second = steps(events)
+    assert first.left_out and second.resampled and engine.requests[-1].temperature >= 0.7
+    assert (done(events).message, done(events).turns) == ("Paris", 2)
+    assert "Lyon" not in engine.requests[-1].prompt and "Lyon" not in str(messages)
+
+
+def test_a_first_answer_no_code_backed_is_taken_when_asked(engine: ScriptedEngine) -> None:
     engine.enqueue("<solution>Paris</solution>")
-    events, _ = drive(engine, ScriptedExecutor([]))
+    events, _ = drive(engine, ScriptedExecutor([]), policy=LoopPolicy(unrun_answer="off"))
     assert (done(events).message, done(events).turns) == ("Paris", 1)
+
+
+def test_code_fed_its_own_output_is_not_run_and_the_output_is_the_answer(engine: ScriptedEngine) -> None:
+    engine.enqueue("<execute>print(26.2 * 1.6)</execute>", "<execute>print(41.92 * 1.6)</execute>", "67</solution>")
+    executor = ScriptedExecutor(["41.92\n"])
+    events, _ = drive(engine, executor)
+    assert executor.ran == ["print(26.2 * 1.6)"]  # the second code never ran
+    answer = steps(events)[-1]
+    assert (answer.forced, answer.action.answer, answer.overruled_answer) == ("fed_back", "41.92", "67")
+    assert answer.repeated_code == "print(41.92 * 1.6)" and done(events).forced_answer == "fed_back"
 
 
 def test_the_last_turn_can_only_answer(engine: ScriptedEngine) -> None:
@@ -284,7 +303,7 @@ def test_thinking_gets_its_share_of_the_turn_and_an_answer_only_turn_its_own_bud
 
 def test_a_solution_the_model_chose_gets_the_answer_budget_too(engine: ScriptedEngine) -> None:
     engine.enqueue("It is 42. <solution>42 " + " ".join(["again"] * 100) + "</solution>")
-    policy = LoopPolicy(thought_share=0.25, answer_tokens=30)
+    policy = LoopPolicy(thought_share=0.25, answer_tokens=30, unrun_answer="off")
     events, _ = drive(engine, ScriptedExecutor([]), max_tokens=400, policy=policy)
     thought, body = engine.requests
     assert (thought.max_tokens, body.max_tokens) == (100, 30)

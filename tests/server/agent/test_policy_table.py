@@ -8,17 +8,21 @@ import pytest
 from sandbox.result import ExecResult
 from server.agent.options import LoopPolicy
 from server.agent.policy import (
+    ANSWER_FED_BACK,
     ANSWER_ONLY,
     LEAVE_OUT,
     NOTE,
     OBSERVE,
     Reaction,
     TurnPlan,
+    answers_unrun,
     computes_nothing,
+    feeds_output_back,
     notes_literal_code,
     one_value,
     plan_turn,
     react,
+    react_to_code,
     react_to_output,
     rewrite,
     shows_nothing,
@@ -185,3 +189,70 @@ def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
 )
 def test_notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult, noted: bool) -> None:
     assert notes_literal_code(policy, computes_nothing(code, result)) is noted
+
+
+CELSIUS = "print((98.6 - 32) * 5 / 9)"
+
+
+@pytest.mark.parametrize(
+    ("code", "last_code", "last_value", "fed_back"),
+    [
+        ("print((37.0 - 32) * 5 / 9)", CELSIUS, "37.0", True),  # its output as its input
+        ("print((37 - 32) * 5 / 9)", CELSIUS, "37.0", True),  # the same number, written as an int
+        ("# again\nprint( (37.0-32)*5/9 )", CELSIUS, "37.0", True),  # comments and spacing do not count
+        ("x = 'olleh'\nprint(x[::-1])", "x = 'hello'\nprint(x[::-1])", "olleh", True),  # a text value
+        ("print((37.0 - 32) * 5 / 9)", CELSIUS, "36.9", False),  # a constant that is not the output
+        ("print((37.0 - 30) * 5 / 9)", CELSIUS, "37.0", False),  # another constant changed too
+        (CELSIUS, CELSIUS, "37.0", False),  # the same code: a repeat, not this
+        ("print((37.0 - 32) * 9 / 5)", CELSIUS, "37.0", False),  # a different computation
+        ("print(37.0 * 1.8 + 32)", CELSIUS, "37.0", False),  # other code on the output: a next step
+        ("print((37.0 - 32) * 5 / 9)", CELSIUS, None, False),  # the last output was not one value
+        ("print((37.0 - 32) * 5 / 9)", None, None, False),  # nothing ran before
+        ("print((37.0 - 32) * 5 /", CELSIUS, "37.0", False),  # not Python
+        ("print(True)", "print(False)", "True", False),  # booleans are not values fed back
+    ],
+)
+def test_feeds_output_back(code: str, last_code: str | None, last_value: str | None, fed_back: bool) -> None:
+    assert feeds_output_back(code, last_code, last_value) is fed_back
+
+
+@pytest.mark.parametrize(
+    ("policy", "fed_back", "reaction"),
+    [
+        (DEFAULT, True, ANSWER_FED_BACK),  # not run: answer from the output it would consume
+        (DEFAULT, False, None),  # run it
+        (LoopPolicy(fed_back_output="off"), True, None),
+    ],
+)
+def test_react_to_code(policy: LoopPolicy, fed_back: bool, reaction: Reaction | None) -> None:
+    assert react_to_code(policy, fed_back) == reaction
+
+
+def test_an_answer_after_fed_back_code_is_forced_as_such() -> None:
+    assert ANSWER_FED_BACK.answer_plan() == TurnPlan(forced="fed_back")
+    assert ANSWER_ONLY.answer_plan() == TurnPlan(forced="repeat")
+    assert OBSERVE.answer_plan() is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "action", "forced", "backed", "turns_left", "unrun"),
+    [
+        (DEFAULT, "solution", None, False, 3, True),  # no code ran yet: left out, the next turn sampled
+        (DEFAULT, "solution", None, True, 3, False),  # code ran, or the session has turns, or once already
+        (DEFAULT, "solution", None, False, 0, False),  # no next turn to sample
+        (DEFAULT, "solution", "last_turn", False, 3, False),  # an answer asked for is taken
+        (DEFAULT, "solution", "repeat", False, 3, False),
+        (DEFAULT, "execute", None, False, 3, False),  # only an answer is an answer
+        (DEFAULT, "none", None, False, 3, False),
+        (LoopPolicy(unrun_answer="off"), "solution", None, False, 3, False),
+    ],
+)
+def test_answers_unrun(
+    policy: LoopPolicy, action: str, forced: str | None, backed: bool, turns_left: int, unrun: bool
+) -> None:
+    assert answers_unrun(policy, action, forced, backed, turns_left) is unrun  # type: ignore[arg-type]
+
+
+def test_an_unrun_answer_is_left_out() -> None:
+    assert react("solution", "stop", None, unrun=True) == LEAVE_OUT
+    assert react("execute", "stop", OBSERVE, unrun=True) == OBSERVE  # only a solution is an answer

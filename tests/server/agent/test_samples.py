@@ -21,7 +21,7 @@ from server.agent.consensus import runner
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
-from tests.scripted_agent import MODEL, agent
+from tests.scripted_agent import ANSWER_AT_ONCE, MODEL, agent
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,9 @@ def by_seed(turns: dict[int | None, list[str]]) -> Callable[[GenerationRequest],
 
 @contextmanager
 def serving(engine: ScriptedEngine, **settings: object) -> Iterator[LiveServer]:
-    with LiveServer(create_app(Settings(sandbox_pool_size=1, execution_timeout=20, **settings), engine)) as live:
+    with LiveServer(
+        create_app(Settings(sandbox_pool_size=1, execution_timeout=20, **{**ANSWER_AT_ONCE, **settings}), engine)
+    ) as live:
         yield live
 
 

@@ -23,6 +23,7 @@ from server.api.app import create_app
 from server.api.routes.ui import STATIC_DIR
 from server.settings import Settings
 from tests.live_server import LiveServer
+from tests.scripted_agent import ANSWER_AT_ONCE
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Page, Request
@@ -60,7 +61,7 @@ def engine() -> ScriptedEngine:
 
 @pytest.fixture
 def server(engine: ScriptedEngine) -> Iterator[LiveServer]:
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=4, api_key=[API_KEY])
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=4, api_key=[API_KEY], **ANSWER_AT_ONCE)
     with LiveServer(create_app(settings, engine)) as live:
         yield live
 
@@ -331,7 +332,7 @@ def test_samples_and_their_agreement_are_shown_on_the_page(page: Page, monkeypat
     engine = ScriptedEngine(
         sampler=lambda r: turns[r.seed][r.prompt.count("<|im_start|>assistant\n") - 1], token_delay_s=0.005
     )
-    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=4, api_key=[API_KEY])
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, max_sessions=4, api_key=[API_KEY], **ANSWER_AT_ONCE)
     problems, _ = watch(page)
     with LiveServer(create_app(settings, engine)) as server:
         page.goto(server.url)

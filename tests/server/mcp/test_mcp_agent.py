@@ -22,7 +22,7 @@ from models.engine.scripted import ScriptedEngine
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
-from tests.scripted_agent import MODEL, agent
+from tests.scripted_agent import ANSWER_AT_ONCE, MODEL, agent
 from tests.server.mcp import demo_mcp_server
 
 DEMO = Path(demo_mcp_server.__file__)
@@ -32,7 +32,7 @@ TOOL_TIMEOUT_S = 1.5
 @pytest.fixture(scope="module")
 def web_mcp() -> Iterator[LiveServer]:
     """The demo server over Streamable HTTP on a loopback port."""
-    with LiveServer(demo_mcp_server.app()) as live:  # type: ignore[arg-type]
+    with LiveServer(demo_mcp_server.app()) as live:
         yield live
 
 
@@ -58,7 +58,12 @@ def server(
         )
     )
     settings = Settings(
-        sandbox_pool_size=1, execution_timeout=20, max_sessions=16, mcp_config=config, tool_timeout=TOOL_TIMEOUT_S
+        sandbox_pool_size=1,
+        execution_timeout=20,
+        max_sessions=16,
+        mcp_config=config,
+        tool_timeout=TOOL_TIMEOUT_S,
+        **ANSWER_AT_ONCE,
     )
     with LiveServer(create_app(settings, engine)) as live:
         yield live
