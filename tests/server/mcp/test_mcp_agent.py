@@ -32,7 +32,7 @@ TOOL_TIMEOUT_S = 1.5
 @pytest.fixture(scope="module")
 def web_mcp() -> Iterator[LiveServer]:
     """The demo server over Streamable HTTP on a loopback port."""
-    with LiveServer(demo_mcp_server.app()) as live:
+    with LiveServer(demo_mcp_server.app()) as live:  # type: ignore[arg-type]
         yield live
 
 
