@@ -133,6 +133,7 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> 
             "max_tokens": 160,
             "max_turns": 4,
             "literal_code": "off",  # the embedded model's habit of printing text is not left out at once
+            "unrun_answer": "off",  # nor its answers before code ran: every left-out step is a repeat
         }
         agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
         steps = agent["steps"]
@@ -165,7 +166,9 @@ def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(ser
     agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
     steps = agent["steps"]
     assert_well_formed(steps)
-    literal = [i for i, s in enumerate(steps) if s["left_out"] and not s["observation"]["repeated"]]
+    literal = [
+        i for i, s in enumerate(steps) if s["left_out"] and s["observation"] and not s["observation"]["repeated"]
+    ]
     assert literal, [s["action"] for s in steps]
     session = httpx.get(f"{server.url}/v1/agent/sessions/{agent['session_id']}").json()
     history = "\n".join(m["content"] for m in session["messages"])
@@ -175,6 +178,27 @@ def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(ser
         assert step["observation"]["message"] not in history
         following = steps[position + 1]
         assert following["resampled"] or following["forced"] == "last_turn"
+
+
+def test_an_answer_before_any_code_ran_is_left_out_and_the_next_turn_is_sampled(server) -> None:
+    """The embedded model answers a question without running code: ``unrun_answer: resample``."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "temperature": 0.0,
+        "seed": 0,
+        "max_tokens": 96,
+        "max_turns": 3,
+    }
+    agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+    steps = agent["steps"]
+    assert_well_formed(steps)
+    first = steps[0]
+    assert first["action"]["type"] == "solution" and first["left_out"], [s["action"] for s in steps]
+    assert steps[1]["resampled"] and not steps[1]["left_out"]  # once a request
+    session = httpx.get(f"{server.url}/v1/agent/sessions/{agent['session_id']}").json()
+    assistant = [m["content"] for m in session["messages"] if m["role"] == "assistant"]
+    assert not any(first["action"]["answer"] in turn for turn in assistant)  # the model never read it
 
 
 def sampled_args(samples: int) -> dict:
