@@ -83,7 +83,7 @@ class Step:
     #: it; fed-back code is not run either).
     repeated_code: str | None = None
     #: Sampled (not greedy) because the turn before was left out (``on_failed_repeat``,
-    #: ``literal_code``).
+    #: ``literal_code``, ``unrun_answer``).
     resampled: bool = False
     #: This turn repeated a failure, ran code that computes nothing, or answered before any
     #: code ran, and is not in the history the model reads (nor in the session's messages):
