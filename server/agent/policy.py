@@ -79,8 +79,9 @@ options are declared once, with their defaults and descriptions, in ``server.age
   (``feeds_output_back``: the same syntax tree but for constants, every changed constant
   now that value) is therefore not run: ``"answer"`` takes the turn again as an
   answer-only turn after the output it would have consumed, as ``on_repeat: "answer"``
-  does for a repeat. A computation meant to be applied twice, one turn at a time, is cut
-  short by it; ``"off"`` runs the code.
+  does for a repeat. In the done-when's run it forced 5 answers, 3 of them right where the
+  old defaults had none. A computation meant to be applied twice, one turn at a time, is
+  cut short by it; ``"off"`` runs the code.
 * ``unrun_answer`` (issue 27): a ``<solution>`` before any code that computes something ran,
   on a session's first request, was wrong in every one of the 17 runs that had one in the
   quality suite's two main arms (``collatz_27`` answered ``7``, ``kmh_to_ms`` ``90000``).
@@ -88,7 +89,8 @@ options are declared once, with their defaults and descriptions, in ``server.age
   request, as ``literal_code: "resample"`` does for code that computes nothing; the model
   does not read its guess. ``unverified_answer`` (removed in issue 26) kept the guess in
   the history and asked for code after it, which wrote code that agreed with the guess.
-  ``"off"`` takes the answer.
+  On the 8 tasks it touched, a probe solved 2 that no arm had solved. ``"off"`` takes the
+  answer.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 
