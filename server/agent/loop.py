@@ -101,9 +101,9 @@ async def run_agent(
     turns = _Turns(engine, history, options, first_step_index)
     actor = _Actor(executor, options)
     after_left_out = False
-    # an answer before any code ran is left out once (unrun_answer); a follow-up's answer is
-    # backed by the session's earlier turns
-    backed_by_session, unrun_left_out = first_step_index > 0, False
+    # whether an answer now is backed (unrun_answer): by the session's earlier turns (a
+    # follow-up), by code that ran (the actor knows), or by having left one guess out already
+    backed = first_step_index > 0
     for turn in range(options.max_turns):
         turns_left = options.max_turns - turn - 1
         # 1. plan
@@ -124,11 +124,9 @@ async def run_agent(
             history.add_turn(step.raw)
             output = await actor.act(step, change, turns_left)
             # 5. react
-            unrun = answers_unrun(
-                policy, step.action.type, plan.forced, actor.ran_code or backed_by_session or unrun_left_out, turns_left
-            )
+            unrun = answers_unrun(policy, step.action.type, plan.forced, backed or actor.ran_code, turns_left)
             reaction = react(step.action.type, step.generation_finish, output, unrun)
-            unrun_left_out = unrun_left_out or unrun
+            backed = backed or unrun  # once a request
             plan = reaction.answer_plan()
             if plan is not None:
                 history.take_back_turn()  # the model asked again for what it has already seen

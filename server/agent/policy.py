@@ -235,7 +235,7 @@ def _holds_value(constant: object, value: str) -> bool:
     if isinstance(constant, bool) or not isinstance(constant, int | float):
         return False
     wanted = numbers_in(value)
-    return len(wanted) == 1 and math.isclose(constant, wanted[0], rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
+    return len(wanted) == 1 and same_number(constant, wanted[0])
 
 
 _CODE_NODES = (
@@ -337,14 +337,17 @@ def numbers_in(text: str) -> list[float]:
     return [float(m.group().replace(",", "")) for m in _NUMBER.finditer(text)]
 
 
+def same_number(a: float, b: float) -> bool:
+    """Two numbers a forced answer or fed-back code may write differently (``37`` for ``37.0``)."""
+    return math.isclose(a, b, rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
+
+
 def states_value(answer: str, value: str) -> bool:
     """Whether ``answer`` says ``value``: the same number within a tolerance when the value
     holds one number (``1229``, ``The average age is: 40.6``), else the value's text."""
     wanted = numbers_in(value)
     if len(wanted) == 1:
-        return any(
-            math.isclose(n, wanted[0], rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE) for n in numbers_in(answer)
-        )
+        return any(same_number(n, wanted[0]) for n in numbers_in(answer))
     return _plain(value) in _plain(answer)
 
 
