@@ -206,15 +206,6 @@ def test_literal_code_can_be_left_out_and_the_next_turn_sampled(server: LiveServ
     assert "Counting the zeros" not in engine.requests[-1].prompt  # the model never read it
 
 
-def test_a_bad_literal_code_value_is_refused_naming_the_field(server: LiveServer) -> None:
-    response = httpx.post(
-        f"{server.url}/v1/agent",
-        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "literal_code": "loud"},
-    )
-    assert response.status_code in (400, 422)
-    assert "literal_code" in response.text
-
-
 # -- code fed its own output (fed_back_output) --------------------------------------------
 CELSIUS = "<execute>print((98.6 - 32) * 5 / 9)</execute>"
 CELSIUS_AGAIN = "<execute>print((37.0 - 32) * 5 / 9)</execute>"
@@ -243,15 +234,6 @@ def test_code_fed_its_own_output_runs_when_asked(server: LiveServer, engine: Scr
     run = agent(server, content="Convert 98.6 F to Celsius.", fed_back_output="off")["agent"]
     assert run["forced_answer"] is None and run["turns"] == 3
     assert run["steps"][1]["observation"]["stdout"] == "2.7777777777777777\n"
-
-
-def test_a_bad_fed_back_output_value_is_refused_naming_the_field(server: LiveServer) -> None:
-    response = httpx.post(
-        f"{server.url}/v1/agent",
-        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "fed_back_output": "twice"},
-    )
-    assert response.status_code in (400, 422)
-    assert "fed_back_output" in response.text
 
 
 # -- an answer before any code ran (unrun_answer) ------------------------------------------
@@ -287,15 +269,6 @@ def test_an_answer_before_any_code_ran_is_taken_when_asked(server: LiveServer, e
     engine.enqueue("<solution>42</solution>")
     run = agent(server, unrun_answer="off")["agent"]
     assert run["turns"] == 1 and run["steps"][0]["left_out"] is False
-
-
-def test_a_bad_unrun_answer_value_is_refused_naming_the_field(server: LiveServer) -> None:
-    response = httpx.post(
-        f"{server.url}/v1/agent",
-        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "unrun_answer": "twice"},
-    )
-    assert response.status_code in (400, 422)
-    assert "unrun_answer" in response.text
 
 
 # -- the last turn -------------------------------------------------------------------------
@@ -468,8 +441,21 @@ def test_options_that_measured_nothing_are_gone(server: LiveServer, engine: Scri
         body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], name: "off"}
         refused = httpx.post(server.url + "/v1/agent", json=body)  # sent anyway: a 400, not a silent drop
         assert refused.status_code == 400 and refused.json()["error"]["param"] == name
-    engine.enqueue("<solution>Paris</solution>")  # a first answer no code backed is taken
+    # with unrun_answer off (this fixture's ANSWER_AT_ONCE), nothing questions or replaces a first answer
+    engine.enqueue("<solution>Paris</solution>")
     assert agent(server, "What is the capital of France?")["agent"]["turns"] == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("literal_code", "loud"), ("fed_back_output", "twice"), ("unrun_answer", "twice")]
+)
+def test_a_bad_loop_option_value_is_refused_naming_the_field(server: LiveServer, field: str, value: str) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/agent",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], field: value},
+    )
+    assert response.status_code in (400, 422)
+    assert field in response.text
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,20 @@ def test_stream_turns_are_well_formed_and_code_really_ran(client, server) -> Non
     assert_really_executed(session, steps)
 
 
+def greedy_run(server: LiveServer, task: str, max_tokens: int, max_turns: int, **options: str) -> dict:
+    """One greedy (temperature 0, seed 0) ``/v1/agent`` run of ``task``; its ``agent`` field."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": task}],
+        "temperature": 0.0,
+        "seed": 0,
+        "max_tokens": max_tokens,
+        "max_turns": max_turns,
+        **options,
+    }
+    return httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+
+
 # Greedy tasks on which the tiny model runs the same code twice while that code answers
 # nothing (its own literal text, or the same error): the resample policy on a real model.
 STUCK_TASKS = ["Run this code: print(undefined_name)", "Use the <execute> tag to run: print(1/0)"]
@@ -125,17 +139,14 @@ STUCK_TASKS = ["Run this code: print(undefined_name)", "Use the <execute> tag to
 def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> None:
     left_out = 0
     for task in STUCK_TASKS:
-        body = {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": task}],
-            "temperature": 0.0,
-            "seed": 0,
-            "max_tokens": 160,
-            "max_turns": 4,
-            "literal_code": "off",  # the embedded model's habit of printing text is not left out at once
-            "unrun_answer": "off",  # nor its answers before code ran: every left-out step is a repeat
-        }
-        agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+        agent = greedy_run(
+            server,
+            task,
+            max_tokens=160,
+            max_turns=4,
+            literal_code="off",  # the embedded model's habit of printing text is not left out at once
+            unrun_answer="off",  # nor its answers before code ran: every left-out step is a repeat
+        )
         steps = agent["steps"]
         assert_well_formed(steps)
         session = httpx.get(f"{server.url}/v1/agent/sessions/{agent['session_id']}").json()
@@ -155,15 +166,7 @@ def test_a_repeated_failure_is_left_out_and_the_next_turn_is_sampled(server) -> 
 
 def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(server) -> None:
     """The embedded model copies the prompt's ``print("Hello World!")``: ``literal_code: resample``."""
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Print the words Hello World with Python."}],
-        "temperature": 0.0,
-        "seed": 0,
-        "max_tokens": 160,
-        "max_turns": 3,
-    }
-    agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+    agent = greedy_run(server, "Print the words Hello World with Python.", max_tokens=160, max_turns=3)
     steps = agent["steps"]
     assert_well_formed(steps)
     literal = [
@@ -182,15 +185,7 @@ def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(ser
 
 def test_an_answer_before_any_code_ran_is_left_out_and_the_next_turn_is_sampled(server) -> None:
     """The embedded model answers a question without running code: ``unrun_answer: resample``."""
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "temperature": 0.0,
-        "seed": 0,
-        "max_tokens": 96,
-        "max_turns": 3,
-    }
-    agent = httpx.post(server.url + "/v1/agent", json=body, timeout=600).json()["agent"]
+    agent = greedy_run(server, "What is the capital of France?", max_tokens=96, max_turns=3)
     steps = agent["steps"]
     assert_well_formed(steps)
     first = steps[0]
