@@ -23,9 +23,12 @@ class Limits:
     max_file_mb: int = 100
     max_workspace_mb: int = 500
     max_open_files: int = 256
-    #: Host calls (tools outside the sandbox, see sandbox/host_calls.py): the longest a call
-    #: may take unless its tool says otherwise, and the largest arguments and result in bytes.
+    #: Host calls (tools outside the sandbox, see sandbox/bridge/calls.py): the longest a call
+    #: may take unless its tool says otherwise, the longest all of one run's calls may wait
+    #: together (the operator's deadline, which a client's own tool is held to as well), and
+    #: the largest arguments and result in bytes.
     host_call_seconds: float = 60.0
+    host_wait_seconds: float = 600.0
     host_argument_bytes: int = 1_000_000
     host_result_bytes: int = 1_000_000
 
@@ -41,6 +44,13 @@ class Limits:
     def output_hard_cap(self) -> int:
         """Bytes after which a run is stopped, not just truncated (a flood, not a long log)."""
         return max(20 * self.max_output_bytes, 4 * 1024 * 1024)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Largest frame the server reads from a running worker: a call's arguments or a run's
+        capped output (stdout, stderr and the error, each at most the output limit), with room
+        for JSON escapes. The worker sends nothing larger unless it is forging frames."""
+        return 6 * (self.host_argument_bytes + 3 * self.max_output_bytes) + 64 * 1024
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for the worker's configure message."""

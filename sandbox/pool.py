@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sandbox import workspace
+from sandbox.bridge.channel import WorkerDied
 from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError, SandboxStartError
 from sandbox.limits import Limits
-from sandbox.process import WorkerDied, WorkerProcess
+from sandbox.process import WorkerProcess
 from sandbox.sandbox import Policy, Sandbox
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import queue
-import select
 import signal
 import subprocess
 import threading
@@ -24,11 +23,13 @@ from typing import Any
 
 import psutil
 
-from sandbox import protocol
+from sandbox.bridge.channel import WorkerChannel, WorkerDied
 from sandbox.confine.isolation import Plan
 from sandbox.errors import SandboxStartError
 
 STARTUP_TIMEOUT = 30.0
+#: How long a control message (configure, define) and its reply may take.
+CONTROL_TIMEOUT_S = 10.0
 KILL_WAIT_S = 5.0  # how long kill() waits for the killed processes to be gone
 
 
@@ -59,10 +60,6 @@ class _Spawner:
 
 
 SPAWNER = _Spawner()
-
-
-class WorkerDied(Exception):
-    """The worker's pipe closed or it sent garbage: treat as a crash."""
 
 
 class WorkerProcess:
@@ -100,9 +97,7 @@ class WorkerProcess:
             if pass_fds:
                 os.close(pass_fds[0])
         assert self.popen.stdin and self.popen.stdout and self.popen.stderr
-        self._in = self.popen.stdin.fileno()
-        self._out = self.popen.stdout.fileno()
-        self._buffer = bytearray()
+        self.channel = WorkerChannel(self.popen.stdin.fileno(), self.popen.stdout.fileno())
         self.dead = False
         try:
             ready = self.receive(time.monotonic() + STARTUP_TIMEOUT)
@@ -115,6 +110,8 @@ class WorkerProcess:
             raise SandboxStartError(f"unexpected first message from worker: {ready!r}")
         self.popen.stderr.close()  # the worker moved its fd 2 to the capture pipe
         self.pid = self._find_worker_pid()
+        #: The worker's own helper (the lifeline reaper), told before any code ran: not a stray.
+        self.helpers = {int(ready["reaper"])} if isinstance(ready.get("reaper"), int) else set()
 
     def _stderr_text(self) -> str:
         assert self.popen.stderr
@@ -137,63 +134,28 @@ class WorkerProcess:
             pass
         return self.popen.pid
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], timeout: float = CONTROL_TIMEOUT_S) -> None:
+        """Write a frame; ProtocolViolation when the worker does not take it within `timeout`."""
         try:
-            protocol.write_frame(self._in, message)
-        except OSError as exc:
+            self.channel.send(message, time.monotonic() + timeout)
+        except WorkerDied:
             self.dead = True
-            raise WorkerDied(f"cannot write to worker: {exc}") from exc
+            raise
 
     def receive(self, deadline: float, poll: float | None = None) -> dict[str, Any] | None:
         """Next frame; None when `poll` seconds passed first. TimeoutError at `deadline`."""
-        poll_until = time.monotonic() + poll if poll is not None else deadline
-        while True:
-            frame = self._take_frame()
-            if frame is not None:
-                return frame
-            now = time.monotonic()
-            if now >= deadline:
-                raise TimeoutError("worker did not answer in time")
-            if now >= poll_until:
-                return None
-            ready, _, _ = select.select([self._out], [], [], min(deadline, poll_until) - now)
-            if ready:
-                try:
-                    chunk = os.read(self._out, 1 << 20)
-                except OSError as exc:
-                    self.dead = True
-                    raise WorkerDied(str(exc)) from exc
-                if not chunk:
-                    self.dead = True
-                    raise WorkerDied("worker exited")
-                self._buffer += chunk
-
-    def _take_frame(self) -> dict[str, Any] | None:
-        size = protocol.HEADER.size
-        if len(self._buffer) < size:
-            return None
-        (length,) = protocol.HEADER.unpack_from(self._buffer)
-        if length > protocol.MAX_FRAME_BYTES:
-            self.dead = True
-            raise WorkerDied("worker sent an oversized frame")
-        if len(self._buffer) < size + length:
-            return None
-        body = bytes(self._buffer[size : size + length])
-        del self._buffer[: size + length]
         try:
-            message = json.loads(body)
-        except ValueError as exc:
+            frame: dict[str, Any] | None = self.channel.receive(deadline, poll)
+        except WorkerDied:
             self.dead = True
-            raise WorkerDied("worker sent a malformed frame") from exc
-        if not isinstance(message, dict):
-            self.dead = True
-            raise WorkerDied("worker sent a non-object frame")
-        return message
+            raise
+        return frame
 
-    def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    def request(self, message: dict[str, Any], timeout: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
         """Send and wait for the reply (used for short control messages)."""
-        self.send(message)
-        reply = self.receive(time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        self.send(message, timeout)
+        reply = self.receive(deadline)
         assert reply is not None
         return reply
 
@@ -255,11 +217,35 @@ class WorkerProcess:
                     stream.close()
 
     def close(self) -> None:
-        """Ask politely, then kill what is left."""
-        if not self.dead:
-            with contextlib.suppress(OSError):
-                protocol.write_frame(self._in, {"op": "exit"})
+        """Kill the tree. No goodbye frame first: a worker that stopped reading its pipe made
+        that write block forever, and the worker keeps nothing that a kill would lose."""
         self.kill()
+
+    def strays(self) -> list[psutil.Process]:
+        """Processes the code started that are still alive: the tree but the launcher, the
+        worker and its helper (and, with a uid of its own, that uid's escaped daemons)."""
+        tree = self.tree()
+        keep = {self.popen.pid, self.pid, *self.helpers}
+        with contextlib.suppress(psutil.Error):
+            keep.update(p.pid for p in psutil.Process(self.pid).parents())
+        found = [p for p in tree if p.pid not in keep]
+        if self.plan.uid is not None and self.plan.level != "namespaces":  # no pid namespace to hold them
+            seen = {p.pid for p in tree}
+            found += [
+                p
+                for p in psutil.process_iter(["uids"])
+                if p.pid not in seen and p.pid not in keep and p.info["uids"] and p.info["uids"].real == self.plan.uid
+            ]
+        return found
+
+    def end_strays(self) -> int:
+        """Kill what `strays` finds (a cell's leftover processes); how many there were."""
+        found = self.strays()
+        for proc in found:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        _wait_dead(found, KILL_WAIT_S)
+        return len(found)
 
 
 def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sandbox.host_calls import HostCallRecord
+from sandbox.bridge.calls import HostCallRecord
 
 KilledReason = Literal["timeout", "memory", "output", "crashed", "processes", "disk", "cancelled"]
 
@@ -44,8 +44,10 @@ class ExecResult:
     duration_s: float = 0.0
     files: list[str] = field(default_factory=list)
     detail: str | None = None
-    #: Calls the code made to tools outside the sandbox, in order (see sandbox/host_calls.py).
+    #: Calls the code made to tools outside the sandbox, in order (see sandbox/bridge/calls.py),
+    #: the first ``MAX_RECORDS`` of them; how many more were made and not recorded.
     host_calls: list[HostCallRecord] = field(default_factory=list)
+    host_calls_omitted: int = 0
 
     @property
     def ok(self) -> bool:

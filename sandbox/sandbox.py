@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from sandbox import host_calls, workspace
+from sandbox import workspace
+from sandbox.bridge.calls import HostCallHandler
+from sandbox.bridge.channel import WorkerDied
+from sandbox.bridge.watch import RunControl, RunWatch
 from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError
-from sandbox.host_calls import HostCallHandler, HostCallRecord
 from sandbox.limits import Limits
-from sandbox.process import WorkerDied, WorkerProcess
-from sandbox.result import ExecResult, KilledReason
+from sandbox.process import WorkerProcess
+from sandbox.result import ExecResult
 
 log = logging.getLogger(__name__)
 
 Policy = Literal["default", "restricted"]
-
-#: First watchdog check after this long; most runs answer before it and pay nothing.
-FIRST_POLL_S = 0.05
-POLL_S = 0.1
-#: How long an interrupted cell may take to unwind before the tree is killed.
-INTERRUPT_GRACE_S = 2.0
 
 
 class Sandbox:
@@ -51,6 +48,7 @@ class Sandbox:
         isolation_level: isolation.Requested = "auto",
         workspace_root: Path | None = None,
         python: str | None = None,
+        keep_processes: bool = False,
         _prestarted: tuple[workspace.SessionDirs, int | None, WorkerProcess, isolation.Level] | None = None,
     ) -> None:
         if policy not in ("default", "restricted"):
@@ -62,10 +60,12 @@ class Sandbox:
         self.python = python
         self._run_lock = threading.Lock()
         self._state_lock = threading.RLock()
+        #: Leave processes a cell started running after it ends (default: they end with it).
+        self.keep_processes = keep_processes
         self._closed = False
-        self._cancel: KilledReason | None = None
-        self._interrupt_at: float | None = None
+        self._control = RunControl()
         self._pending_state_lost = False
+        self._pending_detail: str | None = None
         #: Answers the code's calls of tools outside the sandbox (None: it has none).
         self.host_calls: HostCallHandler | None = None
         self._definitions: list[str] = []
@@ -156,10 +156,10 @@ class Sandbox:
             if self._closed:
                 return
             self._closed = True
-            self._cancel = "cancelled"
+            self._control.cancel = "cancelled"
             proc = self._proc
         if proc is not None:
-            proc.close()
+            proc.kill()
         if self.host_calls is not None:
             self.host_calls.cancel()
         # Wait for a run in flight to notice, so the workspace is not removed under it.
@@ -179,7 +179,7 @@ class Sandbox:
     def kill(self) -> None:
         """Kill the running code now (from any thread); `run` returns killed_reason="cancelled"."""
         with self._state_lock:
-            self._cancel = "cancelled"
+            self._control.cancel = "cancelled"
             proc = self._proc
         if proc is not None:
             proc.kill()
@@ -188,20 +188,26 @@ class Sandbox:
         """KeyboardInterrupt into the running code (state kept); killed if it will not stop."""
         with self._state_lock:
             proc = self._proc
-            self._interrupt_at = time.monotonic()
+            self._control.interrupt_at = time.monotonic()
         if proc is not None and not proc.dead:
             proc.interrupt()
 
     # -- running -------------------------------------------------------------------
     def run(self, code: str, timeout: float | None = None) -> ExecResult:
-        """Execute `code` in the session; never raises for anything the code does."""
+        """Execute `code` in the session; never raises for anything the code does.
+
+        Raises only for the caller's mistakes (`TypeError`, `SandboxClosedError`) and a worker
+        that cannot be started (`SandboxStartError`); a bug of ours while the code runs
+        becomes a crashed result with a fresh worker next time, logged, never an exception.
+        """
         if not isinstance(code, str):
             raise TypeError("code must be a str")
         with self._run_lock:
             if self._closed:
                 raise SandboxClosedError("this sandbox is closed")
-            self._cancel = None
-            self._interrupt_at = None
+            self._control.cancel = None
+            self._control.interrupt_at = None
+            self._check_idle()
             state_lost = self._pending_state_lost
             if self._proc is None or self._proc.dead:
                 state_lost = True
@@ -214,114 +220,83 @@ class Sandbox:
                         raise SandboxClosedError("this sandbox was closed")
                     self._proc = proc
             self._pending_state_lost = False
-            result = self._execute(self._proc, code, timeout or self.limits.wall_seconds)
+            detail, self._pending_detail = self._pending_detail, None
+            try:
+                result = self._execute(self._proc, code, timeout or self.limits.wall_seconds)
+            except Exception:  # noqa: BLE001 - see the docstring: our bug must not cost the session
+                log.exception("running code in the sandbox failed")
+                self._proc.kill()
+                self._pending_state_lost = True
+                result = ExecResult(killed_reason="crashed", state_lost=True, detail="The sandbox failed internally.")
             result.state_lost = result.state_lost or state_lost
+            result.detail = _joined(detail, result.detail)
             return result
+
+    def _check_idle(self) -> None:
+        """Between runs a worker sends nothing: if it did (a cell forged a result and went on,
+        or left a thread writing frames), it is not trusted with the next run."""
+        proc = self._proc
+        if proc is None or proc.dead or not proc.channel.idle_input():
+            return
+        try:
+            proc.channel.fill()
+            unasked = proc.channel.buffered
+        except WorkerDied:
+            unasked = False
+        proc.kill()
+        if unasked:
+            self._pending_detail = "The worker sent messages between runs that nobody asked for, so it was restarted."
 
     def _execute(self, proc: WorkerProcess, code: str, wall: float) -> ExecResult:
         started = time.monotonic()
-        reason: KilledReason | None = None
-        detail: str | None = None
-        reply: dict[str, Any] | None = None
-        calls: list[HostCallRecord] = []
-        try:
-            proc.send({"op": "run", "id": 1, "code": code, "hard_cap": self.limits.output_hard_cap})
-            reply, reason, detail = self._await_result(proc, started + wall, calls)
-        except TimeoutError:
-            reason, detail = "timeout", f"Wall-clock limit: {wall:g} s."
-        except WorkerDied:
-            reason = self._cancel or "crashed"
-            if reason == "crashed":
-                detail = _exit_detail(proc)
-        if reason is not None or reply is None:
+        token = secrets.token_hex(8)
+        watch = RunWatch(proc.channel, proc, self.limits, self.host_calls, self._control, token, self._dirs.root)
+        proc.channel.queue({"op": "run", "id": token, "code": code, "hard_cap": self.limits.output_hard_cap})
+        outcome = watch.wait(wall)
+        if outcome.reason == "crashed" and outcome.detail is None:
+            outcome.detail = _exit_detail(proc)
+        reply = outcome.reply
+        if outcome.reason is not None or reply is None:
             proc.kill()
             self._pending_state_lost = True
+            reason = outcome.reason or "crashed"
             result = ExecResult(
-                killed_reason=reason or "crashed", timed_out=reason == "timeout", state_lost=True, detail=detail
+                killed_reason=reason, timed_out=reason == "timeout", state_lost=True, detail=outcome.detail
             )
         else:
-            result = ExecResult(
-                stdout=str(reply.get("stdout", "")),
-                stderr=str(reply.get("stderr", "")),
-                error=reply.get("error") if isinstance(reply.get("error"), str) else None,
-                truncated=bool(reply.get("truncated")),
-            )
-            if reply.get("output_limit"):
-                result.killed_reason = "output"
-            if reply.get("cpu_limit"):
-                result.killed_reason, result.timed_out = "timeout", True
-                result.detail = f"CPU-time limit: {self.limits.cpu_seconds:g} s."
-        result.host_calls = calls
+            result = self._result_of(reply)
+            if not self.keep_processes:
+                ended = proc.end_strays()
+                if ended:
+                    result.detail = _joined(
+                        result.detail,
+                        f"{ended} process{'es' if ended > 1 else ''} the code started and left running "
+                        f"{'were' if ended > 1 else 'was'} ended with the cell.",
+                    )
+        result.host_calls = outcome.log.records
+        result.host_calls_omitted = outcome.log.omitted
         result.duration_s = time.monotonic() - started
         self._collect_files(result)
         return result
 
-    def _await_result(
-        self, proc: WorkerProcess, deadline: float, calls: list[HostCallRecord]
-    ) -> tuple[dict[str, Any] | None, KilledReason | None, str | None]:
-        """Wait for the run's result frame, answering host calls and watching the limits.
-
-        Time spent waiting for a host call moves the wall-clock deadline: the code is not
-        running then. Any frame other than a call or the result is a protocol violation.
-        """
-        base_cpu: float | None = None
-        last_watch = 0.0
-        killed: list[tuple[KilledReason, str | None]] = []
-
-        def stop_call() -> str | None:
-            nonlocal last_watch
-            if self._cancel is not None:
-                killed.append((self._cancel, None))
-                return "the execution was cancelled"
-            if self._interrupt_at is not None:
-                return "the execution was interrupted"
-            now = time.monotonic()
-            if base_cpu is not None and now - last_watch >= POLL_S:
-                last_watch = now
-                why, why_detail = self._watch(proc, base_cpu)
-                if why is not None:
-                    killed.append((why, why_detail))
-                    return "the execution was stopped"
-            return None
-
-        while True:
-            frame = proc.receive(deadline, poll=FIRST_POLL_S if base_cpu is None else POLL_S)
-            if frame is None:
-                if base_cpu is None:
-                    _, base_cpu, _ = proc.usage()
-                    continue
-                reason, detail = self._watch(proc, base_cpu)
-                if reason is not None:
-                    return None, reason, detail
-            elif frame.get("op") == "call":
-                outcome = host_calls.answer(frame, self.host_calls, self.limits, stop_call)
-                calls.append(outcome.record)
-                deadline += outcome.waited_s
-                if killed:
-                    return None, *killed[0]
-                proc.send(outcome.reply)
-            elif frame.get("op") == "result":
-                return frame, None, None
-            else:
-                return None, "crashed", "The worker sent a message the server does not accept."
-
-    def _watch(self, proc: WorkerProcess, base_cpu: float) -> tuple[KilledReason | None, str | None]:
-        """One watchdog tick while the code runs: cancel, interrupt, memory, CPU, processes, disk."""
-        if self._cancel is not None:
-            return self._cancel, None
-        if self._interrupt_at is not None and time.monotonic() - self._interrupt_at > INTERRUPT_GRACE_S:
-            return "cancelled", "It did not stop after an interrupt."
-        limits = self.limits
-        memory, cpu, count = proc.usage()
-        if memory > limits.memory_mb * 1024 * 1024:
-            return "memory", f"Memory limit: {limits.memory_mb} MB for the whole process tree."
-        if cpu - base_cpu > limits.cpu_seconds + 1:
-            return "timeout", f"CPU-time limit: {limits.cpu_seconds:g} s across all processes."
-        if count > limits.max_processes + 3:
-            return "processes", f"Process limit: {limits.max_processes}."
-        if workspace.disk_usage(self._dirs.root) > limits.max_workspace_mb * 1024 * 1024:
-            return "disk", f"Workspace limit: {limits.max_workspace_mb} MB."
-        return None, None
+    def _result_of(self, reply: dict[str, Any]) -> ExecResult:
+        """The worker's result frame as an `ExecResult`, its output held to the limit here too:
+        the frame may be forged, so the worker's own truncation is not relied on."""
+        limit = self.limits.max_output_bytes
+        texts = {name: reply.get(name) for name in ("stdout", "stderr", "error")}
+        kept = {name: _capped(value, limit) if isinstance(value, str) else None for name, value in texts.items()}
+        result = ExecResult(
+            stdout=kept["stdout"] or "",
+            stderr=kept["stderr"] or "",
+            error=kept["error"],
+            truncated=bool(reply.get("truncated")) or any(kept[n] is not texts[n] for n in ("stdout", "stderr")),
+        )
+        if reply.get("output_limit"):
+            result.killed_reason = "output"
+        if reply.get("cpu_limit"):
+            result.killed_reason, result.timed_out = "timeout", True
+            result.detail = f"CPU-time limit: {self.limits.cpu_seconds:g} s."
+        return result
 
     def _collect_files(self, result: ExecResult) -> None:
         after, _ = workspace.snapshot(self._dirs.workspace)
@@ -347,6 +322,18 @@ class Sandbox:
                 result.killed_reason = "disk"
             result.files = []
             self._snapshot, _ = workspace.snapshot(self._dirs.workspace)
+
+
+def _capped(text: str, limit: int) -> str:
+    """`text` when it is within `limit` UTF-8 bytes (the same object), else its head and tail."""
+    if len(text) <= limit // 4 or len(text.encode("utf-8", "replace")) <= limit + 512:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [output truncated by the server: {len(text)} characters] ...\n{text[-half:]}"
+
+
+def _joined(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
 
 
 def _exit_detail(proc: WorkerProcess) -> str | None:

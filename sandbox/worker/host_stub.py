@@ -50,6 +50,14 @@ class HostStub:
         self._lock = threading.Lock()  # one call in flight: frames of two threads must not interleave
         self._next_id = 0
         self.max_argument_bytes = 1_000_000
+        #: True while a cell runs: the server answers calls only then.
+        self.active = False
+
+    def end_cell(self) -> None:
+        """The cell returned: wait for a call another thread still has in flight (its answer
+        comes before the result), then refuse calls until the next cell."""
+        with self._lock:
+            self.active = False
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call `tool` on the host with keyword `arguments` (UNSET ones dropped); its result."""
@@ -59,12 +67,16 @@ class HostStub:
             raise TypeError("the tool name must be a str")
         sent = {str(k): v for k, v in dict(arguments).items() if v is not UNSET}
         try:
-            size = len(json.dumps(sent, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass"))
+            size = len(json.dumps(sent, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"arguments of {tool} hold text that is not valid Unicode (a lone surrogate)") from None
         except (TypeError, ValueError) as exc:
             raise TypeError(f"arguments of {tool} must be JSON data (str, numbers, lists, dicts): {exc}") from None
         if size > self.max_argument_bytes:
             raise ToolCallError(f"arguments of {tool} are {size} bytes; the limit is {self.max_argument_bytes}")
         with self._lock:
+            if not self.active:
+                raise ToolCallError("tools can only be called while a cell runs, not from a thread it left behind")
             self._next_id += 1
             call_id = self._next_id
             protocol.write_frame(self._out, {"op": "call", "id": call_id, "tool": tool, "arguments": sent})

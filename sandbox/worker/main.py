@@ -95,7 +95,7 @@ def drop_privileges(config: dict[str, Any]) -> None:
         os._exit(3)  # The server died before the death signal was armed.
 
 
-def start_reaper(lifeline_fd: int | None) -> None:
+def start_reaper(lifeline_fd: int | None) -> int | None:
     """Fork a tiny reaper that kills our whole process group once the server is gone.
 
     Used without a pid namespace, where the parent-death signal reaches the worker but not
@@ -104,8 +104,9 @@ def start_reaper(lifeline_fd: int | None) -> None:
     Forked before any thread exists, and before any user code runs.
     """
     if lifeline_fd is None:
-        return
-    if os.fork() == 0:
+        return None
+    pid = os.fork()
+    if pid == 0:
         try:
             os.closerange(0, lifeline_fd)
             os.closerange(lifeline_fd + 1, 65536)
@@ -117,6 +118,7 @@ def start_reaper(lifeline_fd: int | None) -> None:
             finally:
                 os._exit(0)
     os.close(lifeline_fd)
+    return pid
 
 
 def confine(rules: dict[str, Any] | None) -> None:
@@ -212,6 +214,7 @@ class Worker:
         self.capture.reset(limit, int(message.get("hard_cap", 20 * limit)))
         self.cells += 1
         sys.stdout, sys.stderr = self.stdout, self.stderr
+        self.host.active = True
         error: str | None = None
         output_limit = cpu_limit = False
         started = time.perf_counter()
@@ -240,6 +243,7 @@ class Worker:
                 os._exit(0)
             duration = time.perf_counter() - started
             sys.stdout, sys.stderr = self.stdout, self.stderr
+        self.host.end_cell()  # a call still in flight on another thread is answered first
         self.capture.drain_now()
         with self.capture.lock:
             stdout, stderr = self.capture.stdout, self.capture.stderr
@@ -248,7 +252,7 @@ class Worker:
                 "id": message.get("id"),
                 "stdout": stdout.render(),
                 "stderr": stderr.render(),
-                "error": error,
+                "error": execute.head_and_tail(error, limit),
                 "truncated": stdout.truncated or stderr.truncated,
                 "output_limit": output_limit,
                 "cpu_limit": cpu_limit,
@@ -316,7 +320,7 @@ def main() -> None:
     os.close(out_w)
     os.close(err_w)
     drop_privileges(config)
-    start_reaper(config.get("lifeline_fd"))
+    reaper = start_reaper(config.get("lifeline_fd"))
     confine(config.get("landlock"))
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
@@ -326,7 +330,7 @@ def main() -> None:
     worker = Worker(proto_in, proto_out, capture)
     sys.stdout, sys.stderr = worker.stdout, worker.stderr
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the worker
-    protocol.write_frame(proto_out, {"op": "ready", "pid": os.getpid(), "uid": os.getuid()})
+    protocol.write_frame(proto_out, {"op": "ready", "pid": os.getpid(), "uid": os.getuid(), "reaper": reaper})
     worker.serve()
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from models.engine.api import ContextOverflowError, Engine
 from models.engine.chat_format import render_chatml
-from sandbox.executor import CodeExecutor
+from sandbox.executor import CodeExecutor, on_own_thread
 from server.agent.actions import (
     EXECUTE_CLOSE,
     EXECUTE_OPEN,
@@ -306,7 +306,7 @@ class _Actor:
     async def _run(self, code: str, turns_left: int) -> tuple[Observation, Reaction]:
         """Run code off the event loop; if our task is cancelled, kill the execution too."""
         try:
-            result = await asyncio.to_thread(self.executor.run, code, self.options.execution_timeout)
+            result = await on_own_thread(self.executor.run, code, self.options.execution_timeout, name="sandbox-run")
         except asyncio.CancelledError:
             self.executor.interrupt()
             raise

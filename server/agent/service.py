@@ -11,12 +11,12 @@ That lets a chat UI resend its whole history, as OpenAI clients do, without dupl
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.engine.api import ContextOverflowError
+from sandbox.executor import on_own_thread
 from server.agent.errors import AgentRequestError, SessionBusy
 from server.agent.loop import AgentOptions, run_agent
 from server.agent.options import PromptStyle
@@ -116,16 +116,29 @@ async def _install_host_tools(
 
 
 async def define_tools(session: Session, tools: list[ToolSpec]) -> None:
-    """Run each tool's source in the session's sandbox; a broken tool is the caller's to fix."""
-    for tool in tools:
-        if not tool.source:  # a host tool: its stub is defined already
+    """Run each tool's source in the session's sandbox; a broken tool is the caller's to fix.
+
+    No run exists yet to announce a call of the client's tools, so while a source runs such a
+    call fails at once (it once parked forever, with the session locked and its id unknown).
+    """
+    bridge = session.bridge
+    if bridge is not None:
+        bridge.refusing = "while a tool's source is being defined: no run can pass the call to the client"
+    try:
+        for tool in tools:
+            if not tool.source:  # a host tool: its stub is defined already
+                session.tools.append(tool)
+                continue
+            result = await on_own_thread(session.executor.run, tool.source, name="sandbox-define")
+            if not result.ok:
+                detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
+                raise AgentRequestError(
+                    f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools"
+                )
             session.tools.append(tool)
-            continue
-        result = await asyncio.to_thread(session.executor.run, tool.source)
-        if not result.ok:
-            detail = (result.error or result.notice or "it did not run").strip().splitlines()[-1]
-            raise AgentRequestError(f"tool '{tool.name}': its source failed in the sandbox: {detail}", param="tools")
-        session.tools.append(tool)
+    finally:
+        if bridge is not None:
+            bridge.refusing = None
 
 
 def _tool_results(messages: list[dict[str, str]]) -> list[dict[str, str]]:

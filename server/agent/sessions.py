@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.executor import SessionExecutor
+from sandbox.executor import SessionExecutor, on_own_thread
 from server.agent.errors import SessionNotFound, TooManySessions
 from server.agent.steps import Step
 from server.tools.toolbox import ToolSpec
@@ -83,7 +84,7 @@ class SessionStore:
             raise TooManySessions(self.max_sessions)
         self._creating += 1
         try:
-            executor = await asyncio.to_thread(self._make_executor)
+            executor = await on_own_thread(self._make_executor, name="sandbox-start")
         finally:
             self._creating -= 1
         session = Session(id=f"sess_{uuid.uuid4().hex[:20]}", executor=executor)
@@ -98,16 +99,17 @@ class SessionStore:
         return session
 
     def delete(self, session_id: str) -> None:
-        self._close(self._remove(session_id))
+        """Forget the session now; its worker is stopped on a thread of its own (see `_close_soon`)."""
+        self._close_soon(self._remove(session_id))
 
     async def delete_off_loop(self, session_id: str) -> None:
-        """Forget the session now; stop its worker on a thread.
+        """Forget the session now; stop its worker on a thread and wait for that.
 
         Why: stopping a worker (signal the tree, wait for it, remove the workspace) takes
         ~10-15 ms, and on the event loop it would stall every other request and stream.
         """
         session = self._remove(session_id)
-        await asyncio.to_thread(self._close, session)
+        await on_own_thread(self._close, session, name="sandbox-close")
 
     def _remove(self, session_id: str) -> Session:
         session = self._sessions.pop(session_id, None)
@@ -121,14 +123,29 @@ class SessionStore:
         expired = [s for s in self._sessions.values() if not s.lock.locked() and now - s.last_used > self.ttl_s]
         for session in expired:
             del self._sessions[session.id]
-            self._close(session)
-            log.info("closed idle agent session %s", session.id)
+            self._close_soon(session)
+            log.info("closing idle agent session %s", session.id)
         return len(expired)
 
-    def close_all(self) -> None:
-        for session in list(self._sessions.values()):
-            self._close(session)
+    def close_all(self, timeout: float = 15.0) -> None:
+        """Stop every session's worker, in parallel, waiting at most `timeout` seconds."""
+        sessions = list(self._sessions.values())
         self._sessions.clear()
+        closers = [self._close_soon(session) for session in sessions]
+        deadline = time.monotonic() + timeout
+        for closer in closers:
+            closer.join(max(deadline - time.monotonic(), 0.0))
+
+    def _close_soon(self, session: Session) -> threading.Thread:
+        """Stop the session's worker on a thread of its own and return at once.
+
+        Why never inline: this is called on the event loop (the reaper, a refused request),
+        and closing waits for the worker's tree to die and for a run in flight to notice, so
+        one hostile or stuck session would stall every other request and ``/health``.
+        """
+        closer = threading.Thread(target=self._close, args=(session,), name=f"close-{session.id}", daemon=True)
+        closer.start()
+        return closer
 
     def waiting_for(self, tool_call_id: str) -> Session | None:
         """The session whose suspended run waits for this client tool call."""

@@ -30,6 +30,7 @@ from models.engine.api import Engine
 from server.api.auth import BearerAuth, load_api_keys
 from server.api.errors import install_error_handlers
 from server.api.host_guard import HostGuard, allowed_hosts
+from server.api.json_body import EncodableJSONResponse
 from server.api.openapi_errors import AGENT_RESPONSES
 from server.api.request_limits import BodySizeLimit, enforce_request_limits, publish_limits
 from server.api.routes.agent import router as agent_router
@@ -94,6 +95,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
         title="codeact-server",
         summary="Local CodeAct agent server with an OpenAI-compatible API",
         lifespan=lifespan,
+        default_response_class=EncodableJSONResponse,
     )
     app.state.settings = settings
     app.state.engine = engine

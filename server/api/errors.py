@@ -35,6 +35,7 @@ from starlette.routing import Match
 
 from models.engine.api import ContextOverflowError, EngineError, QueueFullError, TokenizerUnavailableError
 from server.agent.errors import AgentError, AgentRequestError, SessionBusy, SessionNotFound, TooManySessions
+from server.api.json_body import EncodableJSONResponse
 from server.openai.errors import RequestRefused
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return EncodableJSONResponse(body, status_code=status, headers=headers)
 
 
 def engine_error_to_api(exc: EngineError) -> APIError:

@@ -5,7 +5,8 @@ async context managers that must be entered and left in one task, and a stdio se
 child process the transport owns. So one long-lived task holds the connection open, pings it
 while idle, and on any failure (the process exited, the HTTP server went away, a ping timed
 out, a call saw the connection close) leaves the contexts, waits a growing back-off and
-connects again. Calls come from other tasks and use the current session; while the server
+connects again; the back-off doubles while attempts keep failing and starts over after a
+connection that ran. Calls come from other tasks and use the current session; while the server
 is down they wait a little for it to come back, then fail with the reason.
 
 States: ``starting`` (first attempt), ``running``, ``restarting`` (it was running or a retry
@@ -38,6 +39,7 @@ PING_INTERVAL_S = 5.0
 PING_TIMEOUT_S = 5.0
 #: How long a call waits for a server that is down to come back before it fails.
 RECONNECT_WAIT_S = 10.0
+FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 
 
@@ -76,6 +78,8 @@ class McpConnection:
         self._settled = asyncio.Event()  # the first attempt ended, either way
         self._reconnect = asyncio.Event()
         self._stopping = False
+        #: The last attempt reached ``running`` (the back-off starts over after it fails).
+        self._connected = False
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -123,11 +127,10 @@ class McpConnection:
 
     # -- the supervisor ----------------------------------------------------------------
     async def _supervise(self) -> None:
-        delay = 0.5
+        delay = FIRST_BACKOFF_S
         while not self._stopping:
             try:
                 await self._connect_and_serve()
-                delay = 0.5
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - any failure means: reconnect
@@ -141,6 +144,8 @@ class McpConnection:
             self.state = "failed" if self.state == "starting" else "restarting"
             self._settled.set()
             self.restarts += 1
+            if self._connected:  # it ran: this is a new failure, not the same one again
+                self._connected, delay = False, FIRST_BACKOFF_S
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
@@ -151,6 +156,7 @@ class McpConnection:
                 listed = await session.list_tools()
             self.tools = list(listed.tools)
             self._session = session
+            self._connected = True
             self._reconnect.clear()
             self.state, self.error = "running", None
             self._running.set()

@@ -1,8 +1,11 @@
 """All configured MCP servers: started together, listed, called from sandbox threads, stopped.
 
 Why calls hop threads: a tool call arrives on the thread that runs a sandbox execution
-(``sandbox.host_calls``), while the MCP connections live on the server's event loop. `call`
-schedules the coroutine there and blocks that thread only. One server failing to start is
+(``sandbox.bridge``), while the MCP connections live on the server's event loop. `start_call`
+schedules the call there as a task and returns its future without blocking; cancelling the
+future cancels the task, so a call the sandbox gave up on stops (the SDK tells the server).
+Arguments are checked before the wire: a string no UTF-8 encoder takes (a lone surrogate)
+once broke a shared connection for every session. One server failing to start is
 logged and shown in ``/health``; the others serve regardless, and the failed one keeps retrying.
 
 How a result becomes Python data: the structured content when the tool gives it (the SDK
@@ -16,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import mcp_types
 from mcp import MCPError
 
-from sandbox.host_calls import HostCallError
+from sandbox.bridge.calls import HostCallError, json_size
 from server.mcp.config import ServerConfig
 from server.mcp.connection import McpConnection, McpUnavailable
 from server.tools.signature import python_name
@@ -100,20 +103,30 @@ class McpManager:
         return [self._host_tool(tool) for tool in self.tools(servers)]
 
     def _host_tool(self, tool: McpTool) -> HostTool:
-        def call(arguments: dict[str, Any], timeout: float | None) -> Any:
-            return self.call(tool, arguments, timeout)
+        def start(arguments: dict[str, Any], timeout: float) -> Future[Any]:
+            return self.start_call(tool, arguments, timeout)
 
-        return HostTool(tool.function, tool.description, tool.input_schema, call, origin=f"mcp:{tool.server}")
+        return HostTool(tool.function, tool.description, tool.input_schema, start, origin=f"mcp:{tool.server}")
 
-    def call(self, tool: McpTool, arguments: dict[str, Any], timeout: float | None) -> Any:
-        """Blocking call from a sandbox thread; the value for the code, or HostCallError."""
+    def start_call(self, tool: McpTool, arguments: dict[str, Any], timeout: float) -> Future[Any]:
+        """Start a call from a sandbox thread; the future holds the value for the code, or
+        fails with HostCallError. Raises HostCallError for arguments no wire should carry."""
         assert self._loop is not None, "McpManager.start() was not awaited"
-        connection = self.connections[tool.server]
-        future = asyncio.run_coroutine_threadsafe(connection.call(tool.name, arguments, timeout), self._loop)
         try:
-            result = future.result(None if timeout is None else timeout + 5)
-        except FutureTimeout as exc:
-            future.cancel()
+            json_size(arguments)
+        except (TypeError, ValueError) as exc:
+            raise HostCallError(f"{tool.function}: arguments that are not valid JSON text ({exc})") from None
+        try:
+            return asyncio.run_coroutine_threadsafe(self.call(tool, arguments, timeout), self._loop)
+        except RuntimeError as exc:  # the loop is closed: the server is stopping
+            raise HostCallError(f"{tool.function} was not called: the server is stopping") from exc
+
+    async def call(self, tool: McpTool, arguments: dict[str, Any], timeout: float) -> Any:
+        """One call on the event loop: the value for the code, or HostCallError."""
+        connection = self.connections[tool.server]
+        try:
+            result = await asyncio.wait_for(connection.call(tool.name, arguments, timeout), timeout + 5)
+        except TimeoutError as exc:
             raise HostCallError(f"{tool.function} did not answer within {timeout:g} s") from exc
         except McpUnavailable as exc:
             raise HostCallError(str(exc)) from exc

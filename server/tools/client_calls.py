@@ -8,20 +8,25 @@ standard assistant message holding ``tool_calls`` (finish_reason ``tool_calls``)
 runs the tool as it always does and sends the conversation back with ``tool`` messages; the
 ``tool_call_id`` alone finds the parked call (no extra field, so an unmodified tool loop
 works), its content resolves the future (JSON-decoded when it is JSON) and the code goes on.
-A client that never comes back leaves a session that the TTL closes, which cancels the call.
+A client that never comes back gets no more than the operator's wait budget
+(``--tool-wait-limit``): the call then fails in the code with a ToolCallError, and a session
+that idles past its TTL is closed, which cancels the call. A call made while no run can
+announce it (a Python tool's ``source`` calling a client tool while it is being defined)
+fails at once: nobody would ever answer it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import uuid
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.host_calls import NO_LIMIT, HostCallError
+from sandbox.bridge.calls import NO_LIMIT, HostCallError
 from server.tools.signature import python_name
 from server.tools.toolbox import HostTool
 
@@ -79,28 +84,36 @@ class ClientToolBridge:
         self.pending: dict[str, PendingCall] = {}
         #: Calls not yet announced to a request; read on the event loop.
         self.announced: asyncio.Queue[PendingCall] = asyncio.Queue()
+        #: Why calls fail at once right now (no run could announce them), else None.
+        self.refusing: str | None = None
 
     def host_tool(self, name: str, description: str | None, parameters: dict[str, Any] | None) -> HostTool:
         """The sandbox function for the client tool `name` (its Python name made an identifier)."""
 
-        def call(arguments: dict[str, Any], timeout: float | None) -> Any:
-            return self._call(name, arguments)
+        def start(arguments: dict[str, Any], timeout: float) -> Future[Any]:
+            return self._start(name, arguments)
 
-        return HostTool(python_name(name), description or "", parameters or {}, call, origin="client", timeout=NO_LIMIT)
+        function = python_name(name)
+        return HostTool(function, description or "", parameters or {}, start, origin="client", timeout=NO_LIMIT)
 
-    def _call(self, name: str, arguments: dict[str, Any]) -> Any:
-        """On a sandbox thread: announce the call and wait for the client's answer."""
+    def _start(self, name: str, arguments: dict[str, Any]) -> Future[Any]:
+        """Announce the call to the run (on the event loop); its future waits for the client."""
         call = PendingCall(f"call_{uuid.uuid4().hex[:24]}", name, arguments)
+        if self.refusing is not None:
+            call.future.set_exception(HostCallError(f"{name} cannot be called {self.refusing}"))
+            return call.future
         with self._lock:
             self.pending[call.id] = call
-        self._loop.call_soon_threadsafe(self.announced.put_nowait, call)
+        call.future.add_done_callback(lambda _: self._forget(call.id))
         try:
-            return call.future.result()
-        except CancelledError as exc:
-            raise HostCallError(f"{name} was not answered: the session was closed") from exc
-        finally:
-            with self._lock:
-                self.pending.pop(call.id, None)
+            self._loop.call_soon_threadsafe(self.announced.put_nowait, call)
+        except RuntimeError:  # the event loop is closed: the server is stopping
+            call.future.set_exception(HostCallError(f"{name} was not answered: the server is stopping"))
+        return call.future
+
+    def _forget(self, call_id: str) -> None:
+        with self._lock:
+            self.pending.pop(call_id, None)
 
     def waits_for(self, call_id: str) -> bool:
         with self._lock:
@@ -110,8 +123,9 @@ class ClientToolBridge:
         """Answer a parked call with the client's ``tool`` message content."""
         with self._lock:
             call = self.pending.get(call_id)
-        if call is not None and not call.future.done():
-            call.future.set_result(decode_content(content))
+        if call is not None:
+            with contextlib.suppress(InvalidStateError):  # cancelled or timed out meanwhile
+                call.future.set_result(decode_content(content))
 
     def cancel(self) -> None:
         """Fail every parked call (the run was cancelled or the session closed)."""

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from sandbox.executor import on_own_thread
 from server.tools.client_calls import ClientFunction, ClientToolBridge
 from server.tools.toolbox import HostTool, Toolbox, ToolSpec
 
@@ -83,7 +84,7 @@ async def install(session: Any, tools: Sequence[HostTool]) -> list[ToolSpec]:
     for tool in fresh:
         toolbox.add(tool)
     executor.host_calls = toolbox
-    await asyncio.to_thread(executor.define, Toolbox.prelude(fresh))
+    await on_own_thread(executor.define, Toolbox.prelude(fresh), name="sandbox-define")
     return Toolbox.specs(fresh)
 
 

@@ -2,22 +2,25 @@
 
 Why one object per session: the set of tools is the session's (the MCP servers it asked for,
 the function tools its client sent), and it is the session sandbox's `HostCallHandler`, so
-a call can only reach a tool this session was given. Each `HostTool` carries its own blocking
-``call`` (an MCP server through ``server.mcp.manager``, the client through
-``server.tools.client_calls``); the toolbox only routes, bounds and cancels.
+a call can only reach a tool this session was given. Each `HostTool` carries its own
+``start``, which begins a call and returns its future without blocking (an MCP server through
+``server.mcp.manager``, the client through ``server.tools.client_calls``); the toolbox only
+routes and cancels.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.host_calls import NO_LIMIT
+from sandbox.bridge.calls import NO_LIMIT
 from server.tools.signature import FunctionShape, shape
 
-ToolCall = Callable[[dict[str, Any], "float | None"], Any]
+#: Starts one call with its arguments and timeout; the future holds the result.
+ToolStart = Callable[[dict[str, Any], float], "Future[Any]"]
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,10 @@ class HostTool:
     function: str  # the Python name (a valid identifier)
     description: str
     input_schema: dict[str, Any]
-    call: ToolCall
+    start: ToolStart
     origin: str  # "mcp:<server>" or "client"
-    #: Seconds a call may take; None: the sandbox limit's default; NO_LIMIT: wait for the client.
+    #: Seconds a call may take; None: the sandbox limit's default; NO_LIMIT: as long as the
+    #: run's wait budget (``--tool-wait-limit``) allows (a client's tool waits for the client).
     timeout: float | None = None
     shape: FunctionShape = field(init=False, compare=False)
 
@@ -87,8 +91,8 @@ class Toolbox:
     def timeout_for(self, tool: str) -> float | None:
         return self._tools[tool].timeout
 
-    def call(self, tool: str, arguments: dict[str, Any], timeout: float | None) -> Any:
-        return self._tools[tool].call(arguments, timeout)
+    def start(self, tool: str, arguments: dict[str, Any], timeout: float) -> Future[Any]:
+        return self._tools[tool].start(arguments, timeout)
 
     def cancel(self) -> None:
         for callback in self._on_cancel:

@@ -59,7 +59,7 @@ def test_worker_dies_when_server_is_sigkilled(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from sandbox import Sandbox
-        sb = Sandbox()
+        sb = Sandbox(keep_processes=True)  # the cell's child outlives the cell, as a daemon would
         sb.run("import subprocess; subprocess.Popen(['sleep', '300'])")
         print(sb.pid, flush=True)
         time.sleep(300)

@@ -43,7 +43,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from sandbox import workspace
 from server.agent.consensus.runner import (
@@ -62,6 +62,7 @@ from server.api.agent_schemas import OPENAI_FINISH_OF_AGENT, AgentRequest, step_
 from server.api.auth import key_of
 from server.api.deps import SettingsDep
 from server.api.errors import InvalidRequest, NotFound
+from server.api.json_body import EncodableJSONResponse
 from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.streams.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
@@ -125,10 +126,10 @@ async def agent_completion(
     except ClientDisconnected:
         return Response(status_code=499)
     if isinstance(done, ToolCallsPending):
-        return JSONResponse(tool_calls_completion(completion_id, body.model, run, done))
+        return EncodableJSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
     # jsonable_encoder (1-3 ms for a ten-step answer on the 2-core test machine).
-    return JSONResponse(
+    return EncodableJSONResponse(
         chat_completion(
             completion_id,
             body.model,
@@ -235,7 +236,7 @@ async def _stream_or_detach(
         return sse_response(chunks)
     detached = await background.start(numbered(chunks), lambda *_: None, AgentFormat(), owner)
     events_url = f"/v1/agent/sessions/{quote(detached.id)}/events"
-    return JSONResponse({**detached.response, "events_url": events_url}, status_code=202)
+    return EncodableJSONResponse({**detached.response, "events_url": events_url}, status_code=202)
 
 
 async def _sampled_completion(
@@ -264,7 +265,7 @@ async def _sampled_completion(
     agent = {**result.outcome(), "steps": [step_payload(s) for s in result.steps_of(result.winner)]}
     for sample in agent["samples"]:
         sample["steps"] = [step_payload(s) for s in result.steps_of(sample["index"])]
-    return JSONResponse(
+    return EncodableJSONResponse(
         chat_completion(
             completion_id,
             body.model,
