@@ -55,11 +55,13 @@ class SandboxPool:
         workspace_root: Path | None = None,
         python: str | None = None,
         preimport: Sequence[str] = (),
+        keep_processes: bool = False,
     ) -> None:
         self.size = size
         self.network = network
         self.limits = limits or Limits()
         self.python = python
+        self.keep_processes = keep_processes
         self.preimport = list(preimport)
         if self.preimport and self.limits.memory_mb < PREIMPORT_MIN_MEMORY_MB:
             log.info(
@@ -147,7 +149,14 @@ class SandboxPool:
             self._wanted.notify()
         if slot is None:
             slot = self._new_slot(network)
-        return Sandbox(limits or self.limits, network, policy, python=self.python, _prestarted=slot)
+        return Sandbox(
+            limits or self.limits,
+            network,
+            policy,
+            python=self.python,
+            keep_processes=self.keep_processes,
+            _prestarted=slot,
+        )
 
     @property
     def idle(self) -> int:

@@ -134,6 +134,7 @@ def sandbox_limits(settings: Settings) -> Limits:
         cpu_seconds=MAX_EXECUTION_TIMEOUT_S,
         memory_mb=settings.sandbox_memory_mb,
         host_call_seconds=settings.tool_timeout,
+        host_wait_seconds=settings.tool_wait_limit,
     )
 
 
@@ -157,6 +158,7 @@ def start_agent_runtime(settings: Settings, engine: Engine, mcp: McpManager | No
         isolation_level=settings.sandbox_isolation,
         python=str(python),
         preimport=settings.sandbox_preimport,
+        keep_processes=settings.sandbox_keep_processes,
     )
     if pool.isolation != "namespaces":
         log.warning(

@@ -148,6 +148,11 @@ class Settings(_SettingsWithLoopOptions):
     sandbox_network: bool = Field(
         False, description="allow network access from agent code (off: isolated when possible)"
     )
+    sandbox_keep_processes: bool = Field(
+        False,
+        description="let processes a code cell starts keep running after the cell ends (off: "
+        "they are ended with the cell, so its wall-clock limit bounds them too)",
+    )
     sandbox_isolation: Literal["auto", "namespaces", "landlock", "rlimits"] = Field(
         "auto",
         description="how agent code is confined: auto = the strongest this machine allows "
@@ -179,6 +184,14 @@ class Settings(_SettingsWithLoopOptions):
         le=3600,
         description="seconds a call from agent code to an MCP tool may take (the execution's own "
         "time limit pauses while it waits); a client's function tool waits for the client instead",
+    )
+    tool_wait_limit: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="seconds all tool calls of one code execution may wait in total, a client's "
+        "function tools included (the client decides nothing past it): then a call fails in the "
+        "code with ToolCallError, while the sandbox's memory and CPU limits hold throughout",
     )
     mcp_config: Path | None = Field(
         None,

@@ -51,6 +51,7 @@ class Observation(ExecResult):
             "state_lost": self.state_lost,
             "repeated": self.repeated,
             "host_calls": [call.to_json() for call in self.host_calls],
+            "host_calls_omitted": self.host_calls_omitted,
             "message": self.text,
         }
 

@@ -219,3 +219,43 @@ def test_a_server_that_dies_mid_session_is_restarted(server: LiveServer, engine:
         timeout=60,
     ).json()
     assert observation(again)["stdout"] == "True 2\n"
+
+
+def test_a_lone_surrogate_never_reaches_the_shared_connection(server: LiveServer, engine: ScriptedEngine) -> None:
+    """Issue 34: one session's string with a lone surrogate crashed the stdio connection that
+    every session shares. The stub refuses it, and a forged frame's is replaced on decoding."""
+    before = httpx.get(server.url + "/health").json()["mcp_servers"]["demo"]["restarts"]
+    forged = '{"op": "call", "id": 7, "tool": "demo_shout", "arguments": {"text": "a\\ud800b"}}'
+    engine.enqueue(
+        "<execute>\nimport os, json, struct\nstub = __codeact_call__.__self__\n"
+        f"body = {forged!r}.encode()\n"
+        "os.write(stub._out, struct.pack('>I', len(body)) + body)\n"
+        "size = struct.unpack('>I', os.read(stub._in, 4))[0]\nprint(json.loads(os.read(stub._in, size)))\n"
+        "try:\n    demo_shout('a\\ud800b')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+        "print(demo_add(1))\n</execute>",
+        "<solution>x</solution>",
+    )
+    seen = observation(agent(server))
+    forged_reply, refused, added = seen["stdout"].splitlines()
+    assert "'ok': True" in forged_reply and "\ufffd" in forged_reply, forged_reply
+    assert refused == "ValueError arguments of demo_shout hold text that is not valid Unicode (a lone surrogate)"
+    assert added == "2"
+    engine.enqueue("<execute>\nprint(demo_add(2))\n</execute>", "<solution>x</solution>")
+    assert observation(agent(server))["stdout"] == "3\n"  # another session, the same connection
+    assert httpx.get(server.url + "/health").json()["mcp_servers"]["demo"]["restarts"] == before
+
+
+def test_the_restart_back_off_starts_over_after_a_good_connection(server: LiveServer, engine: ScriptedEngine) -> None:
+    """Issue 34: the delay doubled across crashes and never reset, so a server that died now and
+    then came back later each time. Each crash here follows a connection that ran."""
+    restarts = httpx.get(server.url + "/health").json()["mcp_servers"]["demo"]["restarts"]
+    for _ in range(4):
+        engine.enqueue(
+            "<execute>\ntry:\n    demo_die()\nexcept Exception:\n    pass\n</execute>", "<solution>x</solution>"
+        )
+        agent(server)
+        restarts += 1
+        started = time.monotonic()
+        _wait_running(server, "demo", restarts)
+        back = time.monotonic() - started
+        assert back < 3.5, f"back after {back:.1f} s: the back-off grew across good connections"
