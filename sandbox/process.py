@@ -112,6 +112,7 @@ class WorkerProcess:
         self.pid = self._find_worker_pid()
         #: The worker's own helper (the lifeline reaper), told before any code ran: not a stray.
         self.helpers = {int(ready["reaper"])} if isinstance(ready.get("reaper"), int) else set()
+        self._chain: set[int] | None = None  # the launcher down to the worker (see `strays`)
 
     def _stderr_text(self) -> str:
         assert self.popen.stderr
@@ -222,20 +223,34 @@ class WorkerProcess:
         self.kill()
 
     def strays(self) -> list[psutil.Process]:
-        """Processes the code started that are still alive: the tree but the launcher, the
-        worker and its helper (and, with a uid of its own, that uid's escaped daemons)."""
-        tree = self.tree()
-        keep = {self.popen.pid, self.pid, *self.helpers}
-        with contextlib.suppress(psutil.Error):
-            keep.update(p.pid for p in psutil.Process(self.pid).parents())
-        found = [p for p in tree if p.pid not in keep]
-        if self.plan.uid is not None and self.plan.level != "namespaces":  # no pid namespace to hold them
-            seen = {p.pid for p in tree}
-            found += [
-                p
-                for p in psutil.process_iter(["uids"])
-                if p.pid not in seen and p.pid not in keep and p.info["uids"] and p.info["uids"].real == self.plan.uid
-            ]
+        """Processes the code started that are still alive: every descendant of the launcher
+        but the chain down to the worker and the worker's helper.
+
+        Read from the kernel's per-task child lists, a few small files when there are no
+        strays, not from a scan of every process (which cost 2.5 ms a run, 7x a small cell).
+        Where there is no pid namespace, a process that daemonized out of the tree is not
+        found here: it is ended with the session (`kill` looks for the sandbox uid's).
+        """
+        if self._chain is None:
+            try:
+                above = [p.pid for p in psutil.Process(self.pid).parents()]
+            except psutil.Error:
+                above = []
+            self._chain = {
+                self.popen.pid,
+                self.pid,
+                *above[: above.index(self.popen.pid) + 1 if self.popen.pid in above else 0],
+            }
+        keep = self._chain | self.helpers
+        stack = [child for member in self._chain for child in _children(member) if child not in keep]
+        found: list[psutil.Process] = []
+        while stack:
+            pid = stack.pop()
+            stack.extend(_children(pid))
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
         return found
 
     def end_strays(self) -> int:
@@ -246,6 +261,23 @@ class WorkerProcess:
                 proc.kill()
         _wait_dead(found, KILL_WAIT_S)
         return len(found)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`, any of its threads' (Linux's /proc/PID/task/TID/children)."""
+    if not _PROC_CHILDREN:
+        with contextlib.suppress(psutil.Error):
+            return [p.pid for p in psutil.Process(pid).children()]
+        return []
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as listing:
+                found.extend(int(child) for child in listing.read().split())
+    return found
+
+
+_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
 def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
