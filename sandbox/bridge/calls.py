@@ -42,6 +42,9 @@ MAX_RECORDS = 64
 RECORDED_ARGUMENT_BYTES = 4096
 #: A tool whose handler gives this timeout waits as long as the run's wait budget allows.
 NO_LIMIT = float("inf")
+#: A handler is given its call's timeout plus this: the bridge's own deadline ends the call
+#: (and cancels it), the handler's is the backstop, so one message says why, from one clock.
+HANDLER_BACKSTOP_S = 1.0
 
 
 class HostCallError(Exception):
@@ -247,7 +250,7 @@ def check(frame: dict[str, Any], handler: HostCallHandler | None, limits: Limits
     timeout = handler.timeout_for(tool)
     timeout = min(limits.host_call_seconds if timeout is None else timeout, budget)
     try:
-        future = handler.start(tool, arguments, timeout)
+        future = handler.start(tool, arguments, timeout + HANDLER_BACKSTOP_S)
     except HostCallError as exc:
         return refuse(str(exc) or f"{tool} failed", arguments)
     return HostCall(call_id, tool, arguments, future, timeout)
