@@ -36,7 +36,7 @@ class AuditLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._file = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
         self._lock = threading.Lock()
 
     def observe(self, run: PreparedRun, event: AgentEvent) -> None:

@@ -8,13 +8,17 @@ setting and each refusal is a 4xx in OpenAI's error shape that names the setting
   ``Content-Length`` when there is one, else by counting a chunked body as it arrives.
 - ``enforce_request_limits`` (a route dependency): 400 for too many ``messages`` or a
   ``max_tokens`` / ``max_completion_tokens`` over the cap. It reads the JSON FastAPI
-  already parsed (Starlette caches it on the request), so nothing is parsed twice.
+  already parsed (Starlette caches it on the request), so nothing is parsed twice. It also
+  refuses text that is not valid Unicode (a ``\\ud800`` escape with no partner), naming the
+  field: no encoder downstream (the tokenizer, the audit log, the answer) can take it, and
+  it turned chat and agent requests into 500s.
 - ``publish_limits``: the same caps in the OpenAPI document (``maximum``, ``maxItems``),
   so that what the document calls valid is what this server, with these settings, accepts.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import Request
@@ -109,6 +113,15 @@ async def enforce_request_limits(request: Request) -> None:
         return  # malformed JSON: FastAPI's own 400 answers it
     if not isinstance(body, dict):
         return
+    if _SURROGATE_ESCAPE.search(await request.body()):
+        where = _lone_surrogate_at(body)
+        if where is not None:
+            raise InvalidRequest(
+                f"{where}: the text holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                "which is not valid Unicode",
+                code="invalid_unicode",
+                param=where,
+            )
     settings = request.app.state.settings
     messages = body.get("messages")
     if isinstance(messages, list) and len(messages) > settings.max_messages:
@@ -127,6 +140,26 @@ async def enforce_request_limits(request: Request) -> None:
                 code="max_tokens_too_large",
                 param=field,
             )
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate_at(body: Any) -> str | None:
+    """The path (``messages[0].content``) of the first string holding a lone surrogate."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "body"
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+    return None
 
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")

@@ -103,6 +103,37 @@ def test_message_count_and_max_tokens_limits(server: LiveServer, path: str) -> N
     assert httpx.post(server.url + path, json=chat_body(n_messages=3, max_tokens=100), timeout=60).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            b'{"model": "scripted", "messages": [{"role": "user", "content": "a \\ud800"}]}',
+            "messages[0].content",
+        ),
+        (
+            "/v1/agent",
+            b'{"model": "scripted", "messages": [{"role": "user", "content": "\\udc80"}]}',
+            "messages[0].content",
+        ),
+        ("/v1/completions", b'{"model": "scripted", "prompt": "x \\udfff y"}', "prompt"),
+    ],
+)
+def test_a_lone_surrogate_is_a_400_naming_the_field(server: LiveServer, path: str, body: bytes, param: str) -> None:
+    """Issue 34: no encoder downstream takes such text; it made chat and agent answers 500s."""
+    response = httpx.post(server.url + path, content=body, headers={"content-type": "application/json"})
+    error = assert_error(response, 400, "invalid_unicode")
+    assert error["param"] == param and "lone surrogate" in error["message"]
+
+
+def test_an_escaped_surrogate_pair_is_text_like_any_other(server: LiveServer) -> None:
+    body = b'{"model": "scripted", "messages": [{"role": "user", "content": "smile \\ud83d\\ude00"}]}'
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+
+
 def test_malformed_json_keeps_its_own_400(server: LiveServer) -> None:
     response = httpx.post(
         server.url + "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
