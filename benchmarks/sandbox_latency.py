@@ -1,5 +1,9 @@
 """Sandbox latency: warm round trip and a new session's first result, against baselines.
 
+The warm round trip is measured twice: as the server runs it, and with
+``keep_processes`` (the end of each cell does not look for processes it left running), so
+what that look costs is a ratio from the same run.
+
 Why these baselines in the same run: the machines are shared, so only ratios measured
 together mean anything. A Jupyter kernel is what the reference CodeAct stack executes
 in; a fresh `python -c` (plain and inside bubblewrap) is the naive "process per call";
@@ -61,8 +65,8 @@ def _time(fn: Callable[[], object], rounds: int) -> list[float]:
     return samples
 
 
-def warm_round_trip(rounds: int, level: isolation.Requested) -> tuple[str, list[float]]:
-    with Sandbox(isolation_level=level, python=PYTHON) as sb:
+def warm_round_trip(rounds: int, level: isolation.Requested, keep_processes: bool = False) -> tuple[str, list[float]]:
+    with Sandbox(isolation_level=level, python=PYTHON, keep_processes=keep_processes) as sb:
         for _ in range(20):
             sb.run(TRIVIAL)
         return sb.isolation, _time(lambda: sb.run(TRIVIAL), rounds)
@@ -163,6 +167,8 @@ def main() -> None:
 
     level, warm = warm_round_trip(args.rounds, "auto")
     add(f"sandbox ({level})", "warm round trip", warm)
+    _, kept = warm_round_trip(args.rounds, "auto", keep_processes=True)
+    add(f"sandbox ({level})", "warm round trip, leftover processes not looked for", kept, "--sandbox-keep-processes")
     add(f"sandbox ({level})", "pool: acquire -> first result", pool_first_result(args.sessions, "auto"))
     cold = cold_first_result(max(5, args.sessions // 2), "auto")
     add(f"sandbox ({level})", "no pool: Sandbox() -> first result", cold)

@@ -7,10 +7,23 @@ next to the fields they summarise, not in every caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from sandbox.bridge.calls import HostCallRecord
+
+@dataclass
+class HostCallRecord:
+    """One call the code made to a tool outside the sandbox, as the step's observation records
+    it (see sandbox/bridge/calls.py)."""
+
+    tool: str
+    arguments: Any
+    duration_s: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 KilledReason = Literal["timeout", "memory", "output", "crashed", "processes", "disk", "cancelled"]
 

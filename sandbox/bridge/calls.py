@@ -30,11 +30,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sandbox.limits import Limits
 from sandbox.protocol import encodable
+from sandbox.result import HostCallRecord
 
 #: Calls a run records in full; later ones are only counted.
 MAX_RECORDS = 64
@@ -66,19 +67,6 @@ class HostCallHandler(Protocol):
 
     def cancel(self) -> None:
         """Stop calls in flight: the run was cancelled or the sandbox is closing."""
-
-
-@dataclass
-class HostCallRecord:
-    """One call as the step's observation records it."""
-
-    tool: str
-    arguments: Any
-    duration_s: float
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
