@@ -7,23 +7,10 @@ next to the fields they summarise, not in every caller.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
-
-@dataclass
-class HostCallRecord:
-    """One call the code made to a tool outside the sandbox, as the step's observation records
-    it (see sandbox/bridge/calls.py)."""
-
-    tool: str
-    arguments: Any
-    duration_s: float
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
+from sandbox.host_calls import HostCallRecord
 
 KilledReason = Literal["timeout", "memory", "output", "crashed", "processes", "disk", "cancelled"]
 
@@ -57,7 +44,7 @@ class ExecResult:
     duration_s: float = 0.0
     files: list[str] = field(default_factory=list)
     detail: str | None = None
-    #: Calls the code made to tools outside the sandbox, in order (see sandbox/bridge/calls.py),
+    #: Calls the code made to tools outside the sandbox, in order (see sandbox/host_calls.py),
     #: the first ``MAX_RECORDS`` of them; how many more were made and not recorded.
     host_calls: list[HostCallRecord] = field(default_factory=list)
     host_calls_omitted: int = 0

@@ -15,58 +15,30 @@ code runs in the same process and can write any frame it likes.
   says otherwise), and all of a run's calls together by ``Limits.host_wait_seconds``, the
   operator's deadline: a client's own tool waits for the client, but never longer than that.
 
-Why a handler starts a call and returns a `Future` instead of blocking a thread: blocking
-calls needed a thread pool, and one shared by every session let one session's parked or
-abandoned calls take all of it. A future needs no thread (an MCP call is a task on the event
-loop, a client's call waits for the client's next request), and cancelling it really stops
-the call. Every call leaves a `HostCallRecord`; a run keeps at most ``MAX_RECORDS`` of them,
+A handler (``sandbox/host_calls.py``, the seam) starts a call and returns its `Future`; the
+watch waits on it without a thread. Every call leaves a `HostCallRecord`; a run keeps at most ``MAX_RECORDS`` of them,
 with arguments up to ``RECORDED_ARGUMENT_BYTES``, and counts the rest.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from sandbox.host_calls import HostCallError, HostCallHandler, HostCallRecord, start_call
 from sandbox.limits import Limits
 from sandbox.protocol import encodable
-from sandbox.result import HostCallRecord
 
 #: Calls a run records in full; later ones are only counted.
 MAX_RECORDS = 64
 #: Arguments larger than this (as JSON) are recorded as their size.
 RECORDED_ARGUMENT_BYTES = 4096
-#: A tool whose handler gives this timeout waits as long as the run's wait budget allows.
-NO_LIMIT = float("inf")
 #: A handler is given its call's timeout plus this: the bridge's own deadline ends the call
 #: (and cancels it), the handler's is the backstop, so one message says why, from one clock.
 HANDLER_BACKSTOP_S = 1.0
-
-
-class HostCallError(Exception):
-    """Raised by a handler (or set on its future) to fail a call; the code sees a ToolCallError."""
-
-
-class HostCallHandler(Protocol):
-    """The narrow seam between a sandbox and the tools outside it (one per session)."""
-
-    def knows(self, tool: str) -> bool:
-        """Whether `tool` may be called from this session."""
-
-    def timeout_for(self, tool: str) -> float | None:
-        """Seconds a call of `tool` may take; None: the limit's default; NO_LIMIT: the wait budget."""
-
-    def start(self, tool: str, arguments: dict[str, Any], timeout: float) -> Future[Any]:
-        """Start the call without blocking; its future holds JSON data, or fails (HostCallError
-        for the tool's own message). Cancelling the future must stop the call."""
-
-    def cancel(self) -> None:
-        """Stop calls in flight: the run was cancelled or the sandbox is closing."""
 
 
 @dataclass
@@ -91,46 +63,6 @@ class Answer:
 
     reply: dict[str, Any]
     record: HostCallRecord
-
-
-class FunctionHostCalls:
-    """A handler over plain Python functions: the fake beside the real ones, and what tests
-    and embedders use to give code a few tools without MCP or HTTP. Each call runs on a
-    thread of its own (a plain function cannot be cancelled; its thread ends with it)."""
-
-    def __init__(
-        self, functions: Mapping[str, Callable[..., Any]], timeouts: Mapping[str, float] | None = None
-    ) -> None:
-        self.functions = dict(functions)
-        self.timeouts = dict(timeouts or {})
-        self.cancelled = threading.Event()
-
-    def knows(self, tool: str) -> bool:
-        return tool in self.functions
-
-    def timeout_for(self, tool: str) -> float | None:
-        return self.timeouts.get(tool)
-
-    def call(self, tool: str, arguments: dict[str, Any]) -> Any:
-        """Run the function (on the call's own thread)."""
-        return self.functions[tool](**arguments)
-
-    def start(self, tool: str, arguments: dict[str, Any], timeout: float) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(self.call(tool, arguments))
-            except BaseException as exc:  # noqa: BLE001 - the tool's failure is the code's to see
-                future.set_exception(exc)
-
-        threading.Thread(target=work, name=f"host-call-{tool}", daemon=True).start()
-        return future
-
-    def cancel(self) -> None:
-        self.cancelled.set()
 
 
 def json_size(value: Any) -> int:
@@ -238,7 +170,7 @@ def check(frame: dict[str, Any], handler: HostCallHandler | None, limits: Limits
     timeout = handler.timeout_for(tool)
     timeout = min(limits.host_call_seconds if timeout is None else timeout, budget)
     try:
-        future = handler.start(tool, arguments, timeout + HANDLER_BACKSTOP_S)
+        future = start_call(handler, tool, arguments, timeout + HANDLER_BACKSTOP_S)
     except HostCallError as exc:
         return refuse(str(exc) or f"{tool} failed", arguments)
     return HostCall(call_id, tool, arguments, future, timeout)

@@ -39,6 +39,8 @@ class _Unset:
 
 
 UNSET = _Unset()
+#: Set while a cell runs (one worker, one stub): the server answers calls only then.
+_IN_CELL = threading.Event()
 
 
 class HostStub:
@@ -50,14 +52,16 @@ class HostStub:
         self._lock = threading.Lock()  # one call in flight: frames of two threads must not interleave
         self._next_id = 0
         self.max_argument_bytes = 1_000_000
-        #: True while a cell runs: the server answers calls only then.
-        self.active = False
+
+    def begin_cell(self) -> None:
+        """A cell starts: calls are answered until it ends."""
+        _IN_CELL.set()
 
     def end_cell(self) -> None:
         """The cell returned: wait for a call another thread still has in flight (its answer
         comes before the result), then refuse calls until the next cell."""
         with self._lock:
-            self.active = False
+            _IN_CELL.clear()
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call `tool` on the host with keyword `arguments` (UNSET ones dropped); its result."""
@@ -75,7 +79,7 @@ class HostStub:
         if size > self.max_argument_bytes:
             raise ToolCallError(f"arguments of {tool} are {size} bytes; the limit is {self.max_argument_bytes}")
         with self._lock:
-            if not self.active:
+            if not _IN_CELL.is_set():
                 raise ToolCallError("tools can only be called while a cell runs, not from a thread it left behind")
             self._next_id += 1
             call_id = self._next_id

@@ -214,7 +214,7 @@ class Worker:
         self.capture.reset(limit, int(message.get("hard_cap", 20 * limit)))
         self.cells += 1
         sys.stdout, sys.stderr = self.stdout, self.stderr
-        self.host.active = True
+        self.host.begin_cell()
         error: str | None = None
         output_limit = cpu_limit = False
         started = time.perf_counter()

@@ -26,7 +26,8 @@ from typing import Any
 import mcp_types
 from mcp import MCPError
 
-from sandbox.bridge.calls import HostCallError, json_size
+from sandbox.bridge.calls import json_size
+from sandbox.host_calls import HostCallError
 from server.mcp.config import ServerConfig
 from server.mcp.connection import McpConnection, McpUnavailable
 from server.tools.signature import python_name

@@ -26,7 +26,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.bridge.calls import NO_LIMIT, HostCallError
+from sandbox.host_calls import NO_LIMIT, HostCallError
 from server.tools.signature import python_name
 from server.tools.toolbox import HostTool
 

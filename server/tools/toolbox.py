@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.bridge.calls import NO_LIMIT
+from sandbox.host_calls import NO_LIMIT
 from server.tools.signature import FunctionShape, shape
 
 #: Starts one call with its arguments and timeout; the future holds the result.

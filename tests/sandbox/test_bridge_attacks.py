@@ -20,7 +20,8 @@ import pytest
 from conftest import FAST, assert_fresh_run_works
 
 from sandbox import Limits, Sandbox
-from sandbox.bridge.calls import MAX_RECORDS, FunctionHostCalls
+from sandbox.bridge.calls import MAX_RECORDS
+from sandbox.host_calls import FunctionHostCalls
 
 #: Code that writes one raw frame to the protocol pipe, bypassing the stub.
 WRITE_FRAME = (
@@ -208,3 +209,27 @@ def test_keep_processes_lets_them_run(make_sandbox: Callable[..., Sandbox]) -> N
     result = sb.run("import subprocess\nsubprocess.Popen(['sleep', '300'])")
     assert result.ok and result.detail is None
     assert any("sleep" in " ".join(p.cmdline()) for p in psutil.Process(sb.pid).children(recursive=True))
+
+
+# -- the seam's older shape -----------------------------------------------------------------------
+class BlockingOnly:
+    """A handler written against the blocking seam: ``call`` answers on the caller's thread."""
+
+    def knows(self, tool: str) -> bool:
+        return tool == "double"
+
+    def timeout_for(self, tool: str) -> float | None:
+        return None
+
+    def call(self, tool: str, arguments: dict[str, Any], timeout: float | None) -> Any:
+        return 2 * arguments["x"]
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_handler_with_only_a_blocking_call_still_answers(make_sandbox: Callable[..., Sandbox]) -> None:
+    sb = make_sandbox()
+    sb.host_calls = BlockingOnly()  # type: ignore[assignment]
+    result = sb.run("print(__codeact_call__('double', {'x': 21}))")
+    assert result.stdout == "42\n", result

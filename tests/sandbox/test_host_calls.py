@@ -16,7 +16,7 @@ import pytest
 from conftest import assert_fresh_run_works
 
 from sandbox import Limits, Sandbox
-from sandbox.bridge.calls import FunctionHostCalls, HostCallError
+from sandbox.host_calls import FunctionHostCalls, HostCallError
 
 STUBS = """
 def add(a, b=__codeact_unset__):
@@ -34,9 +34,9 @@ class Recorder(FunctionHostCalls):
         super().__init__(functions, **kwargs)
         self.reached: list[tuple[str, dict[str, Any]]] = []
 
-    def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+    def call(self, tool: str, arguments: dict[str, Any], timeout: float | None) -> Any:
         self.reached.append((tool, arguments))
-        return super().call(tool, arguments)
+        return super().call(tool, arguments, timeout)
 
 
 def _fail(message: str) -> Any:
@@ -170,7 +170,7 @@ def test_the_worker_holds_no_socket_or_handle_but_its_pipes(tooled: Callable[...
     assert result.ok, result
     sockets, fields = result.stdout.splitlines()
     assert sockets == "[]"
-    assert fields == "['_in', '_lock', '_main_pid', '_next_id', '_out', 'active', 'max_argument_bytes']"
+    assert fields == "['_in', '_lock', '_main_pid', '_next_id', '_out', 'max_argument_bytes']"
 
 
 def test_calls_from_a_child_process_are_refused(tooled: Callable[..., Any]) -> None:
