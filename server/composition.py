@@ -211,6 +211,7 @@ async def running_agent(
         await mcp.start()
     runtime = start_agent_runtime(settings, engine, mcp)
     runtime.observers.append(metrics.observe_agent)
+    runtime.sessions.on_evict = metrics.sessions_evicted.inc
     audit = AuditLog(settings.audit_log) if settings.audit_log else None
     if audit is not None:
         runtime.observers.append(audit.observe)

@@ -68,6 +68,11 @@ class Metrics:
             "codeact_queue_depth", "Generations waiting for the model plus the one running", registry=r
         )
         self.active_sessions = Gauge("codeact_active_sessions", "Live agent sessions", registry=r)
+        self.sessions_evicted = Counter(
+            "codeact_sessions_evicted",
+            "Idle agent sessions closed to make room for a new one at --max-sessions",
+            registry=r,
+        )
         self.generations = Counter(
             "codeact_generations",
             "Finished generations by finish reason (an agent turn is one to three generations)",

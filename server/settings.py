@@ -131,7 +131,12 @@ class Settings(_SettingsWithLoopOptions):
     # -- agent ---------------------------------------------------------------------------
     max_turns: int = Field(5, ge=1, le=50, description="default agent turns per request")
     execution_timeout: float = Field(60.0, gt=0, le=600, description="default wall-clock seconds per code execution")
-    max_sessions: int = Field(32, ge=1, description="live agent sessions (each holds a sandbox worker); more get 429")
+    max_sessions: int = Field(
+        32,
+        ge=1,
+        description="live agent sessions (each holds a sandbox worker); at the cap the least recently "
+        "used idle session is closed to make room, and a new one gets 429 only when none is idle",
+    )
     background_max_running: int = Field(
         16, ge=1, description="background runs (`background: true`) running at once per API key; more get 429"
     )

@@ -12,7 +12,7 @@ Error tree::
     ├── AgentRequestError       the request cannot run as asked (API: 400, ``param``)
     ├── SessionNotFound         no live session by that id (API: 404 not_found)
     ├── SessionBusy             the session is running another request (API: 409 session_busy)
-    └── TooManySessions         every session slot is taken (API: 429 too_many_sessions)
+    └── TooManySessions         every session is running or waiting for tool results (API: 429 too_many_sessions)
 
 Mistakes of the *model* are not errors: they become observations and the loop goes on.
 """
@@ -51,8 +51,11 @@ class SessionBusy(AgentError):
 
 
 class TooManySessions(AgentError):
-    """``max_sessions`` sessions are live; a new one is refused rather than evicting someone's work."""
+    """``max_sessions`` sessions are live and none is idle: each runs a request or waits for its
+    client's tool results (an idle one would have been closed to make room)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"all {limit} agent sessions are in use; delete one or retry after idle sessions expire")
+        super().__init__(
+            f"all {limit} agent sessions are running a request or waiting for tool results; retry when one ends"
+        )
         self.limit = limit

@@ -2,10 +2,13 @@
 
 A session is created by the first ``/v1/agent`` request without ``session_id`` and lives
 until it is deleted, idles past the TTL, or the server stops. One request at a time may
-drive a session (the interpreter is one process); a second gets ``SessionBusy``. Over
-``max_sessions`` a new session is refused (``TooManySessions``) rather than evicting
-someone's work. The errors are the agent's own (``server.agent.errors``); the API gives
-them their status codes.
+drive a session (the interpreter is one process); a second gets ``SessionBusy``. At
+``max_sessions`` the least recently used *idle* session is closed to make room (a one-shot
+client never comes back, and 32 of them locked everyone out for half an hour); only when
+every session is running a request, or waits for its client's tool results, is a new one
+refused (``TooManySessions``). A session closed for room, by its TTL or by a delete answers
+``SessionNotFound`` saying which, for the last ``CLOSED_REMEMBERED`` of them. The errors are
+the agent's own (``server.agent.errors``); the API gives them their status codes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,9 @@ from server.agent.steps import Step
 from server.tools.toolbox import ToolSpec
 
 log = logging.getLogger(__name__)
+
+#: Closed sessions whose reason a later request is told (ids and a sentence each).
+CLOSED_REMEMBERED = 1000
 
 
 @dataclass
@@ -73,6 +80,9 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.ttl_s = ttl_s
         self._creating = 0
+        self._closed_why: OrderedDict[str, str] = OrderedDict()
+        #: Called once for each session closed to make room (the metrics count them).
+        self.on_evict: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -81,7 +91,7 @@ class SessionStore:
         """A new session with a fresh sandbox worker (from the pool when there is one)."""
         self.expire_idle()
         if len(self._sessions) + self._creating >= self.max_sessions:
-            raise TooManySessions(self.max_sessions)
+            self._make_room()
         self._creating += 1
         try:
             executor = await on_own_thread(self._make_executor, name="sandbox-start")
@@ -91,10 +101,36 @@ class SessionStore:
         self._sessions[session.id] = session
         return session
 
+    def _make_room(self) -> None:
+        """Close the least recently used idle session, or refuse (TooManySessions)."""
+        idle = [s for s in self._sessions.values() if not s.lock.locked() and s.run is None]
+        if not idle:
+            raise TooManySessions(self.max_sessions)
+        victim = min(idle, key=lambda s: s.last_used)
+        del self._sessions[victim.id]
+        self._remember(
+            victim.id,
+            f"agent session '{victim.id}' was closed to make room for a new one: this server keeps at most "
+            f"{self.max_sessions} sessions, and it was the least recently used idle one",
+        )
+        self._close_soon(victim)
+        log.info("closed idle agent session %s to make room", victim.id)
+        if self.on_evict is not None:
+            self.on_evict()
+
+    def _remember(self, session_id: str, why: str) -> None:
+        self._closed_why[session_id] = why
+        while len(self._closed_why) > CLOSED_REMEMBERED:
+            self._closed_why.popitem(last=False)
+
+    def _not_found(self, session_id: str, unknown: str) -> SessionNotFound:
+        """The 404 for `session_id`: why it was closed when that is remembered, else `unknown`."""
+        return SessionNotFound(session_id, self._closed_why.get(session_id) or unknown)
+
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise SessionNotFound(session_id, f"no agent session '{session_id}' (it may have expired or been deleted)")
+            raise self._not_found(session_id, f"no agent session '{session_id}' (it may have expired or been deleted)")
         session.last_used = time.monotonic()
         return session
 
@@ -114,7 +150,8 @@ class SessionStore:
     def _remove(self, session_id: str) -> Session:
         session = self._sessions.pop(session_id, None)
         if session is None:
-            raise SessionNotFound(session_id, f"no agent session '{session_id}'")
+            raise self._not_found(session_id, f"no agent session '{session_id}'")
+        self._remember(session_id, f"agent session '{session_id}' was deleted")
         return session
 
     def expire_idle(self) -> int:
@@ -123,6 +160,7 @@ class SessionStore:
         expired = [s for s in self._sessions.values() if not s.lock.locked() and now - s.last_used > self.ttl_s]
         for session in expired:
             del self._sessions[session.id]
+            self._remember(session.id, f"agent session '{session.id}' was closed after idling {self.ttl_s:g} s")
             self._close_soon(session)
             log.info("closing idle agent session %s", session.id)
         return len(expired)

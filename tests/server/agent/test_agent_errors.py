@@ -57,14 +57,19 @@ def test_a_busy_session_is_a_409(server: LiveServer, engine: ScriptedEngine) -> 
     )
 
 
+CLIENT_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+
+
 def test_all_sessions_in_use_is_a_429_with_retry_after(server: LiveServer, engine: ScriptedEngine) -> None:
-    for _ in range(3):  # scripted_server allows 3 sessions
-        engine.enqueue("<solution>ok</solution>")
-        agent(server)
+    """In use: each of the 3 sessions (scripted_server's cap) waits for its client's tool result,
+    so none is idle and none may be closed to make room."""
+    for _ in range(3):
+        engine.enqueue("<execute>\nprint(lookup())\n</execute>")
+        assert _post(server, "look it up", tools=[CLIENT_TOOL]).json()["choices"][0]["finish_reason"] == "tool_calls"
     over = _post(server, "one more")
     assert over.status_code == 429 and over.headers["retry-after"] == "5"
     assert over.json() == _error(
-        "all 3 agent sessions are in use; delete one or retry after idle sessions expire",
+        "all 3 agent sessions are running a request or waiting for tool results; retry when one ends",
         type="rate_limit_error",
         code="too_many_sessions",
     )

@@ -210,20 +210,24 @@ def test_download_never_follows_a_link_the_code_planted(server: LiveServer, engi
     assert plain.headers["content-length"] == "4" and "plain.txt" in plain.headers["content-disposition"]
 
 
-def test_sessions_can_be_deleted_and_are_bounded(server: LiveServer, engine: ScriptedEngine) -> None:
+def test_idle_sessions_make_room_and_closed_ones_say_why(server: LiveServer, engine: ScriptedEngine) -> None:
+    """scripted_server keeps 3 sessions: a 4th one-shot run closes the least recently used idle one."""
     ids = []
     for _ in range(3):
         engine.enqueue("<solution>ok</solution>")
         ids.append(agent(server)["agent"]["session_id"])
+    assert httpx.get(f"{server.url}/v1/agent/sessions/{ids[0]}").status_code == 200  # now ids[1] is the oldest
     engine.enqueue("<solution>ok</solution>")
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "one more"}]}
-    over = httpx.post(server.url + "/v1/agent", json=body, timeout=30)
-    assert over.status_code == 429
-    assert over.json()["error"]["code"] == "too_many_sessions"
+    assert agent(server, "one more")["agent"]["finish_reason"] == "solution"
+    evicted = httpx.get(f"{server.url}/v1/agent/sessions/{ids[1]}")
+    assert evicted.status_code == 404
+    assert "closed to make room" in evicted.json()["error"]["message"]
     deleted = httpx.delete(f"{server.url}/v1/agent/sessions/{ids[0]}")
     assert deleted.json()["deleted"] is True
-    assert httpx.get(f"{server.url}/v1/agent/sessions/{ids[0]}").status_code == 404
-    assert agent(server, "now there is room")["agent"]["finish_reason"] == "solution"
+    gone = httpx.get(f"{server.url}/v1/agent/sessions/{ids[0]}")
+    assert gone.status_code == 404 and "was deleted" in gone.json()["error"]["message"]
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "codeact_sessions_evicted_total 1.0" in metrics
 
 
 def test_unknown_session_is_404(server: LiveServer) -> None:
