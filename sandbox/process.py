@@ -166,12 +166,16 @@ class WorkerProcess:
             os.kill(self.pid, signal.SIGINT)
 
     def tree(self) -> list[psutil.Process]:
-        """The launcher and every descendant still alive."""
-        try:
-            root = psutil.Process(self.popen.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+        """The launcher and every descendant still alive, found from the kernel's per-task
+        child lists (psutil's recursive children scans every process on the machine)."""
+        pids = [self.popen.pid]
+        for pid in pids:  # grows as it goes: a breadth-first walk
+            pids.extend(_children(pid))
+        found: list[psutil.Process] = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+        return found
 
     def usage(self) -> tuple[int, float, int]:
         """(memory bytes, CPU seconds, process count) of the tree.

@@ -14,12 +14,14 @@ import secrets
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from sandbox import workspace
 from sandbox.bridge.calls import HostCallHandler
 from sandbox.bridge.channel import WorkerDied
+from sandbox.bridge.idle import IDLE_WATCH
 from sandbox.bridge.watch import RunControl, RunWatch
 from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError
@@ -66,6 +68,9 @@ class Sandbox:
         self._control = RunControl()
         self._pending_state_lost = False
         self._pending_detail: str | None = None
+        #: No run or definition is in flight: the idle watch may check the tree.
+        self._idle = False
+        self._idle_base_cpu: float | None = None
         #: Answers the code's calls of tools outside the sandbox (None: it has none).
         self.host_calls: HostCallHandler | None = None
         self._definitions: list[str] = []
@@ -89,6 +94,8 @@ class Sandbox:
             self._release()
             raise
         self._snapshot, _ = workspace.snapshot(self._dirs.workspace)
+        self._idle = True
+        IDLE_WATCH.add(self)
 
     # -- properties ----------------------------------------------------------------
     @property
@@ -131,7 +138,7 @@ class Sandbox:
         Unlike code given to `run`, the definitions come back after a worker restart, so the
         tools the system prompt promised stay defined. Raises SandboxError if they fail.
         """
-        with self._run_lock:
+        with self._run_lock, self._busy():
             if self._closed:
                 raise SandboxClosedError("this sandbox is closed")
             if self._proc is not None and not self._proc.dead:
@@ -156,8 +163,10 @@ class Sandbox:
             if self._closed:
                 return
             self._closed = True
+            self._idle = False
             self._control.cancel = "cancelled"
             proc = self._proc
+        IDLE_WATCH.discard(self)
         if proc is not None:
             proc.kill()
         if self.host_calls is not None:
@@ -202,12 +211,12 @@ class Sandbox:
         """
         if not isinstance(code, str):
             raise TypeError("code must be a str")
-        with self._run_lock:
+        with self._run_lock, self._busy():
             if self._closed:
                 raise SandboxClosedError("this sandbox is closed")
             self._control.cancel = None
             self._control.interrupt_at = None
-            self._check_idle()
+            self._check_unasked()
             state_lost = self._pending_state_lost
             if self._proc is None or self._proc.dead:
                 state_lost = True
@@ -232,7 +241,44 @@ class Sandbox:
             result.detail = _joined(detail, result.detail)
             return result
 
-    def _check_idle(self) -> None:
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """While the worker serves us (a run, a definition), the idle watch leaves it alone."""
+        with self._state_lock:
+            self._idle = False
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                self._idle, self._idle_base_cpu = not self._closed, None
+
+    def check_idle(self) -> None:
+        """The idle watch's check (see sandbox/bridge/idle.py): between runs the tree's memory,
+        processes and CPU hold to the limits too; a tree over one is killed, and the next run
+        starts a fresh worker and says why."""
+        with self._state_lock:
+            proc = self._proc
+            if not self._idle or proc is None or proc.dead:
+                return
+            memory, cpu, count = proc.usage()
+            if self._idle_base_cpu is None:
+                self._idle_base_cpu = cpu
+            limits = self.limits
+            why = None
+            if memory > limits.memory_mb * 1024 * 1024:
+                why = f"the code's processes used more than the {limits.memory_mb} MB memory limit"
+            elif count > limits.max_processes + 3:
+                why = f"the code kept more than {limits.max_processes} processes"
+            elif cpu - self._idle_base_cpu > limits.cpu_seconds:
+                why = f"the code kept computing after its cell ended (over {limits.cpu_seconds:g} s of CPU)"
+            if why is None:
+                return
+            proc.kill()
+            self._pending_state_lost = True
+            self._pending_detail = f"Between runs {why}, so the worker was stopped."
+            log.info("sandbox stopped between runs: %s", why)
+
+    def _check_unasked(self) -> None:
         """Between runs a worker sends nothing: if it did (a cell forged a result and went on,
         or left a thread writing frames), it is not trusted with the next run."""
         proc = self._proc

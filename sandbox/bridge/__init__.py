@@ -13,4 +13,5 @@ forge any frame. What holds anyway, by construction:
 - ``watch``: one run is a small protocol state machine (``run`` sent -> calls answered one
   at a time -> one ``result`` with this run's token) driven by one select loop that checks
   the limits on every tick, calls included, so a waiting call never pauses the watchdog.
+- ``idle``: between runs one thread checks every idle sandbox's tree against the same limits.
 """

@@ -149,6 +149,27 @@ def test_a_result_forged_with_the_runs_token_is_held_to_the_output_limit(make_sa
     assert fresh.state_lost and "nobody asked for" in (fresh.detail or "")
 
 
+def test_a_cell_that_goes_on_after_a_forged_result_is_held_to_the_limits_between_runs(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    sb = make_sandbox(Limits(wall_seconds=5, cpu_seconds=5, memory_mb=256))
+    hog = "import time\nx = b'x' * 150_000_000\ntime.sleep(60)"
+    forged = (
+        WRITE_FRAME + "import subprocess, sys, time\ntoken = sys._getframe().f_back.f_locals['message']['id']\n"
+        "write_frame({'op': 'result', 'id': token, 'stdout': 'done', 'stderr': '', 'error': None})\n"
+        "time.sleep(0.5)\n"  # after the server's end-of-cell look for leftover processes
+        f"hogs = [subprocess.Popen([sys.executable, '-c', {hog!r}]) for _ in range(2)]\ntime.sleep(60)"
+    )
+    assert sb.run(forged).stdout == "done"  # the forgery ended the run: the cell goes on, unseen by it
+    deadline = time.monotonic() + 15
+    while sb.pid is not None:  # the idle watch kills the tree once it passes 256 MB
+        assert time.monotonic() < deadline, "the tree ran on over its memory limit between runs"
+        time.sleep(0.2)
+    after = sb.run("print('fresh')")
+    assert after.stdout == "fresh\n" and after.state_lost
+    assert "Between runs the code's processes used more than the 256 MB memory limit" in (after.detail or "")
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"[" * 100_000 + b"]" * 100_000, b'{"op": "call", "id": 1, "tool": "echo", "arguments": {"v": "\xff\xfe"}}'],
