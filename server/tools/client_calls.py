@@ -9,8 +9,9 @@ runs the tool as it always does and sends the conversation back with ``tool`` me
 ``tool_call_id`` alone finds the parked call (no extra field, so an unmodified tool loop
 works), its content resolves the future (JSON-decoded when it is JSON) and the code goes on.
 A client that never comes back gets no more than the operator's wait budget
-(``--tool-wait-limit``): the call then fails in the code with a ToolCallError, and a session
-that idles past its TTL is closed, which cancels the call. A call made while no run can
+(``--tool-wait-limit``): the call then fails in the code with a ToolCallError, and the
+client's late answer still resumes the run from there (the answer itself is dropped). A
+session that idles past its TTL is closed, which cancels the call. A call made while no run can
 announce it (a Python tool's ``source`` calling a client tool while it is being defined)
 fails at once: nobody would ever answer it.
 """
@@ -22,6 +23,7 @@ import contextlib
 import json
 import threading
 import uuid
+from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,9 @@ from typing import Any
 from sandbox.host_calls import NO_LIMIT, HostCallError
 from server.tools.signature import python_name
 from server.tools.toolbox import HostTool
+
+#: Unanswered calls whose late answer still resumes their run.
+ENDED_REMEMBERED = 256
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ class ToolCallsPending:
     calls: list[PendingCall]
 
 
+def _answered(future: Future[Any]) -> bool:
+    return not future.cancelled() and future.exception() is None
+
+
 def decode_content(content: str) -> Any:
     """A tool message's content as the code receives it: JSON data when it is JSON, else the text."""
     try:
@@ -86,6 +95,9 @@ class ClientToolBridge:
         self.announced: asyncio.Queue[PendingCall] = asyncio.Queue()
         #: Why calls fail at once right now (no run could announce them), else None.
         self.refusing: str | None = None
+        #: Calls that ended unanswered (the wait budget ran out, or the run stopped waiting),
+        #: newest last: the client's late answer still finds, and resumes, the suspended run.
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def host_tool(self, name: str, description: str | None, parameters: dict[str, Any] | None) -> HostTool:
         """The sandbox function for the client tool `name` (its Python name made an identifier)."""
@@ -104,25 +116,32 @@ class ClientToolBridge:
             return call.future
         with self._lock:
             self.pending[call.id] = call
-        call.future.add_done_callback(lambda _: self._forget(call.id))
+        call.future.add_done_callback(lambda done: self._forget(call.id, answered=_answered(done)))
         try:
             self._loop.call_soon_threadsafe(self.announced.put_nowait, call)
         except RuntimeError:  # the event loop is closed: the server is stopping
             call.future.set_exception(HostCallError(f"{name} was not answered: the server is stopping"))
         return call.future
 
-    def _forget(self, call_id: str) -> None:
+    def _forget(self, call_id: str, *, answered: bool) -> None:
         with self._lock:
             self.pending.pop(call_id, None)
+            if not answered:
+                self._ended[call_id] = None
+                while len(self._ended) > ENDED_REMEMBERED:
+                    self._ended.popitem(last=False)
 
     def waits_for(self, call_id: str) -> bool:
+        """Whether a run of this session waits for `call_id`'s answer, or waited until the call
+        ended unanswered (then the answer is dropped and the run goes on from where it is)."""
         with self._lock:
-            return call_id in self.pending
+            return call_id in self.pending or call_id in self._ended
 
     def resolve(self, call_id: str, content: str) -> None:
         """Answer a parked call with the client's ``tool`` message content."""
         with self._lock:
             call = self.pending.get(call_id)
+            self._ended.pop(call_id, None)
         if call is not None:
             with contextlib.suppress(InvalidStateError):  # cancelled or timed out meanwhile
                 call.future.set_result(decode_content(content))

@@ -139,3 +139,26 @@ def test_lone_surrogates_never_turn_an_answer_into_a_500(server: LiveServer, eng
     seen = response.json()["agent"]["steps"][0]["observation"]
     assert seen["host_calls"][0]["tool"] == "no\ufffdsuch"
     assert "ValueError: bad \ufffd text" in seen["error"]
+
+
+def test_a_late_answer_resumes_a_run_whose_call_ran_out_of_wait(engine: ScriptedEngine) -> None:
+    """The call fails in the code at --tool-wait-limit; the suspended run is not stranded: the
+    client's late tool message resumes it (its content dropped), and it ends normally."""
+    engine.enqueue(
+        "<execute>\ntry:\n    print(lookup())\nexcept Exception as e:\n    print(type(e).__name__, e)\n</execute>",
+        "<solution>gave up waiting</solution>",
+    )
+    with _server(engine, tool_wait_limit=1.0) as server:
+        parked = _post(server, tools=[CLIENT_TOOL]).json()
+        call = parked["choices"][0]["message"]["tool_calls"][0]
+        time.sleep(2.5)  # past the wait budget: the code has moved on
+        messages = [
+            {"role": "user", "content": "go"},
+            parked["choices"][0]["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": "too late"},
+        ]
+        resumed = _post(server, messages=messages, tools=[CLIENT_TOOL])
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["choices"][0]["message"]["content"] == "gave up waiting"
+    seen = resumed.json()["agent"]["steps"][0]["observation"]
+    assert seen["stdout"] == "ToolCallError lookup did not answer within 1 s\n", seen
