@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sandbox import workspace
-from sandbox.bridge.calls import HostCallHandler
 from sandbox.bridge.channel import WorkerDied
 from sandbox.bridge.idle import IDLE_WATCH
 from sandbox.bridge.watch import RunControl, RunWatch
 from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError
+from sandbox.host_calls import HostCallHandler
 from sandbox.limits import Limits
 from sandbox.process import WorkerProcess
 from sandbox.result import ExecResult

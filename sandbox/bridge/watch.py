@@ -34,8 +34,9 @@ from typing import Any, Protocol
 
 from sandbox import workspace
 from sandbox.bridge import calls
-from sandbox.bridge.calls import CallLog, HostCall, HostCallHandler
+from sandbox.bridge.calls import CallLog, HostCall
 from sandbox.bridge.channel import ProtocolViolation, WorkerChannel, WorkerDied
+from sandbox.host_calls import HostCallHandler
 from sandbox.limits import Limits
 from sandbox.result import KilledReason
 
