@@ -9,12 +9,11 @@ an ``ExecResult``, so the observation the model reads is built the same way eith
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from sandbox.host_calls import start_on_own_thread
 from sandbox.result import ExecResult
 
 T = TypeVar("T")
@@ -43,7 +42,7 @@ class SessionExecutor(CodeExecutor, Protocol):
 
 async def on_own_thread(work: Callable[..., T], *args: object, name: str = "sandbox-work") -> T:
     """Await a blocking sandbox call (`run`, `define`, `close`, starting a worker) run on a
-    thread of its own.
+    thread of its own (``host_calls.start_on_own_thread``).
 
     Why not ``asyncio.to_thread``: the event loop's default executor is one fixed pool shared
     by every session, so a few sessions whose executions wait (on a slow tool, on a client that
@@ -53,26 +52,5 @@ async def on_own_thread(work: Callable[..., T], *args: object, name: str = "sand
     If the awaiting task is cancelled the thread finishes on its own; the caller stops the
     work itself (``interrupt``, ``kill``).
     """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(value: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)  # type: ignore[arg-type]
-
-    def body() -> None:
-        value: T | None = None
-        error: BaseException | None = None
-        try:
-            value = work(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits any more
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=body, name=name, daemon=True).start()
-    return await future
+    # Shielded: cancelling the await must not cancel the work before its thread starts it.
+    return await asyncio.shield(asyncio.wrap_future(start_on_own_thread(lambda: work(*args), name)))

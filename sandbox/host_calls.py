@@ -18,7 +18,9 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 #: A tool whose handler gives this timeout waits as long as the run's wait budget allows.
 NO_LIMIT = float("inf")
@@ -65,11 +67,17 @@ def start_call(handler: Any, tool: str, arguments: dict[str, Any], timeout: floa
     if start is not None:
         future: Future[Any] = start(tool, arguments, timeout)
         return future
-    return _on_own_thread(lambda: handler.call(tool, arguments, timeout), tool)
+    return start_on_own_thread(lambda: handler.call(tool, arguments, timeout), f"host-call-{tool}")
 
 
-def _on_own_thread(work: Callable[[], Any], tool: str) -> Future[Any]:
-    future: Future[Any] = Future()
+def start_on_own_thread(work: Callable[[], T], name: str) -> Future[T]:
+    """`work()` on a new daemon thread, its outcome in the returned future.
+
+    Why a thread per call and no pool: a pool shared by sessions is what one session's parked
+    or abandoned work exhausted (issue 34). Cancelling the future before the thread starts
+    skips the work; after, the work runs to its end and its outcome is dropped.
+    """
+    future: Future[T] = Future()
 
     def body() -> None:
         if not future.set_running_or_notify_cancel():
@@ -79,7 +87,7 @@ def _on_own_thread(work: Callable[[], Any], tool: str) -> Future[Any]:
         except BaseException as exc:  # noqa: BLE001 - the tool's failure is the code's to see
             future.set_exception(exc)
 
-    threading.Thread(target=body, name=f"host-call-{tool}", daemon=True).start()
+    threading.Thread(target=body, name=name, daemon=True).start()
     return future
 
 
@@ -106,7 +114,7 @@ class FunctionHostCalls:
         return self.functions[tool](**arguments)
 
     def start(self, tool: str, arguments: dict[str, Any], timeout: float) -> Future[Any]:
-        return _on_own_thread(lambda: self.call(tool, arguments, timeout), tool)
+        return start_on_own_thread(lambda: self.call(tool, arguments, timeout), f"host-call-{tool}")
 
     def cancel(self) -> None:
         self.cancelled.set()

@@ -8,7 +8,12 @@ and workspace size), so they must not drift apart between the two.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
+
+#: A limit of the worker's whole process tree, as the server's watchdogs check it.
+TreeLimit = Literal["memory", "cpu", "processes"]
+#: Processes the tree holds besides the code's (launcher, namespace init, reaper).
+OWN_PROCESSES = 3
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,18 @@ class Limits:
         capped output (stdout, stderr and the error, each at most the output limit), with room
         for JSON escapes. The worker sends nothing larger unless it is forging frames."""
         return 6 * (self.host_argument_bytes + 3 * self.max_output_bytes) + 64 * 1024
+
+    def broken_by(self, memory: int, cpu_used: float, processes: int, cpu_slack: float = 0.0) -> TreeLimit | None:
+        """Which tree limit this use breaks, if any: the tree's memory in bytes, the CPU seconds
+        it used since the check began (`cpu_slack` more allowed), its process count. One rule
+        for the run's watchdog and the idle watch, so the two cannot drift apart."""
+        if memory > self.memory_mb * 1024 * 1024:
+            return "memory"
+        if cpu_used > self.cpu_seconds + cpu_slack:
+            return "cpu"
+        if processes > self.max_processes + OWN_PROCESSES:
+            return "processes"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for the worker's configure message."""

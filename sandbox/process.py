@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Set
 from concurrent.futures import Future
 from typing import Any
 
@@ -168,11 +168,8 @@ class WorkerProcess:
     def tree(self) -> list[psutil.Process]:
         """The launcher and every descendant still alive, found from the kernel's per-task
         child lists (psutil's recursive children scans every process on the machine)."""
-        pids = [self.popen.pid]
-        for pid in pids:  # grows as it goes: a breadth-first walk
-            pids.extend(_children(pid))
         found: list[psutil.Process] = []
-        for pid in pids:
+        for pid in [self.popen.pid, *_descendants([self.popen.pid])]:
             with contextlib.suppress(psutil.Error):
                 found.append(psutil.Process(pid))
         return found
@@ -245,12 +242,8 @@ class WorkerProcess:
                 self.pid,
                 *above[: above.index(self.popen.pid) + 1 if self.popen.pid in above else 0],
             }
-        keep = self._chain | self.helpers
-        stack = [child for member in self._chain for child in _children(member) if child not in keep]
         found: list[psutil.Process] = []
-        while stack:
-            pid = stack.pop()
-            stack.extend(_children(pid))
+        for pid in _descendants(self._chain, skip=self._chain | self.helpers):
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(pid)
                 if proc.status() != psutil.STATUS_ZOMBIE:
@@ -265,6 +258,14 @@ class WorkerProcess:
                 proc.kill()
         _wait_dead(found, KILL_WAIT_S)
         return len(found)
+
+
+def _descendants(roots: Iterable[int], skip: Set[int] = frozenset()) -> list[int]:
+    """Every descendant of `roots`, breadth first; a pid in `skip` is left out with its subtree."""
+    found = [child for root in roots for child in _children(root) if child not in skip]
+    for pid in found:  # grows as it goes
+        found.extend(child for child in _children(pid) if child not in skip)
+    return found
 
 
 def _children(pid: int) -> list[int]:

@@ -42,6 +42,16 @@ def write_frame(fd: int, message: dict[str, Any]) -> None:
         view = view[written:]
 
 
+def head_and_tail(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters, its head and tail kept (the same object when it
+    fits): a frame is bounded, and what the code writes into one (an exception's message, its
+    output) is not. Used by the worker before it sends, and by the server on what it receives."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
+
+
 def _read_exactly(fd: int, size: int) -> bytes:
     chunks: list[bytes] = []
     remaining = size

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from sandbox import workspace
+from sandbox import protocol, workspace
 from sandbox.bridge.channel import WorkerDied
 from sandbox.bridge.idle import IDLE_WATCH
 from sandbox.bridge.watch import RunControl, RunWatch
@@ -264,15 +264,14 @@ class Sandbox:
             if self._idle_base_cpu is None:
                 self._idle_base_cpu = cpu
             limits = self.limits
-            why = None
-            if memory > limits.memory_mb * 1024 * 1024:
-                why = f"the code's processes used more than the {limits.memory_mb} MB memory limit"
-            elif count > limits.max_processes + 3:
-                why = f"the code kept more than {limits.max_processes} processes"
-            elif cpu - self._idle_base_cpu > limits.cpu_seconds:
-                why = f"the code kept computing after its cell ended (over {limits.cpu_seconds:g} s of CPU)"
-            if why is None:
+            broken = limits.broken_by(memory, cpu - self._idle_base_cpu, count)
+            if broken is None:
                 return
+            why = {
+                "memory": f"the code's processes used more than the {limits.memory_mb} MB memory limit",
+                "cpu": f"the code kept computing after its cell ended (over {limits.cpu_seconds:g} s of CPU)",
+                "processes": f"the code kept more than {limits.max_processes} processes",
+            }[broken]
             proc.kill()
             self._pending_state_lost = True
             self._pending_detail = f"Between runs {why}, so the worker was stopped."
@@ -352,17 +351,10 @@ class Sandbox:
         if used > self.limits.max_workspace_mb * 1024 * 1024:
             for relative in result.files:
                 (self._dirs.workspace / relative).unlink(missing_ok=True)
-            result.detail = " ".join(
-                filter(
-                    None,
-                    [
-                        result.detail,
-                        (
-                            f"The workspace went over its {self.limits.max_workspace_mb} MB limit, so the "
-                            f"files this run wrote were deleted: {', '.join(result.files) or '(none)'}."
-                        ),
-                    ],
-                )
+            result.detail = _joined(
+                result.detail,
+                f"The workspace went over its {self.limits.max_workspace_mb} MB limit, so the "
+                f"files this run wrote were deleted: {', '.join(result.files) or '(none)'}.",
             )
             if result.killed_reason is None:
                 result.killed_reason = "disk"
@@ -374,8 +366,7 @@ def _capped(text: str, limit: int) -> str:
     """`text` when it is within `limit` UTF-8 bytes (the same object), else its head and tail."""
     if len(text) <= limit // 4 or len(text.encode("utf-8", "replace")) <= limit + 512:
         return text
-    half = limit // 2
-    return f"{text[:half]}\n... [output truncated by the server: {len(text)} characters] ...\n{text[-half:]}"
+    return protocol.head_and_tail(text, limit)
 
 
 def _joined(*parts: str | None) -> str | None:

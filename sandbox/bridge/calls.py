@@ -74,14 +74,15 @@ def json_size(value: Any) -> int:
 class HostCall:
     """One call in flight: its future and its deadline."""
 
-    def __init__(self, call_id: int, tool: str, arguments: dict[str, Any], future: Future[Any], timeout: float) -> None:
-        self.id, self.tool, self.arguments, self.future = call_id, tool, arguments, future
+    def __init__(self, call_id: int, tool: str, recorded: Any, future: Future[Any], timeout: float) -> None:
+        self.id, self.tool, self.future = call_id, tool, future
+        self.recorded = recorded  # the arguments as the record keeps them
         self.timeout = timeout
         self.started = time.monotonic()
         self.deadline = self.started + timeout
 
-    def answer(self, error: str | None, value: Any = None, *, recorded: Any = None) -> Answer:
-        return _answer(self.id, self.tool, self.arguments if recorded is None else recorded, self.started, error, value)
+    def answer(self, error: str | None, value: Any = None) -> Answer:
+        return _answer(self.id, self.tool, self.recorded, self.started, error, value)
 
     def outcome(self, limits: Limits) -> Answer:
         """The answer of a call whose future is done."""
@@ -111,24 +112,14 @@ class HostCall:
         return self.answer(f"{self.tool} did not answer within {self.timeout:g} s")
 
 
-def _answer(call_id: Any, tool: str, arguments: Any, started: float, error: str | None, value: Any = None) -> Answer:
+def _answer(call_id: Any, tool: str, recorded: Any, started: float, error: str | None, value: Any = None) -> Answer:
     reply: dict[str, Any] = {"op": "call_result", "id": call_id, "ok": error is None}
     if error is None:
         reply["value"] = value
     else:
         reply["error"] = error = encodable(error)  # a tool's message may hold anything
-    record = HostCallRecord(tool, _recorded(arguments), time.monotonic() - started, error)
+    record = HostCallRecord(tool, recorded, time.monotonic() - started, error)
     return Answer(reply, record)
-
-
-def _recorded(arguments: Any) -> Any:
-    if arguments is None or isinstance(arguments, str):
-        return arguments
-    try:
-        size = json_size(arguments)
-    except (TypeError, ValueError):
-        return None
-    return arguments if size <= RECORDED_ARGUMENT_BYTES else f"<{size} bytes, not kept>"
 
 
 def check(frame: dict[str, Any], handler: HostCallHandler | None, limits: Limits, waited_s: float) -> Answer | HostCall:
@@ -160,17 +151,18 @@ def check(frame: dict[str, Any], handler: HostCallHandler | None, limits: Limits
             f"the arguments of {tool} are {size} bytes; the limit is {limits.host_argument_bytes}",
             f"<{size} bytes, not kept>",
         )
+    recorded = arguments if size <= RECORDED_ARGUMENT_BYTES else f"<{size} bytes, not kept>"
     budget = limits.host_wait_seconds - waited_s
     if budget <= 0:
         return refuse(
             f"{tool} was not called: this execution's tool calls already waited {waited_s:.0f} s, "
             f"the limit is {limits.host_wait_seconds:g} s",
-            arguments,
+            recorded,
         )
     timeout = handler.timeout_for(tool)
     timeout = min(limits.host_call_seconds if timeout is None else timeout, budget)
     try:
         future = start_call(handler, tool, arguments, timeout + HANDLER_BACKSTOP_S)
     except HostCallError as exc:
-        return refuse(str(exc) or f"{tool} failed", arguments)
-    return HostCall(call_id, tool, arguments, future, timeout)
+        return refuse(str(exc) or f"{tool} failed", recorded)
+    return HostCall(call_id, tool, recorded, future, timeout)

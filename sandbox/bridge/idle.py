@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Protocol
 
@@ -55,8 +56,8 @@ class IdleWatch:
             self._watched.discard(sandbox)
 
     def _forever(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.interval):
+        while True:
+            time.sleep(self.interval)
             with self._lock:
                 watched = list(self._watched)
             for sandbox in watched:

@@ -223,11 +223,12 @@ class RunWatch:
             return "cancelled", "It did not stop after an interrupt."
         limits = self.limits
         memory, cpu, count = self.tree.usage()
-        if memory > limits.memory_mb * 1024 * 1024:
+        broken = limits.broken_by(memory, cpu - self._base_cpu, count, cpu_slack=1)
+        if broken == "memory":
             return "memory", f"Memory limit: {limits.memory_mb} MB for the whole process tree."
-        if cpu - self._base_cpu > limits.cpu_seconds + 1:
+        if broken == "cpu":
             return "timeout", f"CPU-time limit: {limits.cpu_seconds:g} s across all processes."
-        if count > limits.max_processes + 3:
+        if broken == "processes":
             return "processes", f"Process limit: {limits.max_processes}."
         if time.monotonic() >= self._next_disk_check:
             started = time.monotonic()

@@ -139,15 +139,6 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
 
 
-def head_and_tail(text: str | None, limit: int) -> str | None:
-    """`text` cut to about `limit` characters, its head and tail kept: an exception's message
-    can be as long as the code likes, and the result frame that carries it is bounded."""
-    if text is None or len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
-
-
 def display(value: Any, namespace: dict[str, Any]) -> None:
     """Show a trailing expression's repr, like a notebook cell's Out[]."""
     if value is None:

@@ -252,7 +252,7 @@ class Worker:
                 "id": message.get("id"),
                 "stdout": stdout.render(),
                 "stderr": stderr.render(),
-                "error": execute.head_and_tail(error, limit),
+                "error": None if error is None else protocol.head_and_tail(error, limit),
                 "truncated": stdout.truncated or stderr.truncated,
                 "output_limit": output_limit,
                 "cpu_limit": cpu_limit,

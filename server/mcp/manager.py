@@ -4,8 +4,8 @@ Why calls hop threads: a tool call arrives on the thread that runs a sandbox exe
 (``sandbox.bridge``), while the MCP connections live on the server's event loop. `start_call`
 schedules the call there as a task and returns its future without blocking; cancelling the
 future cancels the task, so a call the sandbox gave up on stops (the SDK tells the server).
-Arguments are checked before the wire: a string no UTF-8 encoder takes (a lone surrogate)
-once broke a shared connection for every session. One server failing to start is
+Arguments reach it checked (``sandbox.bridge.calls.check``): a string no UTF-8 encoder takes
+(a lone surrogate) once broke a shared connection for every session. One server failing to start is
 logged and shown in ``/health``; the others serve regardless, and the failed one keeps retrying.
 
 How a result becomes Python data: the structured content when the tool gives it (the SDK
@@ -26,7 +26,6 @@ from typing import Any
 import mcp_types
 from mcp import MCPError
 
-from sandbox.bridge.calls import json_size
 from sandbox.host_calls import HostCallError
 from server.mcp.config import ServerConfig
 from server.mcp.connection import McpConnection, McpUnavailable
@@ -111,12 +110,8 @@ class McpManager:
 
     def start_call(self, tool: McpTool, arguments: dict[str, Any], timeout: float) -> Future[Any]:
         """Start a call from a sandbox thread; the future holds the value for the code, or
-        fails with HostCallError. Raises HostCallError for arguments no wire should carry."""
+        fails with HostCallError. The bridge has checked the arguments as strict JSON text."""
         assert self._loop is not None, "McpManager.start() was not awaited"
-        try:
-            json_size(arguments)
-        except (TypeError, ValueError) as exc:
-            raise HostCallError(f"{tool.function}: arguments that are not valid JSON text ({exc})") from None
         try:
             return asyncio.run_coroutine_threadsafe(self.call(tool, arguments, timeout), self._loop)
         except RuntimeError as exc:  # the loop is closed: the server is stopping
