@@ -75,10 +75,16 @@ class Totals:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.statuses: dict[int, int] = {}
+        #: What went wrong beside a status: a request that raised, a run that ended in error.
+        self.failures: list[str] = []
 
     def count(self, status: int) -> None:
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def fail(self, what: str) -> None:
+        with self.lock:
+            self.failures.append(what)
 
 
 def _hostile(url: str, index: int, until: float, totals: Totals) -> None:
@@ -97,11 +103,18 @@ def _hostile(url: str, index: int, until: float, totals: Totals) -> None:
             }
             if session is not None:
                 body["session_id"] = session
-            reply = client.post("/v1/agent", json=body)
+            try:
+                reply = client.post("/v1/agent", json=body)
+            except httpx.HTTPError as exc:  # counted, not left to kill this thread unseen
+                totals.fail(f"HOSTILE {kind}: {exc!r}")
+                session = None
+                continue
             totals.count(reply.status_code)
             if reply.status_code != 200:
                 session = None
                 continue
+            if reply.json()["agent"].get("error") is not None:  # a run waiting for its tool has none yet
+                totals.fail(f"HOSTILE {kind}: the run failed: {reply.json()['agent']['error']}")
             session = reply.json()["agent"]["session_id"]
             if reply.json()["choices"][0]["finish_reason"] == "tool_calls":
                 client.delete(f"/v1/agent/sessions/{session}")
@@ -193,6 +206,7 @@ def test_eight_hostile_sessions_for_a_minute_leave_the_ninth_alone() -> None:
     quiet_s, loaded_s = statistics.median(quiet), statistics.median(loaded)
     print(f"\nquiet {quiet_s * 1e3:.2f} ms, attacked {loaded_s * 1e3:.2f} ms ({len(loaded)} runs); {totals.statuses}")
     print(f"threads {before[0]}->{after[0]}, fds {before[1]}->{after[1]}, RSS {before[2] >> 20}->{after[2] >> 20} MiB")
+    assert totals.failures == [], totals.failures
     assert set(totals.statuses) == {200}, totals.statuses
     assert sum(totals.statuses.values()) >= HOSTILE_SESSIONS * 20
     assert loaded_s <= 2 * quiet_s, (quiet_s, loaded_s)
