@@ -57,6 +57,7 @@ from benchmarks.forced_answers import forced_misread
 from benchmarks.m3tooleval.in_process import build_engine, served, server_settings
 from benchmarks.m3tooleval.report import run_metadata
 from benchmarks.plain_codeact import PlainLoop
+from benchmarks.quality_halves import HALVES, SEED, half_of
 from benchmarks.quality_tasks import Task, build_tasks, check_answer, check_file
 from server.agent.policy import code_key
 
@@ -87,6 +88,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "literal-off": {"literal_code": "off"},
     "fed-back-off": {"fed_back_output": "off"},
     "unrun-off": {"unrun_answer": "off"},
+    "answer-tokens-384": {"answer_tokens": 384},
     # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
     # code that computes nothing kept, a <solution> bounded only by the turn's max_tokens (384 here)
     "issue26-defaults": {
@@ -321,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="an extra /v1/agent arm served at URL (repeatable)",
     )
     parser.add_argument("--tasks", default=None, help="comma-separated task names or categories (default: all)")
+    parser.add_argument(
+        "--half",
+        choices=HALVES,
+        default="all",
+        help="the suite's tuning half, its held-out half (judge defaults here, never tune on it; "
+        f"benchmarks.quality_halves, seed {SEED}), or all of it (default)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     parser.add_argument("--max-turns", type=int, default=5, help="turn budget per task (default 5, the server's)")
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per turn (default 384)")
@@ -375,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     extra = dict(item.split("=", 1) for item in args.server_arm)
-    tasks = select(build_tasks(), args.tasks, args.limit)
+    tasks = select(half_of(build_tasks(), args.half), args.tasks, args.limit)
     model = args.model or str(embedded_model_path())
     settings = server_settings(model, ctx_size=args.ctx_size, max_turns=args.max_turns, threads=args.threads)
     engine = build_engine(settings, oracle=False, tasks=[])
@@ -417,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_tokens": args.max_tokens,
             "threads": args.threads,
             "ctx_size": args.ctx_size,
+            "half": args.half,
+            "halves_seed": SEED,
             "tasks": [t.name for t in tasks],
             "wall_s": round(time.perf_counter() - started, 1),
         }
