@@ -12,6 +12,7 @@ Failures a user can fix (no such model, a backend that does not answer, a flag m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from server.mcp.config import ServerConfig
     from server.mcp.manager import McpManager
     from server.metrics import Metrics
+    from server.store import Store
 
 log = logging.getLogger("codeact_server")
 
@@ -198,13 +200,18 @@ def metered(engine: Engine) -> tuple[Engine, Metrics]:
 
 @asynccontextmanager
 async def running_agent(
-    settings: Settings, engine: Engine, mcp_servers: Sequence[ServerConfig], metrics: Metrics
+    settings: Settings, engine: Engine, mcp_servers: Sequence[ServerConfig], metrics: Metrics, store: Store
 ) -> AsyncIterator[AgentRuntime]:
     """The agent runtime and its services for the life of an app: the MCP servers started,
-    every run observed by ``metrics`` and (with ``--audit-log``) the audit log; on exit the
-    sessions close (so every sandbox worker stops), then the MCP servers and the log."""
+    every run observed by ``metrics``, recorded step by step in ``store`` and (with
+    ``--audit-log``) the audit log; sessions' closings recorded too, and those an earlier
+    process left open told as ended by the restart; the store's retention applied now and
+    then. On exit the sessions close (so every sandbox worker stops), then the MCP servers
+    and the log."""
+    from server.agent.sessions import CLOSED_REMEMBERED
     from server.audit import AuditLog
     from server.mcp.manager import McpManager
+    from server.recording import RunRecorder
 
     mcp = McpManager(mcp_servers) if mcp_servers else None
     if mcp is not None:
@@ -212,6 +219,10 @@ async def running_agent(
     runtime = start_agent_runtime(settings, engine, mcp)
     runtime.observers.append(metrics.observe_agent)
     runtime.sessions.on_evict = metrics.sessions_evicted.inc
+    runtime.observers.append(RunRecorder(store.agent_runs).observe)
+    runtime.sessions.remember_closed(store.agent_runs.close_interrupted(CLOSED_REMEMBERED))
+    runtime.sessions.on_closed = store.agent_runs.session_closed
+    retention = asyncio.get_running_loop().create_task(_keep_pruning(store), name="store-retention")
     audit = AuditLog(settings.audit_log) if settings.audit_log else None
     if audit is not None:
         runtime.observers.append(audit.observe)
@@ -219,8 +230,28 @@ async def running_agent(
     try:
         yield runtime
     finally:
+        retention.cancel()
         runtime.close()
         if mcp is not None:
             await mcp.stop()
         if audit is not None:
             audit.close()
+
+
+#: Seconds between two passes of the store's retention (it also runs at start-up).
+RETENTION_INTERVAL_S = 600.0
+
+
+async def _keep_pruning(store: Store) -> None:
+    """Apply the store's age and size limits every ``RETENTION_INTERVAL_S``, off the event loop."""
+    while True:
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+        try:
+            pruned = await asyncio.to_thread(store.retention.apply)
+        except Exception:  # noqa: BLE001 - a failed pass is retried at the next
+            log.exception("the store's retention pass failed")
+            continue
+        if pruned.by_age or pruned.by_size:
+            log.info(
+                "store: %d records past their age and %d over the size limit removed", pruned.by_age, pruned.by_size
+            )

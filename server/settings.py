@@ -10,6 +10,7 @@ field in ``server.agent.options.LoopPolicy`` (type, default, description), which
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -255,6 +256,28 @@ class Settings(_SettingsWithLoopOptions):
         None,
         description="append one JSON line per agent run (request, steps, observations) to this file (default: off)",
     )
+    store: str = Field(
+        "auto",
+        description="where stored responses, background runs and their events, and agent runs with "
+        "their steps are kept, so a restart loses none of them: a SQLite file path, `auto` "
+        "(`$XDG_DATA_HOME/codeact-server/store.db`, else `~/.local/share/...`), or `none` (in memory, "
+        "lost when the server stops)",
+    )
+    store_max_age: float = Field(
+        30 * 86400.0, gt=0, description="seconds a stored record is kept (default 30 days, as OpenAI keeps responses)"
+    )
+    store_max_mb: int = Field(
+        1024, ge=1, description="most MiB the store's records may take; beyond it the oldest go first"
+    )
+
+    def store_path(self) -> Path | None:
+        """The store's file (None: in memory)."""
+        if self.store == "none":
+            return None
+        if self.store == "auto":
+            data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+            return Path(data) / "codeact-server" / "store.db"
+        return Path(self.store).expanduser()
 
     def loop_policy(self) -> LoopPolicy:
         """The server's default loop policy: its ``agent_<name>`` fields."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tests.llama_first  # noqa: F401 - libllama before numpy, in this process too
 
 # isort: on
+import os
 from collections.abc import Iterator
 
 import openai
@@ -17,6 +18,10 @@ from server.settings import Settings
 from tests.live_server import LiveServer
 
 __all__ = ["embedded_model_path"]  # the model tests import it from here
+
+# Apps and servers in tests keep records in memory unless a test names a store file: the
+# default store is one per machine and a server holds it alone (tests/server/store/ test it).
+os.environ["CODEACT_STORE"] = "none"
 
 
 @pytest.fixture(scope="session")

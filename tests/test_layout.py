@@ -174,3 +174,15 @@ def test_every_package_folder_is_a_regular_package() -> None:
     (the Docker image, a wheel) would then ship without it while an editable one still works."""
     folders = {p.parent for p in modules()}
     assert sorted(rel(f) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def test_the_store_imports_nothing_else_of_the_server() -> None:
+    """Records go in and out as plain JSON: the store knows no agent, API or settings."""
+    inward = [
+        f"{rel(p)} imports {n}"
+        for p in (ROOT / "server" / "store").rglob("*.py")
+        for n in sorted(imported(p))
+        if n.startswith("server.") and not n.startswith("server.store")
+    ]
+    assert inward == []
+    assert not any(n.startswith("server.store") for p in (ROOT / "server" / "agent").rglob("*.py") for n in imported(p))

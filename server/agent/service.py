@@ -11,6 +11,7 @@ That lets a chat UI resend its whole history, as OpenAI clients do, without dupl
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,8 @@ class PreparedRun:
     created: bool
     mark: int  # len(session.messages) before this request's messages
     resumed: bool = False  # continues a run suspended for the client's tool results
+    #: The run's id in the store's records (``server.recording``).
+    record_id: str = field(default_factory=lambda: f"run_{uuid.uuid4().hex[:20]}")
 
     def steps_of(self, done: AgentDone) -> list[Step]:
         """The steps this run added to its session (the last ``done.turns`` of them)."""

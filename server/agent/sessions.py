@@ -83,6 +83,9 @@ class SessionStore:
         self._closed_why: OrderedDict[str, str] = OrderedDict()
         #: Called once for each session closed to make room (the metrics count them).
         self.on_evict: Callable[[], None] | None = None
+        #: Called with (session id, why) for each session closed by room, idle time or delete
+        #: (the store records it, so the reason outlives a restart).
+        self.on_closed: Callable[[str, str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -119,7 +122,15 @@ class SessionStore:
             self.on_evict()
 
     def _remember(self, session_id: str, why: str) -> None:
-        self._closed_why[session_id] = why
+        self.remember_closed([(session_id, why)])
+        if self.on_closed is not None:
+            self.on_closed(session_id, why)
+
+    def remember_closed(self, closed: list[tuple[str, str]]) -> None:
+        """Tell later requests why these sessions (id, why) are gone; at start-up, those an
+        earlier process had (read from the store)."""
+        for session_id, why in closed:
+            self._closed_why[session_id] = why
         while len(self._closed_why) > CLOSED_REMEMBERED:
             self._closed_why.popitem(last=False)
 

@@ -3,7 +3,9 @@
 The engine is built before the app (by the CLI, or by a test with the scripted model), so
 a broken model file fails before any socket is bound. The app holds what lives and dies
 with the server (the agent session store and its sandbox pool, the MCP servers, the
-metrics, the audit log), built by ``server.composition`` and run by the lifespan.
+metrics, the audit log), built by ``server.composition`` and run by the lifespan. The
+records store (``server.store``) opens here, before any socket is bound: a store another
+server holds fails start-up, and runs the last process left going are marked failed.
 
 Middleware, outermost first: metrics (so refusals are counted too), the Host and Origin
 checks against DNS rebinding and foreign pages (``server.api.host_guard``), a 503 for requests
@@ -37,7 +39,6 @@ from server.api.routes.agent import router as agent_router
 from server.api.routes.chat import router as openai_router
 from server.api.routes.completions import router as completions_router
 from server.api.routes.mcp import router as mcp_router
-from server.api.routes.responses import ResponseStore
 from server.api.routes.responses import router as responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
@@ -47,7 +48,8 @@ from server.composition import metered, running_agent
 from server.mcp import config as mcp_config
 from server.metrics import Metrics, MetricsMiddleware
 from server.metrics import router as metrics_router
-from server.settings import Settings
+from server.settings import MiB, Settings
+from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
             info.parallel_sequences,
         )
         try:
-            async with running_agent(settings, engine, mcp_servers, metrics) as runtime:
+            async with running_agent(settings, engine, mcp_servers, metrics, store) as runtime:
                 app.state.agent = runtime
                 app.state.health_extras = runtime.health
                 try:
@@ -87,6 +89,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
                 finally:  # before the sessions close: unfinished background runs fail, saying why
                     await app.state.background.close()
         finally:
+            store.close()  # after the runs: their endings are written first
             if close_engine:
                 await _wait_until_idle(engine)
                 engine.close()
@@ -100,12 +103,20 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
-    app.state.responses = ResponseStore()
+    store = Store.open(settings.store_path(), max_age_s=settings.store_max_age, max_bytes=settings.store_max_mb * MiB)
+    interrupted = store.runs.fail_interrupted()
+    if interrupted:
+        log.warning(
+            "%d background runs were going when the server last stopped: marked failed (server_restart)", interrupted
+        )
+    app.state.store = store
+    app.state.responses = store.responses
     app.state.background = BackgroundRuns(
         settings.background_max_running,
         settings.background_max_events,
         on_outcome=lambda outcome: metrics.background_runs.labels(outcome).inc(),
         on_resumption=metrics.background_resumptions.inc,
+        records=store.runs,
     )
     metrics.watch(engine.queue_depth, lambda: _live_sessions(app))
     install_error_handlers(app)

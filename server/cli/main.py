@@ -151,8 +151,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.api.app import create_app
+    from server.store import StoreError
 
-    app = create_app(settings, engine)
+    try:
+        app = create_app(settings, engine)
+    except StoreError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
     # SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up to the grace
     # period, cancel the rest, then the lifespan closes every session and sandbox worker.
     config = uvicorn.Config(

@@ -128,7 +128,8 @@ def in_process_server(model: str | None) -> Iterator[str]:
     from server.cli.errors import load_engine, load_llama_first
     from server.settings import Settings
 
-    settings = Settings(model=model) if model else Settings()
+    # A one-shot run keeps no records: the default store belongs to `serve`, which may be running.
+    settings = Settings(model=model, store="none") if model else Settings(store="none")
     load_llama_first(settings)  # before the app's imports load numpy: see load_first's docstring
     engine = load_engine(settings)
     from server.api.app import create_app

@@ -65,7 +65,7 @@ from server.api.errors import InvalidRequest, NotFound
 from server.api.json_body import EncodableJSONResponse
 from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
-from server.api.streams.background import AgentFormat, BackgroundRun, BackgroundRuns, numbered
+from server.api.streams.background import AgentFormat, BackgroundRuns, KnownRun, numbered
 from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
 from server.api.streams.sse import DONE, openai_stream, ready_batches, sse_event, sse_response
 from server.api.tool_call_replies import tool_call_chunks, tool_calls_completion
@@ -343,13 +343,14 @@ def merge_deltas(events: list[AgentEvent]) -> list[AgentEvent]:
 async def session_events(
     session_id: str,
     background: BackgroundDep,
+    request: Request,
     after: Annotated[int | None, Query(ge=-1, description="resume after this event id")] = None,
     last_event_id: Annotated[str | None, Header(description="an event id this client saw last")] = None,
 ) -> Response:
     """The session's background run as server-sent events: those after ``Last-Event-ID`` (or
     ``?after=N``; all, with neither), then the live ones, then ``data: [DONE]``. Leaving does
     not stop the run."""
-    run = _background_run(background, session_id)
+    run = await _background_run(background, session_id, key_of(request))
     starting_after = _event_id(last_event_id) if last_event_id is not None else after
     run.check_resumable(starting_after)
     if starting_after is not None:
@@ -375,16 +376,17 @@ async def _then_done(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @router.post("/sessions/{session_id}/cancel")
-async def cancel_session_run(session_id: str, background: BackgroundDep) -> dict[str, Any]:
+async def cancel_session_run(session_id: str, background: BackgroundDep, request: Request) -> dict[str, Any]:
     """Stop the session's background run (generation and any running execution); the session
     and its files stay. A finished run is answered as it is."""
-    run = _background_run(background, session_id)
+    run = await _background_run(background, session_id, key_of(request))
     await run.cancel()
     return run.response
 
 
-def _background_run(background: BackgroundRuns, session_id: str) -> BackgroundRun:
-    run = background.get(session_id)
+async def _background_run(background: BackgroundRuns, session_id: str, owner: str) -> KnownRun:
+    """The session's background run, live or from the store (an earlier process's included)."""
+    run = await background.find(session_id, owner)
     if run is None:
         raise NotFound(f"session '{session_id}' has no background run (start one with background: true)")
     return run

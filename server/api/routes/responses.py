@@ -15,8 +15,9 @@ call is held back until it is decided; a call's arguments stream in pieces as ge
 
 ``previous_response_id`` continues from a stored response: its conversation (without its
 ``instructions``, as OpenAI does) plus its output come before the new input. Responses are
-kept in memory only, at most ``ResponseStore.max_entries`` (oldest dropped first), and only
-when ``store`` is true (the default); a dropped or unstored id is a 404 naming it.
+kept in the server's store (``server.store``: on disk unless ``--store none``, so a restart
+keeps them; pruned by age and size) when ``store`` is true (the default), each readable only
+with the API key that made it; a pruned, deleted or unstored id is a 404 naming it.
 
 A request whose tools hold ``code_interpreter`` runs the agent loop instead, in a sandbox
 session that is its container (``server.api.routes.responses_interpreter``).
@@ -27,9 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -61,53 +60,47 @@ from server.openai.responses_items import (
 from server.openai.schemas import usage_of
 from server.openai.tool_calls import AnswerSplitter, CallEvent, CallStream, ToolPlan, parse_tool_calls, plan_tools
 from server.settings import Settings
+from server.store import ResponseRecords, StoredResponse
 
 router = APIRouter()
 
 
-@dataclass
-class StoredResponse:
-    response: dict[str, Any]
-    history: list[dict[str, Any]]  # the conversation it ended, its output included (no instructions)
-    input_items: list[dict[str, Any]]  # this request's own input, as items with ids
-    container_id: str | None = None  # the agent session a code_interpreter response ran in
-
-
-class ResponseStore:
-    """Stored responses by id, in memory, bounded: the oldest is dropped first."""
-
-    def __init__(self, max_entries: int = 1000) -> None:
-        self.max_entries = max_entries
-        self._items: OrderedDict[str, StoredResponse] = OrderedDict()
-
-    def put(self, entry: StoredResponse) -> None:
-        self._items[entry.response["id"]] = entry
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-
-    def get(self, response_id: str) -> StoredResponse | None:
-        return self._items.get(response_id)
-
-    def delete(self, response_id: str) -> bool:
-        return self._items.pop(response_id, None) is not None
-
-
-def get_store(request: Request) -> ResponseStore:
+def get_store(request: Request) -> ResponseRecords:
     return request.app.state.responses
 
 
-StoreDep = Annotated[ResponseStore, Depends(get_store)]
+StoreDep = Annotated[ResponseRecords, Depends(get_store)]
 
 
-def _previous(store: ResponseStore, response_id: str | None) -> StoredResponse | None:
+class Remember:
+    """Stores the answers of one request (when its ``store`` is true) as its key's records."""
+
+    def __init__(self, store: ResponseRecords, body: ResponsesRequest, turn: list[dict[str, Any]], owner: str) -> None:
+        self.store, self.body, self.turn, self.owner = store, body, turn, owner
+
+    async def __call__(self, answer: dict[str, Any], container_id: str | None = None) -> None:
+        """Store ``answer``; returns once it is on disk (the client is told it is done after)."""
+        if self.body.store:
+            history = [*self.turn, *output_messages(answer["output"])]
+            entry = StoredResponse(answer, history, input_item_list(self.body.input), container_id, self.owner)
+            await self.store.put(entry)
+
+    def soon(self, answer: dict[str, Any], container_id: str | None = None) -> None:
+        """Store ``answer`` without waiting (from a callback that cannot await)."""
+        if self.body.store:
+            history = [*self.turn, *output_messages(answer["output"])]
+            self.store.put(StoredResponse(answer, history, input_item_list(self.body.input), container_id, self.owner))
+
+
+async def _previous(store: ResponseRecords, response_id: str | None, owner: str) -> StoredResponse | None:
     if response_id is None:
         return None
-    previous = store.get(response_id)
+    previous = await store.get(response_id, owner)
     if previous is None:
         raise APIError(
             404,
             f"no stored response '{response_id}' (it was created with store: false, deleted, "
-            "or dropped from this server's bounded in-memory store)",
+            "or dropped by the store's retention limits)",
             code="not_found",
             param="previous_response_id",
         )
@@ -162,9 +155,11 @@ async def create_response(
 ) -> Response | dict[str, Any]:
     check_model(engine, body.model)
     _check_limits(body, settings)
-    previous = _previous(store, body.previous_response_id)
+    owner = key_of(request)
+    previous = await _previous(store, body.previous_response_id, owner)
     history = previous.history if previous is not None else []
     turn = [*history, *input_messages(body.input)]
+    remember_answer = Remember(store, body, turn, owner)
     if body.background:
         background.check_capacity(key_of(request))  # before a session or a generation is taken
     tool = interpreter_tool(body)
@@ -174,23 +169,21 @@ async def create_response(
 
         def remember(answer: dict[str, Any], container: str) -> None:
             containers[answer["id"]] = container
-            _remember(store, body, answer, turn, container)
+            remember_answer.soon(answer, container)
 
         it = await prepare_interpretation(body, tool, runtime, settings, request, history, container)
         if body.background:
-            return await _detach(
-                background, it.events(runtime, remember), body, store, turn, key_of(request), containers
-            )
+            return await _detach(background, it.events(runtime, remember), body, remember_answer, containers)
         return await interpret(it, body, runtime, request, remember)
     chat = chat_request(body, history)
     plan = plan_tools(chat)
     handle = engine.submit(generation_request(chat, engine, plan))  # 503/400 raised here, at once
     response_id = new_id("resp")
     if body.background:
-        events = _events(handle, response_id, body, plan, store, turn)
-        return await _detach(background, events, body, store, turn, key_of(request))
+        events = _events(handle, response_id, body, plan, remember_answer)
+        return await _detach(background, events, body, remember_answer)
     if body.stream:
-        events = _events(handle, response_id, body, plan, store, turn)
+        events = _events(handle, response_id, body, plan, remember_answer)
         return sse_response(events)
     text = await collect_unless_disconnected(request, handle)
     if text is None:
@@ -201,7 +194,7 @@ async def create_response(
     answer = response_object(
         response_id, body, status=status, output=output, usage=usage_of(result), incomplete=incomplete
     )
-    _remember(store, body, answer, turn)
+    await remember_answer(answer)
     return answer
 
 
@@ -209,9 +202,7 @@ async def _detach(
     runs: BackgroundRuns,
     events: AsyncIterator[bytes],
     body: ResponsesRequest,
-    store: ResponseStore,
-    turn: list[dict[str, Any]],
-    owner: str,
+    remember: Remember,
     containers: dict[str, str] | None = None,
 ) -> Response | dict[str, Any]:
     """Run ``events`` in the background: answer the response as it starts (or follow its
@@ -219,25 +210,12 @@ async def _detach(
 
     def on_end(response: dict[str, Any], outcome: str) -> None:
         if outcome not in ("completed", "incomplete"):  # finished ones stored themselves
-            container = (containers or {}).get(response["id"])
-            _remember(store, body, response, turn, container)
+            remember.soon(response, (containers or {}).get(response["id"]))
 
-    run = await runs.start(events, on_end, owner=owner)
+    run = await runs.start(events, on_end, owner=remember.owner)
     if body.stream:
         return sse_response(run.follow(None))
     return run.response
-
-
-def _remember(
-    store: ResponseStore,
-    body: ResponsesRequest,
-    answer: dict[str, Any],
-    turn: list[dict[str, Any]],
-    container_id: str | None = None,
-) -> None:
-    if body.store:
-        history = [*turn, *output_messages(answer["output"])]
-        store.put(StoredResponse(answer, history, input_item_list(body.input), container_id))
 
 
 @router.get(
@@ -247,14 +225,16 @@ async def get_response(
     response_id: str,
     store: StoreDep,
     background: BackgroundDep,
+    request: Request,
     stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=-1)] = None,
 ) -> Response | dict[str, Any]:
     """A stored response; a background one as it stands now, or (``stream``) its events after
     ``starting_after``, then the live ones until it ends."""
-    run = background.get(response_id)
+    owner = key_of(request)
+    run = await background.find(response_id, owner)
     if run is None:
-        stored = store.get(response_id)
+        stored = await store.get(response_id, owner)
         if stored is None:
             raise NotFound(f"no stored response '{response_id}'")
         if stream or starting_after is not None:
@@ -274,12 +254,15 @@ async def get_response(
 
 
 @router.post("/v1/responses/{response_id}/cancel", responses=error_responses(*GUARDS, 400, 404))
-async def cancel_response(response_id: str, store: StoreDep, background: BackgroundDep) -> dict[str, Any]:
+async def cancel_response(
+    response_id: str, store: StoreDep, background: BackgroundDep, request: Request
+) -> dict[str, Any]:
     """Stop a background response (its generation and sandbox work); a finished one is
     answered as it is."""
-    run = background.get(response_id)
+    owner = key_of(request)
+    run = await background.find(response_id, owner)
     if run is None:
-        if store.get(response_id) is None:
+        if await store.get(response_id, owner) is None:
             raise NotFound(f"no stored response '{response_id}'")
         raise InvalidRequest(
             f"response '{response_id}' was not created with background: true; only background "
@@ -291,9 +274,11 @@ async def cancel_response(response_id: str, store: StoreDep, background: Backgro
 
 
 @router.get("/v1/responses/{response_id}/input_items", responses=error_responses(*GUARDS, 404))
-async def list_input_items(response_id: str, store: StoreDep, order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
+async def list_input_items(
+    response_id: str, store: StoreDep, request: Request, order: Literal["asc", "desc"] = "desc"
+) -> dict[str, Any]:
     """The request's own input items (not those of earlier responses), newest first by default."""
-    stored = store.get(response_id)
+    stored = await store.get(response_id, key_of(request))
     if stored is None:
         raise NotFound(f"no stored response '{response_id}'")
     items = stored.input_items if order == "asc" else stored.input_items[::-1]
@@ -307,8 +292,10 @@ async def list_input_items(response_id: str, store: StoreDep, order: Literal["as
 
 
 @router.delete("/v1/responses/{response_id}", responses=error_responses(*GUARDS, 404))
-async def delete_response(response_id: str, store: StoreDep) -> dict[str, Any]:
-    if not store.delete(response_id):
+async def delete_response(response_id: str, store: StoreDep, request: Request) -> dict[str, Any]:
+    """Delete a stored response from the store (from disk), and a background run's record with it."""
+    owner = key_of(request)
+    if not await store.delete(response_id, owner):
         raise NotFound(f"no stored response '{response_id}'")
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -321,8 +308,7 @@ async def _events(
     response_id: str,
     body: ResponsesRequest,
     plan: ToolPlan | None,
-    store: ResponseStore,
-    turn: list[dict[str, Any]],
+    remember: Remember,
 ) -> AsyncIterator[bytes]:
     numbers = itertools.count()
     created = int(time.time())
@@ -392,7 +378,7 @@ async def _events(
             yield event("response.content_part.done", **where, part=output_text_part(text))
             yield event("response.output_item.done", output_index=0, item=item)
         answer = snapshot(status, output, usage=usage_of(result), incomplete=incomplete)
-        _remember(store, body, answer, turn)
+        await remember(answer)
         yield event(f"response.{status}", response=answer)
     except EngineError as exc:
         error = engine_error_to_api(exc)

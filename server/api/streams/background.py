@@ -11,9 +11,12 @@ The events are the route's own server-sent events (``event:`` + ``data:`` lines 
 carries ``sequence_number`` and, on lifecycle events, the whole ``response``), kept as
 bytes so a replay is byte-for-byte what a live reader got. Bounded twice: at most
 ``max_running`` runs at once per API key (beyond: 429 naming the setting), at most ``max_events`` kept per
-run (the oldest go first; resuming from before the kept window is a 400 naming it). Everything
-is in memory: a server that stops fails the runs still going (``close``), and a restarted
-one no longer knows them (404).
+run in memory (the oldest go first; resuming from before the kept window is a 400 naming it).
+With the store's ``RunRecords`` every run is also written to disk as it goes (its snapshot,
+each event, how it ended), off the event loop: a server that stops fails the runs still
+going (``close``), and a restarted one answers for every run it ever had (``find`` reads
+the disk, ``StoredRun`` replays it), the ones the old process left going as failed with
+``server_restart``. A run is its owner's: another API key finds nothing (404).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.api.errors import APIError, InvalidRequest
+from server.store import RunRecord, RunRecords
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ Ending = tuple[str, dict[str, Any] | None]
 class EventFormat(Protocol):
     """What a run's events mean: their order, the state a poll answers, how the run ended."""
 
+    kind: str  # its name in the store's records
+
     def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int: ...
 
     def snapshot(self, payload: dict[str, Any]) -> dict[str, Any] | None: ...
@@ -51,6 +57,8 @@ class EventFormat(Protocol):
 class ResponsesFormat:
     """The Responses API's events: ``sequence_number`` orders them; lifecycle events carry the
     whole ``response``; ``response.completed``/``.incomplete``/``.failed`` end the run."""
+
+    kind = "responses"
 
     def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int:
         return int(payload["sequence_number"])
@@ -78,6 +86,8 @@ class AgentFormat:
     """``/v1/agent``'s chat-completion chunks, numbered by ``numbered`` (their ``id:``); the
     ``agent`` field's ``session`` and ``done`` events say what a poll answers. With samples,
     the run is known by sample 0's session (the first); the ``done`` event names the winner's."""
+
+    kind = "agent"
 
     def sequence(self, event_id: int | None, payload: dict[str, Any]) -> int:
         if event_id is None:
@@ -148,8 +158,17 @@ def split_events(chunk: bytes) -> list[SentEvent]:
 class BackgroundRun:
     """One detached run: its task, its kept events, its latest ``response`` snapshot."""
 
-    def __init__(self, max_events: int, on_end: OnEnd, event_format: EventFormat, owner: str = "") -> None:
+    def __init__(
+        self,
+        max_events: int,
+        on_end: OnEnd,
+        event_format: EventFormat,
+        owner: str = "",
+        records: RunRecords | None = None,
+    ) -> None:
         self.owner = owner  # the API key (digest) that started it; "" without keys
+        self._records = records
+        self._recorded = False  # begun in the records (once the run has an id)
         self.response: dict[str, Any] = {}
         self._format = event_format
         self.outcome: str | None = None  # set once: completed, incomplete, failed, cancelled
@@ -199,16 +218,35 @@ class BackgroundRun:
 
     async def _keep(self, event: SentEvent) -> None:
         async with self._changed:
-            self._events.append(KeptEvent(self._format.sequence(event.event_id, event.payload), event.data))
-            if (snapshot := self._format.snapshot(event.payload)) is not None:
+            kept = KeptEvent(self._format.sequence(event.event_id, event.payload), event.data)
+            self._events.append(kept)
+            snapshot = self._format.snapshot(event.payload)
+            if snapshot is not None:
                 self.response = snapshot
+            self._record(kept, snapshot is not None)
             self._changed.notify_all()
+
+    def _record(self, kept: KeptEvent, changed: bool) -> None:
+        """Hand the event (and a changed snapshot) to the records; the events before the run
+        had an id go with its first record."""
+        if self._records is None or not self.id:
+            return
+        if not self._recorded:
+            self._records.begin(self.id, self._format.kind, self.owner, self.response)
+            self._records.add_events(self.id, [(e.sequence, e.data) for e in self._events])
+            self._recorded = True
+            return
+        self._records.add_events(self.id, [(kept.sequence, kept.data)])
+        if changed:
+            self._records.update(self.id, self.response)
 
     async def _end(self, outcome: str, error: dict[str, Any] | None) -> None:
         async with self._changed:
             if self.response.get("status") != outcome or error is not None:
                 self.response = {**self.response, "status": outcome, "error": error}
             self.outcome = outcome
+            if self._records is not None and self._recorded:
+                self._records.end(self.id, outcome, self.response)
             self._changed.notify_all()
         self._on_end(self.response, outcome)
 
@@ -256,9 +294,38 @@ class BackgroundRun:
         return self._events[-1].sequence if self._events else -1
 
 
+class StoredRun:
+    """A run read from the store: one an earlier process had, or one memory let go of. It
+    has ended (the start-up marks what was going as failed) and all its events are on disk."""
+
+    running = False
+
+    def __init__(self, record: RunRecord, records: RunRecords) -> None:
+        self.id = record.id
+        self.owner = record.owner
+        self.response = record.response
+        self._records = records
+
+    def check_resumable(self, starting_after: int | None) -> None:
+        """Every event is kept on disk: any ``starting_after`` resumes."""
+
+    async def follow(self, starting_after: int | None) -> AsyncIterator[bytes]:
+        after = -1 if starting_after is None else starting_after
+        for _sequence, data in await self._records.events_after(self.id, after):
+            yield data
+
+    async def cancel(self, *, shutdown: bool = False) -> None:
+        """It has ended: nothing to stop."""
+
+
+#: A run as the routes read it: going (in memory) or ended (in memory, or from the store).
+KnownRun = BackgroundRun | StoredRun
+
+
 class BackgroundRuns:
     """The app's background runs by response id: at most ``max_running`` going at once; ended
-    ones are kept (newest ``max_kept``) so late readers can still replay them."""
+    ones are kept (newest ``max_kept``) so late readers can still replay them; with
+    ``records``, every run is on disk too and found there once memory lets it go."""
 
     def __init__(
         self,
@@ -268,7 +335,10 @@ class BackgroundRuns:
         max_kept: int = 1000,
         on_outcome: Callable[[str], None] = lambda _outcome: None,
         on_resumption: Callable[[], None] = lambda: None,
+        records: RunRecords | None = None,
     ) -> None:
+        #: The store's run records (None: memory only); the app sets them when its store opens.
+        self.records = records
         self.max_running = max_running
         self.max_events = max_events
         self.max_kept = max_kept
@@ -309,7 +379,7 @@ class BackgroundRuns:
             self._on_outcome(outcome)
             on_end(response, outcome)
 
-        run = BackgroundRun(self.max_events, ended, event_format or ResponsesFormat(), owner)
+        run = BackgroundRun(self.max_events, ended, event_format or ResponsesFormat(), owner, self.records)
         run.start(chunks)
         await run.first_response()
         if not run.id:
@@ -318,8 +388,16 @@ class BackgroundRuns:
         self._forget_old()
         return run
 
-    def get(self, response_id: str) -> BackgroundRun | None:
-        return self._runs.get(response_id)
+    async def find(self, run_id: str, owner: str) -> KnownRun | None:
+        """The run ``owner`` (an API key's digest) started with this id: in memory, else from
+        the store; None when there is none, or another key started it (as if absent)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run if run.owner == owner else None
+        if self.records is None:
+            return None
+        record = await self.records.load(run_id, owner)
+        return None if record is None else StoredRun(record, self.records)
 
     def _forget_old(self) -> None:
         ended = [key for key, run in self._runs.items() if not run.running]
