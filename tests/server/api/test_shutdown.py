@@ -86,6 +86,8 @@ def test_sigterm_drains_then_leaves_no_sandbox_process(tmp_path: Path) -> None:
             str(GRACE_S),
             "--execution-timeout",
             "120",
+            "--store",  # its own: the machine's default store is the user's
+            str(tmp_path / "store.db"),
         ],
         cwd=ROOT,
         env=env,
