@@ -46,7 +46,7 @@ class RunRecorder:
             "tools": [tool.name for tool in session.tools],
             "messages": session.messages[run.mark :],
         }
-        self.records.begin(run.record_id, session.id, request)
+        self.records.begin(run.record_id, session.id, request, run.owner)
         self._begun[run.record_id] = None
         while len(self._begun) > OPEN_RUNS_REMEMBERED:
             self._begun.pop(next(iter(self._begun)))

@@ -48,6 +48,14 @@ class RunRequest:
     functions: list[ClientFunction] = field(default_factory=list)
     mcp_servers: list[str] | None = None
     session_id: str | None = None
+    #: The run's id in the store's records (the API's answer id; None: a new one) and the
+    #: API key (digest) it is recorded for, the only one that may read it back.
+    run_id: str | None = None
+    owner: str = ""
+
+
+def new_run_id() -> str:
+    return f"run_{uuid.uuid4().hex[:20]}"
 
 
 @dataclass
@@ -57,8 +65,9 @@ class PreparedRun:
     created: bool
     mark: int  # len(session.messages) before this request's messages
     resumed: bool = False  # continues a run suspended for the client's tool results
-    #: The run's id in the store's records (``server.recording``).
-    record_id: str = field(default_factory=lambda: f"run_{uuid.uuid4().hex[:20]}")
+    #: The run's id in the store's records (``server.recording``), and whose record it is.
+    record_id: str = field(default_factory=new_run_id)
+    owner: str = ""
 
     def steps_of(self, done: AgentDone) -> list[Step]:
         """The steps this run added to its session (the last ``done.turns`` of them)."""
@@ -170,7 +179,9 @@ async def resume_run(runtime: AgentRuntime, request: RunRequest, results: list[d
     for message in results:
         if message.get("tool_call_id"):
             session.bridge.resolve(message["tool_call_id"], message["content"])
-    return PreparedRun(session, request.options, False, len(session.messages), resumed=True)
+    return PreparedRun(
+        session, request.options, False, len(session.messages), True, request.run_id or new_run_id(), request.owner
+    )
 
 
 async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun:
@@ -223,7 +234,7 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
         if created:
             runtime.sessions.delete(session.id)
         raise
-    return PreparedRun(session, options, created, mark)
+    return PreparedRun(session, options, created, mark, False, request.run_id or new_run_id(), request.owner)
 
 
 async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[Any]:

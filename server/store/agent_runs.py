@@ -29,15 +29,16 @@ class AgentRunRecords:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def begin(self, run_id: str, session_id: str, request: dict[str, Any]) -> None:
+    def begin(self, run_id: str, session_id: str, request: dict[str, Any], owner: str = "") -> None:
         text = json.dumps(request, default=str)
         created = time.time()
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR IGNORE INTO sessions (id, created) VALUES (?, ?)", (session_id, created))
             db.execute(
-                "INSERT OR IGNORE INTO agent_runs (id, session_id, created, request, bytes) VALUES (?, ?, ?, ?, ?)",
-                (run_id, session_id, created, text, len(text)),
+                "INSERT OR IGNORE INTO agent_runs (id, session_id, owner, created, request, bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, session_id, owner, created, text, len(text)),
             )
 
         self.database.submit(write)
@@ -90,16 +91,21 @@ class AgentRunRecords:
 
         return self.database.call_now(close)
 
-    async def run_of(self, run_id: str) -> dict[str, Any] | None:
-        """One run as stored: its request, outcome and steps (for tests and later readers)."""
+    async def run_of(self, run_id: str, owner: str) -> dict[str, Any] | None:
+        """One run as stored: its request, outcome and steps; None when ``owner`` did not make it."""
 
         def read(db: sqlite3.Connection) -> dict[str, Any] | None:
-            found = db.execute("SELECT session_id, request, outcome FROM agent_runs WHERE id = ?", (run_id,)).fetchone()
+            found = db.execute(
+                "SELECT session_id, request, outcome, created FROM agent_runs WHERE id = ? AND owner = ?",
+                (run_id, owner),
+            ).fetchone()
             if found is None:
                 return None
             steps = db.execute("SELECT step FROM steps WHERE run_id = ? ORDER BY number", (run_id,))
             return {
                 "id": run_id,
+                "object": "agent.run.record",
+                "created": int(found[3]),
                 "session_id": found[0],
                 "request": json.loads(found[1]),
                 "outcome": json.loads(found[2]) if found[2] else None,

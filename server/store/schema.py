@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS agent_runs (
     id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
     ended REAL,
     bytes INTEGER NOT NULL DEFAULT 0,

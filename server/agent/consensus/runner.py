@@ -131,7 +131,14 @@ async def prepare_samples(runtime: AgentRuntime, request: RunRequest, samples: i
     base = task_seed(request.messages)
     prepared = await asyncio.gather(
         *(
-            prepare_run(runtime, replace(request, options=sample_options(request.options, i, base)))
+            prepare_run(
+                runtime,
+                replace(
+                    request,
+                    options=sample_options(request.options, i, base),
+                    run_id=f"{request.run_id}_{i}" if request.run_id else None,  # one record a run
+                ),
+            )
             for i in range(samples)
         ),
         return_exceptions=True,

@@ -13,7 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +24,7 @@ from server.agent.errors import SessionNotFound
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run
 from server.agent.steps import AgentDone
+from server.api.auth import key_of
 from server.api.errors import APIError, engine_error_to_api
 from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
@@ -87,7 +88,9 @@ async def prepare_interpretation(
         messages = [*instructions, *history, *new]
     else:  # the session holds the conversation already
         messages = new
-    run = await prepare_run(runtime, agent_request(body, messages, session_id).run_request(settings))
+    response_id = new_id("resp")
+    run_request = agent_request(body, messages, session_id).run_request(settings)
+    run = await prepare_run(runtime, replace(run_request, run_id=response_id, owner=key_of(request)))
     base = str(request.base_url).rstrip("/")
     container = run.session.id
 
@@ -95,7 +98,6 @@ async def prepare_interpretation(
         return f"{base}/v1/agent/sessions/{container}/files/{quote(path)}"
 
     output = InterpreterOutput(container, file_url)
-    response_id = new_id("resp")
     created = int(time.time())
 
     def snapshot(done: AgentDone | None) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""A stored agent run read back: its record as JSON and as a Jupyter notebook.
+
+A scripted run (the scripted model, a real sandbox) runs code that prints, fails, and then
+answers; its notebook must validate with ``nbformat`` and convert to HTML with ``nbconvert``
+(Jupyter's own tools), holding the code, its output and the error as cell outputs. A real
+SmolLM2 run's notebook validates too. Another API key gets a 404 for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import nbformat
+import pytest
+from nbconvert import HTMLExporter
+
+from models.engine.scripted import ScriptedEngine
+from server.api.app import create_app
+from server.settings import Settings
+from tests.live_server import LiveServer
+
+KEYS = {"Authorization": "Bearer key-a"}
+OTHER = {"Authorization": "Bearer key-b"}
+TURNS = [
+    "I will compute it.\n<execute>\ntotal = sum(range(10))\nprint('total', total)\n</execute>",
+    "Now check a failure.\n<execute>\n1 / 0\n</execute>",
+    "<solution>45</solution>",
+]
+
+
+@pytest.fixture
+def scripted() -> Iterator[LiveServer]:
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, api_key=["key-a", "key-b"])
+    with LiveServer(create_app(settings, ScriptedEngine(list(TURNS)))) as live:
+        yield live
+
+
+def post_agent(live: LiveServer, model: str, **extra: object) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": "Sum 0..9."}], "max_turns": 4, **extra}
+    reply = httpx.post(live.url + "/v1/agent", json=body, headers=KEYS, timeout=120)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_a_scripted_runs_record_and_notebook(scripted: LiveServer) -> None:
+    answer = post_agent(scripted, "scripted")
+    run_id = answer["id"]
+    record = httpx.get(f"{scripted.url}/v1/agent/runs/{run_id}", headers=KEYS).json()
+    assert record["id"] == run_id and record["session_id"] == answer["agent"]["session_id"]
+    assert [s["action"]["type"] for s in record["steps"]] == ["execute", "execute", "solution"]
+    assert record["outcome"]["finish_reason"] == answer["agent"]["finish_reason"] == "solution"
+
+    reply = httpx.get(f"{scripted.url}/v1/agent/runs/{run_id}", params={"format": "ipynb"}, headers=KEYS)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("application/x-ipynb+json")
+    assert f"{run_id}.ipynb" in reply.headers["content-disposition"]
+    notebook = nbformat.reads(reply.text, as_version=4)
+    nbformat.validate(notebook)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert [c.source for c in code] == ["total = sum(range(10))\nprint('total', total)", "1 / 0"]
+    assert code[0].outputs[0].text == "total 45\n" and code[0].execution_count == 1
+    assert code[1].outputs[-1].output_type == "error" and code[1].outputs[-1].ename == "ZeroDivisionError"
+    assert "**Answer:** 45" in notebook.cells[-2].source
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    assert "total 45" in html and "ZeroDivisionError" in html
+
+    for form in ("json", "ipynb"):
+        hidden = httpx.get(f"{scripted.url}/v1/agent/runs/{run_id}", params={"format": form}, headers=OTHER)
+        assert hidden.status_code == 404, hidden.text
+
+
+def test_an_unknown_run_and_a_bad_format_are_named(scripted: LiveServer) -> None:
+    missing = httpx.get(f"{scripted.url}/v1/agent/runs/run_nope", headers=KEYS)
+    assert missing.status_code == 404 and "run_nope" in missing.json()["error"]["message"]
+    answer = post_agent(scripted, "scripted")
+    bad = httpx.get(f"{scripted.url}/v1/agent/runs/{answer['id']}", params={"format": "pdf"}, headers=KEYS)
+    assert bad.status_code in (400, 422) and "format" in bad.text
+
+
+def test_a_real_smollm2_runs_notebook_validates(real_engine) -> None:
+    settings = Settings(sandbox_pool_size=1, api_key=["key-a", "key-b"])
+    with LiveServer(create_app(settings, real_engine, close_engine=False)) as live:
+        answer = post_agent(live, "smollm2-135m", max_tokens=48, temperature=0, max_turns=2)
+        reply = httpx.get(f"{live.url}/v1/agent/runs/{answer['id']}", params={"format": "ipynb"}, headers=KEYS)
+        assert reply.status_code == 200, reply.text
+        notebook = nbformat.reads(reply.text, as_version=4)
+        nbformat.validate(notebook)
+        assert notebook.metadata["codeact"]["id"] == answer["id"]
+        assert "Sum 0..9." in notebook.cells[0].source
+        HTMLExporter().from_notebook_node(notebook)
