@@ -40,10 +40,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import quote
 
-import nbformat
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -65,7 +64,6 @@ from server.api.auth import key_of
 from server.api.deps import SettingsDep
 from server.api.errors import InvalidRequest, NotFound
 from server.api.json_body import EncodableJSONResponse
-from server.api.notebook import run_notebook
 from server.api.openapi_errors import EVENT_STREAM
 from server.api.routes.chat import check_model
 from server.api.streams.background import AgentFormat, BackgroundRuns, KnownRun, numbered
@@ -395,27 +393,6 @@ async def _background_run(background: BackgroundRuns, session_id: str, owner: st
     if run is None:
         raise NotFound(f"session '{session_id}' has no background run (start one with background: true)")
     return run
-
-
-@router.get("/runs/{run_id}", response_model=None)
-async def get_run(
-    run_id: str,
-    request: Request,
-    format: Annotated[
-        Literal["json", "ipynb"], Query(description="`json` (the record) or `ipynb` (a notebook)")
-    ] = "json",
-) -> Response | dict[str, Any]:
-    """A run's record from the store (request, steps, outcome), as JSON or as a Jupyter
-    notebook; ``run_id`` is the ``id`` of the run's ``/v1/agent`` answer (with samples, that
-    id and ``_0``, ``_1``... for each run). Another API key's run is a 404, as if absent."""
-    record = await request.app.state.store.agent_runs.run_of(run_id, key_of(request))
-    if record is None:
-        raise NotFound(f"no agent run '{run_id}' in the store (the id is the `id` of a /v1/agent answer)")
-    if format == "json":
-        return record
-    notebook = nbformat.writes(run_notebook(record))
-    disposition = f'attachment; filename="{run_id}.ipynb"'
-    return Response(notebook, media_type="application/x-ipynb+json", headers={"Content-Disposition": disposition})
 
 
 @router.get("/sessions/{session_id}")

@@ -88,3 +88,31 @@ def test_a_real_smollm2_runs_notebook_validates(real_engine) -> None:
         assert notebook.metadata["codeact"]["id"] == answer["id"]
         assert "Sum 0..9." in notebook.cells[0].source
         HTMLExporter().from_notebook_node(notebook)
+
+
+def test_a_replay_of_a_deterministic_run_matches(scripted: LiveServer) -> None:
+    answer = post_agent(scripted, "scripted")
+    reply = httpx.post(f"{scripted.url}/v1/agent/runs/{answer['id']}/replay", headers=KEYS, timeout=120)
+    assert reply.status_code == 200, reply.text
+    replayed = reply.json()
+    assert [s["match"] for s in replayed["steps"]] == ["exact", "exact"]
+    assert replayed["matches"] is True and replayed["diverged_at"] is None
+    assert replayed["steps"][1]["replayed"]["error"] and "ZeroDivisionError" in replayed["steps"][1]["replayed"]["error"]
+    other = httpx.post(f"{scripted.url}/v1/agent/runs/{answer['id']}/replay", headers=OTHER, timeout=60)
+    assert other.status_code == 404
+
+
+def test_a_replay_names_the_step_that_read_the_clock_or_chance() -> None:
+    turns = [
+        "<execute>\nx = 6 * 7\nprint(x)\n</execute>",
+        "<execute>\nimport time, random\nprint(time.time_ns(), random.random())\n</execute>",
+        "<execute>\nprint(object())\n</execute>",
+        "<solution>42</solution>",
+    ]
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, api_key=["key-a"])
+    with LiveServer(create_app(settings, ScriptedEngine(turns))) as live:
+        answer = post_agent(live, "scripted", max_turns=5)
+        replayed = httpx.post(f"{live.url}/v1/agent/runs/{answer['id']}/replay", headers=KEYS, timeout=120).json()
+    assert [s["match"] for s in replayed["steps"]] == ["exact", "differs", "normalized"]
+    assert replayed["matches"] is False and replayed["diverged_at"] == replayed["steps"][1]["index"]
+    assert replayed["steps"][1]["recorded"]["stdout"] != replayed["steps"][1]["replayed"]["stdout"]
