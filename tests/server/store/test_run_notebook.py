@@ -97,7 +97,9 @@ def test_a_replay_of_a_deterministic_run_matches(scripted: LiveServer) -> None:
     replayed = reply.json()
     assert [s["match"] for s in replayed["steps"]] == ["exact", "exact"]
     assert replayed["matches"] is True and replayed["diverged_at"] is None
-    assert replayed["steps"][1]["replayed"]["error"] and "ZeroDivisionError" in replayed["steps"][1]["replayed"]["error"]
+    assert (
+        replayed["steps"][1]["replayed"]["error"] and "ZeroDivisionError" in replayed["steps"][1]["replayed"]["error"]
+    )
     other = httpx.post(f"{scripted.url}/v1/agent/runs/{answer['id']}/replay", headers=OTHER, timeout=60)
     assert other.status_code == 404
 
