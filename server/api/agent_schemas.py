@@ -254,3 +254,42 @@ def step_payload(step: Step) -> dict[str, Any]:
         "phases": step.phases,
         "timings": {k: round(v, 6) for k, v in step.timings.items()},
     }
+
+
+_USER_MESSAGES = {
+    "type": "array",
+    "maxItems": 100,
+    "items": {
+        "type": "object",
+        "properties": {"role": {"const": "user"}, "content": {"type": "string"}},
+        "required": ["role", "content"],
+    },
+}
+_NONE_OR_EMPTY = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
+
+
+class ForkRequest(AgentRequest):
+    """``POST /v1/agent/runs/{id}/fork``: where to fork, and any ``/v1/agent`` field for the run
+    that goes on from there (options, ``max_turns``, ``max_tokens``, ``stream``, ``background``).
+    ``messages`` are optional: user messages added after step ``at_step``, as a follow-up."""
+
+    messages: list[ChatMessage] = Field(  # type: ignore[assignment]
+        default_factory=list, max_length=100, json_schema_extra=_only(_USER_MESSAGES)
+    )
+    at_step: int = Field(ge=0, description="the last step of the stored run to replay; the fork goes on after it")
+    # What a fork cannot take, documented as such (the validator names the field if sent).
+    session_id: str | None = Field(None, json_schema_extra=_only({"type": "null"}))
+    tools: list[ToolIn | FunctionTool] | None = Field(None, json_schema_extra=_only(_NONE_OR_EMPTY))
+    samples: int | None = Field(None, json_schema_extra=_only({"anyOf": [{"type": "null"}, {"const": 1}]}))
+
+    @model_validator(mode="after")
+    def _refuse_what_a_fork_cannot_take(self) -> ForkRequest:
+        """A fork continues the run's own conversation in a new session: it names no session,
+        defines no tools (the recorded code ran without them) and is one run."""
+        if self.session_id is not None:
+            raise refuse("session_id", "cannot be given to a fork: it makes a new session")
+        if self.tools:
+            raise refuse("tools", "cannot be given to a fork: it continues the stored run's conversation")
+        if any(m.role != "user" for m in self.messages):
+            raise refuse("messages", "of a fork may only be user messages (added after at_step)")
+        return self

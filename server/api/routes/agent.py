@@ -117,8 +117,22 @@ async def agent_completion(
         return await _sampled_completion(runtime, body, settings, request, samples, background)
     completion_id = new_completion_id()
     run = await prepare_run(runtime, replace(body.run_request(settings), run_id=completion_id, owner=owner))
+    return await answer_run(runtime, run, body, background, request)
+
+
+async def answer_run(
+    runtime: AgentRuntime,
+    run: PreparedRun,
+    body: AgentRequest,
+    background: BackgroundDep,
+    request: Request,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Answer a prepared run as ``body`` asks: streamed, detached, or one JSON answer (whose
+    ``agent`` field gets ``extra``); its id is the run's record id."""
+    completion_id = run.record_id
     answer = await _stream_or_detach(
-        body, background, owner, lambda usage: _stream(runtime, run, completion_id, body.model, usage)
+        body, background, run.owner, lambda usage: _stream(runtime, run, completion_id, body.model, usage)
     )
     if answer is not None:
         return answer
@@ -137,7 +151,7 @@ async def agent_completion(
             done.message,
             OPENAI_FINISH_OF_AGENT[done.finish_reason],
             usage_dict(done.prompt_tokens, done.completion_tokens),
-            agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)]},
+            agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)], **(extra or {})},
         )
     )
 

@@ -4,7 +4,8 @@ The run's record comes from the store (``server.store``), so these answer for ru
 process that used the same store, a restart ago or a month ago (within retention). ``id`` is
 the ``id`` of the run's ``/v1/agent`` answer (with samples, that id and ``_0``, ``_1``... for
 each run; for a code-interpreter response, the response's id). A run is its API key's: with
-another key it is a 404, as if absent.
+another key it is a 404, as if absent. ``POST .../fork`` goes on from any step of it as a
+new run (``server.runs.fork``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from typing import Annotated, Any, Literal
 import nbformat
 from fastapi import APIRouter, Query, Request, Response
 
+from server.agent.service import PreparedRun, new_run_id
+from server.api.agent_schemas import ForkRequest
 from server.api.auth import key_of
 from server.api.deps import SettingsDep
-from server.api.errors import NotFound
-from server.api.routes.agent import RuntimeDep
+from server.api.errors import InvalidRequest, NotFound
+from server.api.openapi_errors import EVENT_STREAM
+from server.api.routes.agent import BackgroundDep, RuntimeDep, answer_run
+from server.api.routes.chat import check_model
+from server.runs.fork import ForkError, fork_session
 from server.runs.notebook import run_notebook
 from server.runs.replay import replay
 
@@ -54,3 +60,34 @@ async def replay_run(run_id: str, request: Request, runtime: RuntimeDep, setting
     and report per step whether its output matches the record (``server.runs.replay``)."""
     record = await _record(request, run_id)
     return await replay(record, runtime.sessions, settings.execution_timeout)
+
+
+@router.post("/runs/{run_id}/fork", response_model=None, responses=EVENT_STREAM)
+async def fork_run(
+    run_id: str,
+    body: ForkRequest,
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    background: BackgroundDep,
+) -> Response:
+    """A new run from where the stored run stood after step ``at_step`` (``server.runs.fork``),
+    with this request's options; answered as ``/v1/agent`` answers (its own id, streamed,
+    detached or whole), the replay's matches in ``agent.fork``."""
+    check_model(runtime.engine, body.model)
+    owner = key_of(request)
+    if body.background:
+        background.check_capacity(owner)
+    if body.sample_count(settings) > 1:
+        raise InvalidRequest("a fork is one run: samples must be 1", param="samples")
+    record = await _record(request, run_id)
+    try:
+        session, replayed = await fork_session(record, body.at_step, runtime.sessions, settings.execution_timeout)
+    except ForkError as exc:
+        raise InvalidRequest(str(exc), param="at_step") from exc
+    await session.lock.acquire()
+    mark = len(session.messages)
+    session.messages.extend({"role": "user", "content": m.text()} for m in body.messages)
+    run = PreparedRun(session, body.agent_options(settings), False, mark, False, new_run_id(), owner)
+    fork = {"from_run": run_id, "at_step": body.at_step, "replayed": replayed}
+    return await answer_run(runtime, run, body, background, request, {"fork": fork})

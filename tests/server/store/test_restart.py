@@ -136,7 +136,7 @@ def test_kill_9_then_restart_keeps_responses_runs_and_says_what_died(tmp_path: P
         assert after and after == [e for e in before if e[0] > cut]
 
         killed = client.responses.retrieve(long_run.id)
-        assert killed.status == "failed"
+        assert killed.status == "failed", killed.model_dump()
         assert killed.error is not None and killed.error.code == "server_restart"
         replay = []
         with httpx.stream(

@@ -118,3 +118,43 @@ def test_a_replay_names_the_step_that_read_the_clock_or_chance() -> None:
     assert [s["match"] for s in replayed["steps"]] == ["exact", "differs", "normalized"]
     assert replayed["matches"] is False and replayed["diverged_at"] == replayed["steps"][1]["index"]
     assert replayed["steps"][1]["recorded"]["stdout"] != replayed["steps"][1]["replayed"]["stdout"]
+
+
+def test_a_fork_replays_up_to_its_step_and_goes_on_with_new_options() -> None:
+    turns = [
+        "<execute>\nx = 6 * 7\nprint(x)\n</execute>",
+        "<execute>\ny = x + 1\nprint(y)\n</execute>",
+        "<solution>43</solution>",
+        # the fork's own turns: they read the state steps 0-1 left
+        "<execute>\nprint(x * y)\n</execute>",
+        "<solution>1806</solution>",
+    ]
+    settings = Settings(sandbox_pool_size=1, execution_timeout=20, api_key=["key-a", "key-b"])
+    engine = ScriptedEngine(turns)
+    with LiveServer(create_app(settings, engine)) as live:
+        original = post_agent(live, "scripted", max_turns=5)
+        assert original["choices"][0]["message"]["content"] == "43"
+        served = len(engine.requests)
+        url = f"{live.url}/v1/agent/runs/{original['id']}/fork"
+        refused = httpx.post(url, json={"model": "scripted", "at_step": 2}, headers=KEYS, timeout=60)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "at_step"
+        hidden = httpx.post(url, json={"model": "scripted", "at_step": 1}, headers=OTHER, timeout=60)
+        assert hidden.status_code == 404
+        reply = httpx.post(url, json={"model": "scripted", "at_step": 1, "max_turns": 4}, headers=KEYS, timeout=120)
+        assert reply.status_code == 200, reply.text
+        fork = reply.json()
+        assert fork["id"] != original["id"] and fork["agent"]["session_id"] != original["agent"]["session_id"]
+        assert fork["agent"]["fork"] == {
+            "from_run": original["id"],
+            "at_step": 1,
+            "replayed": [{"index": 0, "match": "exact"}, {"index": 1, "match": "exact"}],
+        }
+        # the model read the run's conversation up to step 1, its output included, and not step 2
+        prompt = engine.requests[served].prompt
+        assert "y = x + 1" in prompt and "43" in prompt and "<solution>43" not in prompt
+        steps = fork["agent"]["steps"]
+        assert [s["index"] for s in steps] == [2, 3]
+        assert steps[0]["observation"]["stdout"] == "1806\n"
+        assert fork["choices"][0]["message"]["content"] == "1806"
+        record = httpx.get(f"{live.url}/v1/agent/runs/{fork['id']}", headers=KEYS).json()
+        assert [s["index"] for s in record["steps"]] == [2, 3] and record["request"]["options"]["max_turns"] == 4
