@@ -81,6 +81,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "model-forced": {"forced_answer": "model"},
     "whole-plan": {"code_plan": "whole"},
     "steps-plan": {"code_plan": "steps"},
+    "plan-prompt": {"code_plan": "plan"},  # issue 27's default prompt (issue 35 went back to steps)
     # the old prompt plus only the "let the code compute" sentence, as a client's system message
     "steps-compute": {"code_plan": "steps", SYSTEM_MESSAGE: COMPUTE_SENTENCE},
     "samples-3": {"samples": 3},

@@ -111,12 +111,12 @@ class LoopPolicy(BaseModel):
         "`off` takes it",
     )
     code_plan: CodePlan = Field(
-        "plan",
-        description="how the system prompt asks the model to work: `plan` thinks the whole "
-        "computation through, then writes code that carries out all of it; `steps` writes a "
-        "little code at a time (the prompt before issue 27); `whole` says in a sentence what the "
-        "code will compute, then writes complete code (it measured worst: the model stopped "
-        "thinking)",
+        "steps",
+        description="how the system prompt asks the model to work: `steps` writes a little code "
+        "at a time and checks its output; `plan` thinks the whole computation through, then "
+        "writes code that carries out all of it (issue 27's default: the models then did the "
+        "arithmetic in the thought); `whole` says in a sentence what the code will compute, then "
+        "writes complete code (the model stopped thinking)",
     )
 
     samples: int = Field(

@@ -71,7 +71,7 @@ of it and prints the result; check its output and fix errors before going on. ",
 TOOLS_HEADING = "Tool function available (already imported in <execute> environment):"
 
 
-def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "", plan: CodePlan = "plan") -> str:
+def system_prompt(max_turns: int, tools: Sequence[ToolSpec] = (), extra: str = "", plan: CodePlan = "steps") -> str:
     """The system message for a new session."""
     text = SYSTEM_PROMPT.format(max_turns=max_turns, think=THINK[plan], plan=PLAN[plan])
     if tools:
