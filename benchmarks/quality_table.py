@@ -47,7 +47,7 @@ def common_tasks(arms: dict[str, dict[str, bool]]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def summarize(table: dict[str, dict[str, dict[str, bool]]]) -> dict[str, Any]:
+def summarize(table: dict[str, dict[str, dict[str, bool]]], candidate: str = BASE) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for model, arms in sorted(table.items()):
         tasks = common_tasks(arms)
@@ -58,20 +58,20 @@ def summarize(table: dict[str, dict[str, dict[str, bool]]]) -> dict[str, Any]:
             lost = [t for t in tasks if base.get(t, False) and not solved[t]]
             rows[arm] = {"solved": sum(solved[t] for t in tasks), "tasks": len(tasks), "won": won, "lost": lost}
         out[model] = rows
-    out["guard"] = guard(table)
+    out["guard"] = guard(table, candidate)
     return out
 
 
-def guard(table: dict[str, dict[str, dict[str, bool]]]) -> dict[str, Any]:
-    """Tasks ``issue26-defaults`` solves that ``server`` loses on every model that ran both."""
-    models = [m for m, arms in table.items() if BASE in arms and "issue26-defaults" in arms]
+def guard(table: dict[str, dict[str, dict[str, bool]]], candidate: str = BASE) -> dict[str, Any]:
+    """Tasks ``issue26-defaults`` solves that ``candidate`` loses on every model that ran both."""
+    models = [m for m, arms in table.items() if candidate in arms and "issue26-defaults" in arms]
     lost_by_model = []
     for model in models:
         arms = table[model]
-        tasks = set(arms[BASE]) & set(arms["issue26-defaults"])
-        lost_by_model.append({t for t in tasks if arms["issue26-defaults"][t] and not arms[BASE][t]})
+        tasks = set(arms[candidate]) & set(arms["issue26-defaults"])
+        lost_by_model.append({t for t in tasks if arms["issue26-defaults"][t] and not arms[candidate][t]})
     lost_on_all = sorted(set.intersection(*lost_by_model)) if lost_by_model else []
-    return {"models": models, "lost_on_every_model": lost_on_all}
+    return {"candidate": candidate, "models": models, "lost_on_every_model": lost_on_all}
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -86,10 +86,8 @@ def render(summary: dict[str, Any]) -> str:
             won, lost = ", ".join(row["won"]), ", ".join(row["lost"])
             lines.append(f"| {arm} | {row['solved']}/{row['tasks']} | {delta} | {won} | {lost} |")
     guard_row = summary["guard"]
-    lines.append(
-        f"\nissue26-defaults' tasks lost by server on every model ({', '.join(guard_row['models'])}): "
-        f"{', '.join(guard_row['lost_on_every_model']) or 'none'}"
-    )
+    models, lost = ", ".join(guard_row["models"]), ", ".join(guard_row["lost_on_every_model"]) or "none"
+    lines.append(f"\nissue26-defaults' tasks lost by {guard_row['candidate']} on every model ({models}): {lost}")
     return "\n".join(lines)
 
 
@@ -97,8 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="agent_quality results (JSON)")
     parser.add_argument("--out", type=Path, default=None, help="also write the summary here (JSON)")
+    parser.add_argument(
+        "--candidate", default=BASE, help="the arm proposed as the new defaults, for the guard (default: server)"
+    )
     args = parser.parse_args(argv)
-    summary = summarize(load(args.files))
+    summary = summarize(load(args.files), args.candidate)
     print(render(summary))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
