@@ -50,7 +50,7 @@ options are declared once, with their defaults and descriptions, in ``server.age
 * ``code_plan``: the system prompt's advice on how to work. ``"steps"`` (write a little code
   at a time, check its output) is the default again (issue 35): on the suite's held-out half
   (46 tasks nobody tuned on) it solved 33/46 on Qwen2.5-Coder-1.5B against 25/46 for
-  ``"plan"``, and 14/45 against 12/45 on the 0.5B. ``"plan"`` (think the whole computation
+  ``"plan"``, and 15/46 against 13/46 on the 0.5B. ``"plan"`` (think the whole computation
   through, then write code that carries out all of it) had won issue 27's tuning on the 0.5B
   and the whole suite (19/47 against 16/47), but on tasks it was not tuned on the models
   then did the arithmetic in the thought and printed its pieces (``print(250 + 1)`` for a sum
