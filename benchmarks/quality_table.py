@@ -47,11 +47,13 @@ def common_tasks(arms: dict[str, dict[str, bool]]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def summarize(table: dict[str, dict[str, dict[str, bool]]], candidate: str = BASE) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def summarize(
+    table: dict[str, dict[str, dict[str, bool]]], candidate: str = BASE, base_arm: str = BASE
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"base": base_arm}
     for model, arms in sorted(table.items()):
         tasks = common_tasks(arms)
-        base = arms.get(BASE, {})
+        base = arms.get(base_arm, {})
         rows = {}
         for arm, solved in sorted(arms.items()):
             won = [t for t in tasks if solved[t] and not base.get(t, False)]
@@ -77,10 +79,10 @@ def guard(table: dict[str, dict[str, dict[str, bool]]], candidate: str = BASE) -
 def render(summary: dict[str, Any]) -> str:
     lines = []
     for model, rows in summary.items():
-        if model == "guard":
+        if model in ("guard", "base"):
             continue
-        base = rows.get(BASE, {}).get("solved")
-        lines += [f"\n{model}", "| arm | solved | vs server | won | lost |", "|---|---|---|---|---|"]
+        base = rows.get(summary["base"], {}).get("solved")
+        lines += [f"\n{model}", f"| arm | solved | vs {summary['base']} | won | lost |", "|---|---|---|---|---|"]
         for arm, row in rows.items():
             delta = "" if base is None else f"{row['solved'] - base:+d}"
             won, lost = ", ".join(row["won"]), ", ".join(row["lost"])
@@ -98,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--candidate", default=BASE, help="the arm proposed as the new defaults, for the guard (default: server)"
     )
+    parser.add_argument("--base", default=BASE, help="the arm the others are compared with (default: server)")
     args = parser.parse_args(argv)
-    summary = summarize(load(args.files), args.candidate)
+    summary = summarize(load(args.files), args.candidate, args.base)
     print(render(summary))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))

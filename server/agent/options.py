@@ -36,6 +36,12 @@ UnrunAnswerPolicy = Literal["resample", "off"]
 SETTING_PREFIX = "agent_"
 
 
+def measured(evidence: str) -> dict[str, Any]:
+    """An option's evidence, kept in its declaration: what it gained, on which model and tasks
+    (``benchmarks/RESULTS.md`` has the runs); the README's table shows it."""
+    return {"measured": evidence}
+
+
 class LoopPolicy(BaseModel):
     """The policy of one request (defaults are what measured best; see ``server.agent.policy``)."""
 
@@ -43,6 +49,7 @@ class LoopPolicy(BaseModel):
 
     on_repeat: RepeatPolicy = Field(
         "answer",
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="the same code (by syntax tree) printing the same output again in a request: "
         "`answer` makes that turn an answer-only turn, `<solution>` opened right after the "
         "observation that showed the output (a repeat that answers nothing goes to "
@@ -50,6 +57,7 @@ class LoopPolicy(BaseModel):
     )
     on_failed_repeat: FailedRepeatPolicy = Field(
         "resample",
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="with `on_repeat: answer`, a repeat that answers nothing (the same error "
         'again, or code that only prints its own literal text, like `print("Median:")`): '
         "`resample` leaves it out of what the model reads and samples the next turn (temperature "
@@ -58,29 +66,37 @@ class LoopPolicy(BaseModel):
     )
     final_answer: bool = Field(
         True,
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="the last turn of a budget of two or more can only be a `<solution>`, so no "
         "run ends at `max_turns` with nothing (the response flags forced answers)",
     )
     fenced_code: FencePolicy = Field(
         "execute",
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="a Markdown code fence (```python) in the thinking: `execute` opens an "
         "`<execute>` block there, closed by the closing fence (the history shows the turn in the "
         "CodeAct format); `off` leaves it as thinking",
     )
     code_answer: CodeAnswerPolicy = Field(
         "run",
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="a `<solution>` holding code (calls, statements; not a value): `run` runs it "
         "as the `<execute>` it meant, and on an answer-only turn what it prints is the answer; "
         "`off` takes the code as the answer",
     )
     forced_answer: ForcedAnswerPolicy = Field(
         "output",
+        json_schema_extra=measured(
+            "held-out half (issue 35), with the new defaults: `output` 33/46, `model` 28/46 on the 1.5B; "
+            "15/46 and 13/46 on the 0.5B"
+        ),
         description="an answer-only turn whose answer disagrees with the one short value the last "
         "execution printed (numbers within a tolerance): `output` answers with that value (the "
         "step keeps the model's words in `overruled_answer`); `model` keeps the model's answer",
     )
     prompt_style: PromptStyle = Field(
         "mint",
+        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
         description="how tasks and observations are framed: `mint` as in CodeActAgent's training "
         "data (`Task:` before the task, `Observation:` before output, steps and solution chances "
         "left, the last step reserved for the answer); `chat` as in its chat demo "
@@ -89,6 +105,10 @@ class LoopPolicy(BaseModel):
 
     literal_code: LiteralCodePolicy = Field(
         "resample",
+        json_schema_extra=measured(
+            "held-out half (issue 35), with the new defaults: `resample` 15/46, `off` 10/46 on the 0.5B; "
+            "33/46 either way on the 1.5B (the same tasks)"
+        ),
         description="code that computes nothing, only prints text or values written in it "
         '(`print("Counting zeros...")`, `print(30)`): `resample` leaves it out of what the model '
         "reads and samples the next turn (as `on_failed_repeat: resample` does, a turn earlier; "
@@ -97,6 +117,7 @@ class LoopPolicy(BaseModel):
     )
     fed_back_output: FedBackPolicy = Field(
         "answer",
+        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
         description="code that is the last code again with the one value it printed written in "
         "place of its input (`(98.6 - 32) * 5 / 9` printed `37.0`, then `(37.0 - 32) * 5 / 9`): "
         "`answer` does not run it and makes that turn an answer-only turn after the output it "
@@ -105,6 +126,7 @@ class LoopPolicy(BaseModel):
     )
     unrun_answer: UnrunAnswerPolicy = Field(
         "resample",
+        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
         description="a `<solution>` before any code that computes something ran, on a "
         "session's first request (a guess: no code backs it): `resample` leaves it out of what "
         "the model reads and samples the next turn, once a request (the step says `left_out`); "
@@ -112,6 +134,9 @@ class LoopPolicy(BaseModel):
     )
     code_plan: CodePlan = Field(
         "steps",
+        json_schema_extra=measured(
+            "held-out half (issue 35): `steps` 33/46, `plan` 25/46 on the 1.5B; 15/46 and 13/46 on the 0.5B"
+        ),
         description="how the system prompt asks the model to work: `steps` writes a little code "
         "at a time and checks its output; `plan` thinks the whole computation through, then "
         "writes code that carries out all of it (issue 27's default: the models then did the "
@@ -121,6 +146,7 @@ class LoopPolicy(BaseModel):
 
     samples: int = Field(
         1,
+        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
         ge=1,
         le=8,
         description="runs of the same task side by side (1 to 8), each in its own session; the "
@@ -131,6 +157,7 @@ class LoopPolicy(BaseModel):
 
     thought_share: float = Field(
         0.5,
+        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
         gt=0,
         le=0.5,
         description="the share of a turn's `max_tokens` that its thinking may use (at most 384 "
@@ -139,6 +166,7 @@ class LoopPolicy(BaseModel):
     )
     answer_tokens: int = Field(
         256,
+        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
         ge=1,
         description="the token budget of a `<solution>` (at most `max_tokens`): an answer, not an "
         "essay; a small model that starts to ramble in its answer stops there (the turn reports "
@@ -184,11 +212,13 @@ def request_fields() -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's table of the options: flag and env var, request field, default, what it does."""
-    lines = ["| setting, env var (request field) | default | what it does |", "|---|---|---|"]
+    """The README's table of the options: flag and env var, request field, default, what it
+    does, and what it was measured to gain (its declaration's ``measured``)."""
+    lines = ["| setting, env var (request field) | default | what it does | measured |", "|---|---|---|---|"]
     for name, info in LoopPolicy.model_fields.items():
         env = "CODEACT_" + (SETTING_PREFIX + name).upper()
-        lines.append(f"| `{_flag(name)}`, `{env}` (`{name}`) | {_default(info)} | {info.description} |")
+        evidence = info.json_schema_extra.get("measured", "") if isinstance(info.json_schema_extra, dict) else ""
+        lines.append(f"| `{_flag(name)}`, `{env}` (`{name}`) | {_default(info)} | {info.description} | {evidence} |")
     return "\n".join(lines) + "\n"
 
 
