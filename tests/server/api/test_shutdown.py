@@ -25,6 +25,7 @@ import pytest
 from benchmarks.servers import free_port
 from sandbox.confine.isolation import WORKER_PATH
 from tests.conftest import embedded_model_path
+from tests.live_server import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[3]
 GRACE_S = 6
@@ -95,16 +96,7 @@ def test_sigterm_drains_then_leaves_no_sandbox_process(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(server, url, tmp_path / "server.log", timeout_s=60)
 
         results: dict[str, tuple[int | None, str]] = {}
         answered: dict[str, float] = {}

@@ -27,6 +27,7 @@ import pytest
 
 from benchmarks.servers import free_port
 from tests.conftest import embedded_model_path
+from tests.live_server import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[3]
 LONG = "Count from 1 to 3000, one number per line."
@@ -42,16 +43,7 @@ def serving(store: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen[byte
     with log_path.open("a") as log:
         server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(server, url, log_path)
         yield server, url
     finally:
         if server.poll() is None:
