@@ -392,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_id = engine.info.model_id
     runs: list[Run] = []
     started = time.perf_counter()
+    # The commit and time as the run starts: the tree may move on during a run of hours.
+    begun = run_metadata({})
     with served(settings, engine) as url, httpx.Client(base_url=url, timeout=1800) as client:
         clients = {name: httpx.Client(base_url=u, timeout=1800) for name, u in extra.items()}
         try:
@@ -433,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "wall_s": round(time.perf_counter() - started, 1),
         }
     )
+    meta.update(commit=begun["commit"], started=begun["started"])
     _write(args.out, {"meta": meta, "summary": summary, "runs": [asdict(r) for r in runs]})
     print(f"wrote {args.out}")
     return 0
