@@ -184,8 +184,10 @@ def test_code_that_computes_nothing_is_left_out_and_the_next_turn_is_sampled(ser
 
 
 def test_an_answer_before_any_code_ran_is_left_out_and_the_next_turn_is_sampled(server) -> None:
-    """The embedded model answers a question without running code: ``unrun_answer: resample``."""
-    agent = greedy_run(server, "What is the capital of France?", max_tokens=96, max_turns=3)
+    """The embedded model answers a question without running code: ``unrun_answer: resample``.
+    Under ``code_plan: plan`` (the prompt it was seen answering at once with; under ``steps``
+    it runs a print first), since what is tested is the reaction, not the prompt."""
+    agent = greedy_run(server, "What is the capital of France?", max_tokens=96, max_turns=3, code_plan="plan")
     steps = agent["steps"]
     assert_well_formed(steps)
     first = steps[0]
