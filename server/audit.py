@@ -60,13 +60,20 @@ class AuditLog:
 def run_record(run: PreparedRun, done: AgentDone) -> dict[str, Any]:
     """What one agent run asked for, did and answered, as plain JSON: the run's outcome
     (the same fields the API reports) plus its request and the steps in full."""
-    session = run.session
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "new_session": run.created,
-        "options": dataclasses.asdict(run.options),
-        "tools": [tool.name for tool in session.tools],
-        "messages": session.messages[run.mark :],
+        **run_request(run),
         "steps": [step.to_dict() for step in run.steps_of(done)],
         **run.outcome(done),
+    }
+
+
+def run_request(run: PreparedRun) -> dict[str, Any]:
+    """What the run was asked, as plain JSON: the same fields here and in the store's records
+    (``server.recording``)."""
+    return {
+        "new_session": run.created,
+        "options": dataclasses.asdict(run.options),
+        "tools": [tool.name for tool in run.session.tools],
+        "messages": run.session.messages[run.mark :],
     }

@@ -8,10 +8,9 @@ writes happen on its own thread, so observing costs the token path one queue put
 
 from __future__ import annotations
 
-import dataclasses
-
 from server.agent.service import PreparedRun
 from server.agent.steps import AgentDone, AgentEvent, StepDone
+from server.audit import run_request
 from server.store import AgentRunRecords
 
 #: Runs begun and not yet ended that are remembered; a run cancelled mid-way never ends,
@@ -32,21 +31,14 @@ class RunRecorder:
         if run.record_id not in self._begun:
             self._begin(run)
         if isinstance(event, StepDone):
-            self.records.step(run.record_id, len(run.session.steps) - 1, event.step.to_dict())
+            self.records.step(run.record_id, event.step.index, event.step.to_dict())
         else:
             self.records.end(run.record_id, run.outcome(event))
             self._begun.pop(run.record_id, None)
 
     def _begin(self, run: PreparedRun) -> None:
-        session = run.session
-        request = {
-            "new_session": run.created,
-            "resumed": run.resumed,
-            "options": dataclasses.asdict(run.options),
-            "tools": [tool.name for tool in session.tools],
-            "messages": session.messages[run.mark :],
-        }
-        self.records.begin(run.record_id, session.id, request, run.owner)
+        request = {**run_request(run), "resumed": run.resumed}
+        self.records.begin(run.record_id, run.session.id, request, run.owner)
         self._begun[run.record_id] = None
         while len(self._begun) > OPEN_RUNS_REMEMBERED:
             self._begun.pop(next(iter(self._begun)))

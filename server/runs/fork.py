@@ -17,19 +17,13 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from sandbox.executor import on_own_thread
-from sandbox.result import ExecResult
 from server.agent.sessions import Session, SessionStore
 from server.agent.steps import Action, Observation, Step
-from server.runs.replay import COMPARED, compare
+from server.runs.replay import replay_steps
 
 
 class ForkError(ValueError):
     """The record cannot be forked at that step; the message says why."""
-
-
-def _ran(step: dict[str, Any]) -> bool:
-    return step.get("observation") is not None and bool((step.get("action") or {}).get("code"))
 
 
 def check_forkable(record: dict[str, Any], at_step: int) -> list[dict[str, Any]]:
@@ -79,20 +73,11 @@ async def fork_session(
     """A new session standing where the run stood after ``at_step``, and how its replay matched."""
     head = check_forkable(record, at_step)
     session = await sessions.create()
-    replayed = []
     try:
-        for step in head:
-            if not _ran(step):
-                continue
-            result: ExecResult = await on_own_thread(
-                session.executor.run, step["action"]["code"], timeout_s, name="sandbox-run"
-            )
-            recorded = {k: step["observation"].get(k) for k in COMPARED}
-            again = {"stdout": result.stdout, "stderr": result.stderr, "error": result.error}
-            replayed.append({"index": step["index"], "match": compare(recorded, again)})
+        replayed = await replay_steps(session, head, timeout_s)
     except BaseException:
         sessions.delete(session.id)
         raise
     session.messages.extend(history(record, head))
     session.steps.extend(step_from_record(s) for s in head)
-    return session, replayed
+    return session, [{"index": step["index"], "match": step["match"]} for step in replayed]

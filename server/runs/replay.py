@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from sandbox.executor import on_own_thread
 from sandbox.result import ExecResult
-from server.agent.sessions import SessionStore
+from server.agent.sessions import Session, SessionStore
 
 Match = Literal["exact", "normalized", "differs"]
 #: What differs between two processes running the same code and means nothing.
@@ -42,29 +42,37 @@ def compare(recorded: dict[str, Any], replayed: dict[str, Any]) -> Match:
     return "differs"
 
 
-def _outputs(result: ExecResult) -> dict[str, Any]:
-    return {"stdout": result.stdout, "stderr": result.stderr, "error": result.error}
+def ran(step: dict[str, Any]) -> bool:
+    """Whether the recorded step ran code (an answer, or a repeat the loop did not run, did not)."""
+    return step.get("observation") is not None and bool((step.get("action") or {}).get("code"))
+
+
+async def replay_steps(session: Session, steps: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+    """Run the code of each of ``steps`` that ran, in order, in ``session``; each one's
+    comparison with its record (``server.runs.fork`` replays a run's head with it too)."""
+    replayed = []
+    for step in filter(ran, steps):
+        code = step["action"]["code"]
+        result: ExecResult = await on_own_thread(session.executor.run, code, timeout_s, name="sandbox-run")
+        recorded = {k: step["observation"].get(k) for k in COMPARED}
+        again = {"stdout": result.stdout, "stderr": result.stderr, "error": result.error}
+        replayed.append(
+            {
+                "index": step["index"],
+                "code": code,
+                "match": compare(recorded, again),
+                "recorded": recorded,
+                "replayed": again,
+            }  # fmt: skip
+        )
+    return replayed
 
 
 async def replay(record: dict[str, Any], sessions: SessionStore, timeout_s: float) -> dict[str, Any]:
     """Re-execute ``record``'s code in a new session (closed afterwards); the comparison."""
-    ran = [s for s in record.get("steps") or [] if s.get("observation") is not None and s["action"].get("code")]
     session = await sessions.create()
-    replayed = []
     try:
-        for step in ran:
-            result = await on_own_thread(session.executor.run, step["action"]["code"], timeout_s, name="sandbox-run")
-            recorded = {k: step["observation"].get(k) for k in COMPARED}
-            again = _outputs(result)
-            replayed.append(
-                {
-                    "index": step["index"],
-                    "code": step["action"]["code"],
-                    "match": compare(recorded, again),
-                    "recorded": recorded,
-                    "replayed": again,
-                }  # fmt: skip
-            )
+        replayed = await replay_steps(session, record.get("steps") or [], timeout_s)
     finally:
         await sessions.delete_off_loop(session.id)
     diverged = next((s["index"] for s in replayed if s["match"] == "differs"), None)

@@ -81,15 +81,17 @@ class Remember:
     async def __call__(self, answer: dict[str, Any], container_id: str | None = None) -> None:
         """Store ``answer``; returns once it is on disk (the client is told it is done after)."""
         if self.body.store:
-            history = [*self.turn, *output_messages(answer["output"])]
-            entry = StoredResponse(answer, history, input_item_list(self.body.input), container_id, self.owner)
-            await self.store.put(entry)
+            await self.soon(answer, container_id)
 
-    def soon(self, answer: dict[str, Any], container_id: str | None = None) -> None:
-        """Store ``answer`` without waiting (from a callback that cannot await)."""
-        if self.body.store:
-            history = [*self.turn, *output_messages(answer["output"])]
-            self.store.put(StoredResponse(answer, history, input_item_list(self.body.input), container_id, self.owner))
+    def soon(self, answer: dict[str, Any], container_id: str | None = None) -> Any:
+        """Store ``answer`` without waiting (from a callback that cannot await); the write's
+        future, or None when the request is not stored."""
+        if not self.body.store:
+            return None
+        history = [*self.turn, *output_messages(answer["output"])]
+        return self.store.put(
+            StoredResponse(answer, history, input_item_list(self.body.input), container_id, self.owner)
+        )
 
 
 async def _previous(store: ResponseRecords, response_id: str | None, owner: str) -> StoredResponse | None:
@@ -161,7 +163,7 @@ async def create_response(
     turn = [*history, *input_messages(body.input)]
     remember_answer = Remember(store, body, turn, owner)
     if body.background:
-        background.check_capacity(key_of(request))  # before a session or a generation is taken
+        background.check_capacity(owner)  # before a session or a generation is taken
     tool = interpreter_tool(body)
     if tool is not None:
         container = previous.container_id if previous is not None else None
