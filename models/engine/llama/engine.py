@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -37,8 +38,9 @@ from models.engine.api import (
 )
 from models.engine.chat_format import CHATML_STOP, looks_like_chatml
 from models.engine.llama.batch import BatchScheduler
+from models.engine.llama.devices import backend_name, gpu_devices
 from models.engine.llama.grammar import GrammarCache
-from models.engine.llama.library import load_first
+from models.engine.llama.library import load_first, loaded_library
 from models.engine.llama.lookup import PromptLookup
 from models.engine.llama.sampler import TokenSampler
 from models.engine.llama.slots import ActiveGeneration
@@ -67,15 +69,23 @@ FLASH_ATTN_TYPES = {
 
 
 def gpu_backend() -> str | None:
-    """Which GPU backend this llama.cpp build carries, from its shipped libraries."""
+    """Which GPU backend the loaded llama.cpp build carries, from the folder its libllama came from."""
     if not llama_cpp.llama_supports_gpu_offload():
         return None
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    names = " ".join(p.name.lower() for p in lib_dir.glob("*")) if lib_dir.exists() else ""
-    for backend in ("cuda", "metal", "vulkan", "hip", "sycl"):
-        if backend in names:
-            return backend
-    return "metal" if os.uname().sysname == "Darwin" else "gpu"
+    return backend_name(library_folder())
+
+
+def library_folder() -> Path:
+    """The folder of the loaded ``libllama`` (``--llama-lib``'s, else the package's own ``lib``)."""
+    loaded = loaded_library()
+    return loaded.parent if loaded else Path(llama_cpp.__file__).parent / "lib"
+
+
+@dataclass(frozen=True)
+class LlamaEngineInfo(EngineInfo):
+    """``EngineInfo`` plus the devices that hold offloaded layers, as ggml names them (``/health``)."""
+
+    devices: tuple[str, ...] = ()
 
 
 def physical_cores() -> int:
@@ -141,7 +151,7 @@ class LlamaEngine:
         offloaded = 0
         if backend and n_gpu_layers != 0:
             offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
-        self.info = EngineInfo(
+        self.info = LlamaEngineInfo(
             model_id=model_id,
             model_path=str(model_path),
             backend=backend if backend and offloaded else "cpu",
@@ -154,6 +164,7 @@ class LlamaEngine:
             lookup_draft_tokens=lookup_draft_tokens,
             logprobs=True,
             vocab_size=self._model.n_vocab(),
+            devices=gpu_devices(library_folder()) if offloaded else (),
         )
         self._vocab = self._model.vocab
         self._n_vocab = self._model.n_vocab()

@@ -52,6 +52,8 @@ async def health(engine: EngineDep, request: Request) -> dict[str, Any]:
         "backend": info.backend,
         "offloaded_layers": info.offloaded_layers,
         "total_layers": info.total_layers,
+        # where the offloaded layers went, as ggml names the devices (llama.cpp engine only)
+        "devices": list(getattr(info, "devices", ())),
         "context_length": info.context_length,
         "grammar": info.grammar_support,
         "token_counts": info.token_counts,
