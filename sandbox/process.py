@@ -178,7 +178,9 @@ class WorkerProcess:
         """(memory bytes, CPU seconds, process count) of the tree.
 
         Memory counts the worker's RSS plus other processes' non-shared RSS, so forked
-        copies sharing pages with the worker are not counted many times.
+        copies sharing pages with the worker are not counted many times. CPU counts the
+        children each process waited for too: a child that burned CPU and exited between
+        two looks still counts against the limit (and in the step's cost).
         """
         memory, cpu, count = 0, 0.0, 0
         for proc in self.tree():
@@ -187,11 +189,36 @@ class WorkerProcess:
                     info = proc.memory_info()
                     times = proc.cpu_times()
                     memory += info.rss if proc.pid == self.pid else max(info.rss - info.shared, 0)
-                    cpu += times.user + times.system
+                    cpu += times.user + times.system + times.children_user + times.children_system
                     count += 1
             except psutil.Error:
                 continue
         return memory, cpu, count
+
+    def reset_peak(self) -> bool:
+        """Start the worker's peak resident memory (the kernel's ``VmHWM``) afresh, so that
+        `peak_rss` after a run is that run's peak; False where the kernel does not let us."""
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            return False
+        return True
+
+    def peak_rss(self) -> int:
+        """The worker's peak resident memory in bytes since `reset_peak` (0: unreadable).
+
+        The kernel keeps it at every page fault, so an allocation freed between two watchdog
+        looks is still seen (the looks sample the whole tree only every ``POLL_S``).
+        """
+        try:
+            with open(f"/proc/{self.pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
 
     def kill(self) -> None:
         """SIGKILL the whole tree: the process group, then any escaped descendant."""

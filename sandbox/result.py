@@ -48,6 +48,11 @@ class ExecResult:
     #: the first ``MAX_RECORDS`` of them; how many more were made and not recorded.
     host_calls: list[HostCallRecord] = field(default_factory=list)
     host_calls_omitted: int = 0
+    #: What the run cost, as the kernel counted it for the worker and its children: CPU
+    #: milliseconds (user and system, children it waited for included) and the highest
+    #: resident memory seen (see ``Sandbox._execute``). Wall time is ``duration_s``.
+    cpu_ms: float = 0.0
+    peak_memory_mb: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from sandbox import protocol, workspace
 from sandbox.bridge.channel import WorkerDied
 from sandbox.bridge.idle import IDLE_WATCH
-from sandbox.bridge.watch import RunControl, RunWatch
+from sandbox.bridge.watch import Outcome, RunControl, RunWatch
 from sandbox.confine import isolation
 from sandbox.errors import SandboxClosedError, SandboxError
 from sandbox.host_calls import HostCallHandler
@@ -296,8 +296,11 @@ class Sandbox:
         started = time.monotonic()
         token = secrets.token_hex(8)
         watch = RunWatch(proc.channel, proc, self.limits, self.host_calls, self._control, token, self._dirs.root)
+        _, cpu_before, _ = proc.usage()
+        peak_kept = proc.reset_peak()
         proc.channel.queue({"op": "run", "id": token, "code": code, "hard_cap": self.limits.output_hard_cap})
         outcome = watch.wait(wall)
+        cost = _cost(proc, outcome, cpu_before, peak_kept)  # before a kill: a dead tree reads as nothing
         if outcome.reason == "crashed" and outcome.detail is None:
             outcome.detail = _exit_detail(proc)
         reply = outcome.reply
@@ -321,6 +324,7 @@ class Sandbox:
         result.host_calls = outcome.log.records
         result.host_calls_omitted = outcome.log.omitted
         result.duration_s = time.monotonic() - started
+        result.cpu_ms, result.peak_memory_mb = cost
         self._collect_files(result)
         return result
 
@@ -360,6 +364,20 @@ class Sandbox:
                 result.killed_reason = "disk"
             result.files = []
             self._snapshot, _ = workspace.snapshot(self._dirs.workspace)
+
+
+def _cost(proc: WorkerProcess, outcome: Outcome, cpu_before: float, peak_kept: bool) -> tuple[float, float]:
+    """(CPU milliseconds, peak memory in MB) of one run of the worker's tree.
+
+    CPU: the tree's user and system time (and its waited-for children's) since the run began,
+    or as the watchdog last saw it if the tree is gone. Memory: the highest of what the
+    watchdog saw of the whole tree, the tree at the end, and the worker's own kernel-kept peak
+    (exact, where `reset_peak` was allowed: an allocation freed between two looks counts).
+    """
+    memory, cpu_after, _ = proc.usage()
+    cpu = max(cpu_after, outcome.last_cpu) - cpu_before
+    peak = max(memory, outcome.peak_memory, proc.peak_rss() if peak_kept else 0)
+    return round(max(cpu, 0.0) * 1000, 1), round(peak / (1024 * 1024), 1)
 
 
 def _capped(text: str, limit: int) -> str:

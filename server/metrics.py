@@ -33,6 +33,9 @@ from server.agent.steps import AgentDone, StepDone
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SANDBOX_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+MIB = 1024 * 1024
+MEMORY_BUCKETS = tuple(mb * MIB for mb in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096))
 
 
 class Metrics:
@@ -117,6 +120,24 @@ class Metrics:
             "codeact_background_resumptions", "Streams of a background run resumed with starting_after", registry=r
         )
         self.sandbox_runs = Counter("codeact_sandbox_runs", "Code executions in sandbox workers", registry=r)
+        self.sandbox_cpu = Histogram(
+            "codeact_sandbox_cpu_seconds",
+            "CPU time of each execution: the worker and its children, user and system",
+            buckets=SANDBOX_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.sandbox_wall = Histogram(
+            "codeact_sandbox_wall_seconds",
+            "Wall time of each execution (tool calls waited on included)",
+            buckets=SANDBOX_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.sandbox_peak_memory = Histogram(
+            "codeact_sandbox_peak_memory_bytes",
+            "Peak resident memory of each execution's process tree",
+            buckets=MEMORY_BUCKETS,
+            registry=r,
+        )
         self.sandbox_timeouts = Counter(
             "codeact_sandbox_timeouts", "Executions stopped by the wall-clock or CPU limit", registry=r
         )
@@ -169,6 +190,9 @@ class Metrics:
         if isinstance(event, StepDone) and event.step.observation is not None:
             observation = event.step.observation
             self.sandbox_runs.inc()
+            self.sandbox_cpu.observe(observation.cpu_ms / 1000)
+            self.sandbox_wall.observe(observation.duration_s)
+            self.sandbox_peak_memory.observe(observation.peak_memory_mb * MIB)
             if observation.timed_out:
                 self.sandbox_timeouts.inc()
             if observation.killed_reason:

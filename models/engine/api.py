@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from models.engine.usage import Usage
+
 FinishReason = Literal["stop", "length", "cancelled"]
 
 
@@ -123,6 +125,11 @@ class GenerationResult:
     draft_tokens: int = 0  # prompt-lookup guesses decoded alongside the real next token
     accepted_draft_tokens: int = 0  # guesses the model confirmed (each one saved a decode step)
     logprobs: list[TokenLogprob] | None = None  # one per token of ``text``, when requested
+
+    @property
+    def usage(self) -> Usage:
+        """This generation's cost as the one usage record (``models.engine.usage``)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens, self.total_s)
 
     @property
     def decode_tokens_per_s(self) -> float:

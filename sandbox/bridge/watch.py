@@ -63,6 +63,10 @@ class Outcome:
     reason: KilledReason | None = None
     detail: str | None = None
     log: CallLog = field(default_factory=CallLog)
+    #: The most memory and CPU seconds the watchdog saw the tree use (for the run's cost:
+    #: a tree killed at the end can no longer be read).
+    peak_memory: int = 0
+    last_cpu: float = 0.0
 
 
 class Usage(Protocol):
@@ -216,13 +220,15 @@ class RunWatch:
     def _watch(self) -> tuple[KilledReason | None, str | None]:
         """One watchdog tick: interrupt grace, memory, CPU, processes, disk."""
         if self._base_cpu is None:
-            _, self._base_cpu, _ = self.tree.usage()
+            memory, self._base_cpu, _ = self.tree.usage()
+            self._seen(memory, self._base_cpu)
             return None, None
         interrupted = self.control.interrupt_at
         if interrupted is not None and time.monotonic() - interrupted > INTERRUPT_GRACE_S:
             return "cancelled", "It did not stop after an interrupt."
         limits = self.limits
         memory, cpu, count = self.tree.usage()
+        self._seen(memory, cpu)
         broken = limits.broken_by(memory, cpu - self._base_cpu, count, cpu_slack=1)
         if broken == "memory":
             return "memory", f"Memory limit: {limits.memory_mb} MB for the whole process tree."
@@ -239,6 +245,10 @@ class RunWatch:
             if used > limits.max_workspace_mb * 1024 * 1024:
                 return "disk", f"Workspace limit: {limits.max_workspace_mb} MB."
         return None, None
+
+    def _seen(self, memory: int, cpu: float) -> None:
+        self.outcome.peak_memory = max(self.outcome.peak_memory, memory)
+        self.outcome.last_cpu = max(self.outcome.last_cpu, cpu)
 
     def _close_wake(self) -> None:
         if self._wake is not None:

@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.engine.api import ContextOverflowError, Engine
 from models.engine.chat_format import render_chatml
+from models.engine.usage import Usage
 from sandbox.executor import CodeExecutor, on_own_thread
 from server.agent.actions import (
     EXECUTE_CLOSE,
@@ -138,6 +139,7 @@ async def run_agent(
         elif reaction.kind != "finish":
             assert step.observation is not None
             history.add_observation(step.observation.text)
+        turns.record(step)
         yield StepDone(step)
         if reaction.finish is not None:
             yield turns.done(reaction.finish, step, turn + 1)
@@ -196,7 +198,7 @@ class _Turns:
 
     def __init__(self, engine: Engine, history: History, options: AgentOptions, first_index: int) -> None:
         self.engine, self.history, self.options, self.first_index = engine, history, options, first_index
-        self.prompt_tokens = self.completion_tokens = 0
+        self.usage = Usage()  # the recorded steps' (``record``)
         self.last_text = ""  # the thinking of the latest turn: the message if no answer comes
         self.context_full: AgentDone | None = None
         self._step: Step | None = None
@@ -228,21 +230,21 @@ class _Turns:
         except ContextOverflowError as exc:
             if turn == 0 and replacing is None:
                 raise
-            self.context_full = AgentDone(
-                "length", self.last_text, turn, self.prompt_tokens, self.completion_tokens, str(exc)
-            )
+            self.context_full = AgentDone("length", self.last_text, turn, self.usage, str(exc))
             return
-        self.prompt_tokens += turn_gen.result.prompt_tokens
-        self.completion_tokens += turn_gen.result.completion_tokens
         self._step = _step(index, turn_gen, plan, replacing)
         self.last_text = self._step.thought
+
+    def record(self, step: Step) -> None:
+        """``step`` is final (what it replaced is in its cost): the run's usage counts it."""
+        self.usage = self.usage + step.usage
 
     def done(self, reason: AgentFinish, step: Step | None, turns: int) -> AgentDone:
         """The end of the run: ``step``'s answer (or its thinking), else the last thinking."""
         if step is None:
-            return AgentDone(reason, self.last_text, turns, self.prompt_tokens, self.completion_tokens)
+            return AgentDone(reason, self.last_text, turns, self.usage)
         message = (step.action.answer or "") if step.action.type == "solution" else step.thought
-        return AgentDone(reason, message, turns, self.prompt_tokens, self.completion_tokens, forced_answer=step.forced)
+        return AgentDone(reason, message, turns, self.usage, forced_answer=step.forced)
 
     def _settings(self, plan: TurnPlan, turn: int) -> TurnSettings:
         """A sampled turn: at least ``RESAMPLE_TEMPERATURE``, seeded (``on_failed_repeat``)."""
@@ -366,21 +368,19 @@ def _step(index: int, turn_gen: TurnGenerator, plan: TurnPlan, replacing: Step |
         "time_to_first_token_s": result.time_to_first_token_s,
         "generation_s": turn_gen.generation_s,
     }
-    prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
+    usage = replace(result.usage, generation_s=turn_gen.generation_s)  # the turn's wall time
     phases = list(result.phases)
     if replacing is not None:
         timings["generation_s"] += replacing.timings.get("generation_s", 0.0)
         timings["execution_s"] = replacing.timings.get("execution_s", 0.0)
-        prompt_tokens, completion_tokens = replacing.prompt_tokens, replacing.completion_tokens + completion_tokens
+        usage = replacing.usage.then(usage)
         phases = replacing.phases + phases
     return Step(
         index=index,
         thought=parsed.thought,
         action=Action(parsed.type, parsed.code, parsed.answer),
         raw=result.text,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cached_prompt_tokens=(replacing or result).cached_prompt_tokens,
+        turn_usage=usage,
         generation_finish=result.finish_reason,
         phases=phases,
         timings=timings,

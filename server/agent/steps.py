@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from models.engine.usage import Usage
 from sandbox.result import ExecResult
 from server.agent.actions import ActionType, Channel
 from server.agent.policy import ForcedReason
@@ -72,9 +73,9 @@ class Step:
     action: Action
     raw: str
     observation: Observation | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
+    #: What the turn cost up to its own execution: its generation, and the whole cost of the
+    #: attempt it replaced (a turn taken again). ``usage`` adds the execution.
+    turn_usage: Usage = field(default_factory=Usage)
     generation_finish: str = "stop"
     phases: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -93,6 +94,14 @@ class Step:
     #: A forced answer that disagreed with the one value the last execution printed, and that
     #: value became the answer instead (``forced_answer: output``): the model's own words.
     overruled_answer: str | None = None
+
+    @property
+    def usage(self) -> Usage:
+        """The step's whole cost: ``turn_usage`` and, if its code ran, the sandbox's cost."""
+        ran = self.observation  # only code that ran has one
+        if ran is None:
+            return self.turn_usage
+        return self.turn_usage.with_execution(ran.cpu_ms, ran.peak_memory_mb, ran.duration_s * 1000)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,8 +124,7 @@ class AgentDone:
     finish_reason: AgentFinish
     message: str
     turns: int
-    prompt_tokens: int
-    completion_tokens: int
+    usage: Usage  # the run's: every step's, summed
     error: str | None = None
     forced_answer: ForcedReason | None = None  # the answer came from a solution-only turn
 

@@ -43,6 +43,7 @@ from models.engine.api import (
     GenerationResult,
     QueueFullError,
 )
+from models.engine.usage import Usage
 from server.agent.actions import (
     ACTION_GRAMMAR,
     EXECUTE_CLOSE,
@@ -119,20 +120,17 @@ class TurnResult:
 
     text: str = ""
     finish_reason: str = "stop"  # "stop" | "length" | "cancelled"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
+    #: The phases' generations, continuing one prompt (its tokens counted once).
+    usage: Usage = field(default_factory=Usage)
     queued_s: float = 0.0
     time_to_first_token_s: float = 0.0
     phases: list[str] = field(default_factory=list)
 
     def add(self, phase: str, result: GenerationResult, first: bool) -> None:
         self.phases.append(phase)
-        self.completion_tokens += result.completion_tokens
+        self.usage = self.usage.then(result.usage)
         self.queued_s += result.queued_s
         if first:
-            self.prompt_tokens = result.prompt_tokens
-            self.cached_prompt_tokens = result.cached_prompt_tokens
             self.time_to_first_token_s = result.time_to_first_token_s
 
 

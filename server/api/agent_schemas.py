@@ -240,11 +240,12 @@ def step_payload(step: Step) -> dict[str, Any]:
         "thought": step.thought,
         "action": action,
         "observation": observation,
-        "tokens": {
-            "prompt": step.prompt_tokens,
-            "completion": step.completion_tokens,
-            "cached_prompt": step.cached_prompt_tokens,
+        "tokens": {  # the turn's (``usage`` has the execution's cost too)
+            "prompt": step.turn_usage.prompt_tokens,
+            "completion": step.turn_usage.completion_tokens,
+            "cached_prompt": step.turn_usage.cached_prompt_tokens,
         },
+        "usage": step.usage.payload(),
         "generation_finish": step.generation_finish,
         "forced": step.forced,
         "repeated_code": step.repeated_code,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from models.engine.usage import Usage
 from server.agent.sessions import Session, SessionStore
 from server.agent.steps import Action, Observation, Step
 from server.runs.replay import replay_steps
@@ -46,11 +47,13 @@ def step_from_record(data: dict[str, Any]) -> Step:
     if data.get("observation") is not None:
         known = {f.name for f in fields(Observation)} - {"host_calls"}
         observation = Observation(**{k: v for k, v in data["observation"].items() if k in known})
-    known_step = {f.name for f in fields(Step)} - {"action", "observation"}
+    known_step = {f.name for f in fields(Step)} - {"action", "observation", "turn_usage"}
+    known_usage = {f.name for f in fields(Usage)}
     return Step(
         **{k: v for k, v in data.items() if k in known_step},
         action=Action(**data["action"]),
         observation=observation,
+        turn_usage=Usage(**{k: v for k, v in (data.get("turn_usage") or {}).items() if k in known_usage}),
     )
 
 

@@ -6,8 +6,8 @@ loop forced, left out of the model's history, or answered is said so in its mark
 the answer closes the notebook. Built and validated with ``nbformat`` (the Jupyter project's
 own library), so any notebook tool opens it.
 
-Images: a record keeps the names of the files a step wrote, not their bytes (the workspace
-ends with its session), so a plot is named in the step's notes rather than shown.
+Images: a step's record keeps the images it wrote (``server.recording``: the workspace ends
+with its session), and they are the cell's ``display_data`` outputs, as Jupyter shows a plot.
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ def run_notebook(record: dict[str, Any]) -> NotebookNode:
         action = step.get("action") or {}
         if action.get("type") == "execute" and action.get("code") is not None:
             executed += 1
-            cells.append(new_code_cell(action["code"], execution_count=executed, outputs=_outputs(step, executed)))
+            cells.append(
+                new_code_cell(
+                    action["code"],
+                    execution_count=executed,
+                    outputs=_outputs(step, executed),
+                    metadata={"codeact": {"step": step.get("index"), "usage": step.get("usage")}},
+                )
+            )
         elif action.get("type") == "solution":
             cells.append(new_markdown_cell(f"**Answer:** {action.get('answer') or ''}"))
     outcome = record.get("outcome")
@@ -83,6 +90,8 @@ def _outputs(step: dict[str, Any], count: int) -> list[NotebookNode]:
         outputs.append(
             new_output("error", ename=name or _UNKNOWN_ERROR, evalue=value, traceback=str(error).splitlines())
         )
+    for image in step.get("images") or []:
+        outputs.append(new_output("display_data", data={image["mime"]: image["data"]}, metadata={}))
     if observation.get("timed_out"):
         outputs.append(new_output("stream", name="stderr", text="(the execution hit its time limit)\n"))
     return outputs
@@ -90,9 +99,16 @@ def _outputs(step: dict[str, Any], count: int) -> list[NotebookNode]:
 
 def _ending(outcome: dict[str, Any]) -> str:
     usage = outcome.get("usage") or {}
+    sandbox = usage.get("sandbox") or {}
+    ran = (
+        f"; the sandbox ran {sandbox.get('executions')} cells in {sandbox.get('cpu_ms')} ms of CPU, "
+        f"at most {sandbox.get('peak_memory_mb')} MB"
+        if sandbox
+        else ""
+    )
     return (
         f"---\n**Finished:** `{outcome.get('finish_reason')}` after {outcome.get('turns')} turns; "
-        f"{usage.get('prompt_tokens', 0)} prompt and {usage.get('completion_tokens', 0)} completion tokens."
+        f"{usage.get('prompt_tokens', 0)} prompt and {usage.get('completion_tokens', 0)} completion tokens{ran}."
         + (f"\n\n**Error:** {outcome['error']}" if outcome.get("error") else "")
     )
 

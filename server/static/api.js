@@ -45,7 +45,16 @@ export class Api {
   }
 
   async fileBlob(sessionId, path) {
-    return (await this.request(this.fileUrl(sessionId, path))).blob();
+    return this.blob(this.fileUrl(sessionId, path));
+  }
+
+  /** A finished run's record as a Jupyter notebook (the run id is its `done` event's `run_id`). */
+  notebookUrl(runId) {
+    return `/v1/agent/runs/${encodeURIComponent(runId)}?format=ipynb`;
+  }
+
+  async blob(url) {
+    return (await this.request(url)).blob();
   }
 
   /**

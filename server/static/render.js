@@ -175,6 +175,18 @@ export class RunView {
     let text = endings[event.finish_reason] ?? `Finished (${event.finish_reason}).`;
     if (event.forced_answer) text += ` The ${FORCED[event.forced_answer] ?? "answer was forced"}.`;
     this.setStatus(event.error ? `${text} ${event.error}` : text, event.error ? "error" : "done");
+    if (event.run_id) this.status.append(" ", this.notebookLink(event.run_id));
+  }
+
+  /** The run as a Jupyter notebook (its record on the server: code cells, outputs, plots). */
+  notebookLink(runId) {
+    const { api } = this.conversation;
+    const link = el("a", "notebook", "⤓ notebook");
+    link.href = api.notebookUrl(runId);
+    link.download = `${runId}.ipynb`;
+    link.title = "Download this run as a Jupyter notebook";
+    link.addEventListener("click", (event) => downloadWithKey(event, api, link.href, link.download));
+    return link;
   }
 
   // -- samples: run 0 streams above as a plain run; the others are one line each ----------
@@ -333,7 +345,7 @@ function renderFiles(paths, run) {
       const link = el("a", "", `⤓ ${path}`);
       link.href = api.fileUrl(run.sessionId, path);
       link.download = path.split("/").pop();
-      link.addEventListener("click", (event) => downloadWithKey(event, api, run.sessionId, path));
+      link.addEventListener("click", (event) => downloadWithKey(event, api, link.href, link.download));
       list.append(link);
     }
   }
@@ -341,13 +353,13 @@ function renderFiles(paths, run) {
 }
 
 /** A plain link cannot send the API key: fetch the file and hand the browser a blob. */
-async function downloadWithKey(event, api, sessionId, path) {
+async function downloadWithKey(event, api, href, name) {
   if (!api.getKey()) return;
   event.preventDefault();
-  const url = URL.createObjectURL(await api.fileBlob(sessionId, path));
+  const url = URL.createObjectURL(await api.blob(href));
   const temp = el("a");
   temp.href = url;
-  temp.download = path.split("/").pop();
+  temp.download = name;
   temp.click();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from models.engine.usage import Usage
 from server.agent.consensus.vote import Agreement, vote
 from server.agent.errors import SessionNotFound
 from server.agent.loop import AgentOptions
@@ -93,8 +94,7 @@ class SamplesDone:
         """The winning run's end, its usage the sum of every run's (what the request cost)."""
         return replace(
             self.dones[self.winner],
-            prompt_tokens=sum(d.prompt_tokens for d in self.dones),
-            completion_tokens=sum(d.completion_tokens for d in self.dones),
+            usage=sum((d.usage for d in self.dones), Usage()),
         )
 
     def steps_of(self, index: int) -> list[Step]:

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from models.engine.usage import Usage
 from sandbox import Sandbox
 from server.agent.steps import Action, AgentDone, Observation, Step, StepDone, TurnDelta
 from server.api.app import create_app
@@ -59,7 +60,7 @@ def test_a_run_becomes_reasoning_a_call_with_logs_and_images_and_a_cited_answer(
             step(0, Action("execute", code="import x\nplot()"), observation("drawn\n", ("plot.png", "data/t.csv"))),
             TurnDelta(1, "answer", "Done"),
             step(1, Action("solution", answer="Done")),
-            AgentDone("solution", "Done", 2, 10, 5),
+            AgentDone("solution", "Done", 2, Usage(10, 5)),
         ],
     )
     assert [item["type"] for item in out.output] == ["reasoning", "code_interpreter_call", "message"]
@@ -113,7 +114,7 @@ def test_a_killed_run_fails_a_cut_block_is_incomplete_and_a_cut_answer_too() -> 
             step(0, Action("execute", code="while True: pass"), observation(timed_out=True)),
             TurnDelta(1, "code", "print(1"),  # max_tokens ends the turn inside its block
             step(1, Action("none")),
-            AgentDone("length", "", 2, 10, 5),
+            AgentDone("length", "", 2, Usage(10, 5)),
         ],
     )
     failed, cut, message = out.output
@@ -131,7 +132,7 @@ def test_code_that_streamed_as_an_answer_and_ran_is_a_call_too() -> None:
         [
             TurnDelta(0, "answer", "print(6 * 7)"),
             step(0, Action("solution", code="print(6 * 7)", answer="42"), observation("42\n")),
-            AgentDone("solution", "42", 1, 10, 5),
+            AgentDone("solution", "42", 1, Usage(10, 5)),
         ],
     )
     call, message = out.output
@@ -152,7 +153,7 @@ def test_a_questioned_answer_is_no_call_and_the_repeat_answer_keeps_its_call() -
             step(0, Action("solution", answer="12"), observation()),  # the server's note, no code
             TurnDelta(1, "code", "print(12)"),
             step(1, Action("solution", answer="12"), None, repeated_code="print(12)", forced="repeat"),
-            AgentDone("solution", "12", 2, 10, 5),
+            AgentDone("solution", "12", 2, Usage(10, 5)),
         ],
     )
     assert [item["type"] for item in out.output] == ["code_interpreter_call", "message"]

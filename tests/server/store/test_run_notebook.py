@@ -8,6 +8,7 @@ SmolLM2 run's notebook validates too. Another API key gets a 404 for both.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -158,3 +159,24 @@ def test_a_fork_replays_up_to_its_step_and_goes_on_with_new_options() -> None:
         assert fork["choices"][0]["message"]["content"] == "1806"
         record = httpx.get(f"{live.url}/v1/agent/runs/{fork['id']}", headers=KEYS).json()
         assert [s["index"] for s in record["steps"]] == [2, 3] and record["request"]["options"]["max_turns"] == 4
+
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.savefig('squares.png')\nprint('saved')"
+
+
+def test_a_run_that_draws_a_plot_shows_it_in_its_notebook() -> None:
+    turns = [f"Plot it.\n<execute>\n{PLOT}\n</execute>", "<solution>plotted</solution>"]
+    settings = Settings(sandbox_pool_size=1, execution_timeout=60, api_key=["key-a"])
+    with LiveServer(create_app(settings, ScriptedEngine(turns))) as live:
+        answer = post_agent(live, "scripted")
+        reply = httpx.get(f"{live.url}/v1/agent/runs/{answer['id']}", params={"format": "ipynb"}, headers=KEYS)
+    assert reply.status_code == 200, reply.text
+    notebook = nbformat.reads(reply.text, as_version=4)
+    nbformat.validate(notebook)
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code"]
+    assert cell.metadata["codeact"]["usage"]["sandbox"]["executions"] == 1  # what the cell cost
+    (image,) = [o for o in cell.outputs if o.output_type == "display_data"]
+    png = base64.b64decode(image.data["image/png"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    assert "data:image/png;base64," + image.data["image/png"][:64] in html
