@@ -21,6 +21,11 @@ RESTARTED = (
     "agent session '{id}' ended when the server restarted: its sandbox (variables, files) ended with "
     "the old process. Its runs and steps are kept in the store; start a new session to go on"
 )
+#: The same, for a session whose last run is known ({run}): fork brings the session back.
+RESTARTED_WITH_RUN = (
+    RESTARTED + ", or bring this one back where it stood: POST /v1/agent/runs/{run}/fork with "
+    '{{"at_step": N}} replays its code up to step N in a new session and goes on from there'
+)
 
 
 class AgentRunRecords:
@@ -84,7 +89,7 @@ class AgentRunRecords:
             now = time.time()
             db.executemany(
                 "UPDATE sessions SET closed = ?, reason = ? WHERE id = ?",
-                [(now, RESTARTED.format(id=i), i) for i in open_ids],
+                [(now, _restarted(db, i), i) for i in open_ids],
             )
             rows = db.execute("SELECT id, reason FROM sessions ORDER BY closed DESC LIMIT ?", (keep,)).fetchall()
             return [(str(i), str(r)) for i, r in reversed(rows)]
@@ -113,3 +118,13 @@ class AgentRunRecords:
             }
 
         return await self.database.call(read)
+
+
+def _restarted(db: sqlite3.Connection, session_id: str) -> str:
+    """Why ``session_id`` is gone after a restart, naming its last run to fork if it had one."""
+    last = db.execute(
+        "SELECT id FROM agent_runs WHERE session_id = ? ORDER BY created DESC LIMIT 1", (session_id,)
+    ).fetchone()
+    if last is None:
+        return RESTARTED.format(id=session_id)
+    return RESTARTED_WITH_RUN.format(id=session_id, run=last[0])

@@ -145,4 +145,10 @@ def test_kill_9_then_restart_keeps_responses_runs_and_says_what_died(tmp_path: P
         )
         assert gone.status_code == 404
         assert "restarted" in gone.json()["error"]["message"] and session_id in gone.json()["error"]["message"]
+        chunks = [json.loads(data) for _, data in before]
+        (run_id,) = [c["agent"]["run_id"] for c in chunks if (c.get("agent") or {}).get("type") == "done"]
+        assert f"/v1/agent/runs/{run_id}/fork" in gone.json()["error"]["message"]  # how to bring it back
+        record = httpx.get(f"{url}/v1/agent/runs/{run_id}", timeout=30)
+        assert record.status_code == 200 and record.json()["session_id"] == session_id
+        assert len(record.json()["steps"]) == record.json()["outcome"]["turns"]
     assert "server_restart" in log_path.read_text() or "marked failed" in log_path.read_text()
