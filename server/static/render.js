@@ -175,7 +175,7 @@ export class RunView {
     let text = endings[event.finish_reason] ?? `Finished (${event.finish_reason}).`;
     if (event.forced_answer) text += ` The ${FORCED[event.forced_answer] ?? "answer was forced"}.`;
     this.setStatus(event.error ? `${text} ${event.error}` : text, event.error ? "error" : "done");
-    if (event.run_id) this.status.append(" ", this.notebookLink(event.run_id));
+    if (event.run_id) this.status.after(this.notebookLink(event.run_id));
   }
 
   /** The run as a Jupyter notebook (its record on the server: code cells, outputs, plots). */

@@ -8,6 +8,7 @@ what the agent did. Screenshots land in ``artifacts/`` (gitignored) for CI to ke
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -103,7 +104,7 @@ def page() -> Iterator[Page]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1100, "height": 1000}, accept_downloads=False)
+            context = browser.new_context(viewport={"width": 1100, "height": 1000}, accept_downloads=True)
             yield context.new_page()
             context.close()
         finally:
@@ -173,6 +174,14 @@ def test_agent_conversation_in_the_browser(page: Page, server: LiveServer, engin
     page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle())
     expect(first.locator(".answer")).to_contain_text("squares.png")
     expect(first.locator(".run-status")).to_have_text("Done in 2 turns.")
+    # The finished run downloads as a Jupyter notebook (fetched with the key), plot included.
+    with page.expect_download() as download_info:
+        first.locator("a.notebook").click()
+    notebook = json.loads(Path(download_info.value.path()).read_text())
+    assert download_info.value.suggested_filename.endswith(".ipynb")
+    (cell,) = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert 'plt.savefig("squares.png")' in "".join(cell["source"])
+    assert any("image/png" in out.get("data", {}) for out in cell["outputs"])
     session_id = page.evaluate("localStorage.getItem('codeact.sessionId')")
     assert session_id and session_id.startswith("sess_")
 
