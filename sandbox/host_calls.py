@@ -30,6 +30,11 @@ class HostCallError(Exception):
     """Raised by a handler (or set on its future) to fail a call; the code sees a ToolCallError."""
 
 
+class HostCallDenied(HostCallError):
+    """The call was not allowed to run (a person denied it, or nobody decided in time); the
+    code sees a ``PermissionError`` with the message."""
+
+
 class HostCallHandler(Protocol):
     """The narrow seam between a sandbox and the tools outside it (one per session)."""
 

@@ -215,6 +215,7 @@ async def running_agent(
 
     mcp = McpManager(mcp_servers) if mcp_servers else None
     if mcp is not None:
+        mcp.approval_timeout, mcp.call_timeout = settings.approval_timeout, settings.tool_timeout
         await mcp.start()
     runtime = start_agent_runtime(settings, engine, mcp)
     runtime.observers.append(metrics.observe_agent)
@@ -226,6 +227,8 @@ async def running_agent(
     audit = AuditLog(settings.audit_log) if settings.audit_log else None
     if audit is not None:
         runtime.observers.append(audit.observe)
+        if mcp is not None:
+            mcp.on_decision = audit.write  # every approval decision, with who decided
         log.info("audit log: %s", audit.path)
     try:
         yield runtime

@@ -199,11 +199,20 @@ class Settings(_SettingsWithLoopOptions):
         "function tools included (the client decides nothing past it): then a call fails in the "
         "code with ToolCallError, while the sandbox's memory and CPU limits hold throughout",
     )
+    approval_timeout: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="seconds a call from agent code to an MCP tool that needs approval waits for a "
+        "person's decision (the execution's time limit pauses meanwhile); then it is denied and "
+        "raises PermissionError in the code. Bounded by --tool-wait-limit",
+    )
     mcp_config: Path | None = Field(
         None,
         description="JSON file of MCP servers in the common `mcpServers` shape (stdio: command, "
         "args, env, cwd; Streamable HTTP: url, headers): each tool becomes a Python function "
-        "`<server>_<tool>` in the sandbox, answered outside it (default: none)",
+        "`<server>_<tool>` in the sandbox, answered outside it; a server's `require_approval` says which "
+        "calls wait for a person, without it those not annotated readOnlyHint (default: none)",
     )
 
     # -- security and operations ---------------------------------------------------------

@@ -28,7 +28,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.host_calls import HostCallError, HostCallHandler, HostCallRecord, start_call
+from sandbox.host_calls import HostCallDenied, HostCallError, HostCallHandler, HostCallRecord, start_call
 from sandbox.limits import Limits
 from sandbox.protocol import encodable
 
@@ -90,6 +90,10 @@ class HostCall:
             value = self.future.result(timeout=0)
         except CancelledError:
             return self.answer(f"{self.tool} was not answered: the call was cancelled")
+        except HostCallDenied as exc:  # the code sees PermissionError
+            answer = self.answer(str(exc) or f"{self.tool} was not allowed")
+            answer.reply["denied"] = True
+            return answer
         except HostCallError as exc:
             return self.answer(str(exc) or f"{self.tool} failed")
         except Exception as exc:  # noqa: BLE001 - a tool's failure is the code's to handle

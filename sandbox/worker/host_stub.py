@@ -90,6 +90,8 @@ class HostStub:
                     break
         if reply.get("ok"):
             return reply.get("value")
+        if reply.get("denied") is True:  # not approved (server.approvals): the code may catch it
+            raise PermissionError(str(reply.get("error") or f"{tool} was not allowed"))
         raise ToolCallError(str(reply.get("error") or f"{tool} failed"))
 
     def _read_reply(self) -> dict[str, Any]:

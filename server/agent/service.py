@@ -27,6 +27,8 @@ from server.agent.sessions import Session
 from server.agent.steps import AgentDone, Step, StepDone
 from server.agent.suspend import SuspendableRun
 from server.tools import session_tools
+from server.tools.approvals import session as approvals
+from server.tools.approvals.rules import Narrowing
 from server.tools.client_calls import ClientFunction
 from server.tools.toolbox import ToolSpec
 
@@ -47,6 +49,9 @@ class RunRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     functions: list[ClientFunction] = field(default_factory=list)
     mcp_servers: list[str] | None = None
+    #: Per MCP server, what this request narrows (``server.tools.approvals.rules``: fewer tools,
+    #: more approvals; never fewer approvals than the config's). None: nothing.
+    mcp_narrowing: dict[str, Narrowing] | None = None
     session_id: str | None = None
     #: The run's id in the store's records (the API's answer id; None: a new one) and the
     #: API key (digest) it is recorded for, the only one that may read it back.
@@ -68,6 +73,9 @@ class PreparedRun:
     #: The run's id in the store's records (``server.recording``), and whose record it is.
     record_id: str = field(default_factory=new_run_id)
     owner: str = ""
+    #: End the events at an approval request, the run suspended (a request that answers at
+    #: once); else they go on while the call waits (a stream, a background run).
+    pause_on_approval: bool = False
 
     def steps_of(self, done: AgentDone) -> list[Step]:
         """The steps this run added to its session (the last ``done.turns`` of them)."""
@@ -82,15 +90,12 @@ class PreparedRun:
         """
         return {
             "session_id": self.session.id,
+            "run_id": self.record_id,  # the run's record: GET /v1/agent/runs/{run_id}
             "finish_reason": done.finish_reason,
             "turns": done.turns,
             "final_message": done.message,
             "forced_answer": done.forced_answer,
-            "usage": {
-                "prompt_tokens": done.prompt_tokens,
-                "completion_tokens": done.completion_tokens,
-                "total_tokens": done.prompt_tokens + done.completion_tokens,
-            },
+            "usage": done.usage.payload(),
             "error": done.error,
         }
 
@@ -117,12 +122,15 @@ async def _install_host_tools(
     try:
         host_tools = session_tools.client_host_tools(session, request.functions)
         if created:
-            host_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers) + host_tools
+            mcp_tools = session_tools.mcp_host_tools(runtime.mcp, request.mcp_servers)
+            host_tools = approvals.guard(session, mcp_tools, runtime.mcp, request.mcp_narrowing) + host_tools
         elif request.mcp_servers is not None:
             raise AgentRequestError(
                 "mcp_servers: a session's MCP servers are chosen when it is created", param="mcp_servers"
             )
-        return await session_tools.install(session, host_tools)
+        specs = await session_tools.install(session, host_tools)
+        approvals.watch_cancel(session)  # a cancelled run denies its pending approvals
+        return specs
     except session_tools.ToolRequestError as exc:
         raise AgentRequestError(str(exc), param=exc.param) from exc
 
@@ -184,6 +192,18 @@ async def resume_run(runtime: AgentRuntime, request: RunRequest, results: list[d
     )
 
 
+async def resume_suspended(runtime: AgentRuntime, session: Session, request: RunRequest) -> PreparedRun:
+    """Go on with a run suspended at an approval request (its decision made): lock held."""
+    if session.run is None or not session.run.suspended:
+        raise AgentRequestError(f"session {session.id} has no run waiting to go on", param="session_id")
+    if session.lock.locked():
+        raise SessionBusy(session.id)
+    await session.lock.acquire()
+    return PreparedRun(
+        session, request.options, False, len(session.messages), True, request.run_id or new_run_id(), request.owner
+    )
+
+
 async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun:
     """Resolve or create the session, define tools, append the new messages; lock held.
 
@@ -206,8 +226,8 @@ async def prepare_run(runtime: AgentRuntime, request: RunRequest) -> PreparedRun
     try:
         if session.run is not None:
             raise AgentRequestError(
-                f"session {session.id} is waiting for the result of a tool call: send the tool message "
-                "with its tool_call_id",
+                f"session {session.id} is waiting for the result of a tool call (send the tool message "
+                "with its tool_call_id) or for an approval (decide it)",
                 param="messages",
             )
         host_specs = await _install_host_tools(runtime, session, request, created)
@@ -252,6 +272,9 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[Any]:
             announced,
         )
     suspendable = session.run
+    suspendable.pause_on_approval = run.pause_on_approval
+    if session.approvals is not None:
+        session.approvals.owner = run.owner  # only this key may decide what the run asks
     try:
         async for event in suspendable.events():
             if isinstance(event, StepDone):

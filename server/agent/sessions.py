@@ -51,6 +51,8 @@ class Session:
     bridge: Any = None
     #: The run waiting for the client's tool results (server.agent.suspend), else None.
     run: Any = None
+    #: Its tool calls waiting for a person's approval (server.tools.approvals.gate); None without any.
+    approvals: Any = None
 
     @property
     def workspace(self) -> Path:

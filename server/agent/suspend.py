@@ -7,7 +7,11 @@ so: the request that carried the call ends with ``tool_calls``, the next one pic
 generator up where it stopped. `SuspendableRun` holds the generator and the one step of it in
 flight; `events` yields its events and, when the bridge announces a client call, yields a
 ``ToolCallsPending`` and returns without touching the step in flight. The next request's
-`events` continues it. Cancelling a request that is consuming events cancels the step (so a
+`events` continues it. A tool call waiting for a person's approval (``server.tools.approvals``) is
+announced the same way and yielded as it comes (an ``ApprovalPending``): a stream shows it and
+goes on (the decision arrives by another request), while a consumer that set
+`pause_on_approval` (a request that must answer now) gets it as the last event, the run
+suspended as for a client's call. Cancelling a request that is consuming events cancels the step (so a
 disconnected client still stops the generation or kills the execution, as before).
 """
 
@@ -29,6 +33,8 @@ class SuspendableRun:
         self._announced = announced
         self._next: asyncio.Future[AgentEvent] | None = None
         self.finished = False
+        #: End `events` after an approval request (the run stays suspended), or go on.
+        self.pause_on_approval = False
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -38,7 +44,7 @@ class SuspendableRun:
     async def events(self) -> AsyncIterator[Any]:
         """The run's events until it ends, or until a client tool call suspends it
         (then a ``ToolCallsPending`` from ``server.tools.client_calls`` is the last event)."""
-        from server.tools.client_calls import ToolCallsPending
+        from server.tools.client_calls import PendingCall, ToolCallsPending
 
         try:
             while not self.finished:
@@ -57,8 +63,14 @@ class SuspendableRun:
                         with contextlib.suppress(asyncio.CancelledError):
                             await announce
                 if announce is not None and announce.done() and not announce.cancelled():
-                    yield ToolCallsPending([announce.result()])
-                    return
+                    announced = announce.result()
+                    if isinstance(announced, PendingCall):
+                        yield ToolCallsPending([announced])
+                        return
+                    yield announced  # an approval request
+                    if self.pause_on_approval:
+                        return
+                    continue
                 step, self._next = self._next, None
                 try:
                     event = step.result()

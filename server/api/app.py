@@ -37,6 +37,7 @@ from server.api.openapi_errors import AGENT_RESPONSES
 from server.api.request_limits import BodySizeLimit, enforce_request_limits, publish_limits
 from server.api.routes.agent import router as agent_router
 from server.api.routes.agent_runs import router as agent_runs_router
+from server.api.routes.approvals import router as approvals_router
 from server.api.routes.chat import router as openai_router
 from server.api.routes.completions import router as completions_router
 from server.api.routes.mcp import router as mcp_router
@@ -128,6 +129,7 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.include_router(tokenize_router, dependencies=limits)
     app.include_router(agent_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(agent_runs_router, dependencies=limits, responses=AGENT_RESPONSES)
+    app.include_router(approvals_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(mcp_router)
     app.include_router(metrics_router)
     app.include_router(ui_router)

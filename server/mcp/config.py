@@ -9,7 +9,10 @@ The shape clients such as Claude Desktop and Cursor use, so an existing file wor
     }}
 
 An entry with ``command`` is a stdio server (a process the MCP client starts); one with
-``url`` is a Streamable HTTP server. A mistake is a `McpConfigError` naming the server and
+``url`` is a Streamable HTTP server. Either may say which of its tools need a person's approval
+before agent code may call them: ``"require_approval": "always" | "never" | {"always": [...],
+"never": [...]}`` (OpenAI's shape, ``server.tools.approvals.rules``); without it, every tool whose
+MCP annotations do not say ``readOnlyHint: true`` asks. A mistake is a `McpConfigError` naming the server and
 the field, raised at start-up: a typo must not quietly leave the agent without its tools.
 """
 
@@ -20,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from server.tools.approvals.rules import Rule, RuleError, parse_rule
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
@@ -35,6 +40,8 @@ class StdioServer:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    #: Which tools ask before a call (None: those not annotated read-only).
+    require_approval: Rule | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class HttpServer:
     name: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    require_approval: Rule | None = None
 
 
 ServerConfig = StdioServer | HttpServer
@@ -70,6 +78,12 @@ def parse(data: Any) -> list[ServerConfig]:
             )
         if not isinstance(entry, dict):
             raise McpConfigError(f"{where} must be an object")
+        rule = None
+        if "require_approval" in entry:
+            try:
+                rule = parse_rule(entry["require_approval"], f"{where}.require_approval")
+            except RuleError as exc:
+                raise McpConfigError(str(exc)) from exc
         if ("command" in entry) == ("url" in entry):
             raise McpConfigError(f"{where} needs exactly one of command (stdio) or url (Streamable HTTP)")
         if "command" in entry:
@@ -81,12 +95,13 @@ def parse(data: Any) -> list[ServerConfig]:
             cwd = entry.get("cwd")
             if cwd is not None and not isinstance(cwd, str):
                 raise McpConfigError(f"{where}.cwd must be a string")
-            parsed.append(StdioServer(name, command, tuple(args), _strings(entry.get("env"), f"{where}.env"), cwd))
+            env = _strings(entry.get("env"), f"{where}.env")
+            parsed.append(StdioServer(name, command, tuple(args), env, cwd, rule))
         else:
             url = entry["url"]
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise McpConfigError(f"{where}.url must be an http:// or https:// URL")
-            parsed.append(HttpServer(name, url, _strings(entry.get("headers"), f"{where}.headers")))
+            parsed.append(HttpServer(name, url, _strings(entry.get("headers"), f"{where}.headers"), rule))
     return parsed
 
 

@@ -12,6 +12,11 @@ How a result becomes Python data: the structured content when the tool gives it 
 wraps a non-object return value as ``{"result": value}``, with an output schema of that one
 property: that wrapper is taken off), else the text of its content blocks; ``is_error``
 raises `HostCallError` with the tool's message, so the code sees a ``ToolCallError``.
+
+Approvals: each `McpTool` carries what decides whether a call asks first (its server's
+``require_approval`` and its ``readOnlyHint``); the session puts such tools behind its
+approvals (``server.tools.approvals``), using the settings the composition sets here
+(``approval_timeout``, ``call_timeout``, ``on_decision``: the audit log).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mcp import MCPError
 from sandbox.host_calls import HostCallError
 from server.mcp.config import ServerConfig
 from server.mcp.connection import McpConnection, McpUnavailable
+from server.tools.approvals.gate import OnDecision
+from server.tools.approvals.rules import Rule
 from server.tools.signature import python_name
 from server.tools.toolbox import HostTool
 
@@ -48,6 +55,10 @@ class McpTool:
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None
+    #: The tool's annotations say ``readOnlyHint: true``.
+    read_only: bool = False
+    #: Its server's ``require_approval`` (None: ask unless read-only).
+    require_approval: Rule | None = None
 
 
 class McpManager:
@@ -56,6 +67,13 @@ class McpManager:
     def __init__(self, configs: Sequence[ServerConfig], **connection_options: Any) -> None:
         self.connections = {c.name: McpConnection(c, **connection_options) for c in configs}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._rules = {c.name: c.require_approval for c in configs}
+        #: Seconds a call waits for a person's decision (``--approval-timeout``).
+        self.approval_timeout = 600.0
+        #: Seconds an approved call may take (``--tool-timeout``).
+        self.call_timeout = 60.0
+        #: Where each approval decision is recorded (the audit log), if anywhere.
+        self.on_decision: OnDecision | None = None
 
     async def start(self, wait: float = START_WAIT_S) -> None:
         """Start every server and wait (bounded) until each is running or has failed."""
@@ -88,6 +106,8 @@ class McpManager:
                 tool.description or "",
                 dict(tool.input_schema or {}),
                 dict(tool.output_schema) if tool.output_schema else None,
+                bool(tool.annotations is not None and tool.annotations.read_only_hint),
+                self._rules.get(name),
             )
             for name, connection in chosen.items()
             for tool in connection.tools

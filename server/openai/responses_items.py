@@ -115,6 +115,8 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
                 last["tool_calls"].append(call)  # parallel calls of one turn stay together
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "mcp_approval_response":
+            continue  # a decision, not a message: the code interpreter's route reads it
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else _text_of(output, f"{where}.output")
@@ -284,11 +286,16 @@ def response_object(
     }
 
 
-def _usage(usage: dict[str, int]) -> dict[str, Any]:
-    return {
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Chat-shaped usage as Responses names it; an agent run's ``sandbox`` block rides along
+    (the official client's ``ResponseUsage`` keeps fields it does not know)."""
+    shaped = {
         "input_tokens": usage["prompt_tokens"],
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)},
         "output_tokens": usage["completion_tokens"],
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage["total_tokens"],
     }
+    if usage.get("sandbox") is not None:
+        shaped["sandbox"] = usage["sandbox"]
+    return shaped

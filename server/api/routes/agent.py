@@ -75,10 +75,10 @@ from server.openai.schemas import (
     chat_chunk,
     chat_completion,
     new_completion_id,
-    usage_dict,
     wants_usage,
 )
 from server.settings import Settings
+from server.tools.approvals.gate import ApprovalPending
 from server.tools.client_calls import ToolCallsPending
 
 FILE_CHUNK = 1 << 16
@@ -136,10 +136,15 @@ async def answer_run(
     )
     if answer is not None:
         return answer
+    run.pause_on_approval = True  # answer now; the decision resumes it (routes.approvals)
     try:
         done = await unless_disconnected(request, _collect(runtime, run))
     except ClientDisconnected:
         return Response(status_code=499)
+    if isinstance(done, ApprovalPending):
+        from server.api.routes.approvals import approval_completion
+
+        return EncodableJSONResponse(approval_completion(runtime, run, done, body.model, background))
     if isinstance(done, ToolCallsPending):
         return EncodableJSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
@@ -150,7 +155,7 @@ async def answer_run(
             body.model,
             done.message,
             OPENAI_FINISH_OF_AGENT[done.finish_reason],
-            usage_dict(done.prompt_tokens, done.completion_tokens),
+            done.usage.payload(),
             agent={**run.outcome(done), "steps": [step_payload(s) for s in run.steps_of(done)], **(extra or {})},
         )
     )
@@ -168,10 +173,10 @@ def _check_background(body: AgentRequest, background: BackgroundRuns, owner: str
     background.check_capacity(owner)
 
 
-async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending:
-    done: AgentDone | ToolCallsPending | None = None
+async def _collect(runtime: AgentRuntime, run: PreparedRun) -> AgentDone | ToolCallsPending | ApprovalPending:
+    done: AgentDone | ToolCallsPending | ApprovalPending | None = None
     async for event in drive(runtime, run):
-        if isinstance(event, AgentDone | ToolCallsPending):
+        if isinstance(event, AgentDone | ToolCallsPending | ApprovalPending):
             done = event
     assert done is not None, "the agent loop ended without a final event"
     return done
@@ -207,7 +212,7 @@ class _Chunks:
         out = [self.chunk(text, {"type": "transcript"})] if text else []
         out.append(self.chunk(None, {"type": "done", **outcome}, OPENAI_FINISH_OF_AGENT[done.finish_reason]))
         if include_usage:
-            usage = usage_dict(done.prompt_tokens, done.completion_tokens)
+            usage = done.usage.payload()
             out.append(sse_event(chat_chunk(self.id, self.model, self.created, None, usage=usage)))  # type: ignore[arg-type]
         return out
 
@@ -221,7 +226,11 @@ async def _stream(
     session_id = run.session.id
     transcript = Transcript()
 
-    def render(event: AgentEvent | ToolCallsPending) -> list[bytes]:
+    def render(event: AgentEvent | ToolCallsPending | ApprovalPending) -> list[bytes]:
+        if isinstance(event, ApprovalPending):
+            from server.api.routes.approvals import approval_event, approval_text
+
+            return [chunks.chunk(approval_text(event.request), {**approval_event(event), "session_id": session_id})]
         if isinstance(event, ToolCallsPending):
             return tool_call_chunks(completion_id, model, chunks.created, session_id, event)
         text = transcript.render(event)
@@ -288,7 +297,7 @@ async def _sampled_completion(
             body.model,
             done.message,
             OPENAI_FINISH_OF_AGENT[done.finish_reason],
-            usage_dict(done.prompt_tokens, done.completion_tokens),
+            done.usage.payload(),
             agent=agent,
         )
     )

@@ -31,6 +31,14 @@ and ``response.output_item.done``. The loop reports an execution only once it fi
 ``interpreting`` and ``completed`` arrive together. The final message is sent once the
 loop has decided it (a ``<solution>`` can still be run as code), as one delta.
 
+MCP tools (``{"type": "mcp", "server_label": ...}`` beside it) name configured MCP servers
+whose tools the agent's code may call: only those servers, only ``allowed_tools`` of them,
+and ``require_approval`` adds approvals to the operator's (``server.tools.approvals.rules``; it
+never removes one). A call that needs approval ends the response with an
+``mcp_approval_request`` item (the call waits in the sandbox); the next request's
+``mcp_approval_response`` item with ``previous_response_id`` decides it and the same
+execution goes on (``server.api.routes.responses_interpreter``).
+
 What is refused, naming the field: other tools beside it (function tools go through the
 chat path; the agent's turns are CodeAct turns), ``tool_choice`` other than ``auto``
 (the loop cannot force or forbid running code), uploaded ``file_ids``, ``skills``, a
@@ -42,7 +50,8 @@ the wire format onto the agent, and the wire formats depend on nothing else in `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -54,6 +63,7 @@ from server.api.agent_schemas import AgentRequest
 from server.openai.errors import RequestRefused
 from server.openai.responses_items import ResponsesRequest, message_item, new_id, output_text_part
 from server.openai.unsupported import refuse
+from server.tools.approvals.gate import ApprovalPending
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
 
@@ -65,35 +75,41 @@ class InterpreterTool:
     """A request's code interpreter: ``container`` names a session to continue (None: auto)."""
 
     container: str | None = None
+    #: The request's ``mcp`` tools, each with its index in ``tools``.
+    mcp: tuple[tuple[int, Mapping[str, Any]], ...] = ()
+    #: Where the code interpreter is in ``tools`` (errors name it).
+    at: int = 0
 
 
 def interpreter_tool(body: ResponsesRequest) -> InterpreterTool | None:
     """The request's code interpreter, or None when it has none; a 400 for what it cannot do."""
     tools = body.tools or []
-    if not any(isinstance(t, dict) and t.get("type") == "code_interpreter" for t in tools):
+    kinds = [t.get("type") if isinstance(t, dict) else None for t in tools]
+    if "code_interpreter" not in kinds:
         return None
-    if len(tools) > 1:
-        raise refuse("tools", "may not combine code_interpreter with other tools on this server")
+    if kinds.count("code_interpreter") > 1 or any(k not in ("code_interpreter", "mcp") for k in kinds):
+        raise refuse("tools", "may combine code_interpreter only with mcp tools on this server")
+    at = kinds.index("code_interpreter")
+    mcp = tuple((i, t) for i, t in enumerate(tools) if kinds[i] == "mcp")
     if body.tool_choice not in (None, "auto"):
         raise refuse("tool_choice", "other than 'auto' is not supported with code_interpreter")
     fmt = (body.text or {}).get("format") or {"type": "text"}
     if fmt.get("type") != "text":
         raise refuse("text.format", "other than text is not supported with code_interpreter")
-    container = tools[0].get("container")
+    container = tools[at].get("container")
+    where = f"tools[{at}].container"
     if isinstance(container, str) and container:
-        return InterpreterTool(container)
+        return InterpreterTool(container, mcp, at)
     if not isinstance(container, dict) or container.get("type") != "auto":
-        raise RequestRefused(
-            '\'tools[0].container\' must be a container id or {"type": "auto"}', param="tools[0].container"
-        )
+        raise RequestRefused(f'\'{where}\' must be a container id or {{"type": "auto"}}', param=where)
     if container.get("file_ids"):
-        raise refuse("tools[0].container.file_ids", "(uploaded files) is not supported: this server has no file store")
+        raise refuse(f"{where}.file_ids", "(uploaded files) is not supported: this server has no file store")
     if container.get("skills"):
-        raise refuse("tools[0].container.skills", "is not supported by this server")
+        raise refuse(f"{where}.skills", "is not supported by this server")
     policy = container.get("network_policy")
     if policy and policy.get("type") != "disabled":
-        raise refuse("tools[0].container.network_policy", "other than 'disabled' is not supported")
-    return InterpreterTool()
+        raise refuse(f"{where}.network_policy", "other than 'disabled' is not supported")
+    return InterpreterTool(None, mcp, at)
 
 
 def agent_request(body: ResponsesRequest, messages: list[dict[str, Any]], session_id: str | None) -> AgentRequest:
@@ -180,7 +196,9 @@ class InterpreterOutput:
     incomplete: str | None = None
     _open: _Open | None = None
 
-    def feed(self, event: AgentEvent) -> list[Event]:
+    def feed(self, event: AgentEvent | ApprovalPending) -> list[Event]:
+        if isinstance(event, ApprovalPending):
+            return self._approval(event)
         if isinstance(event, TurnDelta):
             return self._delta(event)
         if isinstance(event, StepDone):
@@ -295,6 +313,40 @@ class InterpreterOutput:
             ("response.output_text.done", {**where, "text": done.message, "logprobs": []}),
             ("response.content_part.done", {**where, "part": part}),
             ("response.output_item.done", {"output_index": index, "item": item}),
+        ]
+        return events
+
+    def _approval(self, pending: ApprovalPending) -> list[Event]:
+        """A call waiting for approval: the code that made it is ``interpreting`` (it goes on in
+        the next response), and an ``mcp_approval_request`` item ends this one."""
+        events: list[Event] = []
+        opened = self._open
+        if opened is not None and opened.kind == "call":
+            self._open = None
+            where = {"item_id": opened.item_id, "output_index": opened.index}
+            item = call_item(opened.item_id, self.container_id, opened.text, "interpreting", None)
+            self.output[opened.index] = item
+            events += [
+                ("response.code_interpreter_call_code.done", {**where, "code": opened.text}),
+                ("response.code_interpreter_call.interpreting", where),
+                ("response.output_item.done", {"output_index": opened.index, "item": item}),
+            ]
+        else:
+            events += self._close()
+        request = pending.request
+        ask = {
+            "type": "mcp_approval_request",
+            "id": request.id,
+            "server_label": request.server,
+            "name": request.tool,
+            "arguments": json.dumps(request.arguments, ensure_ascii=False),
+        }
+        index = len(self.output)
+        self.output.append(ask)
+        self.status = "completed"
+        events += [
+            ("response.output_item.added", {"output_index": index, "item": ask}),
+            ("response.output_item.done", {"output_index": index, "item": ask}),
         ]
         return events
 

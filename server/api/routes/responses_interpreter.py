@@ -4,6 +4,11 @@ Responses shapes (what maps to what: ``server.api.routes.code_interpreter``).
 Not a router of its own: ``server.api.routes.responses`` hands such a request here, with
 the conversation so far and the session (container) its previous response used, and gets
 the finished response back through ``remember`` to store it.
+
+Approvals: every run here pauses at a call that needs approval (``pause_on_approval``): the
+response ends with the ``mcp_approval_request`` item, the run stays suspended on its session,
+and a request whose input is ``mcp_approval_response`` items (with the previous response's id)
+decides them and continues that run (``server.api.routes.approvals``).
 """
 
 from __future__ import annotations
@@ -22,16 +27,17 @@ from fastapi import Request, Response
 from models.engine.api import EngineError
 from server.agent.errors import SessionNotFound
 from server.agent.runtime import AgentRuntime
-from server.agent.service import PreparedRun, drive, prepare_run
+from server.agent.service import PreparedRun, drive, prepare_run, resume_suspended
 from server.agent.steps import AgentDone
 from server.api.auth import key_of
 from server.api.errors import APIError, engine_error_to_api
+from server.api.routes.approvals import apply_decisions, narrowing_of
 from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
 from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
 from server.api.streams.sse import sse_response
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
-from server.openai.schemas import usage_dict
 from server.settings import Settings
+from server.tools.approvals.gate import ApprovalPending
 
 Remember = Callable[[dict[str, Any], str], None]  # (the finished response, its container id)
 
@@ -47,7 +53,7 @@ def _session_to_continue(runtime: AgentRuntime, tool: InterpreterTool, previous_
                 404,
                 f"no container '{tool.container}' (it expired, was deleted, or never existed)",
                 code="not_found",
-                param="tools[0].container",
+                param=f"tools[{tool.at}].container",
             ) from exc
         return tool.container
     if previous_container is not None:
@@ -63,7 +69,7 @@ class Interpretation:
 
     run: PreparedRun
     output: InterpreterOutput
-    snapshot: Callable[[AgentDone | None], dict[str, Any]]
+    snapshot: Callable[[AgentDone | ApprovalPending | None], dict[str, Any]]
 
     def events(self, runtime: AgentRuntime, remember: Remember) -> AsyncIterator[bytes]:
         """The run as a stream of Responses events; only its reader drives it (streaming,
@@ -89,8 +95,18 @@ async def prepare_interpretation(
     else:  # the session holds the conversation already
         messages = new
     response_id = new_id("resp")
-    run_request = agent_request(body, messages, session_id).run_request(settings)
-    run = await prepare_run(runtime, replace(run_request, run_id=response_id, owner=key_of(request)))
+    owner = key_of(request)
+    decided = apply_decisions(body.input, runtime, session_id, owner)
+    if decided is not None:  # the run this container waits in goes on
+        resuming = agent_request(body, [{"role": "user", "content": "-"}], session_id).run_request(settings)
+        run = await resume_suspended(runtime, decided, replace(resuming, run_id=response_id, owner=owner))
+    else:
+        run_request = agent_request(body, messages, session_id).run_request(settings)
+        narrowing = narrowing_of(tool.mcp, runtime)
+        if narrowing is not None:
+            run_request = replace(run_request, mcp_servers=list(narrowing), mcp_narrowing=narrowing)
+        run = await prepare_run(runtime, replace(run_request, run_id=response_id, owner=owner))
+    run.pause_on_approval = True
     base = str(request.base_url).rstrip("/")
     container = run.session.id
 
@@ -100,8 +116,8 @@ async def prepare_interpretation(
     output = InterpreterOutput(container, file_url)
     created = int(time.time())
 
-    def snapshot(done: AgentDone | None) -> dict[str, Any]:
-        usage = usage_dict(done.prompt_tokens, done.completion_tokens) if done is not None else None
+    def snapshot(done: AgentDone | ApprovalPending | None) -> dict[str, Any]:
+        usage = done.usage.payload() if isinstance(done, AgentDone) else None
         items = output.output if done is not None else []
         return response_object(
             response_id,
@@ -131,11 +147,11 @@ async def interpret(
     return answer
 
 
-async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone:
-    done: AgentDone | None = None
+async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone | ApprovalPending:
+    done: AgentDone | ApprovalPending | None = None
     async for event in drive(runtime, run):
         output.feed(event)
-        if isinstance(event, AgentDone):
+        if isinstance(event, AgentDone | ApprovalPending):
             done = event
     assert done is not None, "the agent loop ended without a final event"
     return done
@@ -145,7 +161,7 @@ async def _events(
     runtime: AgentRuntime,
     run: PreparedRun,
     output: InterpreterOutput,
-    snapshot: Callable[[AgentDone | None], dict[str, Any]],
+    snapshot: Callable[[AgentDone | ApprovalPending | None], dict[str, Any]],
     remember: Remember,
 ) -> AsyncIterator[bytes]:
     numbers = itertools.count()
@@ -161,7 +177,7 @@ async def _events(
         try:
             async for agent_event in events:
                 yield b"".join(event(kind, fields) for kind, fields in output.feed(agent_event))
-                if isinstance(agent_event, AgentDone):
+                if isinstance(agent_event, AgentDone | ApprovalPending):
                     answer = snapshot(agent_event)
                     remember(answer, run.session.id)
                     yield event(f"response.{answer['status']}", {"response": answer})

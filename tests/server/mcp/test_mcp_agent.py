@@ -50,8 +50,14 @@ def server(
         json.dumps(
             {
                 "mcpServers": {
-                    "demo": {"command": sys.executable, "args": [str(DEMO)], "env": {"DEMO_FLAG": "1"}},
-                    "web": {"url": web_mcp.url + "/mcp", "headers": {"X-Test": "yes"}},
+                    # Its tools declare no readOnlyHint: without this they would all ask first.
+                    "demo": {
+                        "command": sys.executable,
+                        "args": [str(DEMO)],
+                        "env": {"DEMO_FLAG": "1"},
+                        "require_approval": "never",
+                    },
+                    "web": {"url": web_mcp.url + "/mcp", "headers": {"X-Test": "yes"}, "require_approval": "never"},
                     "broken": {"command": str(config.parent / "no-such-mcp-server")},
                 }
             }
