@@ -53,6 +53,13 @@ export class Api {
     return `/v1/agent/runs/${encodeURIComponent(runId)}?format=ipynb`;
   }
 
+  /** Approve or deny a tool call the agent's code waits on (its `approval_request` event). */
+  async decideApproval(sessionId, approvalId, approve) {
+    const path = `/v1/agent/sessions/${encodeURIComponent(sessionId)}/approvals/${encodeURIComponent(approvalId)}`;
+    const body = JSON.stringify({ approve });
+    return (await this.request(path, { method: "POST", body, headers: { "Content-Type": "application/json" } })).json();
+  }
+
   async blob(url) {
     return (await this.request(url)).blob();
   }

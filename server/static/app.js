@@ -3,6 +3,7 @@
 // line polls /health, settings persist in the browser.
 
 import { Api, ApiError } from "./api.js";
+import { approvalBox, settleAll } from "./approvals.js";
 import { prefs } from "./prefs.js";
 import { Conversation } from "./render.js";
 
@@ -144,9 +145,13 @@ function onEvent(run, event) {
     run.sampleDone(event);
   } else if (event.type === "delta") {
     run.delta(event);
+  } else if (event.type === "approval_request") {
+    run.el.insertBefore(approvalBox(event, api), run.status);
   } else if (event.type === "step") {
+    settleAll(run.el); // the call it waited on was decided
     run.finishStep(event.step);
   } else if (event.type === "done") {
+    settleAll(run.el);
     if (event.agreement) {
       run.agreement(event);
       prefs.sessionId = event.session_id; // the winning run's session continues the conversation
