@@ -76,6 +76,8 @@ class PreparedRun:
     #: End the events at an approval request, the run suspended (a request that answers at
     #: once); else they go on while the call waits (a stream, a background run).
     pause_on_approval: bool = False
+    #: Why this run's calls that need approval are denied at once (None: they ask).
+    refuse_approvals: str | None = None
 
     def steps_of(self, done: AgentDone) -> list[Step]:
         """The steps this run added to its session (the last ``done.turns`` of them)."""
@@ -275,6 +277,7 @@ async def drive(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[Any]:
     suspendable.pause_on_approval = run.pause_on_approval
     if session.approvals is not None:
         session.approvals.owner = run.owner  # only this key may decide what the run asks
+        session.approvals.refusing = run.refuse_approvals
     try:
         async for event in suspendable.events():
             if isinstance(event, StepDone):

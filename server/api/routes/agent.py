@@ -278,6 +278,9 @@ async def _sampled_completion(
     runs = await prepare_samples(
         runtime, replace(body.run_request(settings), run_id=completion_id, owner=owner), samples
     )
+    from server.api.routes.approvals import refuse_in_samples
+
+    refuse_in_samples(runs)
     answer = await _stream_or_detach(
         body, background, owner, lambda usage: _stream_samples(runtime, runs, completion_id, body.model, usage)
     )

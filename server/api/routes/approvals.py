@@ -149,6 +149,17 @@ async def decide(
 # --- /v1/agent: the event and the plain answer -------------------------------------------
 
 
+#: Why a sampled run's calls that need approval are denied: k runs would ask k times, and
+#: approving them all would do the same thing k times.
+SAMPLED = "calls that need approval are not made in sampled runs (samples above 1)"
+
+
+def refuse_in_samples(runs: Sequence[PreparedRun]) -> None:
+    """Deny at once the calls of sampled runs that would ask (the code sees PermissionError)."""
+    for run in runs:
+        run.refuse_approvals = SAMPLED
+
+
 def approval_event(pending: ApprovalPending) -> dict[str, Any]:
     """The ``agent`` field of the stream's ``approval_request`` chunk."""
     return {"type": "approval_request", **pending.request.to_json()}

@@ -1,7 +1,9 @@
 """``GET /v1/mcp/tools``: the MCP tools this server loaded, as the sandbox's functions see them.
 
 Each entry names the server and the tool as MCP knows them, the Python function agent code
-calls (``<server>_<tool>``), its generated signature and docstring, and the input schema.
+calls (``<server>_<tool>``), its generated signature and docstring, the input schema, whether
+its annotations say it only reads, and whether a call asks for approval by the config
+(``requires_approval``; a request's ``mcp`` tool may add approvals, never remove one).
 A server that is not running contributes no tools; ``servers`` says why (also in /health).
 """
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from server.tools.approvals.rules import configured
 from server.tools.signature import shape
 
 router = APIRouter(prefix="/v1/mcp")
@@ -34,6 +37,8 @@ async def list_mcp_tools(request: Request) -> dict[str, Any]:
                 "signature": function.signature,
                 "docstring": function.docstring,
                 "input_schema": tool.input_schema,
+                "read_only": tool.read_only,
+                "requires_approval": configured(tool.require_approval, tool.name, tool.read_only),
             }
         )
     return {"object": "list", "data": data, "servers": manager.health()}

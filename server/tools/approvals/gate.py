@@ -133,6 +133,8 @@ class Approvals:
         #: timeout, a cancel): a plain request's suspended run goes on from there
         #: (``server.api.routes.approvals``). None: nobody waits for the decisions.
         self.on_settle: Callable[[ApprovalRequest], None] | None = None
+        #: Why calls that need approval are denied at once right now (None: they ask).
+        self.refusing: str | None = None
 
     # -- guarding tools ---------------------------------------------------------------
     def guard(self, tool: HostTool, server: str, name: str) -> HostTool:
@@ -151,6 +153,9 @@ class Approvals:
             new_approval_id(), self.session_id, self.owner, server, name, tool.function, arguments, wait
         )
         outer: Future[Any] = Future()
+        if self.refusing is not None:
+            outer.set_exception(HostCallDenied(f"{tool.function}: the call was not approved: {self.refusing}"))
+            return outer
         waiting = _Waiting(request, outer, tool, self.call_timeout)
         with self._lock:
             self._waiting[request.id] = waiting

@@ -65,6 +65,11 @@ def test_a_plain_request_answers_approval_required_and_the_decision_resumes_it(
     assert (run["finish_reason"], approval["server"], approval["tool"]) == ("approval_required", "notes", "write_note")
     assert approval["arguments"] == {"text": "hello"} and approval["function"] == "notes_write_note"
     assert not notes.exists()
+    listed = httpx.get(server.url + "/v1/mcp/tools").json()["data"]
+    assert {(t["name"], t["read_only"], t["requires_approval"]) for t in listed} == {
+        ("read_notes", True, False),
+        ("write_note", False, True),
+    }
     pending = httpx.get(f"{server.url}/v1/agent/sessions/{run['session_id']}/approvals").json()["data"]
     assert [p["id"] for p in pending] == [approval["id"]]
 
@@ -154,3 +159,16 @@ def test_a_cancelled_run_denies_its_pending_request(
     assert [(d["approve"], d["decided_by"]) for d in decided] == [(False, "cancelled")]
     late = httpx.post(f"{server.url}/v1/agent/sessions/{session_id}/approvals/{approval_id}", json={"approve": True})
     assert late.status_code == 404 and not notes.exists()
+
+
+def test_sampled_runs_deny_what_would_ask(server: LiveServer, engine: ScriptedEngine, notes: Path) -> None:
+    """k runs would ask k times, and approving them all would write k times."""
+    engine.enqueue(WRITE_CODE, WRITE_CODE, "<solution>no</solution>", "<solution>no</solution>")
+    body = {"model": MODEL, "messages": TASK, "samples": 2}
+    reply = httpx.post(server.url + "/v1/agent", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    samples = reply.json()["agent"]["samples"]
+    outputs = [s["steps"][0]["observation"]["stdout"] for s in samples]
+    why = "calls that need approval are not made in sampled runs (samples above 1)"
+    assert outputs == [f"denied: notes_write_note: the call was not approved: {why}\n"] * 2
+    assert not notes.exists()
