@@ -2,7 +2,9 @@
 
 Against a running server (``--server URL``) or in-process: the same HTTP path either way
 (the in-process mode serves the app on a private loopback port), so what the terminal
-shows is exactly what any client of ``/v1/agent`` gets.
+shows is exactly what any client of ``/v1/agent`` gets. A tool call that waits for approval
+(``server.tools.approvals``) is shown, and asked about on the terminal when there is one;
+without one it waits until the server's ``--approval-timeout`` denies it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -52,8 +54,10 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 class TerminalView:
     """Prints agent stream events with colour (when the output is a terminal)."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, decide: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.out = out
+        #: Asks about an ``approval_request`` event and sends the decision (None: nobody asks).
+        self.decide = decide
         self.color = out.isatty() and "NO_COLOR" not in os.environ
         self._channel: str | None = None
 
@@ -78,6 +82,12 @@ class TerminalView:
                 self._write(header, "note")
                 self._channel = agent["channel"]
             self._write(agent["text"], agent["channel"])
+        elif kind == "approval_request":
+            self._channel = None
+            call = f"{agent['server']}.{agent['tool']}({json.dumps(agent['arguments'], ensure_ascii=False)})"
+            self._write(f"\n[approval needed: {call}]\n", "note")
+            if self.decide is not None:
+                self.decide(agent)
         elif kind == "step":
             observation = agent["step"].get("observation")
             self._channel = None
@@ -100,6 +110,25 @@ class TerminalView:
         self._write(
             f"\n[sample {agent['sample']}: {answer} ({agent['finish_reason']} after {agent['turns']} turn(s))]", "note"
         )
+
+
+def terminal_decider(
+    url: str, api_key: str | None, ask: Callable[[str], str] | None = None
+) -> Callable[[dict[str, Any]], None] | None:
+    """Ask `ask` (the terminal's ``input`` when stdin is one) about each approval request and
+    send the answer; None when there is nobody to ask."""
+    if ask is None:
+        if not sys.stdin.isatty():
+            return None
+        ask = input
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def decide(agent: dict[str, Any]) -> None:
+        approve = ask("Approve this call? [y/N] ").strip().lower() in ("y", "yes")
+        where = f"{url.rstrip('/')}/v1/agent/sessions/{agent['session_id']}/approvals/{agent['id']}"
+        httpx.post(where, json={"approve": approve}, headers=headers, timeout=30).raise_for_status()
+
+    return decide
 
 
 def stream_task(url: str, body: dict[str, Any], api_key: str | None, view: TerminalView) -> dict[str, Any]:
@@ -160,9 +189,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.model:
                 models = httpx.get(args.server.rstrip("/") + "/v1/models", timeout=10).json()
                 body["model"] = models["data"][0]["id"]
+            view.decide = terminal_decider(args.server, args.api_key)
             done = stream_task(args.server, body, args.api_key, view)
         else:
             with in_process_server(args.model) as url:
+                view.decide = terminal_decider(url, args.api_key)
                 done = stream_task(url, body, args.api_key, view)
     except (httpx.HTTPError, MalformedEventError, RuntimeError) as exc:
         raise CLIError(str(exc)) from exc

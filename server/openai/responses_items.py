@@ -174,6 +174,11 @@ def chat_request(body: ResponsesRequest, history: list[dict[str, Any]]) -> ChatC
     """The equivalent chat-completions body (``history``: earlier turns, without instructions)."""
     if body.max_tool_calls is not None:
         raise refuse("max_tool_calls", "is supported with code_interpreter only (function calls are the client's)")
+    for i, item in enumerate(body.input if isinstance(body.input, list) else []):
+        if item.get("type") == "mcp_approval_response":
+            raise refuse(
+                f"input[{i}]", "(mcp_approval_response) decides a call of agent code: send it with code_interpreter"
+            )
     messages = [*history, *input_messages(body.input)]
     if body.instructions:
         messages.insert(0, {"role": "system", "content": body.instructions})

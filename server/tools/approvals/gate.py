@@ -226,8 +226,9 @@ class Approvals:
         request = waiting.request
         request.decision = decision
         self.decided = [*self.decided[-(DECIDED_KEPT - 1) :], request]
-        if waiting.timer is not None:
-            waiting.timer.cancel()
+        if waiting.timer is not None:  # a loop's timer is cancelled on its loop
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(waiting.timer.cancel)
         self._record(request, decision)
         outer = waiting.outer
         if not outer.done():

@@ -156,6 +156,26 @@ def test_what_an_mcp_tool_cannot_name_is_refused(server: LiveServer) -> None:
     assert refused.value.body["param"] == "tools[1].server_url"  # type: ignore[index]
 
 
+def test_a_background_response_ends_with_the_request_and_the_next_one_goes_on(
+    server: LiveServer, engine: ScriptedEngine, notes: Path
+) -> None:
+    engine.enqueue(WRITE_CODE, "<solution>done</solution>")
+    with client(server) as openai:
+        started = openai.responses.create(model=MODEL, input="Note hello.", tools=[INTERPRETER], background=True)
+        deadline = time.monotonic() + 60
+        while (first := openai.responses.retrieve(started.id)).status in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, "the background response never ended"
+            time.sleep(0.2)
+    request = the_request(first)
+    second = answer(server, first.id, request.id, True)
+    assert logs(second) == "wrote noted: hello 42 []\n" and notes.read_text() == "hello\n"
+    with pytest.raises(BadRequestError) as refused, client(server) as openai:
+        openai.responses.create(
+            model=MODEL, input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}]
+        )  # type: ignore[list-item]
+    assert refused.value.body["param"] == "input[0]"  # type: ignore[index]
+
+
 def test_a_guessed_approval_id_decides_nothing(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>\nprint(notes_read_notes())\n</execute>", "<solution>ok</solution>")
     done = ask(server)
