@@ -15,6 +15,10 @@ native build means the building CPU had AMX.
 question: is the AMX path in this library. ``keep_amx_out`` makes the process's default model
 parameters say so, which covers our engine and every plain ``llama_cpp.Llama`` the tests and
 benchmarks load (it is called from ``library.load_first``, which every such process runs).
+
+Issue 37 puts the crash on GCC before 13, so ``make install`` builds with ``-mno-amx-int8`` there
+(docs/deploy.md, "AMX CPUs", has the build evidence): such a build has no AMX kernels, this
+guard finds none, and repacking stays on. The guard stays for builds made any other way.
 """
 
 from __future__ import annotations
