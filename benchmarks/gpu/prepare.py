@@ -219,7 +219,30 @@ def check_size(file_sizes: dict[str, int], max_mib: float) -> tuple[float, str |
     return total, f"the bundle is {total:.1f} MiB, over the {max_mib:g} MiB limit; largest: {listing}"
 
 
-def prepare(root: Path, python_version: str, max_mib: float, cuda_wheel: Path | None = None) -> dict[str, object]:
+def carry_apart(root: Path, bundle: Path, wheel_name: str, part_mib: float) -> list[str]:
+    """Move the bundle's prebuilt wheel to ``.gpu-work/prebuilt/`` in parts of at most ``part_mib``.
+
+    Why: the wheels the bundle carries already take about 40 MiB of the 64 a call carries, so a
+    CUDA wheel goes on calls of its own, one per part, into the device's ``.gpu-work`` (git-ignored,
+    so kept there between calls while the machine stays warm); ``run.sh`` joins the parts.
+    """
+    apart = root / ".gpu-work" / "prebuilt"
+    shutil.rmtree(apart, ignore_errors=True)
+    apart.mkdir(parents=True)
+    data = (bundle / "prebuilt" / wheel_name).read_bytes()
+    size = int(part_mib * 2**20)
+    parts = []
+    for index, start in enumerate(range(0, len(data), size)):
+        name = f"{wheel_name}.part{index:02d}"
+        (apart / name).write_bytes(data[start : start + size])
+        parts.append(name)
+    shutil.rmtree(bundle / "prebuilt")
+    return parts
+
+
+def prepare(
+    root: Path, python_version: str, max_mib: float, cuda_wheel: Path | None = None, part_mib: float | None = None
+) -> dict[str, object]:
     """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone).
 
     ``cuda_wheel``: a llama-cpp-python CUDA wheel built here (``benchmarks/cuda_build.py``), carried
@@ -271,17 +294,29 @@ def prepare(root: Path, python_version: str, max_mib: float, cuda_wheel: Path | 
         "max_mib": max_mib,
         "prebuilt_wheel": f"prebuilt/{cuda_wheel.name}" if cuda_wheel else None,
         "prebuilt_flags": prebuilt_flags(cuda_wheel) if cuda_wheel else None,
+        "prebuilt_parts": None,  # set when the wheel is carried apart (carry_apart)
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     file_sizes = sizes(bundle)
     total, error = check_size(file_sizes, max_mib)
+    if cuda_wheel and (error or part_mib):  # the wheel travels apart, in parts, one call each
+        parts = carry_apart(root, bundle, cuda_wheel.name, part_mib or max_mib - 1)
+        manifest["prebuilt_parts"] = parts
+        (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        file_sizes = sizes(bundle)
+        total, error = check_size(file_sizes, max_mib)
+        print(f"{cuda_wheel.name} goes apart: {len(parts)} part(s) in .gpu-work/prebuilt/, one device call each:")
+        for part in parts:
+            print(f'  run(command="true", carry=[".gpu-work/prebuilt/{part}"])')
+        print('  then run(command="bash .gpu/run.sh", carry=[".gpu"]) without a pause long enough to lose the machine')
     manifest["files"] = file_sizes
     manifest["total_mib"] = round(total, 2)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     wheels = sum(v for k, v in file_sizes.items() if k.startswith("whl/")) / 2**20
     carried = f"prebuilt/{cuda_wheel.name}" if cuda_wheel else str(sdist_name)
     print(
-        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed ({carried} {file_sizes[carried] / 2**20:.1f} MiB, "
+        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed ({carried} "
+        f"{file_sizes.get(carried, 0) / 2**20:.1f} MiB in the bundle, "
         f"{len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
         f"{file_sizes['codeact-server.tar.gz'] / 2**20:.1f} MiB) at commit {str(git_info['commit'])[:12]}"
     )
@@ -322,12 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         help="carry a prebuilt CUDA wheel instead of the sdist: a wheel file, or an architecture whose wheel "
         "benchmarks.cuda_build cached (default 90)",
     )
+    parser.add_argument(
+        "--wheel-part-mib",
+        type=float,
+        help="carry the CUDA wheel apart in parts of this size even if it fits (default: only when it does not "
+        "fit, in parts of max-mib - 1)",
+    )
     args = parser.parse_args(argv)
     try:
         wheel = None
         if args.cuda_wheel:
             wheel = Path(args.cuda_wheel) if args.cuda_wheel.endswith(".whl") else cached_cuda_wheel(args.cuda_wheel)
-        prepare(repo_root(Path.cwd()), args.python_version, args.max_mib, wheel)
+        prepare(repo_root(Path.cwd()), args.python_version, args.max_mib, wheel, args.wheel_part_mib)
     except PrepareError as exc:
         print(f"prepare failed: {exc}", file=sys.stderr)
         return 1

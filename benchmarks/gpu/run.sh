@@ -196,6 +196,9 @@ manifest() { "$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[
 # A CUDA wheel built where the registries are (prepare --cuda-wheel, benchmarks/cuda_build.py):
 # installed instead of compiled here, so the card's minutes go to measuring (issue 37).
 PREBUILT=$("$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("prebuilt_wheel") or "")' "$BUNDLE/manifest.json")
+# Too big to travel with the bundle, the wheel comes apart, in parts carried one call each into
+# $WORK/prebuilt/ (prepare prints the calls); they are joined here.
+read -r -a PARTS <<<"$("$SYS_PY" -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1])).get("prebuilt_parts") or []))' "$BUNDLE/manifest.json")"
 PYVER=$(manifest python_version)
 LLAMA_VERSION=$(manifest llama_cpp_python)
 PYTHON=${GPU_CHECK_PYTHON:-$(command -v "python$PYVER" || echo "$SYS_PY")}
@@ -208,7 +211,17 @@ if [[ $BACKEND == cuda ]]; then
   command -v nvidia-smi >/dev/null || missing+=("nvidia-smi (NVIDIA driver)")
 fi
 ((${#missing[@]} == 0)) || fail_loudly "missing: ${missing[*]}"
-for f in ${PREBUILT:-"$(manifest sdist)"} "$(manifest project_archive)" whl; do
+for part in "${PARTS[@]}"; do
+  [[ -f $WORK/prebuilt/$part ]] || fail_loudly "$WORK/prebuilt/$part missing: carry .gpu-work/prebuilt/$part first (prepare printed the calls)"
+done
+if ((${#PARTS[@]} > 0)); then
+  carried=()
+elif [[ -n $PREBUILT ]]; then
+  carried=("$PREBUILT")
+else
+  carried=("$(manifest sdist)")
+fi
+for f in "${carried[@]}" "$(manifest project_archive)" whl; do
   [[ -e $BUNDLE/$f ]] || fail_loudly "$BUNDLE/$f missing: the bundle is incomplete, prepare it again"
 done
 "$SYS_PY" - "$OUT/machine.json" "$BACKEND" "$PYTHON" "$JOBS" "$CUDA_ARCH" <<'PY'
@@ -319,7 +332,11 @@ PY
   command -v ninja >/dev/null || unset CMAKE_GENERATOR
   if [[ -n $PREBUILT ]]; then
     log "prebuilt wheel $PREBUILT ($(manifest prebuilt_flags)): nothing to compile"
-    cp "$BUNDLE/$PREBUILT" "$WORK/wheels/"
+    if ((${#PARTS[@]} > 0)); then
+      (cd "$WORK/prebuilt" && cat "${PARTS[@]}") >"$WORK/wheels/$(basename "$PREBUILT")" || fail_loudly "cannot join the wheel's parts"
+    else
+      cp "$BUNDLE/$PREBUILT" "$WORK/wheels/"
+    fi
   else
     log "CMAKE_ARGS=$CMAKE_ARGS"
     step wheel 3600 "$VPY" -m pip wheel --no-index --no-build-isolation --no-deps -v -w "$WORK/wheels" \
