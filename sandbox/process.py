@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from sandbox.bridge.channel import WorkerChannel, WorkerDied
-from sandbox.confine.isolation import Plan
+from sandbox.confine.plan import Plan
 from sandbox.errors import SandboxStartError
 
 STARTUP_TIMEOUT = 30.0

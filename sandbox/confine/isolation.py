@@ -40,15 +40,14 @@ import stat
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sandbox.confine.plan import Level, Plan
 from sandbox.errors import SandboxError
 
 log = logging.getLogger(__name__)
 
-Level = Literal["namespaces", "landlock", "rlimits+uid", "rlimits-only"]
 Requested = Literal["auto", "namespaces", "landlock", "rlimits"]
 #: Strongest first.
 LEVELS: tuple[Level, ...] = ("namespaces", "landlock", "rlimits+uid", "rlimits-only")
@@ -113,17 +112,6 @@ _GUARANTEES: dict[Level, frozenset[str]] = {
 
 class IsolationUnavailable(SandboxError):
     """An explicitly requested isolation level cannot be had on this machine (with why)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything needed to start one worker at a given level."""
-
-    level: Level
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    uid: int | None
 
 
 def guarantees(level: Level, uid: int | None) -> frozenset[str]:

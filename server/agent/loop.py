@@ -2,22 +2,23 @@
 
 Each turn is the same fixed sequence of steps:
 
-1. **plan** the turn (``policy.plan_turn``): free, or answer-only, greedy or sampled;
+1. **plan** the turn (``Judge.plan``): free, or answer-only, greedy or sampled;
 2. **generate** it (``_Turns.generate``), streaming its text as thought / code / answer;
-3. **rewrite** it (``policy.rewrite``): code written as a ``<solution>`` is taken as code;
+3. **rewrite** it (``Judge.rewrite``): code written as a ``<solution>`` is taken as code;
 4. **act**: the turn enters the history, its code runs in the session's executor
-   (``_Actor``) and becomes an observation, unless it only feeds the last output back
-   into the last code (``policy.react_to_code``);
-5. **react** (``policy.react``): observe, note, leave the turn out (also an answer before
-   any code ran, ``policy.answers_unrun``), take it again as answer-only (back to 2), or
-   finish;
+   (``_Actor``) and becomes an observation, unless the judge stops it first
+   (``Judge.before_run``: it only feeds the last output back into the last code); the
+   output's reaction is ``Judge.after_run``'s;
+5. **react** (``Judge.after_turn``): observe, note, leave the turn out (also an answer before
+   any code ran), take it again as answer-only (back to 2), or finish;
 6. **record**: the history and the step reported to the caller say what happened.
 
 The run ends on ``<solution>``, on a turn without an action, at ``max_turns``, or when the
-context window is full. Every decision an option drives is a pure function in
-``server.agent.policy``; ``History`` is the only writer of the messages; ``_Turns`` is the
-only path that generates a turn, taken for the first time or again, and the only place
-that handles a full context.
+context window is full. Every decision an option drives is a rule of
+``server.agent.policy.rules``, asked by the run's ``Judge`` (which builds the facts the rules
+read); the loop carries the answer out and is not edited for a new option. ``History`` is
+the only writer of the messages; ``_Turns`` is the only path that generates a turn, taken
+for the first time or again, and the only place that handles a full context.
 
 Model mistakes (bad code, a malformed turn) become observations or a finish reason; our
 own failures raise. Cancelling the consuming task cancels generation at the next token and
@@ -45,26 +46,7 @@ from server.agent.actions import (
     parse_turn,
 )
 from server.agent.options import LoopPolicy
-from server.agent.policy import (
-    RESAMPLE_SEED,
-    RESAMPLE_TEMPERATURE,
-    Reaction,
-    RepeatTracker,
-    Rewrite,
-    TurnPlan,
-    answers_unrun,
-    computes_nothing,
-    feeds_output_back,
-    notes_literal_code,
-    one_value,
-    plan_turn,
-    prints_only_literals,
-    react,
-    react_to_code,
-    react_to_output,
-    rewrite,
-    shows_nothing,
-)
+from server.agent.policy import RESAMPLE_SEED, RESAMPLE_TEMPERATURE, Judge, Reaction, Rewrite, TurnPlan
 from server.agent.prompts import observation_body, render_observation
 from server.agent.steps import Action, AgentDone, AgentEvent, AgentFinish, Observation, Step, StepDone, TurnDelta
 from server.agent.turns import StructureMode, TurnGenerator, TurnSettings
@@ -98,17 +80,15 @@ async def run_agent(
     first_step_index: int = 0,
 ) -> AsyncIterator[AgentEvent]:
     """Drive the loop over ``messages`` (appended to in place) until it finishes."""
-    policy, history = options.policy, History(messages)
+    history = History(messages)
+    judge = Judge(options.policy, options.max_turns, follow_up=first_step_index > 0)
     turns = _Turns(engine, history, options, first_step_index)
-    actor = _Actor(executor, options)
+    actor = _Actor(executor, options, judge)
     after_left_out = False
-    # whether an answer now is backed (unrun_answer): by the session's earlier turns (a
-    # follow-up), by code that ran (the actor knows), or by having left one guess out already
-    backed = first_step_index > 0
     for turn in range(options.max_turns):
         turns_left = options.max_turns - turn - 1
         # 1. plan
-        plan: TurnPlan | None = plan_turn(policy, turn, options.max_turns, after_left_out)
+        plan: TurnPlan | None = judge.plan(turn, after_left_out)
         step: Step | None = None  # the attempt a turn taken again replaces
         while plan is not None:
             # 2. generate (again, for a turn taken again)
@@ -119,15 +99,13 @@ async def run_agent(
                 return
             step = turns.step
             # 3. rewrite
-            change = rewrite(policy, step.action.type, step.action.answer, plan.forced, actor.last_value)
-            _take_as(change, step, actor.last_value)
+            change = judge.rewrite(step.action.type, step.action.answer, plan.forced)
+            _take_as(change, step, judge.last_value)
             # 4. act: the turn is in the history before its code runs (a run stopped meanwhile keeps it)
             history.add_turn(step.raw)
             output = await actor.act(step, change, turns_left)
             # 5. react
-            unrun = answers_unrun(policy, step.action.type, plan.forced, backed or actor.ran_code, turns_left)
-            reaction = react(step.action.type, step.generation_finish, output, unrun)
-            backed = backed or unrun  # once a request
+            reaction = judge.after_turn(step.action.type, step.generation_finish, plan.forced, turns_left, output)
             plan = reaction.answer_plan()
             if plan is not None:
                 history.take_back_turn()  # the model asked again for what it has already seen
@@ -266,27 +244,22 @@ class _Turns:
 
 
 class _Actor:
-    """Runs a turn's code and renders what the model reads of it; remembers what each piece
-    of code printed in this request, to know a repeat."""
+    """Runs a turn's code and renders what the model reads of it; the judge says what the
+    code and its output lead to."""
 
-    def __init__(self, executor: CodeExecutor, options: AgentOptions) -> None:
-        self.executor, self.options = executor, options
-        self.repeats = RepeatTracker()
-        self.last_value: str | None = None  # what the last execution printed, if one short value
-        self.last_code: str | None = None  # the code that printed it
-        self.ran_code = False  # whether code that computes something ran in this run
+    def __init__(self, executor: CodeExecutor, options: AgentOptions, judge: Judge) -> None:
+        self.executor, self.options, self.judge = executor, options, judge
 
     async def act(self, step: Step, change: Rewrite, turns_left: int) -> Reaction | None:
         """Run the step's code, if it has some; how its output reacts (None: no code ran).
 
         An answer-only turn that wrote code (``answer_from_code``): what the code prints is
-        the answer; if it prints nothing or fails, the code stays the answer. Code that feeds
-        the last output back into the last code does not run (``react_to_code``).
+        the answer; if it prints nothing or fails, the code stays the answer. Code the judge
+        stops before it runs (fed its own output back) does not run.
         """
         if step.action.type == "execute":
             code = step.action.code or ""
-            fed_back = feeds_output_back(code, self.last_code, self.last_value)
-            before = react_to_code(self.options.policy, fed_back)
+            before = self.judge.before_run(code)
             if before is not None:
                 return before
         elif change == "answer_from_code":
@@ -313,20 +286,16 @@ class _Actor:
             self.executor.interrupt()
             raise
         policy = self.options.policy
-        self.last_value, self.last_code = one_value(result), code
-        repeated = self.repeats.is_repeat(code, observation_body(result)[0])
-        literal = computes_nothing(code, result)
-        self.ran_code = self.ran_code or not prints_only_literals(code)
-        reaction = react_to_output(policy, repeated, shows_nothing(code, result), turns_left, literal)
+        ran = self.judge.after_run(code, result, observation_body(result)[0], turns_left)
         text, cut = render_observation(
             result,
             turns_left,
             style=policy.prompt_style,
             final_answer=policy.forces_final_answer(self.options.max_turns),
-            repeated=reaction.kind == "note",
-            literal=notes_literal_code(policy, literal),
+            repeated=ran.reaction.kind == "note",
+            literal=ran.notes_literal,
         )
-        return Observation.of(result, text, cut=cut, repeated=repeated), reaction
+        return Observation.of(result, text, cut=cut, repeated=ran.repeated), ran.reaction
 
 
 async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[TurnDelta]:

@@ -6,7 +6,7 @@ has an interactive Python environment, that code goes in ``<execute>`` and answe
 description, under the heading the model was trained on), and how many turns it has.
 Execution output comes back as a *user* message, empty output becomes an explicit marker,
 long output keeps its head and tail, and the turns left are appended. Two framings
-(``server.agent.policy.PromptStyle``): ``mint``, as in the training trajectories (``Task:``
+(``server.agent.options.PromptStyle``): ``mint``, as in the training trajectories (``Task:``
 before the task, ``Observation:`` before the output, steps and solution chances left, the
 last step reserved for a solution), and ``chat``, as in the reference chat demo
 (``Execution Output:``). No prompt carries an example answer: small models copy it.

@@ -31,7 +31,6 @@ instead (for comparison in benchmarks); ``mode="none"`` applies no constraint at
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -167,7 +166,6 @@ class TurnGenerator:
         self.solution_only = solution_only
         self.result = TurnResult()
         self.generation_s = 0.0  # wall time of the whole turn, set by whoever streams it
-        self._started = time.perf_counter()
 
     async def stream(self) -> AsyncIterator[str]:
         if self.solution_only:

@@ -105,10 +105,3 @@ async def ready_batches(items: AsyncIterator[T]) -> AsyncGenerator[list[T], None
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-
-
-async def coalesce_ready(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """SSE chunks joined into one write per ready batch (see ``ready_batches``)."""
-    async with contextlib.aclosing(ready_batches(chunks)) as batches:
-        async for batch in batches:
-            yield b"".join(batch)

@@ -22,7 +22,7 @@ from server.agent.steps import Action, Step, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.app import create_app
 from server.api.routes.agent import merge_deltas
-from server.api.streams.sse import coalesce_ready
+from server.api.streams.sse import ready_batches
 from server.settings import Settings
 from tests.live_server import LiveServer
 
@@ -34,12 +34,12 @@ async def _chunks(items: list[bytes], ready: asyncio.Event | None = None) -> Asy
         yield item
 
 
-def test_coalesce_keeps_bytes_and_order_and_joins_what_is_ready() -> None:
+def test_ready_batches_keep_bytes_and_order_and_join_what_is_ready() -> None:
     async def main() -> list[bytes]:
         ready = asyncio.Event()
         asyncio.get_running_loop().call_later(0.05, ready.set)
         items = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b"data: 4\n\n"]
-        return [chunk async for chunk in coalesce_ready(_chunks(items, ready))]
+        return [b"".join(batch) async for batch in ready_batches(_chunks(items, ready))]
 
     writes = asyncio.run(main())
     assert b"".join(writes) == b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
@@ -47,7 +47,7 @@ def test_coalesce_keeps_bytes_and_order_and_joins_what_is_ready() -> None:
     assert writes[-1].endswith(b"data: 4\n\n")
 
 
-def test_coalesce_raises_the_producers_error_after_its_chunks() -> None:
+def test_ready_batches_raise_the_producers_error_after_its_chunks() -> None:
     async def failing() -> AsyncIterator[bytes]:
         yield b"data: 1\n\n"
         raise RuntimeError("boom")
@@ -55,14 +55,14 @@ def test_coalesce_raises_the_producers_error_after_its_chunks() -> None:
     async def main() -> list[bytes]:
         seen = []
         with pytest.raises(RuntimeError, match="boom"):
-            async for chunk in coalesce_ready(failing()):
-                seen.append(chunk)
+            async for batch in ready_batches(failing()):
+                seen.append(b"".join(batch))
         return seen
 
     assert asyncio.run(main()) == [b"data: 1\n\n"]
 
 
-def test_closing_the_coalesced_stream_cancels_the_producer() -> None:
+def test_closing_the_batched_stream_cancels_the_producer() -> None:
     async def main() -> bool:
         cancelled = asyncio.Event()
 
@@ -75,7 +75,7 @@ def test_closing_the_coalesced_stream_cancels_the_producer() -> None:
                 cancelled.set()
                 raise
 
-        stream = coalesce_ready(endless())
+        stream = ready_batches(endless())
         await stream.__anext__()
         started = time.monotonic()
         await asyncio.wait_for(stream.aclose(), timeout=5)  # a producer left running: hangs

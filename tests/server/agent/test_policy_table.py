@@ -1,5 +1,6 @@
-"""Every decision a loop option drives, as a table: pure functions of ``server.agent.policy``,
-no engine, no executor. The loop tests (test_loop.py) check that the loop carries them out."""
+"""Every decision a loop option drives, as a table: the rule table of ``server.agent.policy``
+(``decide`` on ``Facts``) and the pure functions beside it, no engine, no executor. The
+loop tests (test_loop.py) check that the loop carries them out."""
 
 from __future__ import annotations
 
@@ -13,19 +14,18 @@ from server.agent.policy import (
     LEAVE_OUT,
     NOTE,
     OBSERVE,
+    RULES,
+    Facts,
+    Judge,
     Reaction,
     TurnPlan,
-    answers_unrun,
-    computes_nothing,
+    decide,
+    failed,
     feeds_output_back,
-    notes_literal_code,
     one_value,
     plan_turn,
-    react,
-    react_to_code,
-    react_to_output,
+    prints_only_literals,
     rewrite,
-    shows_nothing,
 )
 
 DEFAULT = LoopPolicy()
@@ -121,10 +121,11 @@ RESAMPLE, NOTE_FAILED = LoopPolicy(), LoopPolicy(on_failed_repeat="note")
         (LoopPolicy(on_repeat="off"), True, True, 3, OBSERVE),
     ],
 )
-def test_react_to_output(
+def test_after_run(
     policy: LoopPolicy, repeated: bool, answers_nothing: bool, turns_left: int, reaction: Reaction
 ) -> None:
-    assert react_to_output(policy, repeated, answers_nothing, turns_left) == reaction
+    facts = Facts("execute", turns_left=turns_left, repeated=repeated, failed=answers_nothing)
+    assert decide("after_run", policy, facts) == reaction
 
 
 @pytest.mark.parametrize(
@@ -138,24 +139,30 @@ def test_react_to_output(
         (LoopPolicy(literal_code="off"), False, 3, OBSERVE),
     ],
 )
-def test_react_to_literal_code(policy: LoopPolicy, repeated: bool, turns_left: int, reaction: Reaction) -> None:
-    assert react_to_output(policy, repeated, True, turns_left, literal=True) == reaction
+def test_after_run_of_literal_code(policy: LoopPolicy, repeated: bool, turns_left: int, reaction: Reaction) -> None:
+    facts = Facts("execute", turns_left=turns_left, repeated=repeated, literal=True)
+    assert decide("after_run", policy, facts) == reaction
 
 
 @pytest.mark.parametrize(
-    ("action", "finish", "output", "reaction"),
+    ("action", "finish", "reaction"),
     [
-        ("solution", "stop", None, Reaction("finish", "solution")),
-        ("solution", "stop", NOTE, Reaction("finish", "solution")),  # code run for an answer: done
-        ("none", "stop", None, Reaction("finish", "no_action")),
-        ("none", "length", None, Reaction("finish", "length")),  # cut by the token budget
-        ("execute", "stop", OBSERVE, OBSERVE),
-        ("execute", "length", LEAVE_OUT, LEAVE_OUT),
-        ("execute", "stop", ANSWER_ONLY, ANSWER_ONLY),
+        ("solution", "stop", Reaction("finish", "solution")),
+        ("none", "stop", Reaction("finish", "no_action")),
+        ("none", "length", Reaction("finish", "length")),  # cut by the token budget
+        ("execute", "stop", None),  # goes on as its output said (after_run)
+        ("execute", "length", None),
     ],
 )
-def test_react(action: str, finish: str, output: Reaction | None, reaction: Reaction) -> None:
-    assert react(action, finish, output) == reaction
+def test_after_turn(action: str, finish: str, reaction: Reaction | None) -> None:
+    facts = Facts(action, generation_finish=finish, turns_left=3, backed=True)  # type: ignore[arg-type]
+    assert decide("after_turn", LoopPolicy(), facts) == reaction
+
+
+def test_a_turn_that_ran_code_for_an_answer_finishes_with_it() -> None:
+    judge = Judge(LoopPolicy(), max_turns=5, follow_up=False)
+    assert judge.after_turn("solution", "stop", "last_turn", 0, NOTE) == Reaction("finish", "solution")
+    assert judge.after_turn("execute", "stop", None, 3, ANSWER_ONLY) == ANSWER_ONLY
 
 
 @pytest.mark.parametrize(
@@ -168,8 +175,8 @@ def test_react(action: str, finish: str, output: Reaction | None, reaction: Reac
         ('print("Median:")', ExecResult(stdout="Median:\n"), True),  # only its own literal text
     ],
 )
-def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
-    assert shows_nothing(code, result) is nothing
+def test_what_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
+    assert (failed(result) or prints_only_literals(code)) is nothing
 
 
 @pytest.mark.parametrize(
@@ -188,7 +195,7 @@ def test_shows_nothing(code: str, result: ExecResult, nothing: bool) -> None:
     ],
 )
 def test_notes_literal_code(policy: LoopPolicy, code: str, result: ExecResult, noted: bool) -> None:
-    assert notes_literal_code(policy, computes_nothing(code, result)) is noted
+    assert Judge(policy, max_turns=5, follow_up=False).after_run(code, result, result.stdout, 3).notes_literal is noted
 
 
 CELSIUS = "print((98.6 - 32) * 5 / 9)"
@@ -224,8 +231,8 @@ def test_feeds_output_back(code: str, last_code: str | None, last_value: str | N
         (LoopPolicy(fed_back_output="off"), True, None),
     ],
 )
-def test_react_to_code(policy: LoopPolicy, fed_back: bool, reaction: Reaction | None) -> None:
-    assert react_to_code(policy, fed_back) == reaction
+def test_before_run(policy: LoopPolicy, fed_back: bool, reaction: Reaction | None) -> None:
+    assert decide("before_run", policy, Facts("execute", fed_back=fed_back)) == reaction
 
 
 def test_an_answer_after_fed_back_code_is_forced_as_such() -> None:
@@ -247,12 +254,23 @@ def test_an_answer_after_fed_back_code_is_forced_as_such() -> None:
         (LoopPolicy(unrun_answer="off"), "solution", None, False, 3, False),
     ],
 )
-def test_answers_unrun(
+def test_an_unrun_answer_is_left_out(
     policy: LoopPolicy, action: str, forced: str | None, backed: bool, turns_left: int, unrun: bool
 ) -> None:
-    assert answers_unrun(policy, action, forced, backed, turns_left) is unrun  # type: ignore[arg-type]
+    facts = Facts(action, forced, turns_left, backed=backed)  # type: ignore[arg-type]
+    assert (decide("after_turn", policy, facts) == LEAVE_OUT) is unrun
 
 
-def test_an_unrun_answer_is_left_out() -> None:
-    assert react("solution", "stop", None, unrun=True) == LEAVE_OUT
-    assert react("execute", "stop", OBSERVE, unrun=True) == OBSERVE  # only a solution is an answer
+def test_an_answer_is_left_out_once_a_run() -> None:
+    judge = Judge(LoopPolicy(), max_turns=5, follow_up=False)
+    assert judge.after_turn("solution", "stop", None, 3, None) == LEAVE_OUT
+    assert judge.after_turn("solution", "stop", None, 2, None) == Reaction("finish", "solution")
+    follow_up = Judge(LoopPolicy(), max_turns=5, follow_up=True)  # the session's turns back it
+    assert follow_up.after_turn("solution", "stop", None, 3, None) == Reaction("finish", "solution")
+
+
+def test_every_rule_names_a_real_option() -> None:
+    """A rule's option is a ``LoopPolicy`` field (or CodeAct's own, None): the README's table
+    and the flags are generated from those fields."""
+    named = {rule.option for rule in RULES} - {None}
+    assert named <= set(LoopPolicy.model_fields), named - set(LoopPolicy.model_fields)

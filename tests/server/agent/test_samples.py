@@ -29,7 +29,7 @@ def seed_base_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "task_seed", lambda messages: 0)
 
 
-RUN_KEYS = {"session_id", "finish_reason", "turns", "final_message", "forced_answer", "usage", "error"}
+RUN_KEYS = {"session_id", "finish_reason", "turns", "final_message", "forced_answer", "usage", "error", "run_id"}
 
 
 def by_seed(turns: dict[int | None, list[str]]) -> Callable[[GenerationRequest], str]:

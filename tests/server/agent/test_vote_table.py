@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from server.agent.consensus.runner import SAMPLE_TEMPERATURE, sample_options, task_seed
-from server.agent.consensus.vote import Agreement, agree, normalize, vote
+from server.agent.consensus.vote import Agreement, vote
 from server.agent.loop import AgentOptions
+from server.agent.policy.values import agree, normalize, states_value
 
 VOTES = [
     # answers by sample                   answer    votes voters of sample
@@ -81,3 +82,14 @@ def test_a_request_without_a_seed_samples_from_its_own_task() -> None:
     other = [{"role": "user", "content": "What is 6 * 8?"}]
     assert task_seed(one) == task_seed([dict(m) for m in one])
     assert task_seed(one) != task_seed(other)
+
+
+@pytest.mark.parametrize(
+    ("answer", "value"),
+    [("1,229.0", "1229"), ("0.30000000000000004", "0.3"), ("+7", "7"), (".5", "0.5"), ("Tuesday.", "tuesday")],
+)
+def test_the_vote_and_the_forced_answer_read_a_value_alike(answer: str, value: str) -> None:
+    """One tolerance (``server.agent.policy.values``): what the forced answer takes as stating a
+    value, the vote takes as agreeing with it, and the other way round."""
+    assert agree(answer, value) and states_value(answer, value)
+    assert not agree(answer, "8") and not states_value(answer, "8")
