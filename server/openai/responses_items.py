@@ -48,9 +48,18 @@ RESPONSES_RULES = (
 
 
 class ResponsesRequest(BaseModel):
-    """``POST /v1/responses``; unknown fields are kept so that the route can refuse them."""
+    """``POST /v1/responses``; unknown fields are kept so that the route can refuse them.
 
-    model_config = ConfigDict(extra="allow")
+    The schema says what the validator refuses (a background response that is not stored), so
+    a request the OpenAPI document calls valid is never a 400."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"background": {"const": True}}, "required": ["background"]},
+            "then": {"properties": {"store": {"const": True}}},
+        },
+    )
 
     model: str
     input: Annotated[str, Field(min_length=1)] | Annotated[list[dict[str, Any]], Field(min_length=1)]

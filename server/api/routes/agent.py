@@ -65,6 +65,7 @@ from server.api.deps import SettingsDep
 from server.api.errors import InvalidRequest, NotFound
 from server.api.json_body import EncodableJSONResponse
 from server.api.openapi_errors import EVENT_STREAM
+from server.api.routes.approvals import approval_completion, approval_event, approval_text, refuse_in_samples
 from server.api.routes.chat import check_model
 from server.api.streams.background import AgentFormat, BackgroundRuns, KnownRun, numbered
 from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
@@ -142,9 +143,11 @@ async def answer_run(
     except ClientDisconnected:
         return Response(status_code=499)
     if isinstance(done, ApprovalPending):
-        from server.api.routes.approvals import approval_completion
 
-        return EncodableJSONResponse(approval_completion(runtime, run, done, body.model, background))
+        def rest(resumed: PreparedRun) -> AsyncGenerator[bytes, None]:
+            return _stream(runtime, resumed, resumed.record_id, body.model, False)
+
+        return EncodableJSONResponse(approval_completion(runtime, run, done, body.model, background, rest))
     if isinstance(done, ToolCallsPending):
         return EncodableJSONResponse(tool_calls_completion(completion_id, body.model, run, done))
     # Already plain JSON types: encode directly, not through FastAPI's recursive
@@ -228,8 +231,6 @@ async def _stream(
 
     def render(event: AgentEvent | ToolCallsPending | ApprovalPending) -> list[bytes]:
         if isinstance(event, ApprovalPending):
-            from server.api.routes.approvals import approval_event, approval_text
-
             return [chunks.chunk(approval_text(event.request), {**approval_event(event), "session_id": session_id})]
         if isinstance(event, ToolCallsPending):
             return tool_call_chunks(completion_id, model, chunks.created, session_id, event)
@@ -278,8 +279,6 @@ async def _sampled_completion(
     runs = await prepare_samples(
         runtime, replace(body.run_request(settings), run_id=completion_id, owner=owner), samples
     )
-    from server.api.routes.approvals import refuse_in_samples
-
     refuse_in_samples(runs)
     answer = await _stream_or_detach(
         body, background, owner, lambda usage: _stream_samples(runtime, runs, completion_id, body.model, usage)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.agent.runtime import AgentRuntime
@@ -35,7 +35,6 @@ from server.agent.sessions import Session
 from server.api.auth import key_of
 from server.api.errors import NotFound
 from server.api.json_body import EncodableJSONResponse
-from server.api.routes.agent import BackgroundDep, RuntimeDep, _stream
 from server.api.streams.background import AgentFormat, BackgroundRuns, numbered
 from server.api.streams.sse import openai_stream
 from server.openai.errors import RequestRefused
@@ -45,6 +44,22 @@ from server.tools.approvals.rules import Narrowing, RuleError, parse_mcp_tools
 
 router = APIRouter(prefix="/v1/agent")
 log = logging.getLogger(__name__)
+
+#: The rest of a resumed run as the agent route streams it (``routes.agent`` gives it, so this
+#: module needs nothing from that one, which imports it).
+ChunksOf = Callable[[PreparedRun], AsyncGenerator[bytes, None]]
+
+
+def _runtime(request: Request) -> AgentRuntime:
+    return request.app.state.agent
+
+
+def _background(request: Request) -> BackgroundRuns:
+    return request.app.state.background
+
+
+RuntimeDep = Annotated[AgentRuntime, Depends(_runtime)]
+BackgroundDep = Annotated[BackgroundRuns, Depends(_background)]
 
 
 class Decision(BaseModel):
@@ -63,7 +78,7 @@ class Paused:
 
     runtime: AgentRuntime
     run: PreparedRun
-    model: str
+    chunks_of: ChunksOf
     background: BackgroundRuns
     resumed: bool = False
 
@@ -79,7 +94,7 @@ class Paused:
         session = self.run.session
         try:
             run = await resume_suspended(self.runtime, session, RunRequest([], self.run.options, owner=self.run.owner))
-            chunks = openai_stream(_stream(self.runtime, run, run.record_id, self.model, False))
+            chunks = openai_stream(self.chunks_of(run))
             await self.background.start(numbered(chunks), lambda *_: None, AgentFormat(), self.run.owner)
         except Exception:  # noqa: BLE001 - nobody awaits this: the session keeps its suspended run
             log.exception("session %s: the run could not go on after its approval", session.id)
@@ -171,13 +186,18 @@ def approval_text(request: ApprovalRequest) -> str:
 
 
 def approval_completion(
-    runtime: AgentRuntime, run: PreparedRun, pending: ApprovalPending, model: str, background: BackgroundRuns
+    runtime: AgentRuntime,
+    run: PreparedRun,
+    pending: ApprovalPending,
+    model: str,
+    background: BackgroundRuns,
+    chunks_of: ChunksOf,
 ) -> dict[str, Any]:
     """A plain request's answer when its run waits for approval (the run is suspended; the
     decision resumes it in the background)."""
     approvals = run.session.approvals
     assert approvals is not None, "an approval request came from a session without approvals"
-    approvals.on_settle = Paused(runtime, run, model, background)
+    approvals.on_settle = Paused(runtime, run, chunks_of, background)
     if pending.request.decision is not None:  # decided (cancelled) before this answer
         approvals.on_settle(pending.request)
     request = pending.request
