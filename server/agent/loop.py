@@ -100,10 +100,10 @@ async def run_agent(
             step = turns.step
             # 3. rewrite
             change = judge.rewrite(step.action.type, step.action.answer, plan.forced)
-            _take_as(change, step, judge.last_value)
+            step = _take_as(change, step, judge.last_value)
             # 4. act: the turn is in the history before its code runs (a run stopped meanwhile keeps it)
             history.add_turn(step.raw)
-            output = await actor.act(step, change, turns_left)
+            step, output = await actor.act(step, change, turns_left)
             # 5. react
             reaction = judge.after_turn(step.action.type, step.generation_finish, plan.forced, turns_left, output)
             plan = reaction.answer_plan()
@@ -113,7 +113,7 @@ async def run_agent(
         assert step is not None
         if reaction.kind == "leave_out":
             history.take_back_turn()  # the next turn is sampled without it
-            step.left_out = True
+            step = replace(step, left_out=True)
         elif reaction.kind != "finish":
             assert step.observation is not None
             history.add_observation(step.observation.text)
@@ -250,8 +250,9 @@ class _Actor:
     def __init__(self, executor: CodeExecutor, options: AgentOptions, judge: Judge) -> None:
         self.executor, self.options, self.judge = executor, options, judge
 
-    async def act(self, step: Step, change: Rewrite, turns_left: int) -> Reaction | None:
-        """Run the step's code, if it has some; how its output reacts (None: no code ran).
+    async def act(self, step: Step, change: Rewrite, turns_left: int) -> tuple[Step, Reaction | None]:
+        """Run the step's code, if it has some: the step with its observation, and how its
+        output reacts (None: no code ran).
 
         An answer-only turn that wrote code (``answer_from_code``): what the code prints is
         the answer; if it prints nothing or fails, the code stays the answer. Code the judge
@@ -261,22 +262,18 @@ class _Actor:
             code = step.action.code or ""
             before = self.judge.before_run(code)
             if before is not None:
-                return before
+                return step, before
         elif change == "answer_from_code":
             code = clean_code(step.action.answer or "")
         else:
-            return None
-        step.observation, reaction = await self._run(code, turns_left)
-        step.timings["execution_s"] = step.observation.duration_s
-        printed = step.observation.stdout.strip()
-        if (
-            change == "answer_from_code"
-            and step.observation.error is None
-            and not step.observation.timed_out
-            and printed
-        ):
-            step.action = Action("solution", code=code, answer=printed)
-        return reaction
+            return step, None
+        observation, reaction = await self._run(code, turns_left)
+        action = step.action
+        printed = observation.stdout.strip()
+        if change == "answer_from_code" and observation.error is None and not observation.timed_out and printed:
+            action = Action("solution", code=code, answer=printed)
+        timings = {**step.timings, "execution_s": observation.duration_s}
+        return replace(step, observation=observation, timings=timings, action=action), reaction
 
     async def _run(self, code: str, turns_left: int) -> tuple[Observation, Reaction]:
         """Run code off the event loop; if our task is cancelled, kill the execution too."""
@@ -310,8 +307,8 @@ async def _stream_turn(turn_gen: TurnGenerator, index: int) -> AsyncIterator[Tur
     turn_gen.generation_s = time.perf_counter() - started
 
 
-def _take_as(change: Rewrite, step: Step, last_value: str | None) -> None:
-    """Make the step (and the turn the history will show) what ``rewrite`` decided.
+def _take_as(change: Rewrite, step: Step, last_value: str | None) -> Step:
+    """The step (and the turn the history will show) as ``rewrite`` decided.
 
     ``as_execute``: a ``<solution>`` holding code, as the ``<execute>`` it meant.
     ``answer_from_output``: a forced answer that misread the one value above it answers with
@@ -319,12 +316,16 @@ def _take_as(change: Rewrite, step: Step, last_value: str | None) -> None:
     shows the answer given, so a follow-up reads what the client was told.
     """
     if change == "as_execute":
-        step.raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
-        step.action = Action("execute", code=clean_code(step.action.answer or ""))
-    elif change == "answer_from_output" and last_value is not None:
-        step.overruled_answer = step.action.answer
-        step.action = Action("solution", answer=last_value)
-        step.raw = f"{SOLUTION_OPEN}{last_value}{SOLUTION_CLOSE}"
+        raw = step.raw.replace(SOLUTION_OPEN, EXECUTE_OPEN, 1).replace(SOLUTION_CLOSE, EXECUTE_CLOSE, 1)
+        return replace(step, raw=raw, action=Action("execute", code=clean_code(step.action.answer or "")))
+    if change == "answer_from_output" and last_value is not None:
+        return replace(
+            step,
+            overruled_answer=step.action.answer,
+            action=Action("solution", answer=last_value),
+            raw=f"{SOLUTION_OPEN}{last_value}{SOLUTION_CLOSE}",
+        )
+    return step
 
 
 def _step(index: int, turn_gen: TurnGenerator, plan: TurnPlan, replacing: Step | None) -> Step:

@@ -64,9 +64,13 @@ class Action:
     answer: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
-    """One assistant turn and, for code, its execution."""
+    """One assistant turn and, for code, its execution.
+
+    Frozen: a step is built whole, and what happens to the turn afterwards (its rewrite, its
+    execution, being left out) makes a new step (``dataclasses.replace``), so a step handed to
+    an observer or a session never changes under it."""
 
     index: int
     thought: str

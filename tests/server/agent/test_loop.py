@@ -8,6 +8,7 @@ check the same behaviour through the real server and sandbox.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator
 
@@ -314,3 +315,14 @@ def test_a_budget_outside_its_bounds_is_refused() -> None:
     for bad in ({"thought_share": 0}, {"thought_share": 0.75}, {"answer_tokens": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             LoopPolicy(**bad)
+
+
+def test_a_step_is_never_changed_after_it_is_built(engine: ScriptedEngine) -> None:
+    """Steps are frozen: the loop makes a new one for a rewrite, an execution or a left-out
+    turn, so a step an observer (the store, the audit log, a stream) was handed stays as it was."""
+    engine.enqueue("<solution>print(6 * 7)</solution>", "<solution>42</solution>")
+    events, _ = drive(engine, ScriptedExecutor([ExecResult(stdout="42\n")]))
+    first = steps(events)[0]
+    assert first.action.type == "execute" and first.observation is not None  # rewritten, then run
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.left_out = True  # type: ignore[misc]
