@@ -173,6 +173,9 @@ def ensure_cuda_wheel(
             CUDAToolkit_ROOT=str(top),
             CUDACXX=str(top / "bin" / "nvcc"),
             PATH=f"{top / 'bin'}:{os.environ['PATH']}",
+            # The tools' executables link libggml-cuda, which needs libcublas.so.13 from the PyPI
+            # folder; ld finds a library's own dependencies on LD_LIBRARY_PATH (as -rpath-link).
+            LD_LIBRARY_PATH=":".join(filter(None, [str(top / "lib"), os.environ.get("LD_LIBRARY_PATH")])),
         )
         print(f"building the CUDA {cuda} sm_{arch} wheel in {work} (hours on 2 cores)", file=sys.stderr, flush=True)
         started = time.monotonic()
