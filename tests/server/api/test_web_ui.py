@@ -96,19 +96,25 @@ def test_page_needs_nothing_from_the_network() -> None:
 
 
 # -- the page in a real browser ---------------------------------------------------------------
-@pytest.fixture
-def page() -> Iterator[Page]:
+def open_page(**context_options: object) -> Iterator[Page]:
+    """A page in headless Debian chromium (skips where Playwright or chromium is missing); the
+    ``page`` fixtures here and in the approvals page test yield from it."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1100, "height": 1000}, accept_downloads=True)
+            context = browser.new_context(viewport={"width": 1100, "height": 1000}, **context_options)
             yield context.new_page()
             context.close()
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    yield from open_page(accept_downloads=True)
 
 
 def send(page: Page, text: str) -> None:

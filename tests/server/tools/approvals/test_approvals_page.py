@@ -12,7 +12,7 @@ import pytest
 
 from models.engine.scripted import ScriptedEngine
 from tests.live_server import LiveServer
-from tests.server.api.test_web_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, send, watch
+from tests.server.api.test_web_ui import ARTIFACTS, open_page, send, watch
 from tests.server.tools.approvals.conftest import WRITE_CODE, decisions
 
 if TYPE_CHECKING:
@@ -21,17 +21,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1100, "height": 1000})
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
+    yield from open_page()
 
 
 def test_the_page_shows_a_pending_call_and_its_buttons_decide_it(
