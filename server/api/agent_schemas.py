@@ -1,4 +1,5 @@
-"""The ``/v1/agent`` request body (chat completions plus agent extras) and its response parts."""
+"""The ``/v1/agent`` request bodies (chat completions plus agent extras; a fork's), and the
+loop's options they give (``loop_options``: also what the Responses code interpreter asks for)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from server.agent.loop import DEFAULT_TURN_TOKENS, AgentOptions
 from server.agent.options import option_names, request_fields
 from server.agent.service import RunRequest
-from server.agent.steps import Step
 from server.agent.turns import StructureMode
 from server.openai.schemas import ChatBody, ChatMessage, FunctionTool
 from server.openai.unsupported import refuse
 from server.settings import Settings
 from server.tools.client_calls import ClientFunction
 from server.tools.toolbox import ToolSpec
-
-# How each way the loop can end maps to OpenAI's finish_reason vocabulary.
-OPENAI_FINISH_OF_AGENT = {
-    "solution": "stop",
-    "no_action": "stop",
-    "max_turns": "length",
-    "length": "length",
-    "error": "stop",
-    "cancelled": "stop",
-}
 
 
 class ToolIn(BaseModel):
@@ -194,15 +184,16 @@ class AgentRequest(_ChatBodyWithLoopOptions):
 
     def agent_options(self, settings: Settings) -> AgentOptions:
         """The loop's options: this request's, else the server's defaults."""
-        return AgentOptions(
-            max_turns=self.max_turns or settings.max_turns,
-            max_tokens=self.token_budget() or DEFAULT_TURN_TOKENS,
+        return loop_options(
+            settings,
+            max_turns=self.max_turns,
+            max_tokens=self.token_budget(),
             temperature=self.temperature,
             top_p=self.top_p,
             seed=self.seed,
-            execution_timeout=self.execution_timeout or settings.execution_timeout,
+            execution_timeout=self.execution_timeout,
             structure=self.structure(),
-            policy=settings.loop_policy().overridden({name: getattr(self, name) for name in option_names()}),
+            policy={name: getattr(self, name) for name in option_names()},
         )
 
     def run_request(self, settings: Settings) -> RunRequest:
@@ -217,44 +208,38 @@ class AgentRequest(_ChatBodyWithLoopOptions):
         )
 
 
+def loop_options(
+    settings: Settings,
+    *,
+    max_turns: int | None,
+    max_tokens: int | None,
+    temperature: float,
+    top_p: float,
+    seed: int | None = None,
+    execution_timeout: float | None = None,
+    structure: StructureMode = "phased",
+    policy: dict[str, Any] | None = None,
+) -> AgentOptions:
+    """The loop's options of a request in any API's terms: those it gives, else the server's
+    defaults (``policy``: the loop options it sets; ``None`` for one it leaves to the server)."""
+    return AgentOptions(
+        max_turns=max_turns or settings.max_turns,
+        max_tokens=max_tokens or DEFAULT_TURN_TOKENS,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        execution_timeout=execution_timeout or settings.execution_timeout,
+        structure=structure,
+        policy=settings.loop_policy().overridden(policy or {}),
+    )
+
+
 def _run_message(message: ChatMessage) -> dict[str, str]:
     """A prompt message; a tool result keeps the ``tool_call_id`` it answers."""
     prompt = message.as_prompt_message()
     if message.role == "tool" and message.tool_call_id:
         prompt["tool_call_id"] = message.tool_call_id
     return prompt
-
-
-def step_payload(step: Step) -> dict[str, Any]:
-    """The documented JSON shape of one step."""
-    action: dict[str, Any] = {"type": step.action.type}
-    if step.action.type == "execute":
-        action["code"] = step.action.code
-    elif step.action.type == "solution":
-        action["answer"] = step.action.answer
-        if step.action.code is not None:
-            action["code"] = step.action.code  # the code whose printed output is the answer
-    observation = None if step.observation is None else step.observation.payload()
-    return {
-        "index": step.index,
-        "thought": step.thought,
-        "action": action,
-        "observation": observation,
-        "tokens": {  # the turn's (``usage`` has the execution's cost too)
-            "prompt": step.turn_usage.prompt_tokens,
-            "completion": step.turn_usage.completion_tokens,
-            "cached_prompt": step.turn_usage.cached_prompt_tokens,
-        },
-        "usage": step.usage.payload(),
-        "generation_finish": step.generation_finish,
-        "forced": step.forced,
-        "repeated_code": step.repeated_code,
-        "resampled": step.resampled,
-        "left_out": step.left_out,
-        "overruled_answer": step.overruled_answer,
-        "phases": step.phases,
-        "timings": {k: round(v, 6) for k, v in step.timings.items()},
-    }
 
 
 _USER_MESSAGES = {

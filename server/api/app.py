@@ -35,13 +35,15 @@ from server.api.host_guard import HostGuard, allowed_hosts
 from server.api.json_body import EncodableJSONResponse
 from server.api.openapi_errors import AGENT_RESPONSES
 from server.api.request_limits import BodySizeLimit, enforce_request_limits, publish_limits
-from server.api.routes.agent import router as agent_router
-from server.api.routes.agent_runs import router as agent_runs_router
+from server.api.routes.agent.run import router as agent_router
+from server.api.routes.agent.sessions import router as sessions_router
+from server.api.routes.agent.stored import router as agent_runs_router
 from server.api.routes.approvals import router as approvals_router
 from server.api.routes.chat import router as openai_router
 from server.api.routes.completions import router as completions_router
 from server.api.routes.mcp import router as mcp_router
-from server.api.routes.responses import router as responses_router
+from server.api.routes.responses.create import router as responses_router
+from server.api.routes.responses.stored import router as stored_responses_router
 from server.api.routes.tokenize import router as tokenize_router
 from server.api.routes.ui import router as ui_router
 from server.api.shutdown import AnswerCancelledRequests
@@ -126,8 +128,10 @@ def create_app(settings: Settings, engine: Engine, *, close_engine: bool = True)
     app.include_router(openai_router, dependencies=limits)
     app.include_router(completions_router, dependencies=limits)
     app.include_router(responses_router, dependencies=limits)
+    app.include_router(stored_responses_router, dependencies=limits)
     app.include_router(tokenize_router, dependencies=limits)
     app.include_router(agent_router, dependencies=limits, responses=AGENT_RESPONSES)
+    app.include_router(sessions_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(agent_runs_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(approvals_router, dependencies=limits, responses=AGENT_RESPONSES)
     app.include_router(mcp_router)

@@ -1,5 +1,9 @@
 """k runs of one task at once, each in its own session, and the answer they agree on.
 
+Any k: a plain request is ``samples: 1``, the same path without a vote (its one run keeps
+the request's session, and alone may stop at a client's tool call or an approval), so the
+API answers one run and k runs with one renderer and one way to finish (``run_to_end``).
+
 Why at once: each run is its own sequence of generations, and the engine decodes the
 sequences in flight together where it batches (``--parallel`` slots on a GPU), so k runs
 cost much less wall time than k runs one after another. Where it does not batch (one slot,
@@ -29,7 +33,7 @@ import contextlib
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +44,7 @@ from server.agent.loop import AgentOptions
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, RunRequest, drive, prepare_run
 from server.agent.steps import AgentDone, AgentEvent, Step
+from server.tools.approvals.gate import ApprovalPending
 from server.tools.client_calls import ToolCallsPending
 
 log = logging.getLogger(__name__)
@@ -71,27 +76,30 @@ def sample_options(options: AgentOptions, index: int, base_seed: int = 0) -> Age
 
 @dataclass
 class SampleEvent:
-    """One event of sample ``sample``'s run (``service.drive``'s events)."""
+    """One event of sample ``sample``'s run (``service.drive``'s events); a single run's
+    events are sample 0's."""
 
     sample: int
-    event: AgentEvent
+    event: AgentEvent | ToolCallsPending | ApprovalPending
 
 
 @dataclass
-class SamplesDone:
-    """Every run's end and the vote: the last event of ``drive_samples``."""
+class RunsDone:
+    """Every run's end and, with more than one, the vote: the last event of ``drive_runs``."""
 
     runs: list[PreparedRun]
     dones: list[AgentDone]
-    agreement: Agreement
+    agreement: Agreement | None  # None: one run, nothing to vote on
 
     @property
     def winner(self) -> int:
-        return self.agreement.sample
+        return 0 if self.agreement is None else self.agreement.sample
 
     @property
     def done(self) -> AgentDone:
         """The winning run's end, its usage the sum of every run's (what the request cost)."""
+        if self.agreement is None:
+            return self.dones[0]
         return replace(
             self.dones[self.winner],
             usage=sum((d.usage for d in self.dones), Usage()),
@@ -101,9 +109,13 @@ class SamplesDone:
         return self.runs[index].steps_of(self.dones[index])
 
     def outcome(self) -> dict[str, Any]:
-        """The winning run's ``outcome`` with the summed usage, every run's, and the agreement."""
+        """The winning run's ``outcome``; after a vote with the summed usage, every run's, and
+        the agreement."""
+        outcome = self.runs[self.winner].outcome(self.done)
+        if self.agreement is None:
+            return outcome
         return {
-            **self.runs[self.winner].outcome(self.done),
+            **outcome,
             "samples": [self.sample(i) for i in range(len(self.runs))],
             "agreement": self.agreement.to_json(),
         }
@@ -111,6 +123,11 @@ class SamplesDone:
     def sample(self, index: int) -> dict[str, Any]:
         """One run as plain JSON: its index, its answer (None: it did not answer) and its ``outcome``."""
         return sample_outcome(self.runs[index], index, self.dones[index])
+
+
+#: How a run that answers at once can end: every run done, or a single run suspended on a
+#: client's tool call or (``pause_on_approval``) an approval.
+RunsEnd = RunsDone | ToolCallsPending | ApprovalPending
 
 
 def answer_of(done: AgentDone) -> str | None:
@@ -122,11 +139,15 @@ def sample_outcome(run: PreparedRun, index: int, done: AgentDone) -> dict[str, A
     return {"index": index, "answer": answer_of(done), **run.outcome(done)}
 
 
-async def prepare_samples(runtime: AgentRuntime, request: RunRequest, samples: int) -> list[PreparedRun]:
-    """``samples`` sessions prepared from one request that starts a session; all or none.
+async def prepare_runs(runtime: AgentRuntime, request: RunRequest, samples: int) -> list[PreparedRun]:
+    """The runs that answer one request: ``samples`` 1 is the request's own run
+    (``service.prepare_run``, any session); more are sessions prepared from one request that
+    starts a session, all or none.
 
     Raises what ``prepare_run`` raises (the first failure); sessions already made are closed.
     """
+    if samples == 1:
+        return [await prepare_run(runtime, request)]
     assert request.session_id is None, "only a request that starts a session samples"
     base = task_seed(request.messages)
     prepared = await asyncio.gather(
@@ -153,13 +174,20 @@ async def prepare_samples(runtime: AgentRuntime, request: RunRequest, samples: i
     return runs
 
 
-async def drive_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> AsyncIterator[SampleEvent | SamplesDone]:
-    """Drive every run at once; each event as a ``SampleEvent``, then ``SamplesDone``.
+async def drive_runs(runtime: AgentRuntime, runs: list[PreparedRun]) -> AsyncIterator[SampleEvent | RunsDone]:
+    """Drive every run at once; each event as a ``SampleEvent``, then ``RunsDone`` once every
+    run is done (with several, after the vote).
 
-    A run that fails (our error, or a first generation refused) stops the others and the
-    request fails with its error. However the runs end, only one session stays: the winner's,
-    or sample 0's when there was no vote (as a plain run's session stays).
+    One run is driven as it is: its session stays, and it may end suspended instead (its
+    last event a ``ToolCallsPending`` or an ``ApprovalPending``; no ``RunsDone`` follows).
+    Of several, a run that fails (our error, or a first generation refused) stops the others
+    and the request fails with its error; however they end, only one session stays: the
+    winner's, or sample 0's when there was no vote (as a single run's session stays).
     """
+    if len(runs) == 1:
+        async for item in _drive_one(runtime, runs[0]):
+            yield item
+        return
     dones: dict[int, AgentDone] = {}
     closed = False
     try:
@@ -169,7 +197,7 @@ async def drive_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> Async
             assert not isinstance(event, ToolCallsPending), "a sampled run cannot wait for a client's tool call"
             yield SampleEvent(index, event)
         ends = [dones[i] for i in range(len(runs))]
-        result = SamplesDone(runs, ends, vote([answer_of(done) for done in ends]))
+        result = RunsDone(runs, ends, vote([answer_of(done) for done in ends]))
         # Off the event loop: stopping a worker takes ~10-15 ms (SessionStore.delete_off_loop).
         await asyncio.gather(*(_close_off_loop(runtime, run) for i, run in enumerate(runs) if i != result.winner))
         closed = True
@@ -178,6 +206,33 @@ async def drive_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> Async
         if not closed:  # a failure or a cancel: at once, on the loop (nothing may await here)
             for run in runs[1:]:
                 _close(runtime, run)
+
+
+async def _drive_one(runtime: AgentRuntime, run: PreparedRun) -> AsyncIterator[SampleEvent | RunsDone]:
+    events = drive(runtime, run)
+    async with contextlib.aclosing(events):  # type: ignore[type-var]  # drive is an async generator
+        async for event in events:
+            yield SampleEvent(0, event)
+            if isinstance(event, AgentDone):
+                yield RunsDone([run], [event], None)
+
+
+async def run_to_end(
+    runtime: AgentRuntime, runs: list[PreparedRun], see: Callable[[AgentEvent | ApprovalPending], object] | None = None
+) -> RunsEnd:
+    """Drive the runs to their end without streaming (``see``: shown each run's events as
+    they come); how they ended. The one way a run that answers at once is finished."""
+    last: SampleEvent | RunsDone | None = None
+    async for item in drive_runs(runtime, runs):
+        if see is not None and isinstance(item, SampleEvent) and not isinstance(item.event, ToolCallsPending):
+            see(item.event)
+        last = item
+    if isinstance(last, RunsDone):
+        return last
+    assert last is not None and isinstance(last.event, ToolCallsPending | ApprovalPending), (
+        "the agent loop ended without a final event"
+    )
+    return last.event
 
 
 def _close(runtime: AgentRuntime, run: PreparedRun) -> None:
@@ -189,16 +244,6 @@ def _close(runtime: AgentRuntime, run: PreparedRun) -> None:
 async def _close_off_loop(runtime: AgentRuntime, run: PreparedRun) -> None:
     with contextlib.suppress(SessionNotFound):
         await runtime.sessions.delete_off_loop(run.session.id)
-
-
-async def collect_samples(runtime: AgentRuntime, runs: list[PreparedRun]) -> SamplesDone:
-    """Drive the runs to their end; the vote."""
-    result: SamplesDone | None = None
-    async for event in drive_samples(runtime, runs):
-        if isinstance(event, SamplesDone):
-            result = event
-    assert result is not None, "the sampled runs ended without a vote"
-    return result
 
 
 class _End:

@@ -23,19 +23,21 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, RunRequest, resume_suspended
 from server.agent.sessions import Session
 from server.api.auth import key_of
+from server.api.deps import BackgroundDep, RuntimeDep
 from server.api.errors import NotFound
 from server.api.json_body import EncodableJSONResponse
-from server.api.streams.background import AgentFormat, BackgroundRuns, numbered
+from server.api.streams.background import BackgroundRuns
+from server.api.streams.event_formats import AgentFormat, numbered
 from server.api.streams.sse import openai_stream
 from server.openai.errors import RequestRefused
 from server.openai.schemas import chat_completion, usage_dict
@@ -45,21 +47,9 @@ from server.tools.approvals.rules import Narrowing, RuleError, parse_mcp_tools
 router = APIRouter(prefix="/v1/agent")
 log = logging.getLogger(__name__)
 
-#: The rest of a resumed run as the agent route streams it (``routes.agent`` gives it, so this
-#: module needs nothing from that one, which imports it).
+#: The rest of a resumed run as the agent route streams it (``routes.agent.run`` gives it, so
+#: this module needs nothing from that one, which imports it).
 ChunksOf = Callable[[PreparedRun], AsyncGenerator[bytes, None]]
-
-
-def _runtime(request: Request) -> AgentRuntime:
-    return request.app.state.agent
-
-
-def _background(request: Request) -> BackgroundRuns:
-    return request.app.state.background
-
-
-RuntimeDep = Annotated[AgentRuntime, Depends(_runtime)]
-BackgroundDep = Annotated[BackgroundRuns, Depends(_background)]
 
 
 class Decision(BaseModel):

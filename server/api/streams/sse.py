@@ -1,9 +1,15 @@
-"""Server-sent events framing for OpenAI-style streams: events, the response, the ending."""
+"""Server-sent events framing for OpenAI-style streams: events, the response, the ending.
+
+Two framings, each written once: chat-style streams (``/v1/chat/completions``, ``/v1/agent``)
+send bare ``data:`` events and end with ``data: [DONE]`` (``openai_stream``); the Responses
+API sends typed, numbered events (``ResponsesEvents``) and ends with its last lifecycle event.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar, cast
@@ -51,6 +57,28 @@ async def openai_stream(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[b
         except EngineError as exc:
             yield sse_error(exc)
     yield DONE
+
+
+class ResponsesEvents:
+    """One Responses stream's events: ``event: <type>`` + ``data:`` lines whose JSON carries the
+    ``type`` and a ``sequence_number`` counted from 0 (what ``starting_after`` resumes from)."""
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count()
+
+    def __call__(self, kind: str, fields: dict[str, Any] | None = None, /, **more: Any) -> bytes:
+        """One event of type ``kind``: its fields as a dict, as keywords, or both."""
+        payload = {"type": kind, "sequence_number": next(self._numbers), **(fields or {}), **more}
+        return b"event: " + kind.encode() + b"\n" + sse_event(payload)
+
+    def opening(self, response: dict[str, Any]) -> bytes:
+        """``response.created`` and ``response.in_progress``, each with the response as it starts."""
+        return self("response.created", {"response": response}) + self("response.in_progress", {"response": response})
+
+    def error(self, exc: EngineError) -> bytes:
+        """The engine failed after the stream began: the error as this API's ``error`` event."""
+        error = engine_error_to_api(exc)
+        return self("error", {"code": error.code, "message": error.message, "param": None})
 
 
 class _End:

@@ -21,7 +21,7 @@ from server.agent.actions import _CLOSERS, _HOLD, _OPENERS, _partial_tag_suffix
 from server.agent.steps import Action, Step, StepDone, TurnDelta
 from server.agent.transcript import Transcript
 from server.api.app import create_app
-from server.api.routes.agent import merge_deltas
+from server.api.routes.agent.chunks import merge_deltas
 from server.api.streams.sse import ready_batches
 from server.settings import Settings
 from tests.live_server import LiveServer

@@ -19,7 +19,8 @@ import pytest
 
 from server.api.app import create_app
 from server.api.errors import APIError
-from server.api.streams.background import BackgroundRuns, split_events
+from server.api.streams.background import BackgroundRuns
+from server.api.streams.event_formats import split_events
 from server.settings import Settings
 from tests.live_server import LiveServer
 

@@ -20,7 +20,7 @@ from models.engine.usage import Usage
 from sandbox import Sandbox
 from server.agent.steps import Action, AgentDone, Observation, Step, StepDone, TurnDelta
 from server.api.app import create_app
-from server.api.routes.code_interpreter import InterpreterOutput, logs_of
+from server.api.routes.responses.interpreter_items import InterpreterOutput, logs_of
 from server.settings import Settings
 from tests.live_server import LiveServer
 

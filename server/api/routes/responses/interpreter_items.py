@@ -1,4 +1,4 @@
-"""The Responses API's ``code_interpreter`` tool, mapped onto our agent loop and sandbox.
+"""The Responses API's ``code_interpreter`` tool, mapped onto our agent loop: the output side.
 
 Why the agent loop: OpenAI's code interpreter lets the model write Python, runs it in a
 container and shows it the output until it answers; that is exactly the CodeAct loop of
@@ -18,11 +18,6 @@ request, and the loop's events become Responses output items:
 Outputs are always included (``include: ["code_interpreter_call.outputs"]`` is accepted and
 changes nothing): they cost nothing here.
 
-Containers: ``{"type": "auto"}`` starts a new session, except after a
-``previous_response_id`` whose session is still alive, which it continues (variables,
-imports and files kept, as an OpenAI container outlives its response); a container id
-string names a live session to continue (404 naming ``tools[0].container`` otherwise).
-
 Streaming uses OpenAI's event types: ``response.reasoning_text.delta``/``.done``, then per
 call ``response.output_item.added``, ``response.code_interpreter_call.in_progress``,
 ``response.code_interpreter_call_code.delta``... ``.done``,
@@ -31,109 +26,25 @@ and ``response.output_item.done``. The loop reports an execution only once it fi
 ``interpreting`` and ``completed`` arrive together. The final message is sent once the
 loop has decided it (a ``<solution>`` can still be run as code), as one delta.
 
-MCP tools (``{"type": "mcp", "server_label": ...}`` beside it) name configured MCP servers
-whose tools the agent's code may call: only those servers, only ``allowed_tools`` of them,
-and ``require_approval`` adds approvals to the operator's (``server.tools.approvals.rules``; it
-never removes one). A call that needs approval ends the response with an
-``mcp_approval_request`` item (the call waits in the sandbox); the next request's
-``mcp_approval_response`` item with ``previous_response_id`` decides it and the same
-execution goes on (``server.api.routes.responses_interpreter``).
+What a request may ask of it (containers, MCP tools, what is refused): ``interpreter_tool``.
 
-What is refused, naming the field: other tools beside it (function tools go through the
-chat path; the agent's turns are CodeAct turns), ``tool_choice`` other than ``auto``
-(the loop cannot force or forbid running code), uploaded ``file_ids``, ``skills``, a
-network policy other than ``disabled``, and a ``text.format`` other than text.
-
-It lives beside its route (``responses_interpreter.py``), not in ``server/openai/``: it maps
+It lives beside its route (``interpreter.py``), not in ``server/openai/``: it maps
 the wire format onto the agent, and the wire formats depend on nothing else in ``server/``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import ValidationError
-
 from server.agent.steps import AgentDone, AgentEvent, Observation, Step, StepDone, TurnDelta
-from server.api.agent_schemas import AgentRequest
-from server.openai.errors import RequestRefused
-from server.openai.responses_items import ResponsesRequest, message_item, new_id, output_text_part
-from server.openai.unsupported import refuse
+from server.openai.responses_items import message_item, new_id, output_text_part
 from server.tools.approvals.gate import ApprovalPending
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
-
-# --- the request -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InterpreterTool:
-    """A request's code interpreter: ``container`` names a session to continue (None: auto)."""
-
-    container: str | None = None
-    #: The request's ``mcp`` tools, each with its index in ``tools``.
-    mcp: tuple[tuple[int, Mapping[str, Any]], ...] = ()
-    #: Where the code interpreter is in ``tools`` (errors name it).
-    at: int = 0
-
-
-def interpreter_tool(body: ResponsesRequest) -> InterpreterTool | None:
-    """The request's code interpreter, or None when it has none; a 400 for what it cannot do."""
-    tools = body.tools or []
-    kinds = [t.get("type") if isinstance(t, dict) else None for t in tools]
-    if "code_interpreter" not in kinds:
-        return None
-    if kinds.count("code_interpreter") > 1 or any(k not in ("code_interpreter", "mcp") for k in kinds):
-        raise refuse("tools", "may combine code_interpreter only with mcp tools on this server")
-    at = kinds.index("code_interpreter")
-    mcp = tuple((i, t) for i, t in enumerate(tools) if kinds[i] == "mcp")
-    if body.tool_choice not in (None, "auto"):
-        raise refuse("tool_choice", "other than 'auto' is not supported with code_interpreter")
-    fmt = (body.text or {}).get("format") or {"type": "text"}
-    if fmt.get("type") != "text":
-        raise refuse("text.format", "other than text is not supported with code_interpreter")
-    container = tools[at].get("container")
-    where = f"tools[{at}].container"
-    if isinstance(container, str) and container:
-        return InterpreterTool(container, mcp, at)
-    if not isinstance(container, dict) or container.get("type") != "auto":
-        raise RequestRefused(f'\'{where}\' must be a container id or {{"type": "auto"}}', param=where)
-    if container.get("file_ids"):
-        raise refuse(f"{where}.file_ids", "(uploaded files) is not supported: this server has no file store")
-    if container.get("skills"):
-        raise refuse(f"{where}.skills", "is not supported by this server")
-    policy = container.get("network_policy")
-    if policy and policy.get("type") != "disabled":
-        raise refuse(f"{where}.network_policy", "other than 'disabled' is not supported")
-    return InterpreterTool(None, mcp, at)
-
-
-def agent_request(body: ResponsesRequest, messages: list[dict[str, Any]], session_id: str | None) -> AgentRequest:
-    """The ``/v1/agent`` body that runs this response: ``max_output_tokens`` caps each turn,
-    ``max_tool_calls`` sets the turns (calls plus the answer)."""
-    fields: dict[str, Any] = {
-        "model": body.model,
-        "messages": messages,
-        "max_tokens": body.max_output_tokens,
-        "temperature": body.temperature,
-        "top_p": body.top_p,
-        "session_id": session_id,
-    }
-    if body.max_tool_calls is not None:
-        fields["max_turns"] = body.max_tool_calls + 1
-    try:
-        return AgentRequest.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise RequestRefused(f"'{where}' (as an agent request): {first.get('msg')}", param=where or None) from exc
-
-
-# --- the output --------------------------------------------------------------------------
 
 
 def call_item(item_id: str, container_id: str, code: str, status: str, outputs: list[dict] | None) -> dict[str, Any]:

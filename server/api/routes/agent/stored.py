@@ -18,10 +18,10 @@ from fastapi import APIRouter, Query, Request, Response
 from server.agent.service import PreparedRun, new_run_id
 from server.api.agent_schemas import ForkRequest
 from server.api.auth import key_of
-from server.api.deps import SettingsDep
+from server.api.deps import BackgroundDep, RuntimeDep, SettingsDep
 from server.api.errors import InvalidRequest, NotFound
 from server.api.openapi_errors import EVENT_STREAM
-from server.api.routes.agent import BackgroundDep, RuntimeDep, answer_run
+from server.api.routes.agent.run import answer
 from server.api.routes.chat import check_model
 from server.runs.fork import ForkError, fork_session
 from server.runs.notebook import run_notebook
@@ -90,4 +90,4 @@ async def fork_run(
     session.messages.extend({"role": "user", "content": m.text()} for m in body.messages)
     run = PreparedRun(session, body.agent_options(settings), False, mark, False, new_run_id(), owner)
     fork = {"from_run": run_id, "at_step": body.at_step, "replayed": replayed}
-    return await answer_run(runtime, run, body, background, request, {"fork": fork})
+    return await answer(runtime, [run], run.record_id, body, background, request, {"fork": fork})

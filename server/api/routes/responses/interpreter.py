@@ -1,7 +1,8 @@
 """``POST /v1/responses`` with the ``code_interpreter`` tool: the agent loop behind the
-Responses shapes (what maps to what: ``server.api.routes.code_interpreter``).
+Responses shapes (what maps to what: ``interpreter_items``; what a request may ask:
+``interpreter_tool``).
 
-Not a router of its own: ``server.api.routes.responses`` hands such a request here, with
+Not a router of its own: ``server.api.routes.responses.create`` hands such a request here, with
 the conversation so far and the session (container) its previous response used, and gets
 the finished response back through ``remember`` to store it.
 
@@ -14,8 +15,6 @@ decides them and continues that run (``server.api.routes.approvals``).
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -25,19 +24,22 @@ from urllib.parse import quote
 from fastapi import Request, Response
 
 from models.engine.api import EngineError
+from server.agent.consensus.runner import RunsDone, run_to_end
 from server.agent.errors import SessionNotFound
 from server.agent.runtime import AgentRuntime
 from server.agent.service import PreparedRun, drive, prepare_run, resume_suspended
 from server.agent.steps import AgentDone
 from server.api.auth import key_of
-from server.api.errors import APIError, engine_error_to_api
+from server.api.errors import APIError
 from server.api.routes.approvals import apply_decisions, narrowing_of
-from server.api.routes.code_interpreter import InterpreterOutput, InterpreterTool, agent_request
+from server.api.routes.responses.interpreter_items import InterpreterOutput
+from server.api.routes.responses.interpreter_tool import InterpreterTool, run_request
 from server.api.streams.disconnect import ClientDisconnected, unless_disconnected
-from server.api.streams.sse import sse_response
+from server.api.streams.sse import ResponsesEvents, sse_response
 from server.openai.responses_items import ResponsesRequest, input_messages, new_id, response_object
 from server.settings import Settings
 from server.tools.approvals.gate import ApprovalPending
+from server.tools.client_calls import ToolCallsPending
 
 Remember = Callable[[dict[str, Any], str], None]  # (the finished response, its container id)
 
@@ -97,15 +99,14 @@ async def prepare_interpretation(
     response_id = new_id("resp")
     owner = key_of(request)
     decided = apply_decisions(body.input, runtime, session_id, owner)
+    asked = replace(run_request(body, messages, session_id, settings), run_id=response_id, owner=owner)
     if decided is not None:  # the run this container waits in goes on
-        resuming = agent_request(body, [{"role": "user", "content": "-"}], session_id).run_request(settings)
-        run = await resume_suspended(runtime, decided, replace(resuming, run_id=response_id, owner=owner))
+        run = await resume_suspended(runtime, decided, asked)
     else:
-        run_request = agent_request(body, messages, session_id).run_request(settings)
         narrowing = narrowing_of(tool.mcp, runtime)
         if narrowing is not None:
-            run_request = replace(run_request, mcp_servers=list(narrowing), mcp_narrowing=narrowing)
-        run = await prepare_run(runtime, replace(run_request, run_id=response_id, owner=owner))
+            asked = replace(asked, mcp_servers=list(narrowing), mcp_narrowing=narrowing)
+        run = await prepare_run(runtime, asked)
     run.pause_on_approval = True
     base = str(request.base_url).rstrip("/")
     container = run.session.id
@@ -139,22 +140,14 @@ async def interpret(
     if body.stream:
         return sse_response(it.events(runtime, remember))
     try:
-        done = await unless_disconnected(request, _collect(runtime, it.run, it.output))
+        ended = await unless_disconnected(request, run_to_end(runtime, [it.run], it.output.feed))
     except ClientDisconnected:
         return Response(status_code=499)  # the client left; nobody reads this
+    done = ended.done if isinstance(ended, RunsDone) else ended
+    assert not isinstance(done, ToolCallsPending), "a code-interpreter run has no client tools to wait for"
     answer = it.snapshot(done)
     remember(answer, it.run.session.id)
     return answer
-
-
-async def _collect(runtime: AgentRuntime, run: PreparedRun, output: InterpreterOutput) -> AgentDone | ApprovalPending:
-    done: AgentDone | ApprovalPending | None = None
-    async for event in drive(runtime, run):
-        output.feed(event)
-        if isinstance(event, AgentDone | ApprovalPending):
-            done = event
-    assert done is not None, "the agent loop ended without a final event"
-    return done
 
 
 async def _events(
@@ -164,14 +157,8 @@ async def _events(
     snapshot: Callable[[AgentDone | ApprovalPending | None], dict[str, Any]],
     remember: Remember,
 ) -> AsyncIterator[bytes]:
-    numbers = itertools.count()
-
-    def event(kind: str, fields: dict[str, Any]) -> bytes:
-        payload = {"type": kind, "sequence_number": next(numbers), **fields}
-        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-    yield event("response.created", {"response": snapshot(None)})
-    yield event("response.in_progress", {"response": snapshot(None)})
+    event = ResponsesEvents()
+    yield event.opening(snapshot(None))
     try:
         events = drive(runtime, run)
         try:
@@ -184,5 +171,4 @@ async def _events(
         finally:  # the client left: stop the generation and any running execution now
             await events.aclose()  # type: ignore[attr-defined]  # drive is an async generator
     except EngineError as exc:
-        error = engine_error_to_api(exc)
-        yield event("error", {"code": error.code, "message": error.message, "param": None})
+        yield event.error(exc)
