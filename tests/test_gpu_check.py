@@ -2,8 +2,10 @@
 
 The check itself runs on a device machine (or as a CPU dry run, by hand: see its README);
 these pin what would otherwise only be found there: the ratios and targets of the summary,
-the bundle's size limit and contents, the stream client's timing on a scripted server, and
-that ``run.sh`` parses and stops loudly when its bundle is missing.
+the bundle's size limit and contents, the stream client's timing on a scripted server, the
+slim wheel (one copy of each library, links re-created, the wheel restored and installed by
+pip, offline) on a small wheel of real shared libraries, and that ``run.sh`` parses and stops
+loudly when its bundle is missing.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from benchmarks.gpu import prepare, stream_bench, summary
+from benchmarks.gpu import prepare, slim_wheel, stream_bench, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_SH = ROOT / "benchmarks" / "gpu" / "run.sh"
@@ -191,3 +196,113 @@ def test_run_sh_without_a_bundle_stops_loudly_and_records_why(tmp_path: Path) ->
 def test_the_long_prompt_has_the_length_asked_for_and_a_unique_start() -> None:
     prompt = stream_bench.long_prompt("llama-server/fa-on-l2", 1800)
     assert len(prompt) == 1800 and prompt.startswith("[llama-server/fa-on-l2] ")
+
+
+def compile_c(source: str, target: Path, *flags: str) -> None:
+    (target.parent / "src.c").write_text(source)
+    subprocess.run(["cc", "-O0", "-o", str(target), str(target.parent / "src.c"), *flags], check=True)
+
+
+@pytest.fixture
+def demo_wheel(tmp_path: Path) -> tuple[Path, Path]:
+    """A small wheel laid out like the CUDA one: a real shared library (SONAME ``libdemo.so.0``)
+    stored under its three names in the package and again in a top-level ``lib/``, an
+    executable, and a tool with its ``-impl`` library in a build folder beside it."""
+    build = tmp_path / "build"
+    build.mkdir()
+    lib = build / "libdemo.so.0.1.2"
+    compile_c("int demo(void) { return 42; }\n", lib, "-shared", "-fPIC", "-Wl,-soname,libdemo.so.0")
+    compile_c("int tool_main(void) { return 0; }\n", build / "libtool-impl.so", "-shared", "-fPIC")
+    compile_c("int tool_main(void);\nint main(void) { return tool_main(); }\n", build / "tool",
+              f"-L{build}", "-ltool-impl")  # fmt: skip
+    data = lib.read_bytes()
+    wheel = tmp_path / "demo-1.0-py3-none-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("demo/__init__.py", "VALUE = 1\n")
+        for folder in ("demo/lib", "lib"):
+            for name in ("libdemo.so", "libdemo.so.0", "libdemo.so.0.1.2"):
+                archive.writestr(f"{folder}/{name}", data)
+        run = zipfile.ZipInfo("bin/run-demo")
+        run.external_attr = 0o100755 << 16
+        archive.writestr(run, "#!/bin/sh\necho demo\n" + "# padding\n" * 200)
+        archive.writestr("demo/py.typed", "")
+        archive.writestr("demo/also.typed", "")
+        archive.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+        archive.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-any\n")
+        archive.writestr("demo-1.0.dist-info/RECORD", "")
+    return wheel, build
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to make real shared libraries")
+def test_slim_wheel_keeps_one_copy_per_library_and_restores_the_wheel_pip_installs(
+    demo_wheel: tuple[Path, Path], tmp_path: Path
+) -> None:
+    wheel, build = demo_wheel
+    assert slim_wheel.elf_dynamic((build / "libdemo.so.0.1.2").read_bytes())["soname"] == ["libdemo.so.0"]
+    assert slim_wheel.elf_dynamic((build / "tool").read_bytes())["needed"][0] == "libtool-impl.so"
+    bundle = tmp_path / "demo-slim.tar.xz"
+    manifest = slim_wheel.slim(wheel, bundle, build, ["tool"])
+    links = {m["path"]: m["link"] for m in manifest["members"] if m["link"]}  # type: ignore[attr-defined]
+    # the SONAME-named copy in the package stays; its other names and lib/'s copies link to it
+    assert links == {
+        "demo/lib/libdemo.so": "libdemo.so.0",
+        "demo/lib/libdemo.so.0.1.2": "libdemo.so.0",
+        "lib/libdemo.so": "../demo/lib/libdemo.so.0",
+        "lib/libdemo.so.0": "../demo/lib/libdemo.so.0",
+        "lib/libdemo.so.0.1.2": "../demo/lib/libdemo.so.0",
+    }
+    assert [t["name"] for t in manifest["tools"]] == ["tool", "libtool-impl.so"]  # type: ignore[attr-defined]
+    with tarfile.open(bundle) as archive:
+        regular = [m.name for m in archive.getmembers() if m.isfile()]
+        symlinks = {m.name: m.linkname for m in archive.getmembers() if m.issym()}
+    assert [n for n in regular if "libdemo" in n] == ["wheel/demo/lib/libdemo.so.0"]
+    assert symlinks == {f"wheel/{path}": target for path, target in links.items()}
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(bundle) as archive:
+        archive.extractall(unpacked, filter="data")
+    assert (unpacked / "wheel/lib/libdemo.so").is_symlink()
+    assert (unpacked / "wheel/lib/libdemo.so").read_bytes() == (build / "libdemo.so.0.1.2").read_bytes()
+
+    restored = slim_wheel.restore(bundle, tmp_path / "wheels", tmp_path / "tools")
+    with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(restored) as after:
+        assert [i.filename for i in after.infolist()] == [i.filename for i in before.infolist()]
+        for info in before.infolist():
+            assert after.read(info.filename) == before.read(info.filename), info.filename
+            assert after.getinfo(info.filename).external_attr >> 16 & 0o777 == (
+                info.external_attr >> 16 & 0o777 or 0o644
+            )
+    assert os.access(tmp_path / "tools" / "tool", os.X_OK) and (tmp_path / "tools" / "libtool-impl.so").exists()
+    tool = subprocess.run(
+        [str(tmp_path / "tools" / "tool")], env={**os.environ, "LD_LIBRARY_PATH": str(tmp_path / "tools")}
+    )
+    assert tool.returncode == 0  # stripped, it still runs with its library found beside it
+
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile"]
+    subprocess.run([*pip, "--target", str(target), str(restored)], check=True, timeout=120)
+    assert (target / "lib/libdemo.so.0.1.2").read_bytes() == (build / "libdemo.so.0.1.2").read_bytes()
+    assert os.access(target / "bin/run-demo", os.X_OK)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to make real shared libraries")
+def test_restore_refuses_a_member_whose_content_changed(demo_wheel: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel, _ = demo_wheel
+    bundle = tmp_path / "demo-slim.tar.xz"
+    slim_wheel.slim(wheel, bundle)
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(bundle) as archive:
+        archive.extractall(unpacked, filter="data")
+    (unpacked / "wheel/demo/lib/libdemo.so.0").write_bytes(b"not the library")
+    tampered = tmp_path / "tampered.tar.xz"
+    with tarfile.open(tampered, "w:xz") as archive:
+        for child in sorted(unpacked.iterdir()):
+            archive.add(child, arcname=child.name)
+    with pytest.raises(slim_wheel.SlimError, match="lib/libdemo.so"):
+        slim_wheel.restore(tampered, tmp_path / "wheels")
+    assert not list((tmp_path / "wheels").glob("*.whl"))
+
+
+def test_the_carry_limit_counts_the_checkout_that_travels_with_every_call() -> None:
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    smallest = sum((ROOT / n).lstat().st_size for n in tracked.decode().split("\0") if n and (ROOT / n).exists())
+    assert prepare.tree_bytes(ROOT) >= smallest > 0

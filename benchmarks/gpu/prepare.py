@@ -17,8 +17,14 @@ It writes, into ``.gpu/`` at the repository root (git-ignored):
 - ``run.sh``: the device script, taken from HEAD like the rest of the project.
 - ``manifest.json``: commit, versions, Python, each file's size.
 
-The whole folder must fit in ``--max-mib`` (64 MiB, what the device tool carries): the size is
-printed, and prepare exits 1 naming the largest files when it is over.
+The whole folder must fit in what a device call carries (``--max-mib``, 64 MiB) less the
+checkout's own files, which travel with every call (tracked and untracked-but-not-ignored:
+about 12 MiB): the size is printed, and prepare exits 1 naming the largest files when it is over.
+
+``--cuda-wheel`` carries a CUDA wheel built here instead of the sdist, slimmed
+(``benchmarks.gpu.slim_wheel``: one copy of each library, the links recorded, xz, with
+llama.cpp's tools from the wheel's build folder); when it does not fit beside the rest it goes
+apart into ``.gpu-work/prebuilt/``, in as few parts as the carry allows, one call each.
 
 ``--python-version 3.11`` packs for this machine's Python instead, for the CPU dry run
 (``GPU_CHECK_BACKEND=cpu bash .gpu/run.sh``). Stdlib only, so any Python 3.11+ with pip runs it.
@@ -219,23 +225,36 @@ def check_size(file_sizes: dict[str, int], max_mib: float) -> tuple[float, str |
     return total, f"the bundle is {total:.1f} MiB, over the {max_mib:g} MiB limit; largest: {listing}"
 
 
-def carry_apart(root: Path, bundle: Path, wheel_name: str, part_mib: float) -> list[str]:
-    """Move the bundle's prebuilt wheel to ``.gpu-work/prebuilt/`` in parts of at most ``part_mib``.
+def tree_bytes(root: Path) -> int:
+    """Bytes of the checkout's files that travel with every device call: tracked, and untracked
+    but not ignored (``.gpu`` and ``.gpu-work`` are ignored, so not counted here)."""
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root, capture_output=True
+    )
+    if done.returncode != 0:
+        raise PrepareError(f"git ls-files: {done.stderr.decode().strip()}")
+    paths = {root / name for name in done.stdout.decode().split("\0") if name}
+    return sum(p.lstat().st_size for p in paths if p.exists() or p.is_symlink())
 
-    Why: the wheels the bundle carries already take about 40 MiB of the 64 a call carries, so a
-    CUDA wheel goes on calls of its own, one per part, into the device's ``.gpu-work`` (git-ignored,
+
+def carry_apart(root: Path, bundle: Path, name: str, part_mib: float) -> list[str]:
+    """Move the bundle's ``prebuilt/<name>`` to ``.gpu-work/prebuilt/`` in parts of at most ``part_mib``.
+
+    Why: the wheels the bundle carries already take about 40 MiB of the 64 a call carries (and
+    the checkout about 12), so the CUDA wheel's slim bundle (41 MiB) goes on a call of its own
+    (more if it is bigger than one call carries), into the device's ``.gpu-work`` (git-ignored,
     so kept there between calls while the machine stays warm); ``run.sh`` joins the parts.
     """
     apart = root / ".gpu-work" / "prebuilt"
     shutil.rmtree(apart, ignore_errors=True)
     apart.mkdir(parents=True)
-    data = (bundle / "prebuilt" / wheel_name).read_bytes()
+    data = (bundle / "prebuilt" / name).read_bytes()
     size = int(part_mib * 2**20)
     parts = []
     for index, start in enumerate(range(0, len(data), size)):
-        name = f"{wheel_name}.part{index:02d}"
-        (apart / name).write_bytes(data[start : start + size])
-        parts.append(name)
+        part = f"{name}.part{index:02d}"
+        (apart / part).write_bytes(data[start : start + size])
+        parts.append(part)
     shutil.rmtree(bundle / "prebuilt")
     return parts
 
@@ -246,13 +265,17 @@ def prepare(
     """Write ``root/.gpu`` (replacing an earlier bundle; ``run.sh``'s ``.gpu-work`` is left alone).
 
     ``cuda_wheel``: a llama-cpp-python CUDA wheel built here (``benchmarks/cuda_build.py``), carried
-    in ``prebuilt/`` instead of the trimmed sdist, so the device installs it and compiles nothing.
+    slim in ``prebuilt/`` instead of the trimmed sdist, so the device installs it and compiles
+    nothing. ``max_mib`` is what one call carries; the checkout's own files count against it.
     """
+    tree_mib = tree_bytes(root) / 2**20
+    limit = max_mib - tree_mib
     bundle = root / BUNDLE_DIR
     if bundle.exists():
         shutil.rmtree(bundle)
     (bundle / "whl").mkdir(parents=True)
     version, runtime, build = project_requirements(root / "pyproject.toml")
+    slim_info: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="gpu-prepare-") as tmp:
         workdir = Path(tmp)
         print(f"llama-cpp-python {version}: downloading and trimming the sdist", flush=True)
@@ -263,8 +286,7 @@ def prepare(
             pack(sdist_root, bundle / str(sdist_name))
         else:  # its requirements are still read from the sdist; the wheel replaces the sources
             sdist_name, removed = None, []
-            (bundle / "prebuilt").mkdir()
-            shutil.copy2(cuda_wheel, bundle / "prebuilt" / cuda_wheel.name)
+            slim_info = carry_slim(cuda_wheel, bundle / "prebuilt")
         # pip too: an image whose python lacks ensurepip gets a venv --without-pip, then pip from its wheel.
         # py-spy: where our server spends its time if its streams are slow (issue 25, item 3).
         requirements = [*runtime, *build, *sdist_requirements(sdist_root), "pip", PROFILER]
@@ -292,20 +314,24 @@ def prepare(
         "requirements": runtime,
         "not_carried": list(NOT_CARRIED),
         "max_mib": max_mib,
-        "prebuilt_wheel": f"prebuilt/{cuda_wheel.name}" if cuda_wheel else None,
+        "prebuilt_wheel": cuda_wheel.name if cuda_wheel else None,
         "prebuilt_flags": prebuilt_flags(cuda_wheel) if cuda_wheel else None,
-        "prebuilt_parts": None,  # set when the wheel is carried apart (carry_apart)
+        "prebuilt_slim": f"prebuilt/{slim_info['name']}" if cuda_wheel else None,
+        "prebuilt_slim_info": {k: v for k, v in slim_info.items() if k != "name"} if cuda_wheel else None,
+        "prebuilt_parts": None,  # set when the slim wheel is carried apart (carry_apart)
+        "tree_mib": round(tree_mib, 2),
+        "carry_limit_mib": round(limit, 2),
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     file_sizes = sizes(bundle)
-    total, error = check_size(file_sizes, max_mib)
-    if cuda_wheel and (error or part_mib):  # the wheel travels apart, in parts, one call each
-        parts = carry_apart(root, bundle, cuda_wheel.name, part_mib or max_mib - 1)
+    total, error = check_size(file_sizes, limit)
+    if cuda_wheel and (error or part_mib):  # the slim wheel travels apart, in parts, one call each
+        parts = carry_apart(root, bundle, str(slim_info["name"]), part_mib or limit - 0.5)
         manifest["prebuilt_parts"] = parts
         (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         file_sizes = sizes(bundle)
-        total, error = check_size(file_sizes, max_mib)
-        print(f"{cuda_wheel.name} goes apart: {len(parts)} part(s) in .gpu-work/prebuilt/, one device call each:")
+        total, error = check_size(file_sizes, limit)
+        print(f"{slim_info['name']} goes apart: {len(parts)} part(s) in .gpu-work/prebuilt/, one device call each:")
         for part in parts:
             print(f'  run(command="true", carry=[".gpu-work/prebuilt/{part}"])')
         print('  then run(command="bash .gpu/run.sh", carry=[".gpu"]) without a pause long enough to lose the machine')
@@ -313,9 +339,10 @@ def prepare(
     manifest["total_mib"] = round(total, 2)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     wheels = sum(v for k, v in file_sizes.items() if k.startswith("whl/")) / 2**20
-    carried = f"prebuilt/{cuda_wheel.name}" if cuda_wheel else str(sdist_name)
+    carried = str(manifest["prebuilt_slim"]) if cuda_wheel else str(sdist_name)
     print(
-        f"{bundle}: {total:.1f} MiB of {max_mib:g} MiB allowed ({carried} "
+        f"{bundle}: {total:.1f} MiB of {limit:.1f} MiB allowed ({max_mib:g} less the checkout's {tree_mib:.1f}; "
+        f"{carried} "
         f"{file_sizes.get(carried, 0) / 2**20:.1f} MiB in the bundle, "
         f"{len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
         f"{file_sizes['codeact-server.tar.gz'] / 2**20:.1f} MiB) at commit {str(git_info['commit'])[:12]}"
@@ -323,6 +350,36 @@ def prepare(
     if error:
         raise PrepareError(error)
     return manifest
+
+
+#: llama.cpp's tools the check runs; the wheel lacks them (it has a llama-server without its
+#: -impl library), so they come from the wheel's CMake build folder, beside it in the cache.
+TOOLS = ("llama-bench", "llama-server", "llama-quantize")
+
+
+def carry_slim(wheel: Path, folder: Path) -> dict[str, object]:
+    """``wheel`` slimmed into ``folder`` with the tools of its build folder (when there); returns
+    the slim file's name and what the manifest records of it."""
+    from benchmarks.gpu.slim_wheel import slim
+
+    build_bin = wheel.parent.parent / "build" / "bin"
+    tools = TOOLS if all((build_bin / t).exists() for t in TOOLS) else ()
+    name = wheel.name.removesuffix(".whl") + "-slim.tar.xz"
+    print(
+        f"slimming {wheel.name} ({wheel.stat().st_size / 2**20:.1f} MiB){' with the tools' if tools else ''}",
+        flush=True,
+    )
+    info = slim(wheel, folder / name, build_bin if tools else None, tools)
+    members = info["members"]
+    assert isinstance(members, list)
+    return {
+        "name": name,
+        "wheel_bytes": info["wheel_bytes"],
+        "slim_bytes": info["slim_bytes"],
+        "links": sum(1 for m in members if m["link"]),
+        "tools": [t["name"] for t in info["tools"]],  # type: ignore[attr-defined]
+        "seconds": info["seconds"],
+    }
 
 
 def prebuilt_flags(wheel: Path) -> str:

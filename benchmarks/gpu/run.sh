@@ -67,10 +67,12 @@ record() {
   printf '{"step": %s, "status": "%s", "seconds": %s, "detail": %s}\n' \
     "$(json_str "$1")" "$2" "$3" "$(json_str "${4:-}")" >>"$OUT/steps.jsonl"
 }
-# The summary module comes from the project archive; before it is unpacked there is none.
+# The summary module comes from the project archive; before it is unpacked there is none. It
+# runs by its path: `-m benchmarks...` would import the benchmarks package, which loads libllama
+# first (issue 25) and so fails in a python without llama_cpp, as the machine's own python3 is.
 checkpoint() {
   [[ -n ${PROJ:-} && -f $PROJ/benchmarks/gpu/summary.py ]] || return 0
-  (cd "$PROJ" && "$SYS_PY" -m benchmarks.gpu.summary "$OUT" --quiet) >>"$OUT/logs/summary.log" 2>&1
+  "$SYS_PY" "$PROJ/benchmarks/gpu/summary.py" "$OUT" --quiet >>"$OUT/logs/summary.log" 2>&1
 }
 fail_loudly() { # a missing piece: say what, record it, stop
   log "FATAL: $*"
@@ -182,7 +184,7 @@ finish() {
   [[ -n ${SYNTH_PID:-} ]] && kill "$SYNTH_PID" 2>/dev/null
   log "done in $(elapsed)s (stages $STAGES, backend $BACKEND)"
   if [[ -n ${PROJ:-} && -f $PROJ/benchmarks/gpu/summary.py ]]; then
-    (cd "$PROJ" && "$SYS_PY" -m benchmarks.gpu.summary "$OUT") | tee "$OUT/summary.txt"
+    "$SYS_PY" "$PROJ/benchmarks/gpu/summary.py" "$OUT" | tee "$OUT/summary.txt"
   fi
 }
 trap finish EXIT
@@ -194,10 +196,15 @@ log "GPU check: backend $BACKEND, stages $STAGES, budget ${BUDGET}s, $JOBS jobs,
 cp "$BUNDLE/manifest.json" "$OUT/manifest.json"
 manifest() { "$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]] or "")' "$BUNDLE/manifest.json" "$1"; }
 # A CUDA wheel built where the registries are (prepare --cuda-wheel, benchmarks/cuda_build.py):
-# installed instead of compiled here, so the card's minutes go to measuring (issue 37).
-PREBUILT=$("$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("prebuilt_wheel") or "")' "$BUNDLE/manifest.json")
-# Too big to travel with the bundle, the wheel comes apart, in parts carried one call each into
-# $WORK/prebuilt/ (prepare prints the calls); they are joined here.
+# installed instead of compiled here, so the card's minutes go to measuring (issue 37). It
+# travels slim (benchmarks/gpu/slim_wheel.py: one copy of each library, the links recorded,
+# xz, with llama.cpp's tools beside it); the wheel is restored from it here, offline.
+manifest_get() { "$SYS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or "")' "$BUNDLE/manifest.json" "$1"; }
+PREBUILT=$(manifest_get prebuilt_wheel)
+SLIM=$(manifest_get prebuilt_slim)
+[[ -z $PREBUILT || -n $SLIM ]] || fail_loudly "the manifest names a prebuilt wheel but no slim bundle: prepare it again"
+# Too big to travel with the rest, the slim bundle goes apart, in parts carried one call each
+# into $WORK/prebuilt/ (prepare prints the calls); they are joined here.
 read -r -a PARTS <<<"$("$SYS_PY" -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1])).get("prebuilt_parts") or []))' "$BUNDLE/manifest.json")"
 PYVER=$(manifest python_version)
 LLAMA_VERSION=$(manifest llama_cpp_python)
@@ -217,7 +224,7 @@ done
 if ((${#PARTS[@]} > 0)); then
   carried=()
 elif [[ -n $PREBUILT ]]; then
-  carried=("$PREBUILT")
+  carried=("$SLIM")
 else
   carried=("$(manifest sdist)")
 fi
@@ -256,8 +263,9 @@ VENV=$WORK/venv
 VPY=$VENV/bin/python
 BUILD=$WORK/build
 BIN=$BUILD/bin
-# With a prebuilt wheel the tools come from the wheel (llama.cpp installs them into it), linked
-# here beside its libraries so that LD_LIBRARY_PATH=$BIN serves them as it serves the build's.
+# With a prebuilt wheel the tools come from its slim bundle (the wheel itself has only a
+# llama-server without its -impl library), linked here beside the installed wheel's libraries
+# so that LD_LIBRARY_PATH=$BIN serves them as it serves the build's.
 [[ -n $PREBUILT ]] && BIN=$WORK/prebuilt-bin
 SRC=$WORK/src
 PROJ=$SRC/codeact-server
@@ -269,6 +277,7 @@ model_paths() {
 }
 model_paths
 SYNTH_PID=""
+CUDA_LIBS="" # folders of the CUDA runtime the loader does not search (a prebuilt wheel's build finds them)
 # The check's own clients (stream_bench, agent_run, memory_probe) run from the unpacked source.
 BENCH_PY=(env PYTHONPATH="$PROJ" "$VPY")
 
@@ -276,7 +285,8 @@ BENCH_PY=(env PYTHONPATH="$PROJ" "$VPY")
 start_synth() { # the model needs only numpy and gguf: write it while llama.cpp compiles
   mkdir -p "$MODELS"
   rm -f "$Q4_0" "$QK" "$MODELS/synth.done"
-  ("${BENCH_PY[@]}" -m benchmarks.synth_model "$Q4_0" --layers "$LAYERS" && date +%s >"$MODELS/synth.done") \
+  # By its path: the benchmarks package loads libllama first, and llama_cpp is not installed yet.
+  ("$VPY" "$PROJ/benchmarks/synth_model.py" "$Q4_0" --layers "$LAYERS" && date +%s >"$MODELS/synth.done") \
     >"$OUT/logs/synth.log" 2>&1 &
   SYNTH_PID=$!
   SYNTH_T0=$(date +%s)
@@ -332,11 +342,14 @@ PY
   command -v ninja >/dev/null || unset CMAKE_GENERATOR
   if [[ -n $PREBUILT ]]; then
     log "prebuilt wheel $PREBUILT ($(manifest prebuilt_flags)): nothing to compile"
+    SLIM_FILE=$BUNDLE/$SLIM
     if ((${#PARTS[@]} > 0)); then
-      (cd "$WORK/prebuilt" && cat "${PARTS[@]}") >"$WORK/wheels/$(basename "$PREBUILT")" || fail_loudly "cannot join the wheel's parts"
-    else
-      cp "$BUNDLE/$PREBUILT" "$WORK/wheels/"
+      SLIM_FILE=$WORK/$(basename "$SLIM")
+      (cd "$WORK/prebuilt" && cat "${PARTS[@]}") >"$SLIM_FILE" || fail_loudly "cannot join the slim wheel's parts"
     fi
+    # Unpack, re-create the links, check every member's sha256, zip the wheel back (stdlib only).
+    step restore 180 "$SYS_PY" "$PROJ/benchmarks/gpu/slim_wheel.py" restore "$SLIM_FILE" \
+      --wheel-dir "$WORK/wheels" --tools-dir "$WORK/prebuilt-tools" || exit 1
   else
     log "CMAKE_ARGS=$CMAKE_ARGS"
     step wheel 3600 "$VPY" -m pip wheel --no-index --no-build-isolation --no-deps -v -w "$WORK/wheels" \
@@ -352,10 +365,27 @@ PY
     rm -rf "$BIN" && mkdir -p "$BIN"
     LIBDIR=$("$VPY" -c 'import pathlib, llama_cpp; print(pathlib.Path(llama_cpp.__file__).parent / "lib")' 2>>"$OUT/run.log")
     [[ -d $LIBDIR ]] && ln -sf "$LIBDIR"/* "$BIN/"
-    for tool in llama-bench llama-server llama-quantize; do
-      found=$(find "$VENV" -name "$tool" -type f -perm -u+x | head -n 1)
-      [[ -n $found ]] && ln -sf "$found" "$BIN/$tool"
-    done
+    # llama.cpp's install also put libllama-common and libmtmd (which the tools need) in a
+    # top-level lib/, which pip puts in site-packages.
+    for lib in "$(dirname "$(dirname "$LIBDIR")")"/lib/lib*.so*; do [[ -e $lib ]] && ln -sf "$lib" "$BIN/"; done
+    ln -sf "$WORK/prebuilt-tools"/* "$BIN/"
+    if [[ $BACKEND == cuda ]]; then
+      # The wheel links the CUDA 13 runtime and cuBLAS, not the driver; find them where the
+      # loader does not look (the toolkit's folder, a Python's nvidia/*/lib), for this call and
+      # (through $STATE) the next.
+      unresolved=$(LD_LIBRARY_PATH=$BIN ldd "$BIN/libggml-cuda.so.0" | awk '/not found/ {print $1}' | tr '\n' ' ')
+      if [[ -n $unresolved ]]; then
+        for dir in ${GPU_CHECK_CUDA_LIBS:-} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+          $("$SYS_PY" -c 'import glob, site; print(" ".join(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/lib")))'); do
+          for lib in $unresolved; do [[ -e $dir/$lib ]] && CUDA_LIBS=$CUDA_LIBS:$dir && break; done
+        done
+        CUDA_LIBS=${CUDA_LIBS#:}
+        log "libggml-cuda needs $unresolved; found in: ${CUDA_LIBS:-nowhere}"
+      fi
+      export LD_LIBRARY_PATH=${CUDA_LIBS:+$CUDA_LIBS:}${LD_LIBRARY_PATH:-}
+      still=$(LD_LIBRARY_PATH=$BIN:$LD_LIBRARY_PATH ldd "$BIN/libggml-cuda.so.0" | grep 'not found')
+      [[ -z $still ]] || fail_loudly "libggml-cuda cannot find: $still (set GPU_CHECK_CUDA_LIBS to the folder)"
+    fi
   fi
   for tool in llama-bench llama-server llama-quantize; do
     [[ -x $BIN/$tool ]] || fail_loudly "the build has no $BIN/$tool (is LLAMA_BUILD_TOOLS honoured?)"
@@ -368,7 +398,7 @@ print('llama_cpp', llama_cpp.__version__, 'from', llama_cpp.__file__, 'gpu offlo
 print(llama_cpp.llama_print_system_info().decode())
 sys.exit(0 if gpu == ('$BACKEND' == 'cuda') else 'the installed wheel does not match backend $BACKEND')
 " || exit 1
-  printf 'BUILT_BACKEND=%q\n' "$BACKEND" >"$STATE"
+  printf 'BUILT_BACKEND=%q\nCUDA_LIBS=%q\n' "$BACKEND" "$CUDA_LIBS" >"$STATE"
 fi
 
 # --- model -----------------------------------------------------------------------------------
@@ -377,6 +407,7 @@ if has_stage model || has_stage bench; then
   # shellcheck source=/dev/null
   source "$STATE"
   [[ ${BUILT_BACKEND:-} == "$BACKEND" ]] || fail_loudly "$WORK was built for ${BUILT_BACKEND:-?}, not $BACKEND"
+  [[ -z $CUDA_LIBS ]] || export LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   [[ -x $VPY && -x $BIN/llama-server ]] || fail_loudly "the build in $WORK is incomplete; run STAGES=build again"
 fi
 if has_stage model; then
@@ -393,7 +424,7 @@ if has_stage model; then
   fi
   log "$(tail -n 1 "$OUT/logs/synth.log")"
   if [[ $QUANT == Q4_K_M ]]; then
-    step quantize 240 env LD_LIBRARY_PATH="$BIN" "$BIN/llama-quantize" --allow-requantize "$Q4_0" "$QK" Q4_K_M "$JOBS"
+    step quantize 240 env LD_LIBRARY_PATH="$BIN${CUDA_LIBS:+:$CUDA_LIBS}" "$BIN/llama-quantize" --allow-requantize "$Q4_0" "$QK" Q4_K_M "$JOBS"
   fi
   checkpoint
 fi
@@ -411,7 +442,7 @@ if has_stage bench; then
     fi
   fi
   [[ -f $MODEL ]] || fail_loudly "no model file $MODEL (run STAGES including model)"
-  export LD_LIBRARY_PATH=$BIN
+  export LD_LIBRARY_PATH=$BIN${CUDA_LIBS:+:$CUDA_LIBS}
   # llama-bench: flash attention off and on in one process, on the measured file, then Q4_0.
   step "llama-bench-$MODEL_QUANT" 240 bash -c "'$BIN/llama-bench' -m '$MODEL' -ngl $NGL -fa 0,1 ${BENCH_ARGS[*]} \
     -o json > '$OUT/llama-bench-$MODEL_QUANT.json'"
