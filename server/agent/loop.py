@@ -291,6 +291,7 @@ class _Actor:
             final_answer=policy.forces_final_answer(self.options.max_turns),
             repeated=ran.reaction.kind == "note",
             literal=ran.notes_literal,
+            hints=policy.observation_hints == "hint",
         )
         return Observation.of(result, text, cut=cut, repeated=ran.repeated), ran.reaction
 

@@ -32,6 +32,7 @@ CodePlan = Literal["steps", "plan", "whole"]
 LiteralCodePolicy = Literal["note", "resample", "off"]
 FedBackPolicy = Literal["answer", "off"]
 UnrunAnswerPolicy = Literal["resample", "off"]
+ObservationHints = Literal["hint", "off"]
 
 SETTING_PREFIX = "agent_"
 
@@ -131,6 +132,14 @@ class LoopPolicy(BaseModel):
         "session's first request (a guess: no code backs it): `resample` leaves it out of what "
         "the model reads and samples the next turn, once a request (the step says `left_out`); "
         "`off` takes it",
+    )
+    observation_hints: ObservationHints = Field(
+        "hint",
+        json_schema_extra=measured("issue 35: being measured on both models' halves"),
+        description="what an observation adds to raw output: `hint` cuts the library's frames from "
+        "a traceback (the model's own lines and the exception stay) and adds a one-line hint for a "
+        "file that is not there, a module that is not installed or a name not defined, and asks "
+        "code that printed nothing to print; `off` shows the output and the traceback as they are",
     )
     code_plan: CodePlan = Field(
         "steps",

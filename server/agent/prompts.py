@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sandbox.result import ExecResult
+from server.agent.error_notes import EMPTY_OUTPUT_HINT, error_hint, trim_traceback
 from server.agent.options import CodePlan, PromptStyle
 from server.tools.toolbox import ToolSpec
 
@@ -129,15 +130,20 @@ def render_observation(
     final_answer: bool = False,
     repeated: bool = False,
     literal: bool = False,
+    hints: bool = False,
 ) -> tuple[str, bool]:
     """The user message that reports an execution; returns it and whether it was cut.
 
     ``literal``: the code only printed its own text (``literal_code: note``).
+    ``hints``: the traceback keeps the model's own frames, with a hint for the common slips
+    (``observation_hints: hint``, ``server.agent.error_notes``).
     """
-    body, cut = observation_body(result)
+    body, cut = observation_body(result, trim=hints)
     extras = []
     if result.notice:
         extras.append(result.notice)
+    if hints:
+        extras.extend(_hints(result))
     if result.files:
         extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
     if literal:
@@ -154,11 +160,24 @@ def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -
     return "\n".join([f"{prefix}\n{body}", *extras])
 
 
-def observation_body(result: ExecResult) -> tuple[str, bool]:
-    """What the code printed (output, then the error), cut to head and tail when long."""
+def _hints(result: ExecResult) -> list[str]:
+    """The hint lines an execution earns: one for its exception, or a reminder to print."""
+    if result.error:
+        hint = error_hint(result.error)
+        return [hint] if hint else []
+    if result.notice or result.files or result.stdout.strip() or result.stderr.strip():
+        return []
+    return [EMPTY_OUTPUT_HINT]
+
+
+def observation_body(result: ExecResult, trim: bool = False) -> tuple[str, bool]:
+    """What the code printed (output, then the error), cut to head and tail when long.
+
+    ``trim``: the error keeps only the frames of the model's own code (``trim_traceback``).
+    """
     sections = [s for s in (result.stdout, result.stderr) if s.strip()]
     if result.error:
-        sections.append(result.error.rstrip())
+        sections.append((trim_traceback(result.error) if trim else result.error).rstrip())
     body = "\n".join(s.rstrip("\n") for s in sections)
     body, cut = cut_middle(body)
     if not body.strip():

@@ -95,6 +95,14 @@ options are declared once, with their defaults and descriptions, in ``server.age
   the history and asked for code after it, which wrote code that agreed with the guess.
   On the 8 tasks it touched, a probe solved 2 that no arm had solved. ``"off"`` takes the
   answer.
+* ``observation_hints`` (issue 35): one of the levers the literature finds to carry across
+  models, an error observation that names the error and the line and keeps the task's terms
+  in view (``server.agent.error_notes``). ``"hint"`` cuts the library's frames from a
+  traceback, so the model reads its own failing line and the exception rather than six frames
+  of ``pandas`` internals, and adds one line for the slips a traceback does not resolve: a
+  file the task never gave (models read ``inventory.csv`` when the table was in the task's
+  text, and retried it until the turns ran out), a module that cannot be installed, a name
+  not defined; code that printed nothing is asked to print. ``"off"`` shows the raw output.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 
