@@ -340,11 +340,13 @@ def prepare(
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     wheels = sum(v for k, v in file_sizes.items() if k.startswith("whl/")) / 2**20
     carried = str(manifest["prebuilt_slim"]) if cuda_wheel else str(sdist_name)
+    if carried in file_sizes:
+        where = f"{carried} {file_sizes[carried] / 2**20:.1f} MiB in the bundle"
+    else:
+        where = f"{carried} apart, {int(str(slim_info['slim_bytes'])) / 2**20:.1f} MiB"
     print(
         f"{bundle}: {total:.1f} MiB of {limit:.1f} MiB allowed ({max_mib:g} less the checkout's {tree_mib:.1f}; "
-        f"{carried} "
-        f"{file_sizes.get(carried, 0) / 2**20:.1f} MiB in the bundle, "
-        f"{len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
+        f"{where}, {len([k for k in file_sizes if k.startswith('whl/')])} wheels {wheels:.1f} MiB, project "
         f"{file_sizes['codeact-server.tar.gz'] / 2**20:.1f} MiB) at commit {str(git_info['commit'])[:12]}"
     )
     if error:

@@ -363,17 +363,22 @@ PY
     exit 1
   if [[ -n $PREBUILT ]]; then
     rm -rf "$BIN" && mkdir -p "$BIN"
-    LIBDIR=$("$VPY" -c 'import pathlib, llama_cpp; print(pathlib.Path(llama_cpp.__file__).parent / "lib")' 2>>"$OUT/run.log")
-    [[ -d $LIBDIR ]] && ln -sf "$LIBDIR"/* "$BIN/"
+    # Found, not imported: importing llama_cpp loads libllama, which needs the CUDA runtime found below.
+    LIBDIR=$("$VPY" -c 'import importlib.util as u; print(u.find_spec("llama_cpp").submodule_search_locations[0] + "/lib")' 2>>"$OUT/run.log")
+    [[ -d $LIBDIR ]] || fail_loudly "the installed wheel has no llama_cpp/lib ($LIBDIR)"
+    ln -sf "$LIBDIR"/* "$BIN/"
     # llama.cpp's install also put libllama-common and libmtmd (which the tools need) in a
     # top-level lib/, which pip puts in site-packages.
-    for lib in "$(dirname "$(dirname "$LIBDIR")")"/lib/lib*.so*; do [[ -e $lib ]] && ln -sf "$lib" "$BIN/"; done
+    for lib in "$(dirname "$(dirname "$LIBDIR")")"/lib/lib*.so*; do
+      [[ -e $lib && ! -e $BIN/$(basename "$lib") ]] && ln -s "$lib" "$BIN/"
+    done
     ln -sf "$WORK/prebuilt-tools"/* "$BIN/"
-    if [[ $BACKEND == cuda ]]; then
+    if [[ -e $BIN/libggml-cuda.so.0 ]]; then
       # The wheel links the CUDA 13 runtime and cuBLAS, not the driver; find them where the
       # loader does not look (the toolkit's folder, a Python's nvidia/*/lib), for this call and
       # (through $STATE) the next.
-      unresolved=$(LD_LIBRARY_PATH=$BIN ldd "$BIN/libggml-cuda.so.0" | awk '/not found/ {print $1}' | tr '\n' ' ')
+      unresolved=$(LD_LIBRARY_PATH=$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ldd "$BIN/libggml-cuda.so.0" |
+        awk '/not found/ {print $1}' | tr '\n' ' ')
       if [[ -n $unresolved ]]; then
         for dir in ${GPU_CHECK_CUDA_LIBS:-} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
           $("$SYS_PY" -c 'import glob, site; print(" ".join(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/lib")))'); do
@@ -383,7 +388,7 @@ PY
         log "libggml-cuda needs $unresolved; found in: ${CUDA_LIBS:-nowhere}"
       fi
       export LD_LIBRARY_PATH=${CUDA_LIBS:+$CUDA_LIBS:}${LD_LIBRARY_PATH:-}
-      still=$(LD_LIBRARY_PATH=$BIN:$LD_LIBRARY_PATH ldd "$BIN/libggml-cuda.so.0" | grep 'not found')
+      still=$(LD_LIBRARY_PATH=$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ldd "$BIN/libggml-cuda.so.0" | grep 'not found')
       [[ -z $still ]] || fail_loudly "libggml-cuda cannot find: $still (set GPU_CHECK_CUDA_LIBS to the folder)"
     fi
   fi
@@ -424,7 +429,7 @@ if has_stage model; then
   fi
   log "$(tail -n 1 "$OUT/logs/synth.log")"
   if [[ $QUANT == Q4_K_M ]]; then
-    step quantize 240 env LD_LIBRARY_PATH="$BIN${CUDA_LIBS:+:$CUDA_LIBS}" "$BIN/llama-quantize" --allow-requantize "$Q4_0" "$QK" Q4_K_M "$JOBS"
+    step quantize 240 env LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BIN/llama-quantize" --allow-requantize "$Q4_0" "$QK" Q4_K_M "$JOBS"
   fi
   checkpoint
 fi
@@ -442,7 +447,7 @@ if has_stage bench; then
     fi
   fi
   [[ -f $MODEL ]] || fail_loudly "no model file $MODEL (run STAGES including model)"
-  export LD_LIBRARY_PATH=$BIN${CUDA_LIBS:+:$CUDA_LIBS}
+  export LD_LIBRARY_PATH=$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} # with CUDA_LIBS, exported above
   # llama-bench: flash attention off and on in one process, on the measured file, then Q4_0.
   step "llama-bench-$MODEL_QUANT" 240 bash -c "'$BIN/llama-bench' -m '$MODEL' -ngl $NGL -fa 0,1 ${BENCH_ARGS[*]} \
     -o json > '$OUT/llama-bench-$MODEL_QUANT.json'"
