@@ -15,7 +15,7 @@ Mapping:
   -> a ``tool`` message;
 - function tools (``{"type": "function", "name": ...}``, flat) -> chat tools; other tool
   types (web search, file search, ...) are refused, naming the tool; ``code_interpreter``
-  does not come here: it runs the agent loop (``server.api.routes.code_interpreter``);
+  does not come here: it runs the agent loop (``server.api.routes.responses.interpreter``);
 - ``text.format`` -> ``response_format``.
 
 Fields that would change the answer but are not implemented are refused with a 400 that

@@ -3,8 +3,8 @@
 Why the agent loop: OpenAI's code interpreter lets the model write Python, runs it in a
 container and shows it the output until it answers; that is exactly the CodeAct loop of
 ``/v1/agent`` (``server.agent.service``), whose sandbox worker is the container. So a
-request with ``tools: [{"type": "code_interpreter", "container": ...}]`` becomes an agent
-request, and the loop's events become Responses output items:
+request with ``tools: [{"type": "code_interpreter", "container": ...}]`` is answered by an
+agent run (``interpreter_tool`` builds it), and the loop's events become Responses output items:
 
 - each turn's thinking -> a ``reasoning`` item (``reasoning_text`` content);
 - each ``<execute>`` block that ran -> a ``code_interpreter_call`` item: its ``code``, its
