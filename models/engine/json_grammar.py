@@ -99,7 +99,7 @@ class SchemaError(ValueError):
 
 
 @dataclass(frozen=True)
-class ToolSpec:
+class FunctionSchema:
     """One function tool: its name, its parameters' JSON schema (None: no parameters), and
     where that schema sits in the request (named by a SchemaError)."""
 
@@ -211,7 +211,7 @@ def _gbnf_literal(text: str) -> str:
 
 
 def tool_call_grammar(
-    tools: Sequence[ToolSpec],
+    tools: Sequence[FunctionSchema],
     *,
     parallel: bool,
     allow_text: bool,

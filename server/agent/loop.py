@@ -237,9 +237,7 @@ class _Turns:
             top_p=options.top_p,
             seed=seed,
             mode=options.structure,
-            fenced_code=options.policy.fenced_code == "execute",
-            thought_share=options.policy.thought_share,
-            answer_tokens=options.policy.answer_tokens,
+            options=options.policy,
         )
 
 
@@ -287,11 +285,10 @@ class _Actor:
         text, cut = render_observation(
             result,
             turns_left,
-            style=policy.prompt_style,
+            policy,
             final_answer=policy.forces_final_answer(self.options.max_turns),
             repeated=ran.reaction.kind == "note",
             literal=ran.notes_literal,
-            hints=policy.observation_hints == "hint",
         )
         return Observation.of(result, text, cut=cut, repeated=ran.repeated), ran.reaction
 

@@ -9,8 +9,15 @@ its description, and everything else that names an option is made from that fiel
   with the README, so the table cannot drift either (``python -m server.agent.options``
   prints it).
 
-Adding an option is one field here and the code that honours it (``server.agent.policy``;
-``samples`` is honoured by ``server.agent.consensus``, around the loop rather than in it).
+Options are grouped by the code that reads them (issue 38): ``ReactionOptions`` (what the
+loop does about a step: ``server.agent.policy``), ``PromptOptions`` (what the model reads:
+``server.agent.prompts``), ``TurnOptions`` (how a turn is generated:
+``server.agent.turns``) and ``RunOptions`` (``samples``: how many runs a request makes,
+``server.agent.consensus``, around the loop rather than in it). ``LoopPolicy`` is all of
+them; each reader is typed by its group and handed the whole policy.
+
+Adding an option is one field in its group and the code that honours it (for a reaction:
+one rule in ``server.agent.policy.rules``).
 What each option does, and why it exists, is in ``server.agent.policy``'s module doc.
 A field's bounds (``ge``/``le``) travel with it to the setting and the request field.
 """
@@ -43,14 +50,23 @@ def measured(evidence: str) -> dict[str, Any]:
     return {"measured": evidence}
 
 
-class LoopPolicy(BaseModel):
-    """The policy of one request (defaults are what measured best; see ``server.agent.policy``)."""
+#: The evidence of the options measured before issue 35 measured on two models.
+BEFORE_TWO_MODELS = measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models")
+ISSUE_27_ONE_MODEL = measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models")
+
+
+class _OptionGroup(BaseModel):
+    """A group of options: frozen (a run's policy never changes under it), no unknown names."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class ReactionOptions(_OptionGroup):
+    """What the loop does about a step: read by ``server.agent.policy`` (the judge and its rules)."""
+
     on_repeat: RepeatPolicy = Field(
         "answer",
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
+        json_schema_extra=BEFORE_TWO_MODELS,
         description="the same code (by syntax tree) printing the same output again in a request: "
         "`answer` makes that turn an answer-only turn, `<solution>` opened right after the "
         "observation that showed the output (a repeat that answers nothing goes to "
@@ -58,7 +74,7 @@ class LoopPolicy(BaseModel):
     )
     on_failed_repeat: FailedRepeatPolicy = Field(
         "resample",
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
+        json_schema_extra=BEFORE_TWO_MODELS,
         description="with `on_repeat: answer`, a repeat that answers nothing (the same error "
         'again, or code that only prints its own literal text, like `print("Median:")`): '
         "`resample` leaves it out of what the model reads and samples the next turn (temperature "
@@ -67,20 +83,13 @@ class LoopPolicy(BaseModel):
     )
     final_answer: bool = Field(
         True,
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
+        json_schema_extra=BEFORE_TWO_MODELS,
         description="the last turn of a budget of two or more can only be a `<solution>`, so no "
         "run ends at `max_turns` with nothing (the response flags forced answers)",
     )
-    fenced_code: FencePolicy = Field(
-        "execute",
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
-        description="a Markdown code fence (```python) in the thinking: `execute` opens an "
-        "`<execute>` block there, closed by the closing fence (the history shows the turn in the "
-        "CodeAct format); `off` leaves it as thinking",
-    )
     code_answer: CodeAnswerPolicy = Field(
         "run",
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
+        json_schema_extra=BEFORE_TWO_MODELS,
         description="a `<solution>` holding code (calls, statements; not a value): `run` runs it "
         "as the `<execute>` it meant, and on an answer-only turn what it prints is the answer; "
         "`off` takes the code as the answer",
@@ -95,15 +104,6 @@ class LoopPolicy(BaseModel):
         "execution printed (numbers within a tolerance): `output` answers with that value (the "
         "step keeps the model's words in `overruled_answer`); `model` keeps the model's answer",
     )
-    prompt_style: PromptStyle = Field(
-        "mint",
-        json_schema_extra=measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models"),
-        description="how tasks and observations are framed: `mint` as in CodeActAgent's training "
-        "data (`Task:` before the task, `Observation:` before output, steps and solution chances "
-        "left, the last step reserved for the answer); `chat` as in its chat demo "
-        "(`Execution Output:`)",
-    )
-
     literal_code: LiteralCodePolicy = Field(
         "resample",
         json_schema_extra=measured(
@@ -118,7 +118,7 @@ class LoopPolicy(BaseModel):
     )
     fed_back_output: FedBackPolicy = Field(
         "answer",
-        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
+        json_schema_extra=ISSUE_27_ONE_MODEL,
         description="code that is the last code again with the one value it printed written in "
         "place of its input (`(98.6 - 32) * 5 / 9` printed `37.0`, then `(37.0 - 32) * 5 / 9`): "
         "`answer` does not run it and makes that turn an answer-only turn after the output it "
@@ -127,59 +127,11 @@ class LoopPolicy(BaseModel):
     )
     unrun_answer: UnrunAnswerPolicy = Field(
         "resample",
-        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
+        json_schema_extra=ISSUE_27_ONE_MODEL,
         description="a `<solution>` before any code that computes something ran, on a "
         "session's first request (a guess: no code backs it): `resample` leaves it out of what "
         "the model reads and samples the next turn, once a request (the step says `left_out`); "
         "`off` takes it",
-    )
-    observation_hints: ObservationHints = Field(
-        "hint",
-        json_schema_extra=measured("issue 35: being measured on both models' halves"),
-        description="what an observation adds to raw output: `hint` cuts the library's frames from "
-        "a traceback (the model's own lines and the exception stay) and adds a one-line hint for a "
-        "file that is not there, a module that is not installed or a name not defined, and asks "
-        "code that printed nothing to print; `off` shows the output and the traceback as they are",
-    )
-    code_plan: CodePlan = Field(
-        "steps",
-        json_schema_extra=measured(
-            "held-out half (issue 35): `steps` 33/46, `plan` 25/46 on the 1.5B; 15/46 and 13/46 on the 0.5B"
-        ),
-        description="how the system prompt asks the model to work: `steps` writes a little code "
-        "at a time and checks its output; `plan` thinks the whole computation through, then "
-        "writes code that carries out all of it (issue 27's default: the models then did the "
-        "arithmetic in the thought); `whole` says in a sentence what the code will compute, then "
-        "writes complete code (the model stopped thinking)",
-    )
-
-    samples: int = Field(
-        1,
-        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
-        ge=1,
-        le=8,
-        description="runs of the same task side by side (1 to 8), each in its own session; the "
-        "answer is the one most runs agree on (numbers within a tolerance; a tie goes to the first "
-        "run, which keeps the request's temperature), with the agreement and every run's steps in "
-        "the response. Costs `samples` runs; only a request that starts a session samples",
-    )
-
-    thought_share: float = Field(
-        0.5,
-        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
-        gt=0,
-        le=0.5,
-        description="the share of a turn's `max_tokens` that its thinking may use (at most 384 "
-        "tokens); then the action phase begins (`<execute>` or `<solution>`, the model's choice), "
-        "so a model that rambles reaches its action",
-    )
-    answer_tokens: int = Field(
-        256,
-        json_schema_extra=measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models"),
-        ge=1,
-        description="the token budget of a `<solution>` (at most `max_tokens`): an answer, not an "
-        "essay; a small model that starts to ramble in its answer stops there (the turn reports "
-        "`length`)",
     )
 
     def forces_final_answer(self, max_turns: int) -> bool:
@@ -193,6 +145,90 @@ class LoopPolicy(BaseModel):
     def forces_last_turn(self, turn: int, max_turns: int) -> bool:
         """Whether ``turn`` (0-based) is that answer-only last turn."""
         return self.forces_final_answer(max_turns) and turn == max_turns - 1
+
+
+class PromptOptions(_OptionGroup):
+    """What the model is told: read where the system prompt and the observations are written
+    (``server.agent.prompts``)."""
+
+    prompt_style: PromptStyle = Field(
+        "mint",
+        json_schema_extra=BEFORE_TWO_MODELS,
+        description="how tasks and observations are framed: `mint` as in CodeActAgent's training "
+        "data (`Task:` before the task, `Observation:` before output, steps and solution chances "
+        "left, the last step reserved for the answer); `chat` as in its chat demo "
+        "(`Execution Output:`)",
+    )
+    code_plan: CodePlan = Field(
+        "steps",
+        json_schema_extra=measured(
+            "held-out half (issue 35): `steps` 33/46, `plan` 25/46 on the 1.5B; 15/46 and 13/46 on the 0.5B"
+        ),
+        description="how the system prompt asks the model to work: `steps` writes a little code "
+        "at a time and checks its output; `plan` thinks the whole computation through, then "
+        "writes code that carries out all of it (issue 27's default: the models then did the "
+        "arithmetic in the thought); `whole` says in a sentence what the code will compute, then "
+        "writes complete code (the model stopped thinking)",
+    )
+    observation_hints: ObservationHints = Field(
+        "hint",
+        json_schema_extra=measured("issue 35: being measured on both models' halves"),
+        description="what an observation adds to raw output: `hint` cuts the library's frames from "
+        "a traceback (the model's own lines and the exception stay) and adds a one-line hint for a "
+        "file that is not there, a module that is not installed or a name not defined, and asks "
+        "code that printed nothing to print; `off` shows the output and the traceback as they are",
+    )
+
+
+class TurnOptions(_OptionGroup):
+    """How a turn is generated: read by ``server.agent.turns.TurnGenerator``."""
+
+    fenced_code: FencePolicy = Field(
+        "execute",
+        json_schema_extra=BEFORE_TWO_MODELS,
+        description="a Markdown code fence (```python) in the thinking: `execute` opens an "
+        "`<execute>` block there, closed by the closing fence (the history shows the turn in the "
+        "CodeAct format); `off` leaves it as thinking",
+    )
+    thought_share: float = Field(
+        0.5,
+        json_schema_extra=ISSUE_27_ONE_MODEL,
+        gt=0,
+        le=0.5,
+        description="the share of a turn's `max_tokens` that its thinking may use (at most 384 "
+        "tokens); then the action phase begins (`<execute>` or `<solution>`, the model's choice), "
+        "so a model that rambles reaches its action",
+    )
+    answer_tokens: int = Field(
+        256,
+        json_schema_extra=ISSUE_27_ONE_MODEL,
+        ge=1,
+        description="the token budget of a `<solution>` (at most `max_tokens`): an answer, not an "
+        "essay; a small model that starts to ramble in its answer stops there (the turn reports "
+        "`length`)",
+    )
+
+
+class RunOptions(_OptionGroup):
+    """How many runs a request makes: read by the request (``server.agent.consensus``), never by the loop."""
+
+    samples: int = Field(
+        1,
+        json_schema_extra=ISSUE_27_ONE_MODEL,
+        ge=1,
+        le=8,
+        description="runs of the same task side by side (1 to 8), each in its own session; the "
+        "answer is the one most runs agree on (numbers within a tolerance; a tie goes to the first "
+        "run, which keeps the request's temperature), with the agreement and every run's steps in "
+        "the response. Costs `samples` runs; only a request that starts a session samples",
+    )
+
+
+class LoopPolicy(RunOptions, TurnOptions, PromptOptions, ReactionOptions):
+    """The policy of one request: every option, each declared once in the group of the code
+    that reads it (defaults are what measured best; see ``server.agent.policy``). A reader
+    takes its group's type and is handed the whole policy, so no option is copied field by
+    field and no default is written twice."""
 
     def overridden(self, values: dict[str, Any]) -> LoopPolicy:
         """This policy with the options a request set (``None``: not set, keep this one's)."""

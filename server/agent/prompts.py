@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from sandbox.result import ExecResult
 from server.agent.error_notes import EMPTY_OUTPUT_HINT, error_hint, trim_traceback
-from server.agent.options import CodePlan, PromptStyle
+from server.agent.options import CodePlan, PromptOptions, PromptStyle
 from server.tools.toolbox import ToolSpec
 
 OBSERVATION_PREFIX = "Execution Output:"  # the reference chat demo's ("chat" style)
@@ -126,18 +126,19 @@ def turns_left_note(turns_left: int, style: PromptStyle, final_answer: bool) -> 
 def render_observation(
     result: ExecResult,
     turns_left: int | None,
-    style: PromptStyle = "chat",
+    prompt: PromptOptions,
     final_answer: bool = False,
     repeated: bool = False,
     literal: bool = False,
-    hints: bool = False,
 ) -> tuple[str, bool]:
     """The user message that reports an execution; returns it and whether it was cut.
 
-    ``literal``: the code only printed its own text (``literal_code: note``).
-    ``hints``: the traceback keeps the model's own frames, with a hint for the common slips
-    (``observation_hints: hint``, ``server.agent.error_notes``).
+    ``prompt``: its framing (``prompt_style``) and, with ``observation_hints: hint``, a
+    traceback cut to the model's own frames with a hint for the common slips
+    (``server.agent.error_notes``). ``literal``: the code only printed its own text
+    (``literal_code: note``).
     """
+    style, hints = prompt.prompt_style, prompt.observation_hints == "hint"
     body, cut = observation_body(result, trim=hints)
     extras = []
     if result.notice:

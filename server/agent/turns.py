@@ -52,6 +52,7 @@ from server.agent.actions import (
     TURN_STOPS,
     restore_stop,
 )
+from server.agent.options import TurnOptions
 
 StructureMode = Literal["phased", "gbnf", "none"]
 
@@ -98,19 +99,24 @@ class TurnSettings:
     seed: int | None
     mode: StructureMode = "phased"
     thought_tokens: int = 384
-    fenced_code: bool = False  # a Markdown code fence in the thinking opens <execute>
-    thought_share: float = 0.5  # of max_tokens: ``LoopPolicy.thought_share``
-    answer_tokens: int | None = None  # a <solution> body's budget: ``LoopPolicy.answer_tokens``
+    #: The request's turn options (``fenced_code``, ``thought_share``, ``answer_tokens``),
+    #: handed whole: the policy itself, read through its ``TurnOptions`` group.
+    options: TurnOptions = field(default_factory=TurnOptions)
+
+    @property
+    def fenced_code(self) -> bool:
+        """A Markdown code fence in the thinking opens ``<execute>``."""
+        return self.options.fenced_code == "execute"
 
     def thought_budget(self, budget: int) -> int:
         """Thinking may use its share of the turn's budget (at most ``thought_tokens``): the
         action needs the rest."""
-        return max(1, min(self.thought_tokens, int(budget * self.thought_share)))
+        return max(1, min(self.thought_tokens, int(budget * self.options.thought_share)))
 
     def answer_budget(self) -> int:
         """A ``<solution>`` body's budget (an answer-only turn's, or one the model chose):
         ``answer_tokens``, at most ``max_tokens``."""
-        return min(self.max_tokens, self.answer_tokens or self.max_tokens)
+        return min(self.max_tokens, self.options.answer_tokens)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.engine.json_grammar import TOOL_CALL_OPEN, SchemaError, ToolSpec, tool_call_grammar
+from models.engine.json_grammar import TOOL_CALL_OPEN, FunctionSchema, SchemaError, tool_call_grammar
 from server.openai.errors import RequestRefused
 from server.openai.schemas import ChatCompletionRequest, ChatMessage
 from server.openai.structured_output import response_format_schema, schema_error
@@ -99,7 +99,7 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan | None:
                 param="tool_choice.function.name",
             )
     allow_text = choice in (None, "auto")
-    specs = [ToolSpec(f.name, f.parameters, f"tools[{functions.index(f)}].function.parameters") for f in chosen]
+    specs = [FunctionSchema(f.name, f.parameters, f"tools[{functions.index(f)}].function.parameters") for f in chosen]
     answer = response_format_schema(body.response_format) if allow_text else None
     try:
         grammar = tool_call_grammar(

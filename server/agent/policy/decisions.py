@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from server.agent.actions import ActionType, clean_code
-from server.agent.options import LoopPolicy
+from server.agent.options import ReactionOptions
 from server.agent.policy.detectors import looks_like_code
 from server.agent.policy.values import states_value
 
@@ -39,7 +39,7 @@ class TurnPlan:
     sampled: bool = False
 
 
-def plan_turn(policy: LoopPolicy, turn: int, max_turns: int, after_left_out: bool) -> TurnPlan:
+def plan_turn(policy: ReactionOptions, turn: int, max_turns: int, after_left_out: bool) -> TurnPlan:
     """The plan of turn ``turn`` (0-based); ``after_left_out``: the turn before was left out.
 
     A forced answer opens ``<solution>`` at once (thinking first lets small models talk
@@ -53,7 +53,7 @@ Rewrite = Literal["keep", "as_execute", "answer_from_code", "answer_from_output"
 
 
 def rewrite(
-    policy: LoopPolicy,
+    policy: ReactionOptions,
     action: ActionType,
     answer: str | None,
     forced: ForcedReason | None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sandbox.result import ExecResult
 from server.agent.actions import ActionType
-from server.agent.options import LoopPolicy
+from server.agent.options import ReactionOptions
 from server.agent.policy.decisions import ForcedReason, Reaction, Rewrite, TurnPlan, plan_turn, rewrite
 from server.agent.policy.detectors import RepeatTracker, failed, feeds_output_back, prints_only_literals
 from server.agent.policy.rules import Facts, decide
@@ -35,7 +35,7 @@ class Ran:
 class Judge:
     """The policy of one run (``follow_up``: the session has earlier turns)."""
 
-    def __init__(self, policy: LoopPolicy, max_turns: int, follow_up: bool) -> None:
+    def __init__(self, policy: ReactionOptions, max_turns: int, follow_up: bool) -> None:
         self.policy, self.max_turns = policy, max_turns
         self.repeats = RepeatTracker()
         self.last_value: str | None = None  # what the last execution printed, if one short value

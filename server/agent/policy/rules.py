@@ -3,7 +3,7 @@ the reaction. The first rule of a stage whose condition holds decides.
 
 Why a table: each reaction option used to be a function taking a row of loose booleans, and
 honouring a new one meant new arguments threaded through the loop. Here a new reaction
-option is one field in ``LoopPolicy``, one ``Rule`` below and at most one field of ``Facts``;
+option is one field in ``ReactionOptions``, one ``Rule`` below and at most one field of ``Facts``;
 ``Judge`` (``server.agent.policy.judge``) builds the facts in one place and the loop only
 carries out what a stage returns.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from server.agent.actions import ActionType
-from server.agent.options import LoopPolicy
+from server.agent.options import ReactionOptions
 from server.agent.policy.decisions import (
     ANSWER_FED_BACK,
     ANSWER_ONLY,
@@ -58,13 +58,13 @@ class Facts:
     literal: bool = False
 
 
-Condition = Callable[[LoopPolicy, Facts], bool]
+Condition = Callable[[ReactionOptions, Facts], bool]
 
 
 @dataclass(frozen=True)
 class Rule:
     stage: Stage
-    #: The ``LoopPolicy`` field this rule honours; None: CodeAct's own protocol.
+    #: The ``ReactionOptions`` field this rule honours; None: CodeAct's own protocol.
     option: str | None
     when: Condition
     reaction: Reaction
@@ -111,7 +111,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def decide(stage: Stage, policy: LoopPolicy, facts: Facts) -> Reaction | None:
+def decide(stage: Stage, policy: ReactionOptions, facts: Facts) -> Reaction | None:
     """The reaction of the first rule of ``stage`` that holds; None when none does."""
     for rule in RULES:
         if rule.stage == stage and rule.when(policy, facts):

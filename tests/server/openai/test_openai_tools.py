@@ -11,7 +11,7 @@ import pytest
 from openai import pydantic_function_tool
 from pydantic import BaseModel, Field
 
-from models.engine.json_grammar import ToolSpec, tool_call_grammar
+from models.engine.json_grammar import FunctionSchema, tool_call_grammar
 from server.openai.schemas import ChatCompletionRequest
 from server.openai.tool_calls import AnswerSplitter, may_become_call, parse_tool_calls, plan_tools, prompt_messages
 
@@ -305,7 +305,10 @@ def test_nested_definitions_of_two_tools_get_their_own_rules() -> None:
         "$defs": {"Address": {"type": "object", "properties": {"planet": {"type": "string"}}, "required": ["planet"]}},
     }
     grammar = tool_call_grammar(
-        [ToolSpec("ship", pydantic_function_tool(ShipOrder)["function"]["parameters"]), ToolSpec("fly", other)],
+        [
+            FunctionSchema("ship", pydantic_function_tool(ShipOrder)["function"]["parameters"]),
+            FunctionSchema("fly", other),
+        ],
         parallel=False,
         allow_text=False,
     )
@@ -356,7 +359,7 @@ def test_auto_with_a_response_format_answers_a_call_or_matching_json(client: ope
 
 def test_the_text_alternative_follows_the_response_format() -> None:
     grammar = tool_call_grammar(
-        [ToolSpec("f")], parallel=False, allow_text=True, text_schema={"type": "object"}, text_path="rf"
+        [FunctionSchema("f")], parallel=False, allow_text=True, text_schema={"type": "object"}, text_path="rf"
     )
     assert "root ::= tool-calls | text" in grammar and "text ::= answer" in grammar
     assert "[^<]" not in grammar  # free text is no longer an alternative
