@@ -90,6 +90,7 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "fed-back-off": {"fed_back_output": "off"},
     "unrun-off": {"unrun_answer": "off"},
     "answer-tokens-384": {"answer_tokens": 384},
+    "hints": {"observation_hints": "hint"},
     "hints-off": {"observation_hints": "off"},
     # the defaults before issue 27 (issue 26's): the old prompt, the model's forced answers,
     # code that computes nothing kept, a <solution> bounded only by the turn's max_tokens (384 here)

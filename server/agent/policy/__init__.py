@@ -102,7 +102,12 @@ options are declared once, with their defaults and descriptions, in ``server.age
   of ``pandas`` internals, and adds one line for the slips a traceback does not resolve: a
   file the task never gave (models read ``inventory.csv`` when the table was in the task's
   text, and retried it until the turns ran out), a module that cannot be installed, a name
-  not defined; code that printed nothing is asked to print. ``"off"`` shows the raw output.
+  not defined; code that printed nothing is asked to print. ``"off"`` shows the raw output,
+  and is the default: measured one arm per process, ``hint`` changed no verdict on the
+  0.5B's held-out half (13/46 either way) or the 1.5B's tuning half (30/50 either way), and
+  on the 1.5B's held-out half it won one task and lost two (32/46 against 33/46), at half
+  again the completion tokens per solved task. The file hint did what it says (the models
+  then wrote the table into their code) but the code they wrote was cut off or mistyped.
 * ``samples`` (issue 27): k runs of a request that starts a session, the answer they agree
   on most (``server.agent.consensus``: the runs, and the vote with its tolerance).
 

@@ -20,7 +20,7 @@ COPY_MISSING = "<execute>import shutil\nshutil.copy('inventory.csv', 'copy.csv')
 
 def test_library_frames_are_cut_and_a_missing_file_gets_a_hint(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue(COPY_MISSING, "<solution>none</solution>")
-    reply = agent(server)
+    reply = agent(server, observation_hints="hint")
     read = turn_prompts(engine)[1]
     assert 'File "<cell-1>", line 2, in <module>' in read
     assert "shutil.copy('inventory.csv', 'copy.csv')" in read
@@ -33,9 +33,9 @@ def test_library_frames_are_cut_and_a_missing_file_gets_a_hint(server: LiveServe
     assert "Hint: there is no file 'inventory.csv'" in step["observation"]["message"]
 
 
-def test_off_shows_the_traceback_as_it_is(server: LiveServer, engine: ScriptedEngine) -> None:
+def test_off_the_default_shows_the_traceback_as_it_is(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue(COPY_MISSING, "<solution>none</solution>")
-    agent(server, observation_hints="off")
+    agent(server)
     read = turn_prompts(engine)[1]
     assert "shutil.py" in read
     assert "Hint:" not in read and "library code cut" not in read
@@ -45,7 +45,7 @@ def test_a_name_and_a_module_get_their_hints(server: LiveServer, engine: Scripte
     engine.enqueue(
         "<execute>print(total_price)</execute>", "<execute>import left_pad_js</execute>", "<solution>none</solution>"
     )
-    agent(server)
+    agent(server, observation_hints="hint")
     after_name, after_module = turn_prompts(engine)[1:3]
     assert "Hint: 'total_price' is not defined." in after_name
     assert "Hint: the module 'left_pad_js' is not installed" in after_module
@@ -53,7 +53,7 @@ def test_a_name_and_a_module_get_their_hints(server: LiveServer, engine: Scripte
 
 def test_code_that_printed_nothing_is_asked_to_print(server: LiveServer, engine: ScriptedEngine) -> None:
     engine.enqueue("<execute>x = sorted([3, 1, 2])</execute>", "<execute>print(x)</execute>", "<solution>x</solution>")
-    agent(server)
+    agent(server, observation_hints="hint")
     after_silent, after_print = turn_prompts(engine)[1:3]
     assert "[Code executed successfully with no output]\n" + EMPTY_OUTPUT_HINT in after_silent
     assert after_print.startswith(after_silent)
