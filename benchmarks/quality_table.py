@@ -10,6 +10,8 @@ lost by ``server`` on every model at once.
 
 Run: ``python -m benchmarks.quality_table FILE.json [FILE.json ...] [--out JSON]``; the model
 of each file is read from its ``meta`` (its file name when the run was cut short).
+``FILE.json@LABEL`` names that file's arm ``LABEL``: one arm per process means the same arm
+(``server``) at two commits, or with a request option, lands in two files.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ def model_of(path: Path, data: dict[str, Any]) -> str:
     return next((tag for tag in ("0.5b", "1.5b") if tag in path.name), path.stem)
 
 
-def load(paths: Sequence[Path]) -> dict[str, dict[str, dict[str, bool]]]:
-    """model -> arm -> task -> solved."""
+def load(paths: Sequence[Path | str]) -> dict[str, dict[str, dict[str, bool]]]:
+    """model -> arm -> task -> solved; ``PATH@LABEL`` relabels that file's arm(s)."""
     table: dict[str, dict[str, dict[str, bool]]] = defaultdict(lambda: defaultdict(dict))
-    for path in paths:
+    for given in paths:
+        name, _, label = str(given).partition("@")
+        path = Path(name)
         data = json.loads(path.read_text())
         model = model_of(path, data)
         for run in data["runs"]:
-            table[model][run["arm"]][run["task"]] = bool(run["solved"])
+            table[model][label or run["arm"]][run["task"]] = bool(run["solved"])
     return table
 
 
@@ -95,7 +99,7 @@ def render(summary: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality_table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path, help="agent_quality results (JSON)")
+    parser.add_argument("files", nargs="+", help="agent_quality results (JSON); FILE@LABEL names its arm LABEL")
     parser.add_argument("--out", type=Path, default=None, help="also write the summary here (JSON)")
     parser.add_argument(
         "--candidate", default=BASE, help="the arm proposed as the new defaults, for the guard (default: server)"
