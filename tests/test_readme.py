@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.agent.options import SETTING_PREFIX, markdown_table
+from server.agent.options import SETTING_PREFIX, LoopPolicy, markdown_table
 from server.api.app import create_app
 from server.settings import Settings
 from tests.live_server import LiveServer
@@ -31,6 +31,17 @@ def test_the_loop_option_table_is_the_one_made_from_the_options_model() -> None:
     table = re.search(r"<!-- loop options:[^\n]*-->\n(.*?)<!-- end of loop options -->", README, re.DOTALL)
     assert table is not None, "the README lost its loop options markers"
     assert table.group(1) == markdown_table()
+
+
+def test_every_option_names_a_results_section_that_exists() -> None:
+    """An option's evidence points at the RESULTS.md section with its runs: a renamed or
+    removed section fails here instead of leaving the README pointing nowhere."""
+    results = (Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md").read_text()
+    headings = {line.lstrip("#").strip() for line in results.splitlines() if line.startswith("#")}
+    for name, info in LoopPolicy.model_fields.items():
+        extra = info.json_schema_extra
+        assert isinstance(extra, dict) and extra.get("measured"), f"{name} declares no evidence"
+        assert extra.get("section") in headings, f"{name}: no RESULTS.md heading {extra.get('section')!r}"
 
 
 @pytest.fixture(scope="module")

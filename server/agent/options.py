@@ -44,15 +44,25 @@ ObservationHints = Literal["hint", "off"]
 SETTING_PREFIX = "agent_"
 
 
-def measured(evidence: str) -> dict[str, Any]:
-    """An option's evidence, kept in its declaration: what it gained, on which model and tasks
-    (``benchmarks/RESULTS.md`` has the runs); the README's table shows it."""
-    return {"measured": evidence}
+def measured(evidence: str, section: str) -> dict[str, Any]:
+    """An option's evidence, kept in its declaration: what it gained, on which model and tasks,
+    and the ``benchmarks/RESULTS.md`` section with the runs and their commands (a heading
+    there: ``tests/test_readme.py`` checks it exists); the README's table shows both."""
+    return {"measured": evidence, "section": section}
 
+
+#: The RESULTS.md sections the options' evidence is in.
+MECHANISMS = "What changed, each mechanism measured on and off"
+BUDGETS_AND_SAMPLES = "Right answers: the prompt, the thought budget and samples (issue 27, items 2-5)"
+FED_BACK_AND_UNRUN = (
+    "Code fed its own output (`fed_back_output`), answers no code backed (`unrun_answer`), and the done-when met "
+    "(issue 27)"
+)
+TWO_MODELS = "Issue 35 — two models, a held-out half: what generalizes"
+BOTH_HALVES = "Both halves at today's defaults, and error observations (`observation_hints`), one arm per process"
 
 #: The evidence of the options measured before issue 35 measured on two models.
-BEFORE_TWO_MODELS = measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models")
-ISSUE_27_ONE_MODEL = measured("issue 27: 0.5B dev model, whole suite; not yet re-measured on two models")
+BEFORE_TWO_MODELS = measured("0.5B dev model, whole suite (issues 13-26); not re-measured on two models", MECHANISMS)
 
 
 class _OptionGroup(BaseModel):
@@ -98,7 +108,8 @@ class ReactionOptions(_OptionGroup):
         "output",
         json_schema_extra=measured(
             "held-out half (issue 35), with the new defaults: `output` 33/46, `model` 28/46 on the 1.5B; "
-            "15/46 and 13/46 on the 0.5B"
+            "15/46 and 13/46 on the 0.5B",
+            TWO_MODELS,
         ),
         description="an answer-only turn whose answer disagrees with the one short value the last "
         "execution printed (numbers within a tolerance): `output` answers with that value (the "
@@ -108,7 +119,8 @@ class ReactionOptions(_OptionGroup):
         "resample",
         json_schema_extra=measured(
             "held-out half (issue 35), with the new defaults: `resample` 15/46, `off` 10/46 on the 0.5B; "
-            "33/46 either way on the 1.5B (the same tasks)"
+            "33/46 either way on the 1.5B (the same tasks)",
+            TWO_MODELS,
         ),
         description="code that computes nothing, only prints text or values written in it "
         '(`print("Counting zeros...")`, `print(30)`): `resample` leaves it out of what the model '
@@ -118,7 +130,9 @@ class ReactionOptions(_OptionGroup):
     )
     fed_back_output: FedBackPolicy = Field(
         "answer",
-        json_schema_extra=ISSUE_27_ONE_MODEL,
+        json_schema_extra=measured(
+            "issue 27: 0.5B dev model, whole suite; not yet re-measured on two models", FED_BACK_AND_UNRUN
+        ),
         description="code that is the last code again with the one value it printed written in "
         "place of its input (`(98.6 - 32) * 5 / 9` printed `37.0`, then `(37.0 - 32) * 5 / 9`): "
         "`answer` does not run it and makes that turn an answer-only turn after the output it "
@@ -127,7 +141,9 @@ class ReactionOptions(_OptionGroup):
     )
     unrun_answer: UnrunAnswerPolicy = Field(
         "resample",
-        json_schema_extra=ISSUE_27_ONE_MODEL,
+        json_schema_extra=measured(
+            "issue 27: 0.5B dev model, whole suite; not yet re-measured on two models", FED_BACK_AND_UNRUN
+        ),
         description="a `<solution>` before any code that computes something ran, on a "
         "session's first request (a guess: no code backs it): `resample` leaves it out of what "
         "the model reads and samples the next turn, once a request (the step says `left_out`); "
@@ -162,7 +178,8 @@ class PromptOptions(_OptionGroup):
     code_plan: CodePlan = Field(
         "steps",
         json_schema_extra=measured(
-            "held-out half (issue 35): `steps` 33/46, `plan` 25/46 on the 1.5B; 15/46 and 13/46 on the 0.5B"
+            "held-out half (issue 35): `steps` 33/46, `plan` 25/46 on the 1.5B; 15/46 and 13/46 on the 0.5B",
+            TWO_MODELS,
         ),
         description="how the system prompt asks the model to work: `steps` writes a little code "
         "at a time and checks its output; `plan` thinks the whole computation through, then "
@@ -174,8 +191,9 @@ class PromptOptions(_OptionGroup):
         "off",
         json_schema_extra=measured(
             "issue 35, `hint` against `off`: held-out half 13/46 and 13/46 on the 0.5B, 32/46 and 33/46 on "
-            "the 1.5B; tuning half 30/50 and 30/50 on the 1.5B, with half again the tokens per solved task: "
-            "opt-in"
+            "the 1.5B; tuning half 15/50 and 15/50 on the 0.5B, 30/50 and 30/50 on the 1.5B, with 25-50 % "
+            "more tokens per solved task on the 1.5B: opt-in",
+            BOTH_HALVES,
         ),
         description="what an observation adds to raw output: `hint` cuts the library's frames from "
         "a traceback (the model's own lines and the exception stay) and adds a one-line hint for a "
@@ -196,7 +214,9 @@ class TurnOptions(_OptionGroup):
     )
     thought_share: float = Field(
         0.5,
-        json_schema_extra=ISSUE_27_ONE_MODEL,
+        json_schema_extra=measured(
+            "issue 27: 0.5B dev model, whole suite; not yet re-measured on two models", BUDGETS_AND_SAMPLES
+        ),
         gt=0,
         le=0.5,
         description="the share of a turn's `max_tokens` that its thinking may use (at most 384 "
@@ -205,7 +225,9 @@ class TurnOptions(_OptionGroup):
     )
     answer_tokens: int = Field(
         256,
-        json_schema_extra=ISSUE_27_ONE_MODEL,
+        json_schema_extra=measured(
+            "issue 27: 0.5B dev model, whole suite; not yet re-measured on two models", BUDGETS_AND_SAMPLES
+        ),
         ge=1,
         description="the token budget of a `<solution>` (at most `max_tokens`): an answer, not an "
         "essay; a small model that starts to ramble in its answer stops there (the turn reports "
@@ -218,7 +240,9 @@ class RunOptions(_OptionGroup):
 
     samples: int = Field(
         1,
-        json_schema_extra=ISSUE_27_ONE_MODEL,
+        json_schema_extra=measured(
+            "issue 27: 0.5B dev model, whole suite; not yet re-measured on two models", BUDGETS_AND_SAMPLES
+        ),
         ge=1,
         le=8,
         description="runs of the same task side by side (1 to 8), each in its own session; the "
@@ -266,7 +290,8 @@ def markdown_table() -> str:
     lines = ["| setting, env var (request field) | default | what it does | measured |", "|---|---|---|---|"]
     for name, info in LoopPolicy.model_fields.items():
         env = "CODEACT_" + (SETTING_PREFIX + name).upper()
-        evidence = info.json_schema_extra.get("measured", "") if isinstance(info.json_schema_extra, dict) else ""
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        evidence = f"{extra['measured']} (RESULTS.md: {extra['section']})" if extra else ""
         lines.append(f"| `{_flag(name)}`, `{env}` (`{name}`) | {_default(info)} | {info.description} | {evidence} |")
     return "\n".join(lines) + "\n"
 
