@@ -144,7 +144,7 @@ def render_observation(
     if result.notice:
         extras.append(result.notice)
     if hints:
-        extras.extend(_hints(result))
+        extras.extend(_hints(result, body))
     if result.files:
         extras.append("Files created or changed in the workspace: " + ", ".join(result.files))
     if literal:
@@ -161,14 +161,13 @@ def _observation_message(body: str, extras: Sequence[str], style: PromptStyle) -
     return "\n".join([f"{prefix}\n{body}", *extras])
 
 
-def _hints(result: ExecResult) -> list[str]:
-    """The hint lines an execution earns: one for its exception, or a reminder to print."""
+def _hints(result: ExecResult, body: str) -> list[str]:
+    """The hint lines an execution earns: one for its exception, or a reminder to print when
+    its ``body`` is the empty-output marker and it wrote no file either."""
     if result.error:
         hint = error_hint(result.error)
         return [hint] if hint else []
-    if result.notice or result.files or result.stdout.strip() or result.stderr.strip():
-        return []
-    return [EMPTY_OUTPUT_HINT]
+    return [EMPTY_OUTPUT_HINT] if body == EMPTY_OUTPUT and not result.files else []
 
 
 def observation_body(result: ExecResult, trim: bool = False) -> tuple[str, bool]:
